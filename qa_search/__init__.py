@@ -1,0 +1,42 @@
+"""qa_search: semantic search and duplicate-question finding for Q&A forums.
+
+The public API is the names in ``__all__``; every other module is internal.
+"""
+
+__version__ = "0.1.0"
+
+from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, load_embedder  # noqa: E402
+from .errors import (  # noqa: E402
+    DumpFormatError,
+    IncompatibleSnapshotError,
+    ModelLoadError,
+    QASearchError,
+    SnapshotError,
+    UnknownThreadError,
+)
+from .index import DuplicateHit, ForumIndex, IndexConfig, SearchHit, UpsertStats  # noqa: E402
+from .threads import Answer, Thread, read_dump, read_dumps, write_dump  # noqa: E402
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Answer",
+    "DumpFormatError",
+    "DuplicateHit",
+    "Embedder",
+    "ForumIndex",
+    "IncompatibleSnapshotError",
+    "IndexConfig",
+    "ModelLoadError",
+    "QASearchError",
+    "SearchHit",
+    "SentenceTransformerEmbedder",
+    "SnapshotError",
+    "Thread",
+    "UnknownThreadError",
+    "UpsertStats",
+    "__version__",
+    "load_embedder",
+    "read_dump",
+    "read_dumps",
+    "write_dump",
+]

@@ -1,0 +1,54 @@
+"""``qa-search search`` and ``qa-search duplicates``: read-only queries against a built index."""
+
+from __future__ import annotations
+
+import click
+
+from ..index import ForumIndex
+from ._common import echo_json, library_errors
+
+
+@click.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("text")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Threads to return.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"hits": [...]} as JSON.')
+@library_errors
+def search(index_dir: str, text: str, k: int, as_json: bool) -> None:
+    """Find the threads most similar to TEXT."""
+    hits = ForumIndex.load(index_dir).search(text, k=k)
+    if as_json:
+        echo_json({"hits": [h.to_dict() for h in hits]})
+        return
+    if not hits:
+        click.echo("no threads in the index")
+    for rank, h in enumerate(hits, 1):
+        where = "question" if h.answer_id is None else f"answer {h.answer_id}"
+        click.echo(f"{rank:>2}. {h.score:.3f}  [{h.thread_id}] {h.title}")
+        click.echo(f"      matched {where}: {h.snippet}")
+
+
+@click.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("text")
+@click.option(
+    "-k", default=5, show_default=True, type=click.IntRange(1, 100), help="Most duplicates to return."
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Minimum question similarity [default: the index's duplicate_threshold].",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"duplicates": [...]} as JSON.')
+@library_errors
+def duplicates(index_dir: str, text: str, k: int, threshold: float | None, as_json: bool) -> None:
+    """List threads whose question is likely a duplicate of TEXT."""
+    hits = ForumIndex.load(index_dir).find_duplicates(text, threshold=threshold, k=k)
+    if as_json:
+        echo_json({"duplicates": [h.to_dict() for h in hits]})
+        return
+    if not hits:
+        click.echo("no likely duplicates")
+    for h in hits:
+        click.echo(f"{h.score:.3f}  [{h.thread_id}] {h.title}")

@@ -1,0 +1,43 @@
+"""The exceptions qa_search raises. Each message names the thing at fault and how to fix it."""
+
+from __future__ import annotations
+
+
+class QASearchError(Exception):
+    """Base class of every error raised on purpose by qa_search."""
+
+
+class DumpFormatError(QASearchError):
+    """A forum dump line that cannot be read as a thread.
+
+    ``path`` and ``line`` (1-based) locate it; ``reason`` says what is wrong with it.
+    """
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        self.path = path
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{path}, line {line}: {reason}")
+
+
+class ModelLoadError(QASearchError):
+    """The embedding model could not be loaded."""
+
+
+class SnapshotError(QASearchError):
+    """A snapshot directory is missing, incomplete or damaged."""
+
+
+class IncompatibleSnapshotError(SnapshotError):
+    """A snapshot was written by another model or another format version than the one in use."""
+
+
+class UnknownThreadError(QASearchError, KeyError):
+    """A thread id that is not in the index."""
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        super().__init__(f"no thread with id {thread_id!r} in the index")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return self.args[0]

@@ -1,0 +1,403 @@
+"""The forum index: threads, their embedded parts, two vector indexes, search and duplicates.
+
+Questions and answer chunks live in separate vector indexes, so a duplicate check only ever
+compares questions with questions, and a search can weigh the two kinds differently. Every
+embedded part has a stable int64 id that maps back to (thread, answer, chunk); replacing or
+deleting a thread removes its ids from the vector indexes at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from . import __version__
+from .ann import VectorIndex
+from .embedding import Embedder, load_embedder, model_fingerprint, probe_vectors, same_model
+from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
+from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
+from .retrieval import best_per_thread, combine_thread_scores, make_snippet, top_threads, unseen_bound
+from .snapshot import read_manifest, verify_files
+from .store import publish, resolve_snapshot
+from .threads import Thread, thread_from_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Settings that shape what is embedded and how threads are scored; saved in the snapshot."""
+
+    #: Words per answer chunk; all-MiniLM-L6-v2 reads about 200 words (256 tokens).
+    chunk_words: int = 160
+    #: Words shared by consecutive chunks of one answer.
+    chunk_overlap: int = 30
+    #: A thread's answer match counts this much relative to a question match.
+    answer_weight: float = 0.9
+    #: Cosine at or above which a question is reported as a likely duplicate.
+    duplicate_threshold: float = 0.8
+    #: Maximum characters of a hit's snippet.
+    snippet_chars: int = 200
+    #: Texts per batch when embedding.
+    batch_size: int = 64
+
+    @classmethod
+    def from_dict(cls, data: dict) -> IndexConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One thread found by :meth:`ForumIndex.search`.
+
+    ``matched`` is ``"question"`` or ``"answer"``; for an answer, ``answer_id`` names it.
+    ``score`` is the thread's score (cosine-based, higher is better).
+    """
+
+    thread_id: str
+    score: float
+    title: str
+    matched: str
+    answer_id: str | None
+    snippet: str
+    url: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateHit:
+    """A thread whose question is likely the same question as the one asked."""
+
+    thread_id: str
+    score: float
+    title: str
+    url: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PartRef(NamedTuple):
+    """Where an embedded vector came from."""
+
+    thread_id: str
+    answer_id: str | None  # None for the question
+    chunk: int
+    text_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertStats:
+    """What an upsert did: threads written, vectors embedded anew and vectors reused."""
+
+    threads: int
+    embedded: int
+    reused: int
+
+
+class ForumIndex:
+    """Similar-thread search and duplicate detection over a forum's threads.
+
+    >>> index = ForumIndex(load_embedder())          # doctest: +SKIP
+    >>> index.upsert(read_dump("threads.jsonl"))      # doctest: +SKIP
+    >>> index.search("how do therapists handle mistakes?", k=5)  # doctest: +SKIP
+    """
+
+    def __init__(self, embedder: Embedder, config: IndexConfig | None = None) -> None:
+        self.embedder = embedder
+        self.config = config or IndexConfig()
+        self._probe = probe_vectors(embedder)
+        self._threads: dict[str, Thread] = {}
+        self._parts: dict[int, PartRef] = {}
+        self._thread_parts: dict[str, list[int]] = {}
+        self._questions = VectorIndex(embedder.dimension)
+        self._answers = VectorIndex(embedder.dimension)
+        self._next_id = 1
+
+    # -- contents -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """The number of threads."""
+        return len(self._threads)
+
+    def __contains__(self, thread_id: object) -> bool:
+        return thread_id in self._threads
+
+    def get(self, thread_id: str) -> Thread:
+        """The stored thread; raises :class:`UnknownThreadError` when absent."""
+        try:
+            return self._threads[thread_id]
+        except KeyError:
+            raise UnknownThreadError(thread_id) from None
+
+    def threads(self) -> Iterable[Thread]:
+        """All threads, in insertion order."""
+        return self._threads.values()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "threads": len(self._threads),
+            "answers": sum(len(t.answers) for t in self._threads.values()),
+            "question_vectors": len(self._questions),
+            "answer_vectors": len(self._answers),
+        }
+
+    @property
+    def model_fingerprint(self) -> str:
+        return model_fingerprint(self._probe)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def upsert(self, threads: Iterable[Thread], *, progress=None) -> UpsertStats:
+        """Add threads, or replace every part of threads whose id is already indexed.
+
+        A part whose text is unchanged keeps its vector (no re-embedding). ``progress``, if
+        given, is called as ``progress(done, total)`` with the texts embedded so far after each
+        batch.
+        """
+        batch: dict[str, Thread] = {}
+        for t in threads:
+            batch[t.id] = t  # a later copy of the same id in one call wins
+        if not batch:
+            return UpsertStats(0, 0, 0)
+        cfg = self.config
+        new_parts: list[Part] = []
+        for t in batch.values():
+            new_parts.extend(thread_parts(t, cfg.chunk_words, cfg.chunk_overlap))
+
+        reusable = self._reusable_vectors(batch.keys())
+        vectors = np.zeros((len(new_parts), self.embedder.dimension), np.float32)
+        to_embed = []
+        for i, part in enumerate(new_parts):
+            vec = reusable.get((part.kind, part.text_hash))
+            if vec is None:
+                to_embed.append(i)
+            else:
+                vectors[i] = vec
+        bs = cfg.batch_size
+        for start in range(0, len(to_embed), bs):
+            rows = to_embed[start : start + bs]
+            vectors[rows] = self.embedder.encode([new_parts[i].text for i in rows], batch_size=bs)
+            if progress is not None:
+                progress(start + len(rows), len(to_embed))
+
+        # embedding is the slow, failure-prone step: the index changes only after it succeeded
+        self._remove_parts(batch.keys())
+        ids = np.arange(self._next_id, self._next_id + len(new_parts), dtype=np.int64)
+        self._next_id += len(new_parts)
+        for pid, part in zip(ids.tolist(), new_parts, strict=True):
+            self._parts[pid] = PartRef(part.thread_id, part.answer_id, part.chunk, part.text_hash)
+            self._thread_parts.setdefault(part.thread_id, []).append(pid)
+        is_q = np.array([p.kind == QUESTION for p in new_parts])
+        self._questions.add(ids[is_q], vectors[is_q])
+        self._answers.add(ids[~is_q], vectors[~is_q])
+        self._threads.update(batch)
+        return UpsertStats(len(batch), len(to_embed), len(new_parts) - len(to_embed))
+
+    def delete(self, thread_ids: Iterable[str]) -> int:
+        """Remove threads and all their vectors; returns how many of the ids were present."""
+        present = [tid for tid in dict.fromkeys(thread_ids) if tid in self._threads]
+        self._remove_parts(present)
+        for tid in present:
+            del self._threads[tid]
+        return len(present)
+
+    def _reusable_vectors(self, thread_ids: Iterable[str]) -> dict[tuple[str, str], np.ndarray]:
+        out = {}
+        for tid in thread_ids:
+            for pid in self._thread_parts.get(tid, ()):
+                ref = self._parts[pid]
+                if ref.answer_id is None:
+                    out[(QUESTION, ref.text_hash)] = self._questions.reconstruct(pid)
+                else:
+                    out[(ANSWER, ref.text_hash)] = self._answers.reconstruct(pid)
+        return out
+
+    def _remove_parts(self, thread_ids: Iterable[str]) -> None:
+        q_ids, a_ids = [], []
+        for tid in thread_ids:
+            for pid in self._thread_parts.pop(tid, ()):
+                ref = self._parts.pop(pid)
+                (q_ids if ref.answer_id is None else a_ids).append(pid)
+        self._questions.remove(np.array(q_ids, np.int64))
+        self._answers.remove(np.array(a_ids, np.int64))
+
+    # -- reads --------------------------------------------------------------------------
+
+    def search(self, text: str, k: int = 10) -> list[SearchHit]:
+        """The k threads most similar to ``text``, best first, one hit per thread."""
+        return self.search_many([text], k)[0]
+
+    def search_many(self, texts: Sequence[str], k: int = 10) -> list[list[SearchHit]]:
+        """:meth:`search` for several texts, embedded in one batch."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        queries = self.embedder.encode(list(texts), batch_size=self.config.batch_size)
+        return [self._search_vector(q, k) for q in queries]
+
+    def _search_vector(self, query: np.ndarray, k: int) -> list[SearchHit]:
+        w = self.config.answer_weight
+        nq, na = len(self._questions), len(self._answers)
+        fetch = max(2 * k, 16)
+        q1 = query[None, :]
+        while True:
+            qs, qi = self._questions.search(q1, min(fetch, nq))
+            as_, ai = self._answers.search(q1, min(fetch, na))
+            qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
+            thread_of = {pid: self._parts[pid].thread_id for pid in (*qi.tolist(), *ai.tolist()) if pid >= 0}
+            scored = combine_thread_scores(
+                best_per_thread(qs, qi, thread_of), best_per_thread(as_, ai, thread_of), w
+            )
+            ranked = top_threads(scored, k)
+            q_full, a_full = fetch < nq, fetch < na
+            bound = unseen_bound(qs, q_full, as_, a_full, w)
+            # every thread scoring at or above the bound was seen with its true score
+            if (len(ranked) == k and ranked[-1][1] >= bound) or not (q_full or a_full):
+                break
+            fetch *= 4
+        return [self._hit(tid, score, pid) for tid, score, pid in ranked]
+
+    def _hit(self, thread_id: str, score: float, part_id: int) -> SearchHit:
+        thread = self._threads[thread_id]
+        ref = self._parts[part_id]
+        n = self.config.snippet_chars
+        if ref.answer_id is None:
+            matched, snippet = QUESTION, make_snippet(thread.body or thread.title, n)
+        else:
+            answer = next(a for a in thread.answers if a.id == ref.answer_id)
+            chunk = chunk_words(answer.body, self.config.chunk_words, self.config.chunk_overlap)[ref.chunk]
+            matched, snippet = ANSWER, make_snippet(chunk, n)
+        return SearchHit(
+            thread_id, round(float(score), 6), thread.title, matched, ref.answer_id, snippet, thread.url
+        )
+
+    def find_duplicates(self, text: str, *, threshold: float | None = None, k: int = 5) -> list[DuplicateHit]:
+        """Threads whose question matches ``text`` at or above ``threshold`` (default: the
+        config's ``duplicate_threshold``), best first, at most k."""
+        return self.find_duplicates_many([text], threshold=threshold, k=k)[0]
+
+    def find_duplicates_many(
+        self, texts: Sequence[str], *, threshold: float | None = None, k: int = 5
+    ) -> list[list[DuplicateHit]]:
+        """:meth:`find_duplicates` for several texts, embedded in one batch."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        limit = self.config.duplicate_threshold if threshold is None else threshold
+        queries = self.embedder.encode(list(texts), batch_size=self.config.batch_size)
+        scores, ids = self._questions.search(queries, min(k, max(len(self._questions), 1)))
+        out = []
+        for row_s, row_i in zip(scores, ids, strict=True):
+            hits = []
+            for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True):
+                if pid < 0 or s < limit:
+                    continue
+                t = self._threads[self._parts[pid].thread_id]
+                hits.append(DuplicateHit(t.id, round(float(s), 6), t.title, t.url))
+            out.append(hits)
+        return out
+
+    # -- persistence --------------------------------------------------------------------
+
+    def _manifest(self) -> dict:
+        return {
+            "library_version": __version__,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model": {
+                "name": self.embedder.name,
+                "dimension": self.embedder.dimension,
+                "normalized": True,
+                "fingerprint": self.model_fingerprint,
+                "probe": np.round(self._probe.astype(np.float64), 6).tolist(),
+            },
+            "index": {"type": self._questions.kind, "next_part_id": self._next_id},
+            "config": asdict(self.config),
+            "counts": self.counts,
+        }
+
+    def _write_files(self, out: Path) -> None:
+        with open(out / "threads.jsonl", "w", encoding="utf-8") as fh:
+            for t in self._threads.values():
+                fh.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
+        with open(out / "parts.jsonl", "w", encoding="utf-8") as fh:
+            for pid, ref in self._parts.items():
+                fh.write(json.dumps([pid, *ref], ensure_ascii=False) + "\n")
+        self._questions.save(out / "questions.faiss")
+        self._answers.save(out / "answers.faiss")
+
+    def save(self, index_dir: str | Path) -> Path:
+        """Publish the index as a new snapshot generation of ``index_dir``; returns its path.
+
+        The generation is written completely before it becomes current, so readers of
+        ``index_dir`` never see a partial snapshot, even if this process dies midway.
+        """
+        _, path = publish(index_dir, self._write_files, self._manifest())
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        embedder: Embedder | None = None,
+        *,
+        verify: bool = True,
+    ) -> ForumIndex:
+        """Load a snapshot (or an index directory's current generation).
+
+        Without ``embedder`` the model named in the manifest is loaded. A snapshot from another
+        model, dimension or format version raises :class:`IncompatibleSnapshotError`; one whose
+        files do not match their recorded checksums (``verify``) raises :class:`SnapshotError`.
+        """
+        snap = resolve_snapshot(path)
+        manifest = read_manifest(snap)
+        if verify:
+            problems = verify_files(snap, manifest)
+            if problems:
+                raise SnapshotError(f"snapshot {snap} failed verification: " + "; ".join(problems))
+        model = manifest["model"]
+        if embedder is None:
+            embedder = load_embedder(model["name"])
+        index = cls(embedder, IndexConfig.from_dict(manifest.get("config", {})))
+        stored_probe = np.asarray(model["probe"], dtype=np.float32)
+        if embedder.dimension != model["dimension"] or not same_model(stored_probe, index._probe):
+            raise IncompatibleSnapshotError(
+                f"snapshot {snap} was built with model {model['name']!r} "
+                f"(dimension {model['dimension']}, fingerprint {model['fingerprint']}), but the "
+                f"embedder in use is {embedder.name!r} (dimension {embedder.dimension}, "
+                f"fingerprint {index.model_fingerprint}); load it with the same model or rebuild it"
+            )
+        index._read_files(snap, manifest)
+        return index
+
+    def _read_files(self, snap: Path, manifest: dict) -> None:
+        try:
+            with open(snap / "threads.jsonl", encoding="utf-8") as fh:
+                for line in fh:
+                    t = thread_from_dict(json.loads(line))
+                    self._threads[t.id] = t
+            with open(snap / "parts.jsonl", encoding="utf-8") as fh:
+                for line in fh:
+                    pid, tid, aid, chunk, h = json.loads(line)
+                    self._parts[pid] = PartRef(tid, aid, chunk, h)
+                    self._thread_parts.setdefault(tid, []).append(pid)
+            dim = self.embedder.dimension
+            self._questions = VectorIndex.load(snap / "questions.faiss", dim)
+            self._answers = VectorIndex.load(snap / "answers.faiss", dim)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise SnapshotError(f"cannot read snapshot {snap}: {exc}") from exc
+        self._next_id = int(manifest["index"]["next_part_id"])
+        n_vectors = len(self._questions) + len(self._answers)
+        if n_vectors != len(self._parts):
+            raise SnapshotError(
+                f"snapshot {snap} is inconsistent: {n_vectors} vectors for {len(self._parts)} parts"
+            )

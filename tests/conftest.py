@@ -1,0 +1,79 @@
+"""Shared fixtures: a deterministic fake embedder, the sample forum and the shared data sets."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DUMP = ROOT / "indexes" / "sample" / "threads.jsonl"
+SAMPLE_GROUPS = ROOT / "indexes" / "sample" / "duplicate_groups.json"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+class FakeEmbedder:
+    """Deterministic bag-of-words embedder: each word hashes to a fixed random unit vector.
+
+    Texts sharing words get similar vectors, so ranking tests are meaningful, and the same text
+    always gives the same vector, on any machine. ``overrides`` maps exact texts to vectors.
+    """
+
+    def __init__(
+        self,
+        dimension: int = 64,
+        name: str = "fake-bow",
+        seed: int = 0,
+        overrides: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.name = name
+        self.dimension = dimension
+        self.seed = seed
+        self.overrides = overrides or {}
+        self.calls = 0
+        self.texts_encoded = 0
+
+    def _word(self, word: str) -> np.ndarray:
+        digest = hashlib.blake2b(f"{self.seed}:{word}".encode(), digest_size=8).digest()
+        rng = np.random.default_rng(int.from_bytes(digest, "little"))
+        return rng.standard_normal(self.dimension)
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        self.calls += 1
+        self.texts_encoded += len(texts)
+        out = np.zeros((len(texts), self.dimension), np.float32)
+        for i, text in enumerate(texts):
+            if text in self.overrides:
+                out[i] = self.overrides[text]
+                continue
+            words = _WORD.findall(text.lower()) or ["<empty>"]
+            out[i] = np.sum([self._word(w) for w in words], axis=0)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    """The packaged all-MiniLM-L6-v2, loaded once per test session."""
+    from qa_search import load_embedder
+
+    return load_embedder()
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test where that data is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is missing: the shared evaluation data sits beside the repository")
+    return path

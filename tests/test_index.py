@@ -1,0 +1,262 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import FakeEmbedder
+
+from qa_search import (
+    Answer,
+    ForumIndex,
+    IncompatibleSnapshotError,
+    IndexConfig,
+    SnapshotError,
+    Thread,
+    UnknownThreadError,
+)
+from qa_search.ann import VectorIndex
+from qa_search.retrieval import brute_force_topk
+from qa_search.store import current_generation, list_generations
+
+THREADS = [
+    Thread(
+        "sleep",
+        "How can I fall asleep when my mind races at night?",
+        answers=(Answer("sleep-1", "Write your worries down before bed and keep a routine."),),
+    ),
+    Thread(
+        "mistakes",
+        "How do therapists handle their own mistakes?",
+        answers=(Answer("mistakes-1", "A good therapist names the rupture and repairs it with you."),),
+    ),
+    Thread(
+        "breakup",
+        "How do I stop texting my ex after a breakup?",
+        answers=(
+            Answer("breakup-1", "Mute the chat and tell a friend when the urge comes."),
+            Answer("breakup-2", "Grief after a breakup is normal; give it time."),
+        ),
+    ),
+    Thread("money", "My partner and I fight about money every week", body="We never agree on a budget."),
+]
+
+
+def make_index(embedder=None, threads=THREADS, **cfg):
+    index = ForumIndex(embedder or FakeEmbedder(), IndexConfig(**cfg))
+    index.upsert(threads)
+    return index
+
+
+def test_search_returns_one_hit_per_thread_best_first():
+    index = make_index()
+    hits = index.search("therapists handle mistakes", k=10)
+    assert [h.thread_id for h in hits][0] == "mistakes"
+    assert len(hits) == len(THREADS) == len({h.thread_id for h in hits})
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0].matched == "question" and hits[0].answer_id is None
+    assert hits[0].title == "How do therapists handle their own mistakes?"
+
+
+def test_answer_match_is_reported_with_its_answer_id_and_snippet():
+    index = make_index()
+    hit = index.search("mute the chat and tell a friend when the urge comes", k=1)[0]
+    assert (hit.thread_id, hit.matched, hit.answer_id) == ("breakup", "answer", "breakup-1")
+    assert hit.snippet.startswith("Mute the chat")
+
+
+def test_replaced_parts_are_never_returned():
+    emb = FakeEmbedder()
+    index = make_index(emb)
+    old = "Mute the chat and tell a friend when the urge comes."
+    edited = Thread(
+        "breakup",
+        "How do I stop texting my ex after a breakup?",
+        answers=(Answer("breakup-3", "Delete the number and plan your evenings."),),
+    )
+    index.upsert([edited])
+    for hit in index.search(old, k=10):
+        if hit.thread_id == "breakup":
+            assert hit.answer_id in (None, "breakup-3")
+            assert "Mute" not in hit.snippet
+    assert index.counts == {"threads": 4, "answers": 3, "question_vectors": 4, "answer_vectors": 3}
+    assert index.get("breakup") == edited
+
+
+def test_deleted_threads_are_never_returned():
+    index = make_index()
+    assert index.delete(["mistakes", "no-such-thread"]) == 1
+    assert "mistakes" not in index
+    assert all(h.thread_id != "mistakes" for h in index.search("therapists handle mistakes", k=10))
+    assert index.find_duplicates("How do therapists handle their own mistakes?", threshold=-1.0) != []
+    assert all(
+        d.thread_id != "mistakes"
+        for d in index.find_duplicates("How do therapists handle their own mistakes?", threshold=-1.0)
+    )
+    with pytest.raises(UnknownThreadError, match="no thread with id 'mistakes'"):
+        index.get("mistakes")
+    assert index.counts["question_vectors"] == 3 and index.counts["answer_vectors"] == 3
+
+
+def test_unchanged_texts_are_not_embedded_again():
+    emb = FakeEmbedder()
+    index = make_index(emb)
+    stats = index.upsert(THREADS)
+    assert (stats.threads, stats.embedded, stats.reused) == (4, 0, 8)
+    before = index.search("fight about money", k=4)
+    edited = Thread(
+        "breakup",
+        THREADS[2].title,
+        answers=(THREADS[2].answers[0], Answer("breakup-2", "Something new entirely.")),
+    )
+    stats = index.upsert([edited])
+    assert (stats.embedded, stats.reused) == (1, 2)
+    assert index.search("fight about money", k=4)[0] == before[0]
+
+
+def test_duplicates_compare_questions_only_and_respect_the_threshold():
+    index = make_index()
+    answer_text = "Write your worries down before bed and keep a routine."
+    assert all(
+        d.thread_id != "sleep" or d.score < 0.99 for d in index.find_duplicates(answer_text, threshold=-1)
+    )
+    dups = index.find_duplicates("How do therapists handle their own mistakes?")
+    assert [d.thread_id for d in dups] == ["mistakes"]
+    assert dups[0].score == pytest.approx(1.0, abs=1e-5)
+    loose = index.find_duplicates("therapists mistakes", threshold=-1.0, k=10)
+    assert len(loose) == 4
+    assert all(d.score >= 0.5 for d in index.find_duplicates("therapists mistakes", threshold=0.5))
+
+
+def _seeded_corpus(seed=0, n_threads=60, dim=16):
+    """Threads whose every text maps to a seeded random unit vector."""
+    rng = np.random.default_rng(seed)
+    overrides, threads = {}, []
+    for i in range(n_threads):
+        answers = tuple(Answer(f"t{i}-a{j}", f"answer {i} {j}") for j in range(rng.integers(0, 4)))
+        t = Thread(f"t{i}", f"question {i}", answers=answers)
+        threads.append(t)
+        for text in [t.question_text] + [a.body for a in answers]:
+            v = rng.standard_normal(dim)
+            overrides[text] = v / np.linalg.norm(v)
+    return threads, overrides, rng
+
+
+def _brute_force_threads(index, threads, overrides, query, w):
+    scores = {}
+    for t in threads:
+        q = float(overrides[t.question_text] @ query)
+        a = max((float(overrides[a.body] @ query) for a in t.answers), default=-np.inf)
+        scores[t.id] = max(q, w * a)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+def test_thread_search_equals_brute_force_on_seeded_vectors(k):
+    threads, overrides, rng = _seeded_corpus()
+    emb = FakeEmbedder(dimension=16, overrides=overrides)
+    index = ForumIndex(emb, IndexConfig(answer_weight=0.8))
+    index.upsert(threads)
+    index.delete([t.id for t in threads[:5]])
+    live = threads[5:]
+    for _ in range(10):
+        query = rng.standard_normal(16)
+        query /= np.linalg.norm(query)
+        got = index._search_vector(query.astype(np.float32), k)
+        want = _brute_force_threads(index, live, overrides, query, 0.8)[:k]
+        assert [h.thread_id for h in got] == [tid for tid, _ in want]
+        np.testing.assert_allclose([h.score for h in got], [s for _, s in want], atol=1e-5)
+
+
+def test_vector_index_equals_numpy_brute_force():
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((500, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(1000, 1500, dtype=np.int64)
+    vi = VectorIndex(32)
+    vi.add(ids, vecs)
+    queries = vecs[:20] + 0.1 * rng.standard_normal((20, 32)).astype(np.float32)
+    scores, got = vi.search(queries, 10)
+    want_s, want_rows = brute_force_topk(queries, vecs, 10)
+    np.testing.assert_array_equal(got, ids[want_rows])
+    np.testing.assert_allclose(scores, want_s, atol=1e-5)
+    assert vi.remove(ids[:250]) == 250
+    _, got = vi.search(queries, 10)
+    assert (got >= 1250).all()
+
+
+def test_save_load_round_trip_gives_identical_results(tmp_path):
+    emb = FakeEmbedder()
+    index = make_index(emb, chunk_words=5, chunk_overlap=1)
+    index.delete(["money"])
+    snap = index.save(tmp_path / "idx")
+    assert snap == tmp_path / "idx" / "generations" / "000001"
+    loaded = ForumIndex.load(tmp_path / "idx", emb)
+    assert loaded.config == index.config
+    assert loaded.counts == index.counts
+    for q in ["money fights", "therapists", "texting my ex", "worries before bed"]:
+        assert loaded.search(q, k=5) == index.search(q, k=5)
+        assert loaded.find_duplicates(q, threshold=0) == index.find_duplicates(q, threshold=0)
+    # ids keep counting after a load: a new thread never reuses an id
+    loaded.upsert([Thread("new", "A new question about sleep")])
+    assert loaded.search("A new question about sleep", k=1)[0].thread_id == "new"
+    manifest = json.loads((snap / "manifest.json").read_text())
+    assert manifest["model"]["name"] == "fake-bow" and manifest["model"]["dimension"] == 64
+    assert manifest["format_version"] == 1 and manifest["counts"]["threads"] == 3
+    assert set(manifest["files"]) == {"threads.jsonl", "parts.jsonl", "questions.faiss", "answers.faiss"}
+
+
+def test_loading_with_another_model_fails_naming_both(tmp_path):
+    make_index(FakeEmbedder(name="model-a")).save(tmp_path / "idx")
+    with pytest.raises(IncompatibleSnapshotError) as err:
+        ForumIndex.load(tmp_path / "idx", FakeEmbedder(name="model-b", seed=1))
+    assert "'model-a'" in str(err.value) and "'model-b'" in str(err.value)
+    with pytest.raises(IncompatibleSnapshotError, match="dimension 64.*dimension 32"):
+        ForumIndex.load(tmp_path / "idx", FakeEmbedder(name="model-a", dimension=32))
+
+
+def test_loading_another_format_version_fails_naming_both(tmp_path):
+    snap = make_index().save(tmp_path / "idx")
+    manifest = json.loads((snap / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (snap / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleSnapshotError, match="format version 99.*reads version 1"):
+        ForumIndex.load(tmp_path / "idx", FakeEmbedder())
+
+
+def test_a_damaged_file_is_refused(tmp_path):
+    snap = make_index().save(tmp_path / "idx")
+    data = bytearray((snap / "threads.jsonl").read_bytes())
+    data[10] ^= 0x01
+    (snap / "threads.jsonl").write_bytes(bytes(data))
+    with pytest.raises(SnapshotError, match="threads.jsonl does not match its checksum"):
+        ForumIndex.load(tmp_path / "idx", FakeEmbedder())
+
+
+def test_a_crash_while_saving_leaves_the_current_generation_intact(tmp_path, monkeypatch):
+    emb = FakeEmbedder()
+    index = make_index(emb)
+    index.save(tmp_path / "idx")
+    index.delete(["sleep"])
+
+    def boom(self, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(VectorIndex, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        index.save(tmp_path / "idx")
+    assert current_generation(tmp_path / "idx") == 1 and list_generations(tmp_path / "idx") == [1]
+    assert "sleep" in ForumIndex.load(tmp_path / "idx", emb)
+    monkeypatch.undo()
+    index.save(tmp_path / "idx")
+    assert current_generation(tmp_path / "idx") == 2
+    assert "sleep" not in ForumIndex.load(tmp_path / "idx", emb)
+    assert not [p for p in (tmp_path / "idx" / "generations").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_loading_a_missing_index_says_how_to_build_one(tmp_path):
+    with pytest.raises(SnapshotError, match="qa-search build DUMP --index"):
+        ForumIndex.load(tmp_path / "missing", FakeEmbedder())
+
+
+def test_k_must_be_positive():
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        make_index().search("x", k=0)

@@ -1,0 +1,112 @@
+import gzip
+import json
+
+import pytest
+
+from qa_search import Answer, DumpFormatError, Thread, read_dump, write_dump
+from qa_search.parts import ANSWER, QUESTION, chunk_words, thread_parts
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_minimal_and_full_threads_are_read(tmp_path):
+    full = {
+        "id": "t1",
+        "title": " Can't sleep ",
+        "body": "Every night.",
+        "answers": [{"id": "a1", "body": "Try a routine.", "score": 3, "accepted": True}],
+        "tags": ["sleep"],
+        "category": "sleep",
+        "created_at": "2025-01-01T00:00:00Z",
+        "score": 4,
+        "url": "https://x/t1",
+        "views": 10,
+    }
+    path = _write(tmp_path / "d.jsonl", [json.dumps({"id": 7, "title": "Hi"}), "", json.dumps(full)])
+    a, b = list(read_dump(path))
+    assert a == Thread(id="7", title="Hi")
+    assert b.title == "Can't sleep" and b.answers == (Answer("a1", "Try a routine.", 3, True),)
+    assert b.tags == ("sleep",) and b.extra == {"views": 10}
+    assert b.question_text == "Can't sleep\nEvery night."
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("{not json", "invalid JSON"),
+        ('["a list"]', "expected a JSON object"),
+        ('{"title": "no id"}', "missing required field 'id'"),
+        ('{"id": "x"}', "missing required field 'title'"),
+        ('{"id": "x", "title": "   "}', "'title' must not be empty"),
+        (
+            '{"id": "x", "title": "t", "answers": [{"id": "a", "body": ""}]}',
+            "answers[0].body must not be empty",
+        ),
+        (
+            '{"id": "x", "title": "t", "answers": [{"id": "a", "body": "b"}, {"id": "a", "body": "c"}]}',
+            "repeated",
+        ),
+        ('{"id": "x", "title": "t", "score": "high"}', "'score' must be int"),
+        ('{"id": "x", "title": "t", "tags": "anxiety"}', "'tags' must be list"),
+    ],
+)
+def test_malformed_line_names_file_line_and_reason(tmp_path, line, reason):
+    path = _write(tmp_path / "bad.jsonl", [json.dumps({"id": "ok", "title": "fine"}), "", line])
+    with pytest.raises(DumpFormatError) as err:
+        list(read_dump(path))
+    assert err.value.line == 3
+    assert err.value.path == str(path)
+    assert reason in str(err.value)
+    assert str(err.value).startswith(f"{path}, line 3:")
+
+
+def test_invalid_utf8_is_reported_with_its_line(tmp_path):
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(b'{"id": "1", "title": "ok"}\n{"id": "2", "title": "\xff\xfe"}\n')
+    with pytest.raises(DumpFormatError, match="line 2: not valid UTF-8"):
+        list(read_dump(path))
+
+
+def test_gzip_dump_round_trip(tmp_path):
+    threads = [
+        Thread("a", "First?", "body", (Answer("a1", "yes", 2, True),), ("x", "y"), "c", None, 1, "u"),
+        Thread("b", "Second?"),
+    ]
+    path = tmp_path / "d.jsonl.gz"
+    assert write_dump(threads, path) == 2
+    with gzip.open(path, "rt") as fh:
+        assert len(fh.readlines()) == 2
+    assert list(read_dump(path)) == threads
+
+
+def test_missing_dump_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dump file not found"):
+        list(read_dump(tmp_path / "nope.jsonl"))
+
+
+def test_chunking_covers_every_word_with_overlap():
+    words = [f"w{i}" for i in range(45)]
+    chunks = chunk_words(" ".join(words), size=20, overlap=5)
+    assert [c.split()[0] for c in chunks] == ["w0", "w15", "w30"]
+    assert all(len(c.split()) <= 20 for c in chunks)
+    assert chunks[-1].split()[-1] == "w44"
+    assert chunk_words("  short   text ", 20, 5) == ["short text"]
+    with pytest.raises(ValueError):
+        chunk_words("x", 10, 10)
+
+
+def test_thread_parts_question_first_then_answer_chunks():
+    long_body = " ".join(["word"] * 50)
+    t = Thread("t", "Title", "Body", (Answer("a1", "short"), Answer("a2", long_body)))
+    parts = thread_parts(t, chunk_size=20, chunk_overlap=5)
+    assert [(p.kind, p.answer_id, p.chunk) for p in parts] == [
+        (QUESTION, None, 0),
+        (ANSWER, "a1", 0),
+        (ANSWER, "a2", 0),
+        (ANSWER, "a2", 1),
+        (ANSWER, "a2", 2),
+    ]
+    assert parts[0].text == "Title\nBody"
