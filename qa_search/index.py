@@ -82,6 +82,10 @@ class DuplicateHit:
     score: float
     title: str
     url: str | None = None
+    #: Calibrated probability that this is a duplicate; None while the index is uncalibrated.
+    probability: float | None = None
+    #: "duplicate" or "related" from the calibrated tiers; None while the index is uncalibrated.
+    tier: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +107,20 @@ class UpsertStats:
     threads: int
     embedded: int
     reused: int
+
+
+def _thread_filter(tags: Iterable[str] | None, category: str | None):
+    """A predicate on threads for the given filters, or None when there is nothing to filter."""
+    wanted = frozenset(tags or ())
+    if not wanted and category is None:
+        return None
+
+    def keep(thread: Thread) -> bool:
+        if category is not None and thread.category != category:
+            return False
+        return not wanted or not wanted.isdisjoint(thread.tags)
+
+    return keep
 
 
 class ForumIndex:
@@ -235,18 +253,38 @@ class ForumIndex:
 
     # -- reads --------------------------------------------------------------------------
 
-    def search(self, text: str, k: int = 10) -> list[SearchHit]:
-        """The k threads most similar to ``text``, best first, one hit per thread."""
-        return self.search_many([text], k)[0]
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        tags: Iterable[str] | None = None,
+        category: str | None = None,
+    ) -> list[SearchHit]:
+        """The k threads most similar to ``text``, best first, one hit per thread.
 
-    def search_many(self, texts: Sequence[str], k: int = 10) -> list[list[SearchHit]]:
+        ``tags`` keeps threads having at least one of these tags; ``category`` keeps threads of
+        that category. Filtering is exact: the search fetches deeper until k matching threads
+        are certain (or none are left), so a filter never costs recall.
+        """
+        return self.search_many([text], k, tags=tags, category=category)[0]
+
+    def search_many(
+        self,
+        texts: Sequence[str],
+        k: int = 10,
+        *,
+        tags: Iterable[str] | None = None,
+        category: str | None = None,
+    ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        keep = _thread_filter(tags, category)
         queries = self.embedder.encode(list(texts), batch_size=self.config.batch_size)
-        return [self._search_vector(q, k) for q in queries]
+        return [self._search_vector(q, k, keep) for q in queries]
 
-    def _search_vector(self, query: np.ndarray, k: int) -> list[SearchHit]:
+    def _search_vector(self, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
         w = self.config.answer_weight
         nq, na = len(self._questions), len(self._answers)
         fetch = max(2 * k, 16)
@@ -255,7 +293,12 @@ class ForumIndex:
             qs, qi = self._questions.search(q1, min(fetch, nq))
             as_, ai = self._answers.search(q1, min(fetch, na))
             qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
-            thread_of = {pid: self._parts[pid].thread_id for pid in (*qi.tolist(), *ai.tolist()) if pid >= 0}
+            thread_of = {}
+            for pid in (*qi.tolist(), *ai.tolist()):
+                if pid >= 0:
+                    tid = self._parts[pid].thread_id
+                    if keep is None or keep(self._threads[tid]):
+                        thread_of[pid] = tid
             scored = combine_thread_scores(
                 best_per_thread(qs, qi, thread_of), best_per_thread(as_, ai, thread_of), w
             )

@@ -132,7 +132,7 @@ def _seeded_corpus(seed=0, n_threads=60, dim=16):
     overrides, threads = {}, []
     for i in range(n_threads):
         answers = tuple(Answer(f"t{i}-a{j}", f"answer {i} {j}") for j in range(rng.integers(0, 4)))
-        t = Thread(f"t{i}", f"question {i}", answers=answers)
+        t = Thread(f"t{i}", f"question {i}", answers=answers, category=f"c{i % 3}", tags=(f"g{i % 5}",))
         threads.append(t)
         for text in [t.question_text] + [a.body for a in answers]:
             v = rng.standard_normal(dim)
@@ -150,17 +150,28 @@ def _brute_force_threads(index, threads, overrides, query, w):
 
 
 @pytest.mark.parametrize("k", [1, 3, 10, 100])
-def test_thread_search_equals_brute_force_on_seeded_vectors(k):
+@pytest.mark.parametrize(
+    ("filters", "keep"),
+    [
+        ({}, lambda t: True),
+        ({"category": "c1"}, lambda t: t.category == "c1"),
+        ({"tags": ["g0", "g3"]}, lambda t: set(t.tags) & {"g0", "g3"}),
+        ({"tags": ["g2"], "category": "c0"}, lambda t: t.category == "c0" and "g2" in t.tags),
+    ],
+)
+def test_thread_search_equals_brute_force_on_seeded_vectors(k, filters, keep):
     threads, overrides, rng = _seeded_corpus()
     emb = FakeEmbedder(dimension=16, overrides=overrides)
     index = ForumIndex(emb, IndexConfig(answer_weight=0.8))
     index.upsert(threads)
     index.delete([t.id for t in threads[:5]])
-    live = threads[5:]
+    live = [t for t in threads[5:] if keep(t)]
     for _ in range(10):
         query = rng.standard_normal(16)
         query /= np.linalg.norm(query)
-        got = index._search_vector(query.astype(np.float32), k)
+        text = f"query {rng.integers(1 << 30)}"
+        emb.overrides[text] = query
+        got = index.search(text, k, **filters)
         want = _brute_force_threads(index, live, overrides, query, 0.8)[:k]
         assert [h.thread_id for h in got] == [tid for tid, _ in want]
         np.testing.assert_allclose([h.score for h in got], [s for _, s in want], atol=1e-5)
