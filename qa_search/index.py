@@ -22,6 +22,7 @@ from . import __version__
 from .ann import VectorIndex
 from .embedding import Embedder, load_embedder, model_fingerprint, probe_vectors, same_model
 from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
+from .lexical import LexicalIndex
 from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
 from .retrieval import best_per_thread, combine_thread_scores, make_snippet, top_threads, unseen_bound
 from .snapshot import read_manifest, verify_files
@@ -41,6 +42,10 @@ class IndexConfig:
     chunk_overlap: int = 30
     #: A thread's answer match counts this much relative to a question match.
     answer_weight: float = 0.9
+    #: Weight of the lexical signal (per-query normalised BM25 of the question, in [0, 1]) added
+    #: to a thread's cosine score; 0 turns the lexical index off. Tuned on dev data (README,
+    #: "Quality").
+    lexical_weight: float = 0.0
     #: Cosine at or above which a question is reported as a likely duplicate.
     duplicate_threshold: float = 0.8
     #: Maximum characters of a hit's snippet.
@@ -141,6 +146,7 @@ class ForumIndex:
         self._questions = VectorIndex(embedder.dimension)
         self._answers = VectorIndex(embedder.dimension)
         self._next_id = 1
+        self._lexical: LexicalIndex | None = None  # built on first use after every change
 
     # -- contents -----------------------------------------------------------------------
 
@@ -221,6 +227,7 @@ class ForumIndex:
         self._questions.add(ids[is_q], vectors[is_q])
         self._answers.add(ids[~is_q], vectors[~is_q])
         self._threads.update(batch)
+        self._lexical = None
         return UpsertStats(len(batch), len(to_embed), len(new_parts) - len(to_embed))
 
     def delete(self, thread_ids: Iterable[str]) -> int:
@@ -229,6 +236,8 @@ class ForumIndex:
         self._remove_parts(present)
         for tid in present:
             del self._threads[tid]
+        if present:
+            self._lexical = None
         return len(present)
 
     def _reusable_vectors(self, thread_ids: Iterable[str]) -> dict[tuple[str, str], np.ndarray]:
@@ -282,7 +291,78 @@ class ForumIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         keep = _thread_filter(tags, category)
         queries = self.embedder.encode(list(texts), batch_size=self.config.batch_size)
+        if self.config.lexical_weight > 0:
+            return [self._search_hybrid(t, q, k, keep) for t, q in zip(texts, queries, strict=True)]
         return [self._search_vector(q, k, keep) for q in queries]
+
+    def lexical_index(self) -> LexicalIndex:
+        """The BM25 index over the threads' questions, (re)built here if threads changed."""
+        if self._lexical is None or len(self._lexical) != len(self._threads):
+            tids = list(self._threads)
+            self._lexical = LexicalIndex.build(tids, [self._threads[t].question_text for t in tids])
+        return self._lexical
+
+    def _dense_score(self, thread_id: str, query: np.ndarray) -> tuple[float, int]:
+        """A thread's exact cosine score and the part giving it (question, or weighted answer)."""
+        w = self.config.answer_weight
+        best, best_pid = -np.inf, -1
+        for pid in self._thread_parts[thread_id]:
+            is_q = self._parts[pid].answer_id is None
+            vec = (self._questions if is_q else self._answers).reconstruct(pid)
+            s = float(vec @ query) * (1.0 if is_q else w)
+            if s > best:
+                best, best_pid = s, pid
+        return best, best_pid
+
+    def score_threads(self, text: str, thread_ids: Sequence[str]) -> list[float]:
+        """The search score of each given thread for ``text`` (what :meth:`search` would rank
+        them by), in the order given. For reranking a fixed candidate list."""
+        query = self.embedder.encode([text], batch_size=self.config.batch_size)[0]
+        lw = self.config.lexical_weight
+        lex = self.lexical_index().scores(text) if lw > 0 else None
+        out = []
+        for tid in thread_ids:
+            self.get(tid)
+            s, _ = self._dense_score(tid, query)
+            if lex is not None:
+                s += lw * float(lex[self._lexical.position[tid]])
+            out.append(s)
+        return out
+
+    def _search_hybrid(self, text: str, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
+        """Dense + weighted lexical score, exact: candidates from both indexes, fetched deeper
+        until no thread outside them can beat the k-th (each signal is bounded by its last
+        fetched score)."""
+        w, lw = self.config.answer_weight, self.config.lexical_weight
+        lexical = self.lexical_index()
+        lex = lexical.scores(text)
+        lex_order = np.argsort(-lex, kind="stable")
+        nq, na, nl = len(self._questions), len(self._answers), len(lex)
+        fetch = max(2 * k, 16)
+        q1 = query[None, :]
+        exact: dict[str, tuple[float, int]] = {}
+        while True:
+            qs, qi = self._questions.search(q1, min(fetch, nq))
+            as_, ai = self._answers.search(q1, min(fetch, na))
+            qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
+            cands = {self._parts[p].thread_id for p in (*qi.tolist(), *ai.tolist()) if p >= 0}
+            top_lex = lex_order[: min(fetch, nl)]
+            cands.update(lexical.doc_ids[i] for i in top_lex.tolist())
+            for tid in cands:
+                if tid in exact or (keep is not None and not keep(self._threads[tid])):
+                    continue
+                dense, pid = self._dense_score(tid, query)
+                exact[tid] = (dense + lw * float(lex[lexical.position[tid]]), pid)
+            ranked = top_threads(exact, k)
+            q_full, a_full, l_full = fetch < nq, fetch < na, fetch < nl
+            # every thread has a question and a lexical entry: an exhausted list means all were seen
+            if not (q_full and l_full):
+                break
+            bound = unseen_bound(qs, q_full, as_, a_full, w) + lw * float(lex[top_lex[-1]])
+            if len(ranked) == k and ranked[-1][1] >= bound:
+                break
+            fetch *= 4
+        return [self._hit(tid, score, pid) for tid, score, pid in ranked]
 
     def _search_vector(self, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
         w = self.config.answer_weight
@@ -377,6 +457,8 @@ class ForumIndex:
                 fh.write(json.dumps([pid, *ref], ensure_ascii=False) + "\n")
         self._questions.save(out / "questions.faiss")
         self._answers.save(out / "answers.faiss")
+        if self.config.lexical_weight > 0:
+            self.lexical_index().save(out / "lexical.npz")
 
     def save(self, index_dir: str | Path) -> Path:
         """Publish the index as a new snapshot generation of ``index_dir``; returns its path.
@@ -436,6 +518,8 @@ class ForumIndex:
             dim = self.embedder.dimension
             self._questions = VectorIndex.load(snap / "questions.faiss", dim)
             self._answers = VectorIndex.load(snap / "answers.faiss", dim)
+            if "lexical.npz" in manifest.get("files", {}):
+                self._lexical = LexicalIndex.load(snap / "lexical.npz")
         except (OSError, ValueError, RuntimeError) as exc:
             raise SnapshotError(f"cannot read snapshot {snap}: {exc}") from exc
         self._next_id = int(manifest["index"]["next_part_id"])

@@ -1,0 +1,118 @@
+"""The lexical index: BM25 (bm25s, Snowball-stemmed, English stop words removed) over questions.
+
+Raw BM25 is unbounded and its scale changes from query to query (long queries of rare words
+score high), so it cannot be added to a cosine or compared with a threshold. The index returns
+BM25 *normalised per query*: a document's BM25 divided by the query's attainable maximum, the sum
+of the idf of its distinct known terms (the BM25 term-frequency factor of Lucene's variant is
+below 1). The result is in [0, 1], means "how much of the query's idf mass this document
+covers", and depends only on the query and the document, not on the other results.
+
+bm25s builds the index (tokenising and precomputing each (term, document) weight); scoring a
+query is a few numpy slices over the precomputed column-sparse weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+#: BM25 saturation and length normalisation (bm25s' defaults for Lucene's variant are 1.5 / 0.75).
+K1 = 1.2
+B = 0.75
+
+
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """Lower-cased, stop words removed, Snowball-stemmed word tokens for each text."""
+    import bm25s
+
+    if not texts:
+        return []
+    return bm25s.tokenize(
+        list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False
+    )
+
+
+class LexicalIndex:
+    """BM25 over a fixed list of documents (rebuilt, not updated, when the corpus changes).
+
+    ``doc_ids`` name the documents in order; scores come back as (n_docs,) float32 arrays in
+    that order, normalised to [0, 1] per query.
+    """
+
+    def __init__(self, doc_ids: list[str], data, indices, indptr, vocab: dict[str, int]) -> None:
+        self.doc_ids = doc_ids
+        self.position = {d: i for i, d in enumerate(doc_ids)}
+        self._data = np.asarray(data, np.float32)
+        self._indices = np.asarray(indices, np.int64)
+        self._indptr = np.asarray(indptr, np.int64)
+        self._vocab = vocab
+        n = len(doc_ids)
+        df = np.diff(self._indptr).astype(np.float64)
+        # Lucene's idf, the largest weight a term can contribute to any document
+        self._idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    @classmethod
+    def build(cls, doc_ids: Sequence[str], texts: Sequence[str]) -> LexicalIndex:
+        """Index ``texts`` (one per id)."""
+        import bm25s
+
+        if len(doc_ids) != len(texts):
+            raise ValueError(f"{len(doc_ids)} ids for {len(texts)} texts")
+        if not texts:
+            return cls([], [], [], [0], {})
+        model = bm25s.BM25(k1=K1, b=B, method="lucene")
+        model.index(tokenize(texts), show_progress=False)
+        s = model.scores
+        return cls(list(doc_ids), s["data"], s["indices"], s["indptr"], dict(model.vocab_dict))
+
+    def _term_ids(self, text: str) -> np.ndarray:
+        tokens = tokenize([text])[0]
+        ids = {self._vocab[t] for t in tokens if t in self._vocab}
+        # the empty-string token bm25s adds for empty documents is never a query term
+        ids.discard(self._vocab.get("", -1))
+        return np.fromiter(sorted(ids), np.int64, len(ids))
+
+    def scores(self, text: str) -> np.ndarray:
+        """Normalised BM25 of every document for query ``text``: (n_docs,) float32 in [0, 1]."""
+        out = np.zeros(len(self.doc_ids), np.float32)
+        terms = self._term_ids(text)
+        if not len(terms):
+            return out
+        for t in terms.tolist():
+            lo, hi = self._indptr[t], self._indptr[t + 1]
+            out[self._indices[lo:hi]] += self._data[lo:hi]
+        out /= self._idf[terms].sum()
+        return np.minimum(out, 1.0, out=out)
+
+    def save(self, path: str | Path) -> None:
+        """One ``.npz`` file (the weights, the vocabulary and the document ids)."""
+        vocab = sorted(self._vocab.items(), key=lambda kv: kv[1])
+        with open(path, "wb") as fh:
+            np.savez(
+                fh,
+                data=self._data,
+                indices=self._indices,
+                indptr=self._indptr,
+                vocab=np.array(json.dumps([t for t, _ in vocab])),
+                vocab_ids=np.array([i for _, i in vocab], np.int64),
+                doc_ids=np.array(json.dumps(self.doc_ids)),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> LexicalIndex:
+        with np.load(path, allow_pickle=False) as z:
+            terms = json.loads(str(z["vocab"]))
+            vocab = dict(zip(terms, z["vocab_ids"].tolist(), strict=True))
+            return cls(json.loads(str(z["doc_ids"])), z["data"], z["indices"], z["indptr"], vocab)
