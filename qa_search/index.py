@@ -20,9 +20,10 @@ import numpy as np
 
 from . import __version__
 from .ann import VectorIndex
+from .calibration import Calibration, feature_matrix, fit_calibration
 from .embedding import Embedder, load_embedder, model_fingerprint, probe_vectors, same_model
 from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
-from .lexical import LexicalIndex
+from .lexical import LexicalIndex, jaccard, tokenize
 from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
 from .retrieval import best_per_thread, combine_thread_scores, make_snippet, top_threads, unseen_bound
 from .snapshot import read_manifest, verify_files
@@ -147,6 +148,8 @@ class ForumIndex:
         self._answers = VectorIndex(embedder.dimension)
         self._next_id = 1
         self._lexical: LexicalIndex | None = None  # built on first use after every change
+        #: The fitted duplicate scorer (see :meth:`calibrate`); None while uncalibrated.
+        self.calibration: Calibration | None = None
 
     # -- contents -----------------------------------------------------------------------
 
@@ -413,22 +416,104 @@ class ForumIndex:
     def find_duplicates_many(
         self, texts: Sequence[str], *, threshold: float | None = None, k: int = 5
     ) -> list[list[DuplicateHit]]:
-        """:meth:`find_duplicates` for several texts, embedded in one batch."""
+        """:meth:`find_duplicates` for several texts, embedded in one batch.
+
+        Uncalibrated, a hit is a question whose cosine reaches ``threshold`` (default: the
+        config's ``duplicate_threshold``). Calibrated, candidates are ranked by probability and
+        carry it with their tier; without an explicit ``threshold`` a hit must reach at least
+        the lowest tier, with one it must reach that raw cosine.
+        """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        limit = self.config.duplicate_threshold if threshold is None else threshold
+        cal = self.calibration
+        limit = self.config.duplicate_threshold if threshold is None and cal is None else threshold
         queries = self.embedder.encode(list(texts), batch_size=self.config.batch_size)
-        scores, ids = self._questions.search(queries, min(k, max(len(self._questions), 1)))
+        depth = k if cal is None else max(4 * k, 20)
+        scores, ids = self._questions.search(queries, min(depth, max(len(self._questions), 1)))
         out = []
-        for row_s, row_i in zip(scores, ids, strict=True):
-            hits = []
-            for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True):
-                if pid < 0 or s < limit:
-                    continue
-                t = self._threads[self._parts[pid].thread_id]
-                hits.append(DuplicateHit(t.id, round(float(s), 6), t.title, t.url))
-            out.append(hits)
+        for text, row_s, row_i in zip(texts, scores, ids, strict=True):
+            cands = [
+                (s, self._parts[pid].thread_id)
+                for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True)
+                if pid >= 0 and (limit is None or s >= limit)
+            ]
+            if cal is None:
+                hits = [self._duplicate_hit(tid, s) for s, tid in cands]
+            else:
+                x = self._pair_features(
+                    [text] * len(cands), [t for _, t in cands], np.array([s for s, _ in cands])
+                )
+                probs = cal.probability(x)
+                hits = [
+                    self._duplicate_hit(tid, s, float(p), cal.tier(float(p)))
+                    for (s, tid), p in zip(cands, probs.tolist(), strict=True)
+                ]
+                hits = [h for h in hits if threshold is not None or h.tier is not None]
+                hits.sort(key=lambda h: (-h.probability, h.thread_id))
+            out.append(hits[:k])
         return out
+
+    def _duplicate_hit(self, thread_id: str, score: float, prob: float | None = None, tier=None):
+        t = self._threads[thread_id]
+        p = None if prob is None else round(prob, 6)
+        return DuplicateHit(t.id, round(float(score), 6), t.title, t.url, p, tier)
+
+    # -- duplicate scoring and calibration -----------------------------------------------
+
+    def _question_vector(self, thread_id: str) -> np.ndarray:
+        pid = next(p for p in self._thread_parts[thread_id] if self._parts[p].answer_id is None)
+        return self._questions.reconstruct(pid)
+
+    def _pair_features(
+        self, texts: Sequence[str], thread_ids: Sequence[str], cosine: np.ndarray
+    ) -> np.ndarray:
+        """Features (see calibration.FEATURES) of (new question text, stored thread) pairs."""
+        lexical = self.lexical_index().score_pairs(texts, thread_ids)
+        cache: dict[str, list[str]] = {}
+
+        def tokens(text: str) -> list[str]:
+            if text not in cache:
+                cache[text] = tokenize([text])[0]
+            return cache[text]
+
+        jac = np.array(
+            [
+                jaccard(tokens(t), tokens(self._threads[tid].question_text))
+                for t, tid in zip(texts, thread_ids, strict=True)
+            ]
+        )
+        return feature_matrix(cosine, lexical, jac)
+
+    def pair_features(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Features of stored pairs ``(id1, id2)``, id1 in the role of the new question:
+        (n, len(calibration.FEATURES)) float64."""
+        for a, b in pairs:
+            self.get(a), self.get(b)
+        cos = np.array([float(self._question_vector(a) @ self._question_vector(b)) for a, b in pairs])
+        texts = [self._threads[a].question_text for a, _ in pairs]
+        return self._pair_features(texts, [b for _, b in pairs], cos)
+
+    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """The duplicate scorer's score of stored pairs: the calibrated probability, or the raw
+        question cosine while uncalibrated. (n,) float64."""
+        x = self.pair_features(pairs)
+        return x[:, 0] if self.calibration is None else self.calibration.probability(x)
+
+    def duplicate_cutoff(self) -> tuple[float, str]:
+        """The score at which a pair counts as a duplicate, on the :meth:`pair_scores` scale, and
+        which scorer that is: ``(tier threshold, "calibrated")`` or ``(cosine, "cosine")``."""
+        if self.calibration is None:
+            return self.config.duplicate_threshold, "cosine"
+        return self.calibration.tiers.get("duplicate", max(self.calibration.tiers.values())), "calibrated"
+
+    def calibrate(
+        self, pairs: Sequence[tuple[str, str]], labels: Sequence[int], targets: dict[str, float] | None = None
+    ) -> Calibration:
+        """Fit the duplicate scorer on labelled stored pairs and use it from now on (saved with
+        the index). ``targets`` maps tier names to the precision each must reach (default
+        duplicate 0.90, related 0.60)."""
+        self.calibration = fit_calibration(self.pair_features(pairs), np.asarray(labels), targets)
+        return self.calibration
 
     # -- persistence --------------------------------------------------------------------
 
@@ -457,8 +542,10 @@ class ForumIndex:
                 fh.write(json.dumps([pid, *ref], ensure_ascii=False) + "\n")
         self._questions.save(out / "questions.faiss")
         self._answers.save(out / "answers.faiss")
-        if self.config.lexical_weight > 0:
+        if self.config.lexical_weight > 0 or self.calibration is not None:
             self.lexical_index().save(out / "lexical.npz")
+        if self.calibration is not None:
+            (out / "calibration.json").write_text(json.dumps(self.calibration.to_dict(), indent=2) + "\n")
 
     def save(self, index_dir: str | Path) -> Path:
         """Publish the index as a new snapshot generation of ``index_dir``; returns its path.
@@ -520,6 +607,9 @@ class ForumIndex:
             self._answers = VectorIndex.load(snap / "answers.faiss", dim)
             if "lexical.npz" in manifest.get("files", {}):
                 self._lexical = LexicalIndex.load(snap / "lexical.npz")
+            if "calibration.json" in manifest.get("files", {}):
+                cal = json.loads((snap / "calibration.json").read_text(encoding="utf-8"))
+                self.calibration = Calibration.from_dict(cal)
         except (OSError, ValueError, RuntimeError) as exc:
             raise SnapshotError(f"cannot read snapshot {snap}: {exc}") from exc
         self._next_id = int(manifest["index"]["next_part_id"])

@@ -13,6 +13,7 @@ query is a few numpy slices over the precomputed column-sparse weights.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ K1 = 1.2
 B = 0.75
 
 
+@functools.cache
 def _stemmer():
     import Stemmer
 
@@ -39,6 +41,13 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
     return bm25s.tokenize(
         list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False
     )
+
+
+def jaccard(a: Sequence[str], b: Sequence[str]) -> float:
+    """Jaccard overlap of two token lists' sets, in [0, 1]; 0 when both are empty."""
+    sa, sb = set(a), set(b)
+    union = len(sa | sb)
+    return len(sa & sb) / union if union else 0.0
 
 
 class LexicalIndex:
@@ -59,6 +68,7 @@ class LexicalIndex:
         df = np.diff(self._indptr).astype(np.float64)
         # Lucene's idf, the largest weight a term can contribute to any document
         self._idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        self._by_doc = None  # document-by-term weights, built on first pair scoring
 
     def __len__(self) -> int:
         return len(self.doc_ids)
@@ -95,6 +105,27 @@ class LexicalIndex:
             out[self._indices[lo:hi]] += self._data[lo:hi]
         out /= self._idf[terms].sum()
         return np.minimum(out, 1.0, out=out)
+
+    def score_pairs(self, texts: Sequence[str], doc_ids: Sequence[str]) -> np.ndarray:
+        """Normalised BM25 of document ``doc_ids[i]`` for query ``texts[i]``: (n,) float32.
+
+        The same values as :meth:`scores`, computed per pair from a document-by-term matrix, so
+        scoring many pairs does not walk every posting list of every query.
+        """
+        from scipy.sparse import csc_matrix
+
+        if self._by_doc is None:
+            shape = (len(self.doc_ids), len(self._indptr) - 1)
+            self._by_doc = csc_matrix((self._data, self._indices, self._indptr), shape=shape).tocsr()
+        out = np.zeros(len(texts), np.float32)
+        for i, (text, doc) in enumerate(zip(texts, doc_ids, strict=True)):
+            terms = self._term_ids(text)
+            if not len(terms):
+                continue
+            row = self._by_doc[self.position[doc]]
+            hit = np.isin(row.indices, terms)
+            out[i] = min(float(row.data[hit].sum()) / float(self._idf[terms].sum()), 1.0)
+        return out
 
     def save(self, path: str | Path) -> None:
         """One ``.npz`` file (the weights, the vocabulary and the document ids)."""

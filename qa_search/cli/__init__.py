@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .build import build
+from .quality import calibrate, evaluate
 from .query import duplicates, search
 from .serve import serve
 
@@ -15,5 +16,5 @@ def main() -> None:
     """Semantic search and duplicate finding for Q&A forum threads."""
 
 
-for _command in (build, search, duplicates, serve):
+for _command in (build, search, duplicates, serve, evaluate, calibrate):
     main.add_command(_command)

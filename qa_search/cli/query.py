@@ -51,4 +51,7 @@ def duplicates(index_dir: str, text: str, k: int, threshold: float | None, as_js
     if not hits:
         click.echo("no likely duplicates")
     for h in hits:
-        click.echo(f"{h.score:.3f}  [{h.thread_id}] {h.title}")
+        verdict = "" if h.tier is None else f"  {h.tier} (p={h.probability:.2f})"
+        click.echo(f"{h.score:.3f}  [{h.thread_id}] {h.title}{verdict}")
+    if hits and hits[0].probability is None:
+        click.echo("(uncalibrated index: scores are raw cosines; `qa-search calibrate` adds probabilities)")

@@ -1,0 +1,99 @@
+"""``qa-search eval`` and ``qa-search calibrate``: measuring an index and calibrating duplicates."""
+
+from __future__ import annotations
+
+import click
+
+from ..evaluation import evaluate_pairs, evaluate_queries, read_pairs, read_queries
+from ..index import ForumIndex
+from ._common import echo_json, library_errors
+
+_index_dir = click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+
+
+@click.command("eval")
+@_index_dir
+@click.option(
+    "--queries",
+    "queries_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help=('Labelled queries, one {"query_id", "text", "relevant_ids"} per line.'),
+)
+@click.option(
+    "--pairs",
+    "pairs_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help=('Labelled pairs of thread ids, one {"id1", "id2", "label"} per line.'),
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@library_errors
+def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, as_json: bool) -> None:
+    """Measure search quality (--queries) or duplicate verdicts (--pairs) of an index."""
+    if (queries_file is None) == (pairs_file is None):
+        raise click.UsageError("give exactly one of --queries FILE or --pairs FILE")
+    index = ForumIndex.load(index_dir)
+    if queries_file is not None:
+        result = evaluate_queries(index, read_queries(queries_file))
+    else:
+        result = evaluate_pairs(index, read_pairs(pairs_file))
+    if as_json:
+        echo_json(result)
+        return
+    for key, value in result.items():
+        click.echo(f"{key:>28}  {value}")
+
+
+@click.command()
+@_index_dir
+@click.option(
+    "--pairs",
+    "pairs_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help=('Labelled pairs of thread ids in the index, one {"id1", "id2", "label"} per line.'),
+)
+@click.option(
+    "--duplicate-precision",
+    default=0.9,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help='Precision the "duplicate" tier must reach.',
+)
+@click.option(
+    "--related-precision",
+    default=0.6,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help='Precision the "related" tier must reach.',
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
+@library_errors
+def calibrate(
+    index_dir: str, pairs_file: str, duplicate_precision: float, related_precision: float, as_json: bool
+) -> None:
+    """Fit duplicate probabilities and tiers on labelled pairs; publish them with the index."""
+    index = ForumIndex.load(index_dir)
+    pairs = read_pairs(pairs_file)
+    try:
+        cal = index.calibrate(
+            [(p.id1, p.id2) for p in pairs],
+            [p.label for p in pairs],
+            {"duplicate": duplicate_precision, "related": related_precision},
+        )
+    except ValueError as exc:
+        raise click.ClickException(f"{pairs_file}: {exc}") from exc
+    path = index.save(index_dir)
+    if as_json:
+        echo_json({**cal.to_dict(), "snapshot": str(path)})
+        return
+    r = cal.report
+    click.echo(
+        f"calibrated on {r['pairs']} pairs ({r['positives']} duplicates); "
+        f"out-of-fold AP {r['ap_out_of_fold']:.3f}"
+    )
+    for name, cut in cal.tiers.items():
+        click.echo(
+            f"  {name:>9}: probability >= {cut:.3f} (precision {r[name]['precision']:.3f}, "
+            f"recall {r[name]['recall']:.3f} out of fold)"
+        )
+    click.echo(f"published {path}")

@@ -1,0 +1,134 @@
+"""Measuring an index: retrieval quality on labelled queries, duplicate verdicts on labelled pairs.
+
+Query files hold one ``{"query_id", "text", "relevant_ids"}`` per line; pair files one
+``{"id1", "id2", "label"}`` of thread ids in the index. Both may be gzip-compressed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DumpFormatError
+from .index import ForumIndex
+from .metrics import (
+    average_precision,
+    mrr_at_k,
+    ndcg_at_k,
+    precision_recall_at,
+    recall_at_k,
+    recall_at_precision,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledQuery:
+    query_id: str
+    text: str
+    relevant_ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledPair:
+    id1: str
+    id2: str
+    label: int
+
+
+def _json_lines(path: str | Path):
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DumpFormatError(str(path), n, f"not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DumpFormatError(str(path), n, "expected a JSON object")
+            yield n, obj
+
+
+def read_queries(path: str | Path) -> list[LabelledQuery]:
+    """Labelled queries: ``{"query_id", "text", "relevant_ids": [...]}`` per line."""
+    out = []
+    for n, obj in _json_lines(path):
+        try:
+            out.append(
+                LabelledQuery(str(obj["query_id"]), obj["text"], frozenset(map(str, obj["relevant_ids"])))
+            )
+        except KeyError as exc:
+            raise DumpFormatError(str(path), n, f"missing required field {exc.args[0]!r}") from None
+    return out
+
+
+def read_pairs(path: str | Path) -> list[LabelledPair]:
+    """Labelled pairs: ``{"id1", "id2", "label"}`` per line, label 1 (duplicate) or 0."""
+    out = []
+    for n, obj in _json_lines(path):
+        try:
+            label = int(obj["label"])
+            out.append(LabelledPair(str(obj["id1"]), str(obj["id2"]), label))
+        except KeyError as exc:
+            raise DumpFormatError(str(path), n, f"missing required field {exc.args[0]!r}") from None
+        if label not in (0, 1):
+            raise DumpFormatError(str(path), n, f"label must be 0 or 1, got {obj['label']!r}")
+    return out
+
+
+def evaluate_queries(index: ForumIndex, queries: Sequence[LabelledQuery], k: int = 10) -> dict:
+    """Mean recall@1/5/10, MRR@10 and nDCG@10 (fractions) over ``queries``, and their count.
+
+    Each query's own thread (``query_id``) is removed from its hits before scoring: the query is
+    usually in the corpus, and finding itself is no success.
+    """
+    sums = dict.fromkeys(("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"), 0.0)
+    batch = 256
+    for start in range(0, len(queries), batch):
+        chunk = queries[start : start + batch]
+        results = index.search_many([q.text for q in chunk], k + 1)
+        for q, hits in zip(chunk, results, strict=True):
+            ranked = [h.thread_id for h in hits if h.thread_id != q.query_id][:k]
+            relevant = q.relevant_ids - {q.query_id}
+            sums["recall@1"] += recall_at_k(ranked, relevant, 1)
+            sums["recall@5"] += recall_at_k(ranked, relevant, 5)
+            sums["recall@10"] += recall_at_k(ranked, relevant, 10)
+            sums["mrr@10"] += mrr_at_k(ranked, relevant, 10)
+            sums["ndcg@10"] += ndcg_at_k(ranked, relevant, 10)
+    n = max(len(queries), 1)
+    return {**{key: round(v / n, 6) for key, v in sums.items()}, "queries": len(queries)}
+
+
+def evaluate_pairs(index: ForumIndex, pairs: Sequence[LabelledPair], min_precision: float = 0.9) -> dict:
+    """How well the duplicate scorer separates duplicate pairs from the rest.
+
+    Returns ``ap`` (average precision), ``recall_at_precision_0.9`` (the best recall at
+    precision >= ``min_precision``, with the score threshold reaching it), and the precision and
+    recall of the threshold the index uses today (the calibrated "duplicate" tier, else the
+    config's raw ``duplicate_threshold``).
+    """
+    scores = index.pair_scores([(p.id1, p.id2) for p in pairs])
+    labels = np.array([p.label for p in pairs])
+    best = recall_at_precision(scores, labels, min_precision)
+    threshold, kind = index.duplicate_cutoff()
+    used = precision_recall_at(scores, labels, threshold)
+    return {
+        "pairs": len(pairs),
+        "positives": int(labels.sum()),
+        "scorer": kind,
+        "ap": round(average_precision(scores, labels), 6),
+        f"recall_at_precision_{min_precision:g}": round(best.recall, 6),
+        f"threshold_at_precision_{min_precision:g}": None
+        if np.isinf(best.threshold)
+        else round(best.threshold, 6),
+        "threshold": round(threshold, 6),
+        "precision": round(used.precision, 6),
+        "recall": round(used.recall, 6),
+    }
