@@ -1,0 +1,83 @@
+"""SemEval-2016 Task 3 subtask B: rerank each question's 10 candidates, score MAP officially.
+
+    python benchmarks/semeval.py ../shared/data/semeval_cqa/semeval2016_subtaskB_dev.jsonl \
+        [--model M] [--lexical-weight W] [--json]
+
+All candidates of a file go into one ForumIndex (subject as title, body as body), so the lexical
+index's idf comes from the forum's text; each question's candidates are then ranked with
+``ForumIndex.score_threads``, the library's own search score. MAP follows the official scorer
+(metrics.semeval_map): PerfectMatch and Relevant are relevant, ties keep the search-engine
+order, a question without relevant candidates scores 0. Prints a table, or with ``--json``
+``{"<file name>": {"map": <percent>}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from qa_search import ForumIndex, IndexConfig, Thread, load_embedder
+from qa_search.embedding import Embedder
+from qa_search.metrics import semeval_map
+
+
+def read_semeval(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def question_text(subject: str, body: str) -> str:
+    """The text a thread's question is embedded as (Thread.question_text's layout)."""
+    return Thread("q", subject.strip() or body.strip(), body=body.strip()).question_text
+
+
+def semeval_index(questions: list[dict], embedder: Embedder, config: IndexConfig) -> ForumIndex:
+    index = ForumIndex(embedder, config)
+    index.upsert(
+        Thread(c["id"], c["subject"].strip() or c["body"].strip() or c["id"], body=c["body"].strip())
+        for q in questions
+        for c in q["candidates"]
+    )
+    return index
+
+
+def semeval_file_map(path: str | Path, embedder: Embedder, config: IndexConfig) -> float:
+    """MAP (percent) of the library's ranking of one file's candidates."""
+    questions = read_semeval(path)
+    index = semeval_index(questions, embedder, config)
+    runs = []
+    for q in questions:
+        ids = [c["id"] for c in sorted(q["candidates"], key=lambda c: c["ir_rank"])]
+        labels = {c["id"]: c["label"] != "Irrelevant" for c in q["candidates"]}
+        scores = index.score_threads(question_text(q["subject"], q["body"]), ids)
+        runs.append((scores, [labels[i] for i in ids]))
+    return round(100 * semeval_map(runs), 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--model", default=None, help="sentence-transformers model [default: packaged MiniLM]")
+    ap.add_argument("--lexical-weight", type=float, default=None, help="override IndexConfig.lexical_weight")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    config = IndexConfig()
+    if args.lexical_weight is not None:
+        config = replace(config, lexical_weight=args.lexical_weight)
+    embedder = load_embedder(args.model)
+    result = {Path(f).name: {"map": semeval_file_map(f, embedder, config)} for f in args.files}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"model {embedder.name}, lexical_weight {config.lexical_weight}")
+        print(f"{'file':<45} {'MAP':>6}")
+        for name, r in result.items():
+            print(f"{name:<45} {r['map']:>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
