@@ -46,7 +46,7 @@ class IndexConfig:
     #: Weight of the lexical signal (per-query normalised BM25 of the question, in [0, 1]) added
     #: to a thread's cosine score; 0 turns the lexical index off. Tuned on dev data (README,
     #: "Quality").
-    lexical_weight: float = 0.0
+    lexical_weight: float = 1.0
     #: Cosine at or above which a question is reported as a likely duplicate.
     duplicate_threshold: float = 0.8
     #: Maximum characters of a hit's snippet.

@@ -212,7 +212,8 @@ def test_save_load_round_trip_gives_identical_results(tmp_path):
     manifest = json.loads((snap / "manifest.json").read_text())
     assert manifest["model"]["name"] == "fake-bow" and manifest["model"]["dimension"] == 64
     assert manifest["format_version"] == 1 and manifest["counts"]["threads"] == 3
-    assert set(manifest["files"]) == {"threads.jsonl", "parts.jsonl", "questions.faiss", "answers.faiss"}
+    files = {"threads.jsonl", "parts.jsonl", "questions.faiss", "answers.faiss", "lexical.npz"}
+    assert set(manifest["files"]) == files
 
 
 def test_loading_with_another_model_fails_naming_both(tmp_path):
