@@ -133,6 +133,8 @@ class ForumIndex:
 
     def __init__(self, embedder: Embedder, config: IndexConfig | None = None) -> None:
         self.embedder = embedder
+        #: Embeds query texts (search, duplicates); may be a cache around ``embedder``.
+        self.query_embedder: Embedder = embedder
         self.config = config or IndexConfig()
         self._probe = probe_vectors(embedder)
         self._threads: dict[str, Thread] = {}
@@ -281,7 +283,7 @@ class ForumIndex:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         keep = _thread_filter(tags, category)
-        queries = self.embedder.encode(list(texts), batch_size=self.config.batch_size)
+        queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
         return [self._search_vector(q, k, keep) for q in queries]
 
     def _search_vector(self, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
@@ -337,7 +339,7 @@ class ForumIndex:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         limit = self.config.duplicate_threshold if threshold is None else threshold
-        queries = self.embedder.encode(list(texts), batch_size=self.config.batch_size)
+        queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
         scores, ids = self._questions.search(queries, min(k, max(len(self._questions), 1)))
         out = []
         for row_s, row_i in zip(scores, ids, strict=True):

@@ -10,6 +10,7 @@ import click
 from ..embedding import load_embedder
 from ..index import ForumIndex, IndexConfig
 from ..threads import read_dumps
+from ..writelog import publish_with_log
 from ._common import advance, echo_json, library_errors, progress_bar
 
 
@@ -39,7 +40,8 @@ def build(dumps: tuple[str, ...], index_dir: str, model: str | None, quiet: bool
     index = ForumIndex(load_embedder(model), IndexConfig())
     with progress_bar("embedding", quiet) as bar:
         stats = index.upsert(threads, progress=functools.partial(advance, bar))
-    path = index.save(index_dir)
+    # live writes pushed to the service since the last build are folded in, then dropped from the log
+    path, live_writes = publish_with_log(index, index_dir)
     counts = index.counts
     summary = {
         "threads": counts["threads"],
@@ -47,6 +49,7 @@ def build(dumps: tuple[str, ...], index_dir: str, model: str | None, quiet: bool
         "embedded": stats.embedded,
         "reused": stats.reused,
         "seconds": round(time.perf_counter() - started, 3),
+        "live_writes": live_writes,
         "generation": int(path.name),
         "snapshot": str(path),
     }
