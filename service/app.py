@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import time
 import traceback
 from collections.abc import AsyncIterator
@@ -96,6 +97,9 @@ class _Guard:
         async def send_status(message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                # which worker process answered: for operators (and tests) of a multi-worker server
+                worker = (b"x-qa-search-worker", str(os.getpid()).encode())
+                message = {**message, "headers": [*message.get("headers", []), worker]}
             await send(message)
 
         try:

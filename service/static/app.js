@@ -38,7 +38,9 @@ function showHits(hits) {
   }
 }
 
-function showDuplicate(dups) {
+function showDuplicate(all) {
+  // once the index is calibrated, only the "duplicate" tier warns; "related" threads are listed anyway
+  const dups = all.filter((d) => d.tier === null || d.tier === undefined || d.tier === "duplicate");
   if (dups.length === 0) {
     warning.hidden = true;
     warning.replaceChildren();
@@ -46,6 +48,9 @@ function showDuplicate(dups) {
   }
   const top = dups[0];
   warning.replaceChildren(el("strong", "", "This may already have been asked: "), link(top));
+  if (typeof top.probability === "number") {
+    warning.append(el("span", "", " (" + Math.round(top.probability * 100) + "% likely the same question)"));
+  }
   warning.dataset.threadId = top.thread_id;
   warning.hidden = false;
 }
