@@ -10,7 +10,7 @@ PORT   ?= 8000
 SAMPLE_DUMP  := indexes/sample/threads.jsonl
 SAMPLE_INDEX := indexes/sample/index
 
-.PHONY: install run test lint clean
+.PHONY: install browser run test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,15 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+# Debian's chromium + chromium-driver, for the demo page's browser test; never a downloaded browser.
+# Quick when present; installs with apt-get when run as root (CI), otherwise says how.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	  else echo "qa_search: the demo page test needs: apt-get install chromium chromium-driver (skipped)"; fi; }
+
+install: $(STAMP) browser
 
 $(SAMPLE_INDEX)/CURRENT: $(SAMPLE_DUMP) $(STAMP)
 	$(BIN)/qa-search build $(SAMPLE_DUMP) --index $(SAMPLE_INDEX)
@@ -34,7 +42,7 @@ run: $(SAMPLE_INDEX)/CURRENT
 lint: $(STAMP)
 	$(BIN)/ruff check qa_search service tests benchmarks
 
-test: $(STAMP) lint
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest
 
 clean:
