@@ -15,10 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from qa_search import Embedder, ForumIndex, QASearchError, Thread
+from qa_search.parts import thread_parts
 from qa_search.querycache import CachedEmbedder
 from qa_search.store import current_generation, generation_path, resolve_snapshot
-from qa_search.writelog import WriteEntry, WriteLog, apply_entries
+from qa_search.writelog import UPSERT, WriteEntry, WriteLog, apply_entries
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,21 @@ class RWLock:
                 self._cond.notify_all()
 
 
+class _Precomputed:
+    """Stands in for the index's embedder during one locked write: the texts were embedded
+    before the lock was taken, so searches wait only for the in-memory update."""
+
+    def __init__(self, inner: Embedder, vectors: dict[str, np.ndarray]) -> None:
+        self.inner, self.vectors = inner, vectors
+        self.name, self.dimension = inner.name, inner.dimension
+
+    def encode(self, texts, *, batch_size: int = 64) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if missing:
+            self.vectors.update(zip(missing, self.inner.encode(missing, batch_size=batch_size), strict=True))
+        return np.stack([self.vectors[t] for t in texts]) if texts else self.inner.encode([])
+
+
 class LiveIndex:
     """A served index directory: its current generation with the write log applied on top.
 
@@ -99,10 +117,27 @@ class LiveIndex:
     # -- writes -------------------------------------------------------------------------
 
     def _apply(self, entries: list[WriteEntry]) -> None:
-        if entries:
-            with self._rw.write():
-                apply_entries(self.index, entries)
-            self.applied += len(entries)
+        """Apply entries to the serving index; the embedding happens before the exclusive lock."""
+        if not entries:
+            return
+        index = self.index
+        cfg, model = index.config, index.embedder
+        texts = list(dict.fromkeys(
+            part.text
+            for e in entries if e.op == UPSERT
+            for t in e.threads
+            for part in thread_parts(t, cfg.chunk_words, cfg.chunk_overlap)
+        ))
+        vectors = {}
+        if texts:
+            vectors = dict(zip(texts, model.encode(texts, batch_size=cfg.batch_size), strict=True))
+        with self._rw.write():
+            index.embedder = _Precomputed(model, vectors)  # searches use index.query_embedder
+            try:
+                apply_entries(index, entries)
+            finally:
+                index.embedder = model
+        self.applied += len(entries)
 
     def catch_up(self) -> None:
         """Apply what other processes appended to the log."""

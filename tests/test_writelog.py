@@ -124,3 +124,40 @@ def test_searches_keep_running_while_a_generation_is_swapped(index_dir):
     for w in workers:
         w.join()
     assert errors == [] and live.generation == 4 and "n2" in live.index
+
+
+class _GatedEmbedder(FakeEmbedder):
+    """Blocks while embedding any text containing "gated" until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def encode(self, texts, *, batch_size=64):
+        if any("gated" in t for t in texts):
+            self.entered.set()
+            assert self.release.wait(30)
+        return super().encode(texts, batch_size=batch_size)
+
+
+def test_a_write_embeds_before_it_locks_so_searches_are_not_held_up(index_dir):
+    model = _GatedEmbedder()
+    live = LiveIndex(index_dir, model)
+    writer = threading.Thread(target=live.upsert, args=([Thread("g", "a gated thread about sleep")],))
+    writer.start()
+    assert model.entered.wait(30)  # the write is embedding now
+    found = []
+
+    def search() -> None:
+        with live.reading() as index:
+            found.append(index.search("sleep", k=1))
+
+    reader = threading.Thread(target=search)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive() and found[0][0].thread_id == "a"  # answered during the write
+    model.release.set()
+    writer.join(10)
+    assert not writer.is_alive()
+    with live.reading() as index:
+        assert index.search("gated thread about sleep", k=1)[0].thread_id == "g"
