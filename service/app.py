@@ -249,10 +249,10 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.add_middleware(_Guard, settings=settings, metrics=metrics)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def check_query(q: str) -> str | None:
+    def check_query(q: str, what: str = "q") -> str | None:
         """The query to run, or None when it is too short to be worth a search."""
         if len(q) > settings.max_query_chars:
-            raise HTTPException(422, f"q must be at most {settings.max_query_chars} characters")
+            raise HTTPException(422, f"{what} must be at most {settings.max_query_chars} characters")
         text = q.strip()
         return text if len(text) >= settings.min_query_chars else None
 
@@ -323,7 +323,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
               responses=_ERRORS)
     def duplicates_of_draft(live: LiveDep, draft: DraftQuestion) -> DuplicatesResponse:
         text = Thread("draft", draft.title, draft.body).question_text
-        return duplicates_of(live, check_query(text), check_k(draft.k, 5), None)
+        text = check_query(text, "the title and body together")
+        return duplicates_of(live, text, check_k(draft.k, 5), None)
 
     @app.post("/v1/threads", response_model=WriteResponse, summary="Add or replace threads",
               dependencies=[Depends(require_key)], responses=_ERRORS)

@@ -73,6 +73,8 @@ def test_duplicates_get_and_post(client):
     posted = client.post("/v1/duplicates", json={"title": "How do I calm down before a panic attack?"}).json()
     assert [d["thread_id"] for d in posted["duplicates"]] == ["t1"]
     assert client.get("/v1/duplicates", params={"q": "unrelated words entirely"}).json() == {"duplicates": []}
+    long = client.post("/v1/duplicates", json={"title": "t" * 1500, "body": "b" * 1500})
+    assert long.status_code == 422 and "the title and body together must be at most 2000" in long.text
 
 
 @pytest.mark.parametrize(
