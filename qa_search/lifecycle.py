@@ -83,12 +83,12 @@ def _publish(
     keep: int,
     deleted: int = 0,
 ) -> BuildReport:
+    if cached is not None:
+        cached.cache.flush()  # first: the embeddings are kept even if writing the snapshot fails
     path = index.save(index_dir)
     pruned = prune(index_dir, keep)
-    if cached is not None:
-        cached.cache.flush()
-        if cached.cache.shard_count > COMPACT_SHARDS:
-            cached.cache.compact(_referenced_hashes(index_dir))
+    if cached is not None and cached.cache.shard_count > COMPACT_SHARDS:
+        cached.cache.compact(_referenced_hashes(index_dir))
     counts = index.counts
     return BuildReport(
         threads=counts["threads"],

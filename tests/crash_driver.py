@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import FakeEmbedder  # noqa: E402
 
 import qa_search.cache  # noqa: E402
-import qa_search.cli.build  # noqa: E402
 import qa_search.index  # noqa: E402
 import qa_search.lifecycle  # noqa: E402
 import qa_search.store  # noqa: E402
@@ -45,7 +44,7 @@ def install(kill: str | None, hang: str | None) -> None:
     def fake_model(name=None):
         return FakeEmbedder()
 
-    for module in (qa_search.index, qa_search.lifecycle, qa_search.cli.build):
+    for module in (qa_search.index, qa_search.lifecycle, sys.modules["qa_search.cli.build"]):
         module.load_embedder = fake_model
 
     batches = 0
