@@ -43,7 +43,9 @@ def make_forum(n: int, seed: int = 0) -> list[Thread]:
     threads = []
     for i in range(n):
         answers = tuple(
-            Answer(f"q{i}-a{j}", " ".join(rng.choice(pool, 2)) + " Hope this helps.")
+            Answer(
+                f"q{i}-a{j}", " ".join(pool[k] for k in rng.integers(0, len(pool), 2)) + " Hope this helps."
+            )
             for j in range(int(rng.integers(1, 3)))
         )
         threads.append(Thread(f"q{i}", texts[i], answers=answers))
