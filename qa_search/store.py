@@ -177,7 +177,8 @@ def rollback(index_dir: str | Path, to: int | None = None) -> int:
         current = current_generation(index_dir)
         if current is None:
             raise SnapshotError(f"{index_dir} holds no published generation to roll back from")
-        available = list_generations(index_dir)
+        published = last_published(index_dir)
+        available = [g for g in list_generations(index_dir) if g <= published]  # not a crash's debris
         if to is None:
             older = [g for g in available if g < current]
             if not older:
@@ -225,6 +226,8 @@ class GenerationInfo:
     threads: int | None
     vectors: int | None
     bytes: int
+    #: False for a generation written but never made current (a crashed writer's; debris).
+    published: bool = True
     #: Why the manifest could not be read (None when it could).
     error: str | None = None
 
@@ -236,6 +239,7 @@ def describe(index_dir: str | Path) -> list[GenerationInfo]:
     """Every complete generation of an index directory, oldest first."""
     index_dir = Path(index_dir)
     current = current_generation(index_dir)
+    published = last_published(index_dir)
     out = []
     for g in list_generations(index_dir):
         snap = generation_path(index_dir, g)
@@ -243,14 +247,15 @@ def describe(index_dir: str | Path) -> list[GenerationInfo]:
         try:
             m = read_manifest(snap)
         except SnapshotError as exc:
-            out.append(GenerationInfo(g, g == current, None, None, None, None, size, str(exc)))
+            info = GenerationInfo(g, g == current, None, None, None, None, size, g <= published, str(exc))
+            out.append(info)
             continue
         counts = m.get("counts", {})
         vectors = counts.get("question_vectors", 0) + counts.get("answer_vectors", 0)
         out.append(
             GenerationInfo(
                 g, g == current, m.get("created_at"), m.get("model", {}).get("name"),
-                counts.get("threads"), vectors, size,
+                counts.get("threads"), vectors, size, g <= published,
             )
         )
     return out

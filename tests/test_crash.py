@@ -71,6 +71,11 @@ def test_kill_9_during_a_build_leaves_a_servable_verifiable_index(tmp_path, dump
 
     info = json.loads(qa("info", str(idx), "--json").stdout)
     assert info["current"] == expected_current
+    unpublished = [g["number"] for g in info["generations"] if not g["published"]]
+    assert unpublished == ([2] if point == "publish" else [])
+    if point == "publish":  # a generation that was never current is no rollback target
+        refused = qa("rollback", str(idx), "--to", "2")
+        assert refused.returncode == 1 and "has no generation 2 (kept: 1)" in refused.stderr
     check = qa("verify", str(idx), "--json")
     assert check.returncode == 0 and json.loads(check.stdout)["ok"], check.stdout + check.stderr
     assert verify_index(idx, FakeEmbedder()) == {f"generation {expected_current} (current)": []}
