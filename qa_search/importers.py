@@ -362,18 +362,17 @@ def _threads_from_posts(db: sqlite3.Connection, path: Path, on_error: OnError | 
         q = json.loads(data)
         accepted = q.get("AcceptedAnswerId")
         answers = []
-        for (adata,) in db.execute("SELECT data FROM a WHERE parent = ? ORDER BY rowid", (qid,)):
+        for aline, adata in db.execute("SELECT line, data FROM a WHERE parent = ? ORDER BY rowid", (qid,)):
             a = json.loads(adata)
-            body = html_to_text(a.get("Body", ""))
-            if body:  # an answer with no text has nothing to embed
-                answers.append(
-                    {
-                        "id": a["Id"],
-                        "body": body,
-                        "score": _int(a.get("Score", "0"), "Score"),
-                        "accepted": a["Id"] == accepted,
-                    }
-                )
+            try:
+                body = html_to_text(a.get("Body", ""))
+                if not body:
+                    raise ValueError(f"answer {a['Id']} has no text")
+                score = _int(a.get("Score", "0"), f"answer {a['Id']}'s Score")
+            except ValueError as exc:
+                _report(DumpFormatError(str(path), aline, str(exc)), on_error)
+                continue
+            answers.append({"id": a["Id"], "body": body, "score": score, "accepted": a["Id"] == accepted})
         obj = {
             "id": qid,
             "title": q["Title"],

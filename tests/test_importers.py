@@ -94,7 +94,8 @@ def test_stackexchange_orphans_and_malformed_xml(tmp_path):
     posts.write_text(
         '<posts>\n<row Id="1" PostTypeId="1" Title="Q" Body="" />\n'
         '<row Id="2" PostTypeId="2" ParentId="99" Body="lost answer" />\n'
-        '<row Id="3" PostTypeId="1" Body="no title" />\n</posts>\n'
+        '<row Id="3" PostTypeId="1" Body="no title" />\n'
+        '<row Id="4" PostTypeId="2" ParentId="1" Body="&lt;p&gt;&lt;/p&gt;" />\n</posts>\n'
     )
     with pytest.raises(DumpFormatError, match="line 4: question 3 has no Title"):
         list(read_stackexchange_posts(posts))
@@ -103,6 +104,7 @@ def test_stackexchange_orphans_and_malformed_xml(tmp_path):
     assert [(e.line, e.reason) for e in skipped] == [
         (4, "question 3 has no Title"),
         (3, "answer to question 99, which is not in the file"),
+        (5, "answer 4 has no text"),
     ]
     broken = tmp_path / "Broken.xml"
     broken.write_text('<posts>\n<row Id="1" PostTypeId="1" Title="Q" />\n<row Id="2"\n</posts>\n')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import DumpFormatError
-from ..importers import CSV_FIELDS, FORMATS, read_threads
+from ..importers import CSV_FIELDS, FORMATS, detect_format, read_threads
 from ._common import advance, progress_bar
 
 MAX_LISTED = 20
@@ -66,19 +66,20 @@ class ThreadInput:
         self.skipped: list[DumpFormatError] = []
         self.skip_invalid = skip_invalid
         self.quiet = quiet
+        if fmt == "auto":
+            for path in paths:
+                try:
+                    detect_format(path)
+                except ValueError as exc:
+                    raise click.UsageError(str(exc)) from exc
 
     def __iter__(self):
         on_error = self.skipped.append if self.skip_invalid else None
-        try:
-            stream = read_threads(
-                self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url
-            )
-            with progress_bar("reading", self.quiet, unit="thread") as bar:
-                for thread in stream:
-                    bar.update()
-                    yield thread
-        except ValueError as exc:  # a format that cannot be detected, a bad mapping
-            raise click.UsageError(str(exc)) from exc
+        stream = read_threads(self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url)
+        with progress_bar("reading", self.quiet, unit="thread") as bar:
+            for thread in stream:
+                bar.update()
+                yield thread
 
     def skipped_json(self) -> list[dict]:
         return [{"file": e.path, "line": e.line, "reason": e.reason} for e in self.skipped]
