@@ -75,7 +75,9 @@ class ThreadInput:
 
     def __iter__(self):
         on_error = self.skipped.append if self.skip_invalid else None
-        stream = read_threads(self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url)
+        stream = read_threads(
+            self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url
+        )
         with progress_bar("reading", self.quiet, unit="thread") as bar:
             for thread in stream:
                 bar.update()
