@@ -97,9 +97,13 @@ def read_history(index_dir: str | Path) -> list[dict]:
 def _append_history(index_dir: Path, generation: int, action: str) -> None:
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     rec = {"generation": generation, "action": action, "at": at}
-    fd = os.open(index_dir / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    line = json.dumps(rec) + "\n"
+    fd = os.open(index_dir / HISTORY, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (json.dumps(rec) + "\n").encode("utf-8"))
+        end = os.lseek(fd, 0, os.SEEK_END)
+        if end and os.pread(fd, 1, end - 1) != b"\n":
+            line = "\n" + line  # a crash tore the last line: start on a fresh one
+        os.write(fd, line.encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -132,3 +132,34 @@ def test_two_concurrent_builds_one_wins_the_other_fails_at_once(tmp_path, dumps)
     assert not any(verify_index(idx, FakeEmbedder()).values())
     after = qa("build", str(v2), "--index", str(idx), "--quiet", "--json")
     assert after.returncode == 0 and json.loads(after.stdout)["generation"] == 2
+
+
+def test_verify_command_names_a_flipped_byte_and_search_refuses_the_snapshot(tmp_path, dumps):
+    v1, _, _ = dumps
+    idx = tmp_path / "idx"
+    assert qa("build", str(v1), "--index", str(idx), "--quiet").returncode == 0
+    ok = qa("verify", str(idx))
+    assert ok.returncode == 0 and ok.stdout == f"ok {idx}: generation 1 (current)\n"
+    target = idx / "generations" / "000001" / "parts.jsonl"
+    data = bytearray(target.read_bytes())
+    data[5] ^= 0x20
+    target.write_bytes(bytes(data))
+    bad = qa("verify", str(idx))
+    assert bad.returncode == 1
+    assert f"FAILED {idx}: generation 1 (current): parts.jsonl does not match its checksum" in bad.stderr
+    refused = qa("search", str(idx), "anything")
+    assert refused.returncode == 1 and "failed verification: parts.jsonl does not match" in refused.stderr
+
+
+def test_a_torn_history_line_from_a_crash_is_ignored(tmp_path, dumps):
+    from qa_search.store import read_history
+
+    v1, _, _ = dumps
+    idx = tmp_path / "idx"
+    assert qa("build", str(v1), "--index", str(idx), "--quiet").returncode == 0
+    with open(idx / "HISTORY", "a") as fh:
+        fh.write('{"generation": 2, "act')  # a crash mid-append
+    assert [r["generation"] for r in read_history(idx)] == [1]
+    again = qa("build", str(v1), "--index", str(idx), "--quiet", "--json")
+    assert json.loads(again.stdout)["generation"] == 2
+    assert [r["generation"] for r in read_history(idx)] == [1, 2]
