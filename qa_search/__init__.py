@@ -9,6 +9,7 @@ from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, loa
 from .errors import (  # noqa: E402
     DumpFormatError,
     IncompatibleSnapshotError,
+    IndexLockedError,
     ModelLoadError,
     QASearchError,
     SnapshotError,
@@ -25,6 +26,7 @@ __all__ = [
     "Embedder",
     "ForumIndex",
     "IncompatibleSnapshotError",
+    "IndexLockedError",
     "IndexConfig",
     "ModelLoadError",
     "QASearchError",
