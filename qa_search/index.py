@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -179,23 +179,16 @@ class ForumIndex:
 
     # -- writes -------------------------------------------------------------------------
 
-    def upsert(self, threads: Iterable[Thread], *, progress=None) -> UpsertStats:
-        """Add threads, or replace every part of threads whose id is already indexed.
-
-        A part whose text is unchanged keeps its vector (no re-embedding). ``progress``, if
-        given, is called as ``progress(done, total)`` with the texts embedded so far after each
-        batch.
-        """
+    def _plan(self, threads: Iterable[Thread]) -> tuple[dict[str, Thread], list[Part], np.ndarray, list[int]]:
+        """What an upsert of ``threads`` involves: the threads by id (a later copy of an id wins),
+        their parts, a (parts, d) array holding the reusable vectors, and the rows still to embed."""
         batch: dict[str, Thread] = {}
         for t in threads:
-            batch[t.id] = t  # a later copy of the same id in one call wins
-        if not batch:
-            return UpsertStats(0, 0, 0)
+            batch[t.id] = t
         cfg = self.config
         new_parts: list[Part] = []
         for t in batch.values():
             new_parts.extend(thread_parts(t, cfg.chunk_words, cfg.chunk_overlap))
-
         reusable = self._reusable_vectors(batch.keys())
         vectors = np.zeros((len(new_parts), self.embedder.dimension), np.float32)
         to_embed = []
@@ -205,12 +198,48 @@ class ForumIndex:
                 to_embed.append(i)
             else:
                 vectors[i] = vec
-        bs = cfg.batch_size
-        for start in range(0, len(to_embed), bs):
-            rows = to_embed[start : start + bs]
-            vectors[rows] = self.embedder.encode([new_parts[i].text for i in rows], batch_size=bs)
+        return batch, new_parts, vectors, to_embed
+
+    def pending_texts(self, threads: Iterable[Thread]) -> list[str]:
+        """The distinct texts :meth:`upsert` would embed for ``threads`` (unchanged parts keep
+        their vectors). Embed them elsewhere (outside a lock, on a cluster) and hand the result to
+        ``upsert(threads, vectors=...)``."""
+        _, parts, _, to_embed = self._plan(threads)
+        return list(dict.fromkeys(parts[i].text for i in to_embed))
+
+    def upsert(
+        self,
+        threads: Iterable[Thread],
+        *,
+        vectors: Mapping[str, np.ndarray] | None = None,
+        progress=None,
+    ) -> UpsertStats:
+        """Add threads, or replace every part of threads whose id is already indexed.
+
+        A part whose text is unchanged keeps its vector (no re-embedding). ``vectors`` maps texts
+        to embeddings made beforehand ((d,) float32, L2-normalised, by this index's model; see
+        :meth:`pending_texts`); other new texts go through the embedder. ``progress``, if given,
+        is called as ``progress(done, total)`` with the texts embedded so far after each batch.
+        ``UpsertStats.embedded`` counts new embeddings, whether made here or passed in.
+        """
+        batch, new_parts, vecs, to_embed = self._plan(threads)
+        if not batch:
+            return UpsertStats(0, 0, 0)
+        model_rows = to_embed
+        if vectors:
+            model_rows = []
+            for i in to_embed:
+                given = vectors.get(new_parts[i].text)
+                if given is None:
+                    model_rows.append(i)
+                else:
+                    vecs[i] = given
+        bs = self.config.batch_size
+        for start in range(0, len(model_rows), bs):
+            rows = model_rows[start : start + bs]
+            vecs[rows] = self.embedder.encode([new_parts[i].text for i in rows], batch_size=bs)
             if progress is not None:
-                progress(start + len(rows), len(to_embed))
+                progress(start + len(rows), len(model_rows))
 
         # embedding is the slow, failure-prone step: the index changes only after it succeeded
         self._remove_parts(batch.keys())
@@ -220,8 +249,8 @@ class ForumIndex:
             self._parts[pid] = PartRef(part.thread_id, part.answer_id, part.chunk, part.text_hash)
             self._thread_parts.setdefault(part.thread_id, []).append(pid)
         is_q = np.array([p.kind == QUESTION for p in new_parts])
-        self._questions.add(ids[is_q], vectors[is_q])
-        self._answers.add(ids[~is_q], vectors[~is_q])
+        self._questions.add(ids[is_q], vecs[is_q])
+        self._answers.add(ids[~is_q], vecs[~is_q])
         self._threads.update(batch)
         return UpsertStats(len(batch), len(to_embed), len(new_parts) - len(to_embed))
 

@@ -15,7 +15,7 @@ import numpy as np
 from .embedding import Embedder
 
 
-class CachedEmbedder:
+class QueryCache:
     """An :class:`Embedder` that remembers the vectors of the last ``maxsize`` distinct texts.
 
     Thread-safe. ``hits`` and ``misses`` count texts (not calls); vectors are returned as

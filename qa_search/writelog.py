@@ -27,17 +27,20 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import SnapshotError
+from .snapshot import fsync_path
 from .store import current_generation
 from .threads import Thread, thread_from_dict
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .index import ForumIndex
 
 LOG_NAME = "writes.jsonl"
@@ -58,24 +61,20 @@ class WriteEntry:
     generation: int | None = None
 
 
-def apply_entries(index: ForumIndex, entries: Iterable[WriteEntry]) -> int:
-    """Apply logged writes to ``index`` in order; returns how many entries were applied."""
+def apply_entries(
+    index: ForumIndex, entries: Iterable[WriteEntry], vectors: Mapping[str, np.ndarray] | None = None
+) -> int:
+    """Apply logged writes to ``index`` in order; returns how many entries were applied.
+
+    ``vectors`` are embeddings made beforehand by text (see ``ForumIndex.pending_texts``)."""
     n = 0
     for entry in entries:
         if entry.op == UPSERT:
-            index.upsert(entry.threads)
+            index.upsert(entry.threads, vectors=vectors)
         else:
             index.delete(entry.ids)
         n += 1
     return n
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _parse(line: bytes, path: Path) -> WriteEntry | dict:
@@ -201,7 +200,7 @@ class WriteLog:
             finally:
                 os.close(fd)
             if created:
-                _fsync_dir(self.index_dir)
+                fsync_path(self.index_dir)
             self._file_id = (st.st_dev, st.st_ino)
             self._offset = st.st_size
             self.last_seq = seq
@@ -222,7 +221,7 @@ class WriteLog:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
-        _fsync_dir(self.index_dir)
+        fsync_path(self.index_dir)
         self.read_all()
 
 

@@ -15,11 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from qa_search import Embedder, ForumIndex, QASearchError, Thread
-from qa_search.parts import thread_parts
-from qa_search.querycache import CachedEmbedder
+from qa_search.querycache import QueryCache
 from qa_search.store import current_generation, generation_path, resolve_snapshot
 from qa_search.writelog import UPSERT, WriteEntry, WriteLog, apply_entries
 
@@ -65,21 +62,6 @@ class RWLock:
                 self._cond.notify_all()
 
 
-class _Precomputed:
-    """Stands in for the index's embedder during one locked write: the texts were embedded
-    before the lock was taken, so searches wait only for the in-memory update."""
-
-    def __init__(self, inner: Embedder, vectors: dict[str, np.ndarray]) -> None:
-        self.inner, self.vectors = inner, vectors
-        self.name, self.dimension = inner.name, inner.dimension
-
-    def encode(self, texts, *, batch_size: int = 64) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
-        if missing:
-            self.vectors.update(zip(missing, self.inner.encode(missing, batch_size=batch_size), strict=True))
-        return np.stack([self.vectors[t] for t in texts]) if texts else self.inner.encode([])
-
-
 class LiveIndex:
     """A served index directory: its current generation with the write log applied on top.
 
@@ -93,7 +75,7 @@ class LiveIndex:
         self.generation = current_generation(self.index_dir) if self._watch else None
         snap = generation_path(self.index_dir, self.generation) if self._watch else self.index_dir
         self.index = ForumIndex.load(snap, embedder)
-        self.cache = CachedEmbedder(self.index.embedder, cache_size)
+        self.cache = QueryCache(self.index.embedder, cache_size)
         self.index.query_embedder = self.cache
         self.log = WriteLog(self.index_dir)
         self.applied = apply_entries(self.index, self.log.read_all())
@@ -121,22 +103,12 @@ class LiveIndex:
         if not entries:
             return
         index = self.index
-        cfg, model = index.config, index.embedder
-        texts = list(dict.fromkeys(
-            part.text
-            for e in entries if e.op == UPSERT
-            for t in e.threads
-            for part in thread_parts(t, cfg.chunk_words, cfg.chunk_overlap)
-        ))
-        vectors = {}
-        if texts:
-            vectors = dict(zip(texts, model.encode(texts, batch_size=cfg.batch_size), strict=True))
+        upserted = [t for e in entries if e.op == UPSERT for t in e.threads]
+        texts = index.pending_texts(upserted)
+        embedded = index.embedder.encode(texts, batch_size=index.config.batch_size)
+        vectors = dict(zip(texts, embedded, strict=True))
         with self._rw.write():
-            index.embedder = _Precomputed(model, vectors)  # searches use index.query_embedder
-            try:
-                apply_entries(index, entries)
-            finally:
-                index.embedder = model
+            apply_entries(index, entries, vectors)
         self.applied += len(entries)
 
     def catch_up(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 from conftest import FakeEmbedder
 
 from qa_search import ForumIndex, SnapshotError, Thread
-from qa_search.querycache import CachedEmbedder
+from qa_search.querycache import QueryCache
 from qa_search.store import current_generation
 from qa_search.writelog import WriteLog, publish_with_log
 from service.live import LiveIndex
@@ -66,7 +66,7 @@ def test_a_build_folds_the_log_into_the_next_generation(index_dir):
 
 def test_query_cache_is_an_lru_with_counters():
     inner = FakeEmbedder()
-    cache = CachedEmbedder(inner, maxsize=2)
+    cache = QueryCache(inner, maxsize=2)
     first = cache.encode(["one", "two", "one"])
     np.testing.assert_allclose(first, inner.encode(["one", "two", "one"]))
     assert (cache.hits, cache.misses) == (0, 3) and len(cache) == 2
