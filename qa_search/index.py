@@ -20,7 +20,14 @@ import numpy as np
 
 from . import __version__
 from .ann import VectorIndex
-from .embedding import Embedder, load_embedder, model_fingerprint, probe_vectors, same_model
+from .embedding import (
+    PROBE_MIN_COSINE,
+    Embedder,
+    load_embedder,
+    model_fingerprint,
+    probe_vectors,
+    same_model,
+)
 from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
 from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
 from .retrieval import best_per_thread, combine_thread_scores, make_snippet, top_threads, unseen_bound
@@ -121,6 +128,10 @@ def _thread_filter(tags: Iterable[str] | None, category: str | None):
         return not wanted or not wanted.isdisjoint(thread.tags)
 
     return keep
+
+
+def _probe_min_cosine(embedder: Embedder) -> float:
+    return float(getattr(embedder, "probe_min_cosine", PROBE_MIN_COSINE))
 
 
 class ForumIndex:
@@ -362,6 +373,8 @@ class ForumIndex:
                 "normalized": True,
                 "fingerprint": self.model_fingerprint,
                 "probe": np.round(self._probe.astype(np.float64), 6).tolist(),
+                "backend": getattr(self.embedder, "backend", None),
+                "probe_min_cosine": _probe_min_cosine(self.embedder),
             },
             "index": {"type": self._questions.kind, "next_part_id": self._next_id},
             "config": asdict(self.config),
@@ -412,7 +425,9 @@ class ForumIndex:
             embedder = load_embedder(model["name"])
         index = cls(embedder, IndexConfig.from_dict(manifest.get("config", {})))
         stored_probe = np.asarray(model["probe"], dtype=np.float32)
-        if embedder.dimension != model["dimension"] or not same_model(stored_probe, index._probe):
+        # a quantised encoder on either side (build or query) widens the tolerance
+        min_cos = min(_probe_min_cosine(embedder), model.get("probe_min_cosine", PROBE_MIN_COSINE))
+        if embedder.dimension != model["dimension"] or not same_model(stored_probe, index._probe, min_cos):
             raise IncompatibleSnapshotError(
                 f"snapshot {snap} was built with model {model['name']!r} "
                 f"(dimension {model['dimension']}, fingerprint {model['fingerprint']}), but the "

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ..embedding import load_embedder
+from ..embedding import BACKENDS, load_embedder
 from ..index import ForumIndex, IndexConfig
 from ..threads import read_dumps
 from ._common import advance, echo_json, library_errors, progress_bar
@@ -27,16 +27,25 @@ from ._common import advance, echo_json, library_errors, progress_bar
     default=None,
     help="sentence-transformers model name or local directory [default: all-MiniLM-L6-v2].",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    show_default=True,
+    help="Encoder runtime: auto picks ONNX where the export matches torch.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @library_errors
-def build(dumps: tuple[str, ...], index_dir: str, model: str | None, quiet: bool, as_json: bool) -> None:
+def build(
+    dumps: tuple[str, ...], index_dir: str, model: str | None, backend: str, quiet: bool, as_json: bool
+) -> None:
     """Build an index from JSONL dumps (.jsonl or .jsonl.gz) and publish it."""
     started = time.perf_counter()
     threads = list(read_dumps(dumps))
     if not threads:
         raise click.ClickException(f"no threads in {', '.join(dumps)}: nothing to index")
-    index = ForumIndex(load_embedder(model), IndexConfig())
+    index = ForumIndex(load_embedder(model, backend=backend), IndexConfig())
     with progress_bar("embedding", quiet) as bar:
         stats = index.upsert(threads, progress=functools.partial(advance, bar))
     path = index.save(index_dir)
