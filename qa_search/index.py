@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import __version__
-from .ann import VectorIndex
+from .ann import EXACT_SEARCH_LIMIT, VectorIndex, choose_index_type
 from .embedding import (
     PROBE_MIN_COSINE,
     Embedder,
@@ -54,6 +54,9 @@ class IndexConfig:
     snippet_chars: int = 200
     #: Texts per batch when embedding.
     batch_size: int = 64
+    #: A vector index this size or larger is saved as HNSW over 8-bit vectors, smaller as exact
+    #: search (see :func:`qa_search.ann.choose_index_type`).
+    exact_search_limit: int = EXACT_SEARCH_LIMIT
 
     @classmethod
     def from_dict(cls, data: dict) -> IndexConfig:
@@ -376,7 +379,11 @@ class ForumIndex:
                 "backend": getattr(self.embedder, "backend", None),
                 "probe_min_cosine": _probe_min_cosine(self.embedder),
             },
-            "index": {"type": self._questions.kind, "next_part_id": self._next_id},
+            "index": {
+                "type": self._questions.kind,
+                "types": {"questions": self._questions.kind, "answers": self._answers.kind},
+                "next_part_id": self._next_id,
+            },
             "config": asdict(self.config),
             "counts": self.counts,
         }
@@ -397,6 +404,10 @@ class ForumIndex:
         The generation is written completely before it becomes current, so readers of
         ``index_dir`` never see a partial snapshot, even if this process dies midway.
         """
+        # the index type follows the size, and tombstones (HNSW) are compacted away, here
+        limit = self.config.exact_search_limit
+        self._questions = self._questions.rebuilt(choose_index_type(len(self._questions), limit))
+        self._answers = self._answers.rebuilt(choose_index_type(len(self._answers), limit))
         _, path = publish(index_dir, self._write_files, self._manifest())
         return path
 
