@@ -30,7 +30,7 @@ EXACT_SEARCH_LIMIT = 50_000
 
 #: HNSW settings: links per node, the build's beam width, and the search's beam width.
 HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 128
 #: Vectors used to train the 8-bit quantiser's per-dimension ranges.
 SQ_TRAIN_SAMPLE = 100_000
@@ -152,11 +152,11 @@ class VectorIndex:
         if k < 1 or len(self) == 0:
             return np.zeros((m, max(k, 0)), np.float32), np.full((m, max(k, 0)), -1, np.int64)
         if not len(self._tombstones):
-            return self._index.search(queries, k)
+            return self._search(queries, k)
         total = int(self._index.ntotal)
         fetch = min(total, k + min(len(self._tombstones), 4 * k))
         while True:
-            scores, ids = self._index.search(queries, fetch)
+            scores, ids = self._search(queries, fetch)
             dead = np.isin(ids, self._tombstones)
             enough = np.sum(~dead & (ids >= 0), axis=1) >= min(k, len(self))
             if enough.all() or fetch >= total:
@@ -170,6 +170,19 @@ class VectorIndex:
             out_s[row, :n] = scores[row, keep][:n]
             out_i[row, :n] = ids[row, keep][:n]
         return out_s, out_i
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(queries) > 1:
+            return self._index.search(queries, k)
+        # One query gains nothing from OpenMP threads, and on a busy machine their barriers cost
+        # ~10x (measured: 4 ms vs 44 ms over 50k vectors on 2 loaded cores). The setting is
+        # per calling thread in OpenMP, so concurrent requests and batch searches are unaffected.
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self._index.search(queries, k)
+        finally:
+            faiss.omp_set_num_threads(before)
 
     def save(self, path: str | Path) -> None:
         """Write the index; tombstones must have been compacted away first (:meth:`rebuilt`)."""

@@ -253,9 +253,13 @@ class OnnxEmbedder:
 
     ``precision`` is ``"fp32"`` (the same vectors as torch, to ~1e-6) or ``"int8"`` (dynamic
     quantisation: faster, cosine about 0.99 to fp32). ``threads`` sets ONNX Runtime's intra-op
-    threads (default: one per physical core). The export is made on first use and cached in
-    ``cache_dir`` (default ``~/.cache/qa_search/onnx``); making it needs torch, ``onnx`` and
-    ``onnxscript``, using it needs only ``onnxruntime``.
+    threads for batches (default: one per physical core). A single text (the typeahead path)
+    runs on a second, single-threaded session: a short query gains nothing from a thread pool,
+    and concurrent requests then spread over the cores instead of fighting for one pool.
+
+    The export is made on first use and cached in ``cache_dir`` (default
+    ``~/.cache/qa_search/onnx``); making it needs torch, ``onnx`` and ``onnxscript``, using it
+    needs only ``onnxruntime``.
     """
 
     def __init__(
@@ -305,6 +309,7 @@ class OnnxEmbedder:
         self._max_len = max_len
         self._tokenizer = _Tokenizer(transformer_dir, max_len)
         self._session = _session(path, threads)
+        self._single = self._session if threads == 1 else _session(path, 1)
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
 
@@ -319,7 +324,8 @@ class OnnxEmbedder:
 
     def _run(self, texts: Sequence[str]) -> np.ndarray:
         feed = self._tokenizer(texts)
-        return self._session.run(None, {k: feed[k] for k in self._inputs})[0]
+        session = self._single if len(texts) == 1 else self._session
+        return session.run(None, {k: feed[k] for k in self._inputs})[0]
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int = 64, sort_by_length: bool = True
