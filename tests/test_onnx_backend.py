@@ -59,7 +59,9 @@ def test_onnx_int8_stays_close_to_torch_and_ranks_the_same_nearest(torch_embedde
     assert onnx_int8.backend == "onnx-int8"
     want = torch_embedder.encode(TEXTS)
     got = onnx_int8.encode(TEXTS)
-    assert _cosines(got, want).min() >= MIN_INT8_COSINE
+    cos = _cosines(got, want)
+    assert cos.min() >= MIN_INT8_COSINE
+    assert cos[1:].min() >= 0.98  # sentences; a two-letter text ("ok") is the worst case
     # the nearest neighbour of every text among the others is the same under both encoders
     np.fill_diagonal(sims_t := want @ want.T, -1)
     np.fill_diagonal(sims_q := got @ got.T, -1)
