@@ -218,6 +218,8 @@ class ForumIndex:
             else:
                 vectors[i] = vec
         bs = cfg.batch_size
+        # batches of similar length pad little: the encoder's cost follows the longest text
+        to_embed.sort(key=lambda i: len(new_parts[i].text))
         for start in range(0, len(to_embed), bs):
             rows = to_embed[start : start + bs]
             vectors[rows] = self.embedder.encode([new_parts[i].text for i in rows], batch_size=bs)
