@@ -32,7 +32,7 @@ run: $(SAMPLE_INDEX)/CURRENT
 	$(BIN)/qa-search serve $(SAMPLE_INDEX) --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check qa_search service tests benchmarks
+	$(BIN)/ruff check .
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
