@@ -49,6 +49,9 @@ MIN_INT8_COSINE = 0.95
 EXPORT_VERSION = 1
 
 PRECISIONS = ("fp32", "int8")
+#: Most texts per ONNX Runtime call, whatever the caller's batch size: on 2 cores int8 encoded
+#: ~980 Quora questions/s in runs of 32, ~870 in runs of 64 and ~680 in runs of 256.
+MAX_RUN_BATCH = 32
 _FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 
 # Texts the export is checked on: short, typical, and over the 256-token limit (truncation).
@@ -355,8 +358,9 @@ class OnnxEmbedder:
             return normalize_rows(self._run(texts))
         order = np.argsort([-len(t) for t in texts], kind="stable") if sort_by_length else np.arange(n)
         out = np.empty((n, self.dimension), dtype=np.float32)
-        for start in range(0, n, batch_size):
-            rows = order[start : start + batch_size]
+        step = max(1, min(batch_size, MAX_RUN_BATCH))
+        for start in range(0, n, step):
+            rows = order[start : start + step]
             out[rows] = self._run([texts[i] for i in rows])
         return normalize_rows(out)
 
