@@ -19,7 +19,7 @@ $(BIN)/python:
 # would download a multi-GB CUDA build. Re-runs only when pyproject.toml or the Makefile change.
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
 	touch $@
 
 # Debian's chromium + chromium-driver, for the demo page's browser test; never a downloaded browser.

@@ -19,8 +19,15 @@ from typing import NamedTuple
 import numpy as np
 
 from . import __version__
-from .ann import VectorIndex
-from .embedding import Embedder, load_embedder, model_fingerprint, probe_vectors, same_model
+from .ann import EXACT_SEARCH_LIMIT, VectorIndex, choose_index_type
+from .embedding import (
+    PROBE_MIN_COSINE,
+    Embedder,
+    load_embedder,
+    model_fingerprint,
+    probe_vectors,
+    same_model,
+)
 from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
 from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
 from .retrieval import best_per_thread, combine_thread_scores, make_snippet, top_threads, unseen_bound
@@ -47,6 +54,9 @@ class IndexConfig:
     snippet_chars: int = 200
     #: Texts per batch when embedding.
     batch_size: int = 64
+    #: A vector index this size or larger is saved as HNSW over 8-bit vectors, smaller as exact
+    #: search (see :func:`qa_search.ann.choose_index_type`).
+    exact_search_limit: int = EXACT_SEARCH_LIMIT
 
     @classmethod
     def from_dict(cls, data: dict) -> IndexConfig:
@@ -121,6 +131,10 @@ def _thread_filter(tags: Iterable[str] | None, category: str | None):
         return not wanted or not wanted.isdisjoint(thread.tags)
 
     return keep
+
+
+def _probe_min_cosine(embedder: Embedder) -> float:
+    return float(getattr(embedder, "probe_min_cosine", PROBE_MIN_COSINE))
 
 
 class ForumIndex:
@@ -235,6 +249,8 @@ class ForumIndex:
                 else:
                     vecs[i] = given
         bs = self.config.batch_size
+        # batches of similar length pad little: the encoder's cost follows the longest text
+        model_rows.sort(key=lambda i: len(new_parts[i].text))
         for start in range(0, len(model_rows), bs):
             rows = model_rows[start : start + bs]
             vecs[rows] = self.embedder.encode([new_parts[i].text for i in rows], batch_size=bs)
@@ -393,8 +409,14 @@ class ForumIndex:
                 "normalized": True,
                 "fingerprint": self.model_fingerprint,
                 "probe": np.round(self._probe.astype(np.float64), 6).tolist(),
+                "backend": getattr(self.embedder, "backend", None),
+                "probe_min_cosine": _probe_min_cosine(self.embedder),
             },
-            "index": {"type": self._questions.kind, "next_part_id": self._next_id},
+            "index": {
+                "type": self._questions.kind,
+                "types": {"questions": self._questions.kind, "answers": self._answers.kind},
+                "next_part_id": self._next_id,
+            },
             "config": asdict(self.config),
             "counts": self.counts,
         }
@@ -415,6 +437,10 @@ class ForumIndex:
         The generation is written completely before it becomes current, so readers of
         ``index_dir`` never see a partial snapshot, even if this process dies midway.
         """
+        # the index type follows the size, and tombstones (HNSW) are compacted away, here
+        limit = self.config.exact_search_limit
+        self._questions = self._questions.rebuilt(choose_index_type(len(self._questions), limit))
+        self._answers = self._answers.rebuilt(choose_index_type(len(self._answers), limit))
         _, path = publish(index_dir, self._write_files, self._manifest())
         return path
 
@@ -443,7 +469,9 @@ class ForumIndex:
             embedder = load_embedder(model["name"])
         index = cls(embedder, IndexConfig.from_dict(manifest.get("config", {})))
         stored_probe = np.asarray(model["probe"], dtype=np.float32)
-        if embedder.dimension != model["dimension"] or not same_model(stored_probe, index._probe):
+        # a quantised encoder on either side (build or query) widens the tolerance
+        min_cos = min(_probe_min_cosine(embedder), model.get("probe_min_cosine", PROBE_MIN_COSINE))
+        if embedder.dimension != model["dimension"] or not same_model(stored_probe, index._probe, min_cos):
             raise IncompatibleSnapshotError(
                 f"snapshot {snap} was built with model {model['name']!r} "
                 f"(dimension {model['dimension']}, fingerprint {model['fingerprint']}), but the "

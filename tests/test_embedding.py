@@ -41,7 +41,8 @@ def test_real_model_embeds_normalised_float32_and_loads_from_a_path(real_embedde
     assert real_embedder.encode([]).shape == (0, 384)
     by_path = SentenceTransformerEmbedder(str(emb_mod.packaged_model_path()))
     assert by_path.name == str(emb_mod.packaged_model_path().resolve())
-    assert same_model(probe_vectors(by_path), probe_vectors(real_embedder))
+    # the default backend may be quantised (ONNX int8): it declares its own tolerance
+    assert same_model(probe_vectors(by_path), probe_vectors(real_embedder), real_embedder.probe_min_cosine)
 
 
 def test_a_directory_that_is_not_a_model_fails_clearly(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..embedding import load_embedder
+from ..embedding import BACKENDS, load_embedder
 from ..index import IndexConfig
 from ..lifecycle import DEFAULT_KEEP, BuildReport, build_index
 from ..lock import writer_lock
@@ -56,6 +56,13 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
 )
 @input_options
 @keep_option
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    show_default=True,
+    help="Encoder runtime: auto picks ONNX int8 where the export matches torch.",
+)
 @click.option("--no-cache", is_flag=True, help="Embed every text again, ignoring DIR/cache.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -64,6 +71,7 @@ def build(
     dumps: tuple[str, ...],
     index_dir: str,
     model: str | None,
+    backend: str,
     fmt: str,
     mappings: tuple[str, ...],
     site_url: str | None,
@@ -80,7 +88,7 @@ def build(
     """
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
     with writer_lock(index_dir):  # before the model loads: a second writer fails at once
-        embedder = load_embedder(model)
+        embedder = load_embedder(model, backend=backend)
         with EmbeddingBar(quiet) as bar:
             summary = build_index(
                 index_dir,
