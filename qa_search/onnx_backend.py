@@ -28,6 +28,7 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -326,8 +327,15 @@ class OnnxEmbedder:
         self._tokenizer = _Tokenizer(transformer_dir, max_len)
         self._session = _session(path, threads)
         self._single = self._session if threads == 1 else _session(path, 1)
+        self._workers = threads or os.cpu_count() or 1
+        self._executor: ThreadPoolExecutor | None = None
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.dimension = int(self._session.get_outputs()[0].shape[-1])
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="qa-search-onnx")
+        return self._executor
 
     @property
     def backend(self) -> str:
@@ -356,6 +364,12 @@ class OnnxEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if n == 1:  # the typeahead path: no sorting, no copies
             return normalize_rows(self._run(texts))
+        if self.precision == "int8":
+            # dynamic int8 quantises activations with one scale per tensor, so a text's vector
+            # would depend on the other texts (and padding) of its batch (cosine down to 0.985).
+            # One text per run keeps every vector a function of its text alone, and runs on
+            # all cores in parallel are about as fast as batches (no padding either).
+            return normalize_rows(np.vstack(list(self._pool().map(lambda t: self._run([t]), texts))))
         order = np.argsort([-len(t) for t in texts], kind="stable") if sort_by_length else np.arange(n)
         out = np.empty((n, self.dimension), dtype=np.float32)
         step = max(1, min(batch_size, MAX_RUN_BATCH))

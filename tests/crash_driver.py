@@ -41,7 +41,7 @@ def die() -> None:
 
 
 def install(kill: str | None, hang: str | None) -> None:
-    def fake_model(name=None):
+    def fake_model(name=None, **_options):
         return FakeEmbedder()
 
     for module in (qa_search.index, qa_search.lifecycle, sys.modules["qa_search.cli.build"]):

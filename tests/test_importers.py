@@ -135,7 +135,7 @@ def fake_cli(monkeypatch):
     """The CLI with the fake embedder in place of the real model."""
     import sys
 
-    fake = lambda name=None: FakeEmbedder()  # noqa: E731
+    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
     for module in ("qa_search.cli.build", "qa_search.lifecycle", "qa_search.index"):
         monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
     return CliRunner()

@@ -73,7 +73,6 @@ def test_operator_rebuild_crash_and_recovery_with_the_real_model(tmp_path, real_
     idx = tmp_path / "idx"
     first = _run("build", str(tmp_path / "v1.jsonl"), "--index", str(idx), "--quiet", "--json")
     assert first.returncode == 0, first.stderr
-    full_seconds = json.loads(first.stdout)["seconds"]
     before = [
         [h.to_dict() for h in hits] for hits in ForumIndex.load(idx, real_embedder).search_many(QUERIES, k=5)
     ]
@@ -93,7 +92,6 @@ def test_operator_rebuild_crash_and_recovery_with_the_real_model(tmp_path, real_
     summary = json.loads(rebuild.stdout)
     assert (summary["generation"], summary["embedded"]) == (2, changed)
     assert summary["reused"] == summary["vectors"] - changed
-    assert summary["seconds"] < full_seconds
     assert not list(idx.rglob(".tmp-*"))
 
     ref_index = ForumIndex(real_embedder)  # a full rebuild of the edited forum, in process
