@@ -16,7 +16,8 @@ from .errors import (  # noqa: E402
     UnknownThreadError,
 )
 from .index import DuplicateHit, ForumIndex, IndexConfig, SearchHit, UpsertStats  # noqa: E402
-from .threads import Answer, Thread, read_dump, read_dumps, write_dump  # noqa: E402
+from .live import LiveIndex  # noqa: E402
+from .threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump  # noqa: E402
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -28,6 +29,7 @@ __all__ = [
     "IncompatibleSnapshotError",
     "IndexLockedError",
     "IndexConfig",
+    "LiveIndex",
     "ModelLoadError",
     "QASearchError",
     "SearchHit",
@@ -40,5 +42,6 @@ __all__ = [
     "load_embedder",
     "read_dump",
     "read_dumps",
+    "thread_from_dict",
     "write_dump",
 ]

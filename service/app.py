@@ -1,6 +1,6 @@
 """The FastAPI application. Routes parse, make one library call and return a response model.
 
-The index is loaded once, in the lifespan, into a :class:`~service.live.LiveIndex` (shared
+The index is loaded once, in the lifespan, into a :class:`~qa_search.LiveIndex` (shared
 through ``app.state.live``), which also follows newly published generations and other
 processes' writes.
 """
@@ -25,10 +25,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from qa_search import Embedder, Thread
-from qa_search.threads import thread_from_dict
+from qa_search import Embedder, LiveIndex, Thread, thread_from_dict
 
-from .live import LiveIndex
 from .metrics import Metrics
 from .schemas import (
     DraftQuestion,

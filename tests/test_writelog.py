@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
-from qa_search import ForumIndex, SnapshotError, Thread
+from qa_search import ForumIndex, LiveIndex, SnapshotError, Thread
 from qa_search.querycache import QueryCache
 from qa_search.store import current_generation
 from qa_search.writelog import WriteLog, publish_with_log
-from service.live import LiveIndex
 
 BASE = [Thread("a", "how to sleep better at night"), Thread("b", "arguing with my sister about money")]
 

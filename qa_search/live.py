@@ -15,10 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from qa_search import Embedder, ForumIndex, QASearchError, Thread
-from qa_search.querycache import QueryCache
-from qa_search.store import current_generation, generation_path, resolve_snapshot
-from qa_search.writelog import UPSERT, WriteEntry, WriteLog, apply_entries
+from .embedding import Embedder
+from .errors import QASearchError
+from .index import ForumIndex
+from .querycache import QueryCache
+from .store import current_generation, generation_path, resolve_snapshot
+from .threads import Thread
+from .writelog import UPSERT, WriteEntry, WriteLog, apply_entries
 
 log = logging.getLogger(__name__)
 
