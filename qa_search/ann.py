@@ -34,6 +34,8 @@ HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 128
 #: Vectors used to train the 8-bit quantiser's per-dimension ranges.
 SQ_TRAIN_SAMPLE = 100_000
+#: Vectors per add call when progress is reported.
+ADD_BLOCK = 20_000
 
 
 def choose_index_type(n_vectors: int, exact_limit: int = EXACT_SEARCH_LIMIT) -> str:
@@ -86,8 +88,11 @@ class VectorIndex:
         """Removed ids still held by the index until the next :meth:`rebuilt`."""
         return len(self._tombstones)
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add (n, d) float32 unit vectors under n int64 ids; the ids must be new."""
+    def add(self, ids: np.ndarray, vectors: np.ndarray, progress=None) -> None:
+        """Add (n, d) float32 unit vectors under n int64 ids; the ids must be new.
+
+        ``progress(done, n)``, if given, is called after each block of ``ADD_BLOCK`` vectors
+        (building an HNSW graph over a million vectors takes minutes)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
@@ -98,7 +103,12 @@ class VectorIndex:
             return
         if not self._index.is_trained:
             self._index.train(vectors[:SQ_TRAIN_SAMPLE])
-        self._index.add_with_ids(vectors, ids)
+        if progress is None:
+            self._index.add_with_ids(vectors, ids)
+            return
+        for start in range(0, len(ids), ADD_BLOCK):
+            self._index.add_with_ids(vectors[start : start + ADD_BLOCK], ids[start : start + ADD_BLOCK])
+            progress(min(start + ADD_BLOCK, len(ids)), len(ids))
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove the vectors with these ids; returns how many were present."""
@@ -128,14 +138,14 @@ class VectorIndex:
         live = ~np.isin(ids, self._tombstones)
         return ids[live], np.ascontiguousarray(vecs[live])
 
-    def rebuilt(self, kind: str | None = None) -> VectorIndex:
+    def rebuilt(self, kind: str | None = None, progress=None) -> VectorIndex:
         """This index without tombstones, as ``kind`` (default: its own). Returns ``self`` when
-        there is nothing to change."""
+        there is nothing to change. ``progress`` as for :meth:`add`."""
         kind = kind or self.kind
         if kind == self.kind and not len(self._tombstones):
             return self
         out = VectorIndex(self.dimension, kind=kind)
-        out.add(*self.vectors())
+        out.add(*self.vectors(), progress=progress)
         return out
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -431,16 +431,22 @@ class ForumIndex:
         self._questions.save(out / "questions.faiss")
         self._answers.save(out / "answers.faiss")
 
-    def save(self, index_dir: str | Path) -> Path:
+    def save(self, index_dir: str | Path, *, progress=None) -> Path:
         """Publish the index as a new snapshot generation of ``index_dir``; returns its path.
 
         The generation is written completely before it becomes current, so readers of
         ``index_dir`` never see a partial snapshot, even if this process dies midway.
+        ``progress(done, total)`` reports vectors indexed when a vector index is rebuilt (a
+        change of index type, or tombstones compacted away).
         """
         # the index type follows the size, and tombstones (HNSW) are compacted away, here
         limit = self.config.exact_search_limit
-        self._questions = self._questions.rebuilt(choose_index_type(len(self._questions), limit))
-        self._answers = self._answers.rebuilt(choose_index_type(len(self._answers), limit))
+        total = len(self._questions) + len(self._answers)
+        q_report = None if progress is None else (lambda done, _n: progress(done, total))
+        self._questions = self._questions.rebuilt(choose_index_type(len(self._questions), limit), q_report)
+        offset = len(self._questions)
+        a_report = None if progress is None else (lambda done, _n: progress(offset + done, total))
+        self._answers = self._answers.rebuilt(choose_index_type(len(self._answers), limit), a_report)
         _, path = publish(index_dir, self._write_files, self._manifest())
         return path
 

@@ -85,11 +85,12 @@ def _publish(
     started: float,
     keep: int,
     deleted: int = 0,
+    index_progress: Progress | None = None,
 ) -> BuildReport:
     if cached is not None:
         cached.cache.flush()  # first: the embeddings are kept even if writing the snapshot fails
     # live writes pushed to the service since the last publish are folded in, then dropped from the log
-    path, live_writes = publish_with_log(index, index_dir)
+    path, live_writes = publish_with_log(index, index_dir, progress=index_progress)
     pruned = prune(index_dir, keep)
     if cached is not None and cached.cache.shard_count > COMPACT_SHARDS:
         cached.cache.compact(_referenced_hashes(index_dir))
@@ -117,13 +118,16 @@ def build_index(
     keep: int = DEFAULT_KEEP,
     use_cache: bool = True,
     progress: Progress | None = None,
+    index_progress: Progress | None = None,
 ) -> BuildReport:
     """Index ``threads`` from scratch and publish them as a new generation of ``index_dir``.
 
     Holds the writer lock from before the first thread is read. With ``use_cache``, texts whose
     embedding is in ``DIR/cache`` (from earlier builds with this model) are not embedded again,
     and new embeddings are added to it as they are made, so even an interrupted build is not
-    wasted. Afterwards all but the ``keep`` newest generations are pruned.
+    wasted. Afterwards all but the ``keep`` newest generations are pruned. ``progress`` and
+    ``index_progress`` are ``(done, total)`` callbacks for the texts embedded and the vectors
+    indexed (the latter only when a vector index is rebuilt, e.g. as HNSW).
     """
     index_dir = Path(index_dir)
     started = time.perf_counter()
@@ -136,7 +140,10 @@ def build_index(
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)
         embedded = cached.embedded - before if cached else stats.embedded
-        return _publish(index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep)
+        return _publish(
+            index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
+            index_progress=index_progress,
+        )
 
 
 def _load_current(index_dir: Path, embedder: Embedder | None, use_cache: bool):
@@ -155,6 +162,7 @@ def update_index(
     keep: int = DEFAULT_KEEP,
     use_cache: bool = True,
     progress: Progress | None = None,
+    index_progress: Progress | None = None,
 ) -> BuildReport:
     """Publish a new generation: the current one with ``threads`` added or replaced.
 
@@ -170,7 +178,10 @@ def update_index(
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)
         embedded = cached.embedded - before if cached else stats.embedded
-        return _publish(index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep)
+        return _publish(
+            index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
+            index_progress=index_progress,
+        )
 
 
 def delete_threads(

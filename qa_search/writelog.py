@@ -225,7 +225,7 @@ class WriteLog:
         self.read_all()
 
 
-def publish_with_log(index: ForumIndex, index_dir: str | Path) -> tuple[Path, int]:
+def publish_with_log(index: ForumIndex, index_dir: str | Path, *, progress=None) -> tuple[Path, int]:
     """Apply the pending live writes of ``index_dir`` to ``index``, publish it as the next
     generation and compact the log. Returns (snapshot path, number of writes folded in).
 
@@ -236,7 +236,7 @@ def publish_with_log(index: ForumIndex, index_dir: str | Path) -> tuple[Path, in
     with log.locked():
         entries = log.read_all()
         apply_entries(index, entries)
-        path = index.save(index_dir)
+        path = index.save(index_dir, progress=progress)
         if entries or log.path.exists():
             log.truncate_through(log.last_seq, int(path.name))
     return path, len(entries)

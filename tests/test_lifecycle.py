@@ -317,3 +317,21 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path):
     with writer_lock(tmp_path / "idx"), writer_lock(tmp_path / "idx"):
         build_index(tmp_path / "idx", forum(3), FakeEmbedder())
     assert current_generation(tmp_path / "idx") == 1
+
+
+def test_indexing_progress_is_reported_when_a_vector_index_is_rebuilt(tmp_path):
+    from qa_search import IndexConfig
+
+    threads = [
+        Thread(f"t{i}", f"question number {i}", answers=(Answer(f"a{i}", f"answer {i}"),)) for i in range(30)
+    ]
+    calls: list[tuple[int, int]] = []
+    build_index(
+        tmp_path / "idx", threads, FakeEmbedder(), config=IndexConfig(exact_search_limit=10),
+        index_progress=lambda done, total: calls.append((done, total)),
+    )
+    # 30 question and 30 answer vectors move into HNSW; the count only grows and ends complete
+    assert calls[-1] == (60, 60)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    manifest = json.loads(next((tmp_path / "idx" / "generations").glob("*/manifest.json")).read_text())
+    assert manifest["index"]["types"] == {"questions": "hnsw-sq8", "answers": "hnsw-sq8"}

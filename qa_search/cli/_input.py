@@ -97,20 +97,21 @@ class ThreadInput:
             click.echo(f"  ... and {len(self.skipped) - MAX_LISTED} more (--json lists them all)", err=True)
 
 
-class EmbeddingBar:
-    """A ``progress(done, total)`` callback that opens its bar on the first batch (so it does
-    not stand empty under the reading bar) and closes it on exit."""
+class StepBar:
+    """A ``progress(done, total)`` callback for one step (embedding, indexing) that opens its bar
+    on the first report (so it does not stand empty under an earlier step's bar) and closes it
+    on exit."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    def __init__(self, desc: str, quiet: bool, unit: str = "text") -> None:
+        self.desc, self.quiet, self.unit = desc, quiet, unit
         self.bar = None
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
-            self.bar = progress_bar("embedding", self.quiet).__enter__()
+            self.bar = progress_bar(self.desc, self.quiet, unit=self.unit).__enter__()
         advance(self.bar, done, total)
 
-    def __enter__(self) -> EmbeddingBar:
+    def __enter__(self) -> StepBar:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -9,7 +9,7 @@ from ..index import IndexConfig
 from ..lifecycle import DEFAULT_KEEP, BuildReport, build_index
 from ..lock import writer_lock
 from ._common import echo_json, library_errors
-from ._input import EmbeddingBar, ThreadInput, input_options
+from ._input import StepBar, ThreadInput, input_options
 
 
 def keep_option(fn):
@@ -89,7 +89,7 @@ def build(
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
     with writer_lock(index_dir):  # before the model loads: a second writer fails at once
         embedder = load_embedder(model, backend=backend)
-        with EmbeddingBar(quiet) as bar:
+        with StepBar("embedding", quiet) as bar, StepBar("indexing", quiet, unit="vector") as ibar:
             summary = build_index(
                 index_dir,
                 source,
@@ -98,5 +98,6 @@ def build(
                 keep=keep,
                 use_cache=not no_cache,
                 progress=bar,
+                index_progress=ibar,
             )
     report(summary, source, as_json, "built")

@@ -13,7 +13,7 @@ from ..lifecycle import delete_threads, update_index, verify_index
 from ..lock import read_holder, writer_lock
 from ..store import current_generation, describe, read_history, rollback
 from ._common import echo_json, library_errors
-from ._input import EmbeddingBar, ThreadInput, input_options
+from ._input import StepBar, ThreadInput, input_options
 from .build import keep_option, report
 
 INDEX_DIR = click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
@@ -45,8 +45,14 @@ def update(
     Threads not in DUMPS stay as they are; the model is the one the index was built with.
     """
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
-    with writer_lock(index_dir), EmbeddingBar(quiet) as bar:
-        summary = update_index(index_dir, source, keep=keep, use_cache=not no_cache, progress=bar)
+    with (
+        writer_lock(index_dir),
+        StepBar("embedding", quiet) as bar,
+        StepBar("indexing", quiet, unit="vector") as ibar,
+    ):
+        summary = update_index(
+            index_dir, source, keep=keep, use_cache=not no_cache, progress=bar, index_progress=ibar
+        )
     report(summary, source, as_json, "updated")
 
 
