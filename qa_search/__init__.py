@@ -9,13 +9,15 @@ from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, loa
 from .errors import (  # noqa: E402
     DumpFormatError,
     IncompatibleSnapshotError,
+    IndexLockedError,
     ModelLoadError,
     QASearchError,
     SnapshotError,
     UnknownThreadError,
 )
 from .index import DuplicateHit, ForumIndex, IndexConfig, SearchHit, UpsertStats  # noqa: E402
-from .threads import Answer, Thread, read_dump, read_dumps, write_dump  # noqa: E402
+from .live import LiveIndex  # noqa: E402
+from .threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump  # noqa: E402
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -25,7 +27,9 @@ __all__ = [
     "Embedder",
     "ForumIndex",
     "IncompatibleSnapshotError",
+    "IndexLockedError",
     "IndexConfig",
+    "LiveIndex",
     "ModelLoadError",
     "QASearchError",
     "SearchHit",
@@ -38,5 +42,6 @@ __all__ = [
     "load_embedder",
     "read_dump",
     "read_dumps",
+    "thread_from_dict",
     "write_dump",
 ]

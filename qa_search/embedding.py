@@ -33,6 +33,15 @@ PROBE_TEXTS = (
 )
 
 
+#: Probe cosine at or above which two embedders count as the same model (fp32 backends).
+PROBE_MIN_COSINE = 0.999
+
+#: What :func:`load_embedder` accepts as ``backend``.
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+#: What ``backend="auto"`` means where ONNX works; chosen from benchmarks/encoders.py.
+AUTO_BACKEND = "onnx-int8"
+
+
 @runtime_checkable
 class Embedder(Protocol):
     """What the index needs from an embedding model."""
@@ -98,8 +107,14 @@ def _quiet_load(source: str, device: str):  # noqa: ANN202 - a SentenceTransform
 class SentenceTransformerEmbedder:
     """An :class:`Embedder` backed by a sentence-transformers model on the CPU (or ``device``).
 
-    ``model`` is a model name, a local directory or ``None`` for the default model.
+    ``model`` is a model name, a local directory or ``None`` for the default model. ``threads``
+    sets torch's intra-op threads, which is process-wide (default: torch's choice).
     """
+
+    #: Recorded in manifests: which runtime produced the vectors.
+    backend = "torch"
+    #: Probe cosine at or above which another embedder counts as the same model.
+    probe_min_cosine = PROBE_MIN_COSINE
 
     def __init__(
         self,
@@ -107,7 +122,12 @@ class SentenceTransformerEmbedder:
         *,
         device: str = "cpu",
         max_seq_length: int | None = None,
+        threads: int | None = None,
     ) -> None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         self.name, source = resolve_model(model)
         self.source = source
         try:
@@ -153,9 +173,39 @@ class SentenceTransformerEmbedder:
         return f"SentenceTransformerEmbedder({self.name!r}, dimension={self.dimension})"
 
 
-def load_embedder(model: str | None = None) -> SentenceTransformerEmbedder:
-    """Load a sentence-transformers embedder; ``None`` gives the packaged default model."""
-    return SentenceTransformerEmbedder(model)
+def load_embedder(
+    model: str | None = None,
+    *,
+    backend: str = "auto",
+    threads: int | None = None,
+    onnx_cache_dir: str | Path | None = None,
+) -> Embedder:
+    """Load an embedder for ``model`` (``None``: the packaged all-MiniLM-L6-v2).
+
+    ``backend`` is one of :data:`BACKENDS`: ``"torch"`` (sentence-transformers), ``"onnx"``
+    (ONNX Runtime, fp32: the same vectors as torch), ``"onnx-int8"`` (quantised: faster, cosine
+    about 0.99 to fp32), or ``"auto"``: :data:`AUTO_BACKEND` where the model can be exported and
+    the export agrees with torch, torch otherwise. ``threads`` sets the runtime's intra-op
+    threads; ``onnx_cache_dir`` is where ONNX exports are kept (default ``~/.cache/qa_search/onnx``).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return SentenceTransformerEmbedder(model, threads=threads)
+    from .onnx_backend import OnnxEmbedder, onnx_available
+
+    wanted = AUTO_BACKEND if backend == "auto" else backend
+    precision = "int8" if wanted == "onnx-int8" else "fp32"
+    if backend == "auto":
+        _, source = resolve_model(model)
+        if not onnx_available() or not Path(source).is_dir():
+            return SentenceTransformerEmbedder(model, threads=threads)
+        try:
+            return OnnxEmbedder(model, precision=precision, cache_dir=onnx_cache_dir, threads=threads)
+        except (ModelLoadError, ImportError) as exc:
+            log.warning("ONNX backend unavailable for %s, using torch: %s", model or DEFAULT_MODEL, exc)
+            return SentenceTransformerEmbedder(model, threads=threads)
+    return OnnxEmbedder(model, precision=precision, cache_dir=onnx_cache_dir, threads=threads)
 
 
 def probe_vectors(embedder: Embedder) -> np.ndarray:
@@ -173,7 +223,7 @@ def model_fingerprint(probe: np.ndarray) -> str:
     return hashlib.sha256(rounded.astype("<f4").tobytes()).hexdigest()[:16]
 
 
-def same_model(probe_a: np.ndarray, probe_b: np.ndarray, min_cosine: float = 0.999) -> bool:
+def same_model(probe_a: np.ndarray, probe_b: np.ndarray, min_cosine: float = PROBE_MIN_COSINE) -> bool:
     """Whether two models' probe embeddings agree: same shape and every row's cosine >= min_cosine."""
     a = np.asarray(probe_a, dtype=np.float32)
     b = np.asarray(probe_b, dtype=np.float32)

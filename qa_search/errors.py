@@ -41,3 +41,26 @@ class UnknownThreadError(QASearchError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the whole message
         return self.args[0]
+
+
+class IndexLockedError(QASearchError):
+    """Another process is writing to the same index directory.
+
+    ``holder`` is what that process recorded in the lock file (pid, host, start time, command),
+    or an empty dict when it could not be read.
+    """
+
+    def __init__(self, index_dir: str, holder: dict) -> None:
+        self.index_dir = index_dir
+        self.holder = holder
+        if holder:
+            who = (
+                f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started_at')}"
+                f" ({holder.get('command') or 'unknown command'})"
+            )
+        else:
+            who = "another process (its details are not readable)"
+        super().__init__(
+            f"index {index_dir} is locked by {who}: one writer at a time; wait for it to finish "
+            "(a writer that died has released its lock, so a retry then succeeds)"
+        )

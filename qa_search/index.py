@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -19,9 +19,16 @@ from typing import NamedTuple
 import numpy as np
 
 from . import __version__
-from .ann import VectorIndex
+from .ann import EXACT_SEARCH_LIMIT, VectorIndex, choose_index_type
 from .calibration import Calibration, feature_matrix, fit_calibration
-from .embedding import Embedder, load_embedder, model_fingerprint, probe_vectors, same_model
+from .embedding import (
+    PROBE_MIN_COSINE,
+    Embedder,
+    load_embedder,
+    model_fingerprint,
+    probe_vectors,
+    same_model,
+)
 from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
 from .lexical import LexicalIndex, jaccard, tokenize
 from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
@@ -53,6 +60,9 @@ class IndexConfig:
     snippet_chars: int = 200
     #: Texts per batch when embedding.
     batch_size: int = 64
+    #: A vector index this size or larger is saved as HNSW over 8-bit vectors, smaller as exact
+    #: search (see :func:`qa_search.ann.choose_index_type`).
+    exact_search_limit: int = EXACT_SEARCH_LIMIT
 
     @classmethod
     def from_dict(cls, data: dict) -> IndexConfig:
@@ -129,6 +139,10 @@ def _thread_filter(tags: Iterable[str] | None, category: str | None):
     return keep
 
 
+def _probe_min_cosine(embedder: Embedder) -> float:
+    return float(getattr(embedder, "probe_min_cosine", PROBE_MIN_COSINE))
+
+
 class ForumIndex:
     """Similar-thread search and duplicate detection over a forum's threads.
 
@@ -139,6 +153,8 @@ class ForumIndex:
 
     def __init__(self, embedder: Embedder, config: IndexConfig | None = None) -> None:
         self.embedder = embedder
+        #: Embeds query texts (search, duplicates); may be a cache around ``embedder``.
+        self.query_embedder: Embedder = embedder
         self.config = config or IndexConfig()
         self._probe = probe_vectors(embedder)
         self._threads: dict[str, Thread] = {}
@@ -186,23 +202,16 @@ class ForumIndex:
 
     # -- writes -------------------------------------------------------------------------
 
-    def upsert(self, threads: Iterable[Thread], *, progress=None) -> UpsertStats:
-        """Add threads, or replace every part of threads whose id is already indexed.
-
-        A part whose text is unchanged keeps its vector (no re-embedding). ``progress``, if
-        given, is called as ``progress(done, total)`` with the texts embedded so far after each
-        batch.
-        """
+    def _plan(self, threads: Iterable[Thread]) -> tuple[dict[str, Thread], list[Part], np.ndarray, list[int]]:
+        """What an upsert of ``threads`` involves: the threads by id (a later copy of an id wins),
+        their parts, a (parts, d) array holding the reusable vectors, and the rows still to embed."""
         batch: dict[str, Thread] = {}
         for t in threads:
-            batch[t.id] = t  # a later copy of the same id in one call wins
-        if not batch:
-            return UpsertStats(0, 0, 0)
+            batch[t.id] = t
         cfg = self.config
         new_parts: list[Part] = []
         for t in batch.values():
             new_parts.extend(thread_parts(t, cfg.chunk_words, cfg.chunk_overlap))
-
         reusable = self._reusable_vectors(batch.keys())
         vectors = np.zeros((len(new_parts), self.embedder.dimension), np.float32)
         to_embed = []
@@ -212,12 +221,50 @@ class ForumIndex:
                 to_embed.append(i)
             else:
                 vectors[i] = vec
-        bs = cfg.batch_size
-        for start in range(0, len(to_embed), bs):
-            rows = to_embed[start : start + bs]
-            vectors[rows] = self.embedder.encode([new_parts[i].text for i in rows], batch_size=bs)
+        return batch, new_parts, vectors, to_embed
+
+    def pending_texts(self, threads: Iterable[Thread]) -> list[str]:
+        """The distinct texts :meth:`upsert` would embed for ``threads`` (unchanged parts keep
+        their vectors). Embed them elsewhere (outside a lock, on a cluster) and hand the result to
+        ``upsert(threads, vectors=...)``."""
+        _, parts, _, to_embed = self._plan(threads)
+        return list(dict.fromkeys(parts[i].text for i in to_embed))
+
+    def upsert(
+        self,
+        threads: Iterable[Thread],
+        *,
+        vectors: Mapping[str, np.ndarray] | None = None,
+        progress=None,
+    ) -> UpsertStats:
+        """Add threads, or replace every part of threads whose id is already indexed.
+
+        A part whose text is unchanged keeps its vector (no re-embedding). ``vectors`` maps texts
+        to embeddings made beforehand ((d,) float32, L2-normalised, by this index's model; see
+        :meth:`pending_texts`); other new texts go through the embedder. ``progress``, if given,
+        is called as ``progress(done, total)`` with the texts embedded so far after each batch.
+        ``UpsertStats.embedded`` counts new embeddings, whether made here or passed in.
+        """
+        batch, new_parts, vecs, to_embed = self._plan(threads)
+        if not batch:
+            return UpsertStats(0, 0, 0)
+        model_rows = to_embed
+        if vectors:
+            model_rows = []
+            for i in to_embed:
+                given = vectors.get(new_parts[i].text)
+                if given is None:
+                    model_rows.append(i)
+                else:
+                    vecs[i] = given
+        bs = self.config.batch_size
+        # batches of similar length pad little: the encoder's cost follows the longest text
+        model_rows.sort(key=lambda i: len(new_parts[i].text))
+        for start in range(0, len(model_rows), bs):
+            rows = model_rows[start : start + bs]
+            vecs[rows] = self.embedder.encode([new_parts[i].text for i in rows], batch_size=bs)
             if progress is not None:
-                progress(start + len(rows), len(to_embed))
+                progress(start + len(rows), len(model_rows))
 
         # embedding is the slow, failure-prone step: the index changes only after it succeeded
         self._remove_parts(batch.keys())
@@ -227,8 +274,8 @@ class ForumIndex:
             self._parts[pid] = PartRef(part.thread_id, part.answer_id, part.chunk, part.text_hash)
             self._thread_parts.setdefault(part.thread_id, []).append(pid)
         is_q = np.array([p.kind == QUESTION for p in new_parts])
-        self._questions.add(ids[is_q], vectors[is_q])
-        self._answers.add(ids[~is_q], vectors[~is_q])
+        self._questions.add(ids[is_q], vecs[is_q])
+        self._answers.add(ids[~is_q], vecs[~is_q])
         self._threads.update(batch)
         self._lexical = None
         return UpsertStats(len(batch), len(to_embed), len(new_parts) - len(to_embed))
@@ -293,7 +340,7 @@ class ForumIndex:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         keep = _thread_filter(tags, category)
-        queries = self.embedder.encode(list(texts), batch_size=self.config.batch_size)
+        queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
         if self.config.lexical_weight > 0:
             return [self._search_hybrid(t, q, k, keep) for t, q in zip(texts, queries, strict=True)]
         return [self._search_vector(q, k, keep) for q in queries]
@@ -320,7 +367,7 @@ class ForumIndex:
     def score_threads(self, text: str, thread_ids: Sequence[str]) -> list[float]:
         """The search score of each given thread for ``text`` (what :meth:`search` would rank
         them by), in the order given. For reranking a fixed candidate list."""
-        query = self.embedder.encode([text], batch_size=self.config.batch_size)[0]
+        query = self.query_embedder.encode([text], batch_size=self.config.batch_size)[0]
         lw = self.config.lexical_weight
         lex = self.lexical_index().scores(text) if lw > 0 else None
         out = []
@@ -427,7 +474,7 @@ class ForumIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         cal = self.calibration
         limit = self.config.duplicate_threshold if threshold is None and cal is None else threshold
-        queries = self.embedder.encode(list(texts), batch_size=self.config.batch_size)
+        queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
         depth = k if cal is None else max(4 * k, 20)
         scores, ids = self._questions.search(queries, min(depth, max(len(self._questions), 1)))
         out = []
@@ -527,8 +574,14 @@ class ForumIndex:
                 "normalized": True,
                 "fingerprint": self.model_fingerprint,
                 "probe": np.round(self._probe.astype(np.float64), 6).tolist(),
+                "backend": getattr(self.embedder, "backend", None),
+                "probe_min_cosine": _probe_min_cosine(self.embedder),
             },
-            "index": {"type": self._questions.kind, "next_part_id": self._next_id},
+            "index": {
+                "type": self._questions.kind,
+                "types": {"questions": self._questions.kind, "answers": self._answers.kind},
+                "next_part_id": self._next_id,
+            },
             "config": asdict(self.config),
             "counts": self.counts,
         }
@@ -547,12 +600,22 @@ class ForumIndex:
         if self.calibration is not None:
             (out / "calibration.json").write_text(json.dumps(self.calibration.to_dict(), indent=2) + "\n")
 
-    def save(self, index_dir: str | Path) -> Path:
+    def save(self, index_dir: str | Path, *, progress=None) -> Path:
         """Publish the index as a new snapshot generation of ``index_dir``; returns its path.
 
         The generation is written completely before it becomes current, so readers of
         ``index_dir`` never see a partial snapshot, even if this process dies midway.
+        ``progress(done, total)`` reports vectors indexed when a vector index is rebuilt (a
+        change of index type, or tombstones compacted away).
         """
+        # the index type follows the size, and tombstones (HNSW) are compacted away, here
+        limit = self.config.exact_search_limit
+        total = len(self._questions) + len(self._answers)
+        q_report = None if progress is None else (lambda done, _n: progress(done, total))
+        self._questions = self._questions.rebuilt(choose_index_type(len(self._questions), limit), q_report)
+        offset = len(self._questions)
+        a_report = None if progress is None else (lambda done, _n: progress(offset + done, total))
+        self._answers = self._answers.rebuilt(choose_index_type(len(self._answers), limit), a_report)
         _, path = publish(index_dir, self._write_files, self._manifest())
         return path
 
@@ -581,7 +644,9 @@ class ForumIndex:
             embedder = load_embedder(model["name"])
         index = cls(embedder, IndexConfig.from_dict(manifest.get("config", {})))
         stored_probe = np.asarray(model["probe"], dtype=np.float32)
-        if embedder.dimension != model["dimension"] or not same_model(stored_probe, index._probe):
+        # a quantised encoder on either side (build or query) widens the tolerance
+        min_cos = min(_probe_min_cosine(embedder), model.get("probe_min_cosine", PROBE_MIN_COSINE))
+        if embedder.dimension != model["dimension"] or not same_model(stored_probe, index._probe, min_cos):
             raise IncompatibleSnapshotError(
                 f"snapshot {snap} was built with model {model['name']!r} "
                 f"(dimension {model['dimension']}, fingerprint {model['fingerprint']}), but the "

@@ -5,21 +5,37 @@ Layout::
     DIR/CURRENT              the current generation's number, e.g. "3"
     DIR/generations/000003/  one complete snapshot (see snapshot.py)
 
+    DIR/HISTORY              one JSON line per publish or rollback (generation, action, time)
+    DIR/LOCK                 the writer lock (see lock.py)
+
 Publishing writes the new generation completely, then replaces ``CURRENT`` atomically, so a
-reader sees either the old generation or the new one, never a mixture.
+reader sees either the old generation or the new one, never a mixture. Every change to an index
+directory (publish, rollback, prune) holds the writer lock.
+
+A generation numbered above every generation ever made current was written by a writer that
+died before publishing it: it is debris, removed by the next writer, like temporary directories.
+Pruning renames a generation to a temporary name before deleting it, so a crash mid-delete
+never leaves a partial generation under a generation's name.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import time
+import uuid
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import SnapshotError
-from .snapshot import MANIFEST, TMP_PREFIX, write_snapshot, write_text_atomic
+from .lock import writer_lock
+from .snapshot import MANIFEST, TMP_PREFIX, read_manifest, verify_files, write_snapshot, write_text_atomic
 
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
+HISTORY = "HISTORY"
 
 
 def generation_path(index_dir: Path, number: int) -> Path:
@@ -62,30 +78,188 @@ def resolve_snapshot(path: str | Path) -> Path:
     return snap
 
 
-def clean_debris(index_dir: Path) -> None:
-    """Remove half-written generations left by a crash (temporary directories)."""
+def read_history(index_dir: str | Path) -> list[dict]:
+    """The publish and rollback records, oldest first (a torn last line from a crash is skipped)."""
+    path = Path(index_dir) / HISTORY
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("generation"), int):
+            out.append(rec)
+    return out
+
+
+def _append_history(index_dir: Path, generation: int, action: str) -> None:
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rec = {"generation": generation, "action": action, "at": at}
+    line = json.dumps(rec) + "\n"
+    fd = os.open(index_dir / HISTORY, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        if end and os.pread(fd, 1, end - 1) != b"\n":
+            line = "\n" + line  # a crash tore the last line: start on a fresh one
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _set_current(index_dir: Path, number: int, action: str) -> None:
+    # CURRENT first: it is what readers follow; the history line is only a record
+    write_text_atomic(index_dir / CURRENT, f"{number}\n")
+    _append_history(index_dir, number, action)
+
+
+def last_published(index_dir: str | Path) -> int:
+    """The highest generation number ever made current (0 when none)."""
+    numbers = [r["generation"] for r in read_history(index_dir)]
+    current = current_generation(index_dir)
+    return max(numbers + [current or 0])
+
+
+def _discard(path: Path) -> None:
+    """Delete a directory so that a crash midway leaves only a temporary name behind."""
+    doomed = path.parent / f"{TMP_PREFIX}deleted-{path.name}.{uuid.uuid4().hex[:8]}"
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def clean_debris(index_dir: Path) -> list[str]:
+    """Remove what a crashed writer left: temporary files and directories, and generations
+    written but never published. Returns the names removed. Call it holding the writer lock."""
+    removed = []
     gens = index_dir / GENERATIONS
     if gens.is_dir():
-        for p in gens.iterdir():
+        published = last_published(index_dir)
+        for p in sorted(gens.iterdir()):
             if p.name.startswith(TMP_PREFIX):
                 shutil.rmtree(p, ignore_errors=True)
+                removed.append(f"{GENERATIONS}/{p.name}")
+            elif p.name.isdigit() and int(p.name) > published:
+                _discard(p)
+                removed.append(f"{GENERATIONS}/{p.name}")
     for p in index_dir.glob(f"{TMP_PREFIX}*"):
         if p.is_file():
             p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
 
 
 def publish(index_dir: str | Path, write_files: Callable[[Path], None], manifest: dict) -> tuple[int, Path]:
-    """Write a new generation and make it current. Returns ``(number, snapshot path)``."""
+    """Write a new generation and make it current. Returns ``(number, snapshot path)``.
+
+    Holds the writer lock (raising :class:`~qa_search.errors.IndexLockedError` if another
+    process has it) and first removes any debris of a crashed writer.
+    """
     index_dir = Path(index_dir)
     if (index_dir / MANIFEST).is_file():
         raise SnapshotError(
             f"{index_dir} is a single snapshot, not an index directory: publish into another directory"
         )
-    index_dir.mkdir(parents=True, exist_ok=True)
-    clean_debris(index_dir)
-    existing = list_generations(index_dir)
-    number = max(existing + [current_generation(index_dir) or 0]) + 1
-    manifest = {**manifest, "generation": number}
-    snap = write_snapshot(generation_path(index_dir, number), write_files, manifest)
-    write_text_atomic(index_dir / CURRENT, f"{number}\n")
+    with writer_lock(index_dir):
+        clean_debris(index_dir)
+        number = max(list_generations(index_dir) + [last_published(index_dir)]) + 1
+        manifest = {**manifest, "generation": number}
+        snap = write_snapshot(generation_path(index_dir, number), write_files, manifest)
+        _set_current(index_dir, number, "publish")
     return number, snap
+
+
+def rollback(index_dir: str | Path, to: int | None = None) -> int:
+    """Make an earlier generation current again; returns its number.
+
+    ``to`` defaults to the newest generation older than the current one. The target's files are
+    checked against its manifest first; a damaged generation is refused.
+    """
+    index_dir = Path(index_dir)
+    with writer_lock(index_dir):
+        current = current_generation(index_dir)
+        if current is None:
+            raise SnapshotError(f"{index_dir} holds no published generation to roll back from")
+        published = last_published(index_dir)
+        available = [g for g in list_generations(index_dir) if g <= published]  # not a crash's debris
+        if to is None:
+            older = [g for g in available if g < current]
+            if not older:
+                raise SnapshotError(
+                    f"{index_dir}: no generation older than the current one ({current}) is kept"
+                )
+            to = older[-1]
+        elif to not in available:
+            listed = ", ".join(map(str, available)) or "none"
+            raise SnapshotError(f"{index_dir} has no generation {to} (kept: {listed})")
+        snap = generation_path(index_dir, to)
+        problems = verify_files(snap, read_manifest(snap))
+        if problems:
+            raise SnapshotError(f"generation {to} is damaged, not switching to it: " + "; ".join(problems))
+        _set_current(index_dir, to, "rollback")
+    return to
+
+
+def prune(index_dir: str | Path, keep: int) -> list[int]:
+    """Delete all but the ``keep`` newest generations (the current one is always kept).
+
+    Returns the numbers deleted, ascending.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    index_dir = Path(index_dir)
+    with writer_lock(index_dir):
+        current = current_generation(index_dir)
+        gens = list_generations(index_dir)
+        retained = set(gens[-keep:]) | {current}
+        doomed = [g for g in gens if g not in retained]
+        for g in doomed:
+            _discard(generation_path(index_dir, g))
+    return doomed
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationInfo:
+    """One generation of an index directory, as its manifest describes it."""
+
+    number: int
+    current: bool
+    created_at: str | None
+    model: str | None
+    threads: int | None
+    vectors: int | None
+    bytes: int
+    #: False for a generation written but never made current (a crashed writer's; debris).
+    published: bool = True
+    #: Why the manifest could not be read (None when it could).
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def describe(index_dir: str | Path) -> list[GenerationInfo]:
+    """Every complete generation of an index directory, oldest first."""
+    index_dir = Path(index_dir)
+    current = current_generation(index_dir)
+    published = last_published(index_dir)
+    out = []
+    for g in list_generations(index_dir):
+        snap = generation_path(index_dir, g)
+        size = sum(f.stat().st_size for f in snap.iterdir() if f.is_file())
+        try:
+            m = read_manifest(snap)
+        except SnapshotError as exc:
+            info = GenerationInfo(g, g == current, None, None, None, None, size, g <= published, str(exc))
+            out.append(info)
+            continue
+        counts = m.get("counts", {})
+        vectors = counts.get("question_vectors", 0) + counts.get("answer_vectors", 0)
+        out.append(
+            GenerationInfo(
+                g, g == current, m.get("created_at"), m.get("model", {}).get("name"),
+                counts.get("threads"), vectors, size, g <= published,
+            )
+        )
+    return out

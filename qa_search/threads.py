@@ -15,7 +15,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,11 +155,15 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def read_dump(path: str | Path) -> Iterator[Thread]:
+def read_dump(
+    path: str | Path, on_error: Callable[[DumpFormatError], None] | None = None
+) -> Iterator[Thread]:
     """Stream the threads of one ``.jsonl`` or ``.jsonl.gz`` dump, in file order.
 
     Blank lines are skipped. A line that is not UTF-8, not valid JSON or not a valid thread
-    raises :class:`DumpFormatError` naming the file, the 1-based line number and the reason.
+    raises :class:`DumpFormatError` naming the file, the 1-based line number and the reason; with
+    ``on_error``, that error is passed to it instead and reading goes on with the next line.
+    A file that cannot be read any further (a truncated gzip) always raises.
     """
     path = Path(path)
     if not path.is_file():
@@ -176,25 +180,38 @@ def read_dump(path: str | Path) -> Iterator[Thread]:
                 return
             lineno += 1
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DumpFormatError(str(path), lineno, f"not valid UTF-8 ({exc.reason})") from exc
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DumpFormatError(str(path), lineno, f"invalid JSON: {exc.msg}") from exc
-            try:
-                yield thread_from_dict(obj)
+                thread = _parse_line(raw)
             except ValueError as exc:
-                raise DumpFormatError(str(path), lineno, str(exc)) from exc
+                err = DumpFormatError(str(path), lineno, str(exc))
+                if on_error is None:
+                    raise err from exc
+                on_error(err)
+                continue
+            if thread is not None:
+                yield thread
 
 
-def read_dumps(paths: Iterable[str | Path]) -> Iterator[Thread]:
+def _parse_line(raw: bytes) -> Thread | None:
+    """One dump line as a thread (None for a blank line); ValueError says what is wrong."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not valid UTF-8 ({exc.reason})") from exc
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg}") from exc
+    return thread_from_dict(obj)
+
+
+def read_dumps(
+    paths: Iterable[str | Path], on_error: Callable[[DumpFormatError], None] | None = None
+) -> Iterator[Thread]:
     """Stream the threads of several dumps, one after the other."""
     for p in paths:
-        yield from read_dump(p)
+        yield from read_dump(p, on_error)
 
 
 def write_dump(threads: Iterable[Thread], path: str | Path) -> int:

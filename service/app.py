@@ -1,21 +1,49 @@
 """The FastAPI application. Routes parse, make one library call and return a response model.
 
-The index is loaded once, in the lifespan, and shared through ``app.state``.
+The index is loaded once, in the lifespan, into a :class:`~qa_search.LiveIndex` (shared
+through ``app.state.live``), which also follows newly published generations and other
+processes' writes.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
+import time
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 
-from qa_search import ForumIndex
+from qa_search import Embedder, LiveIndex, Thread, thread_from_dict
 
-from .schemas import Health, Hit, SearchResponse
+from .metrics import Metrics
+from .schemas import (
+    DraftQuestion,
+    Duplicate,
+    DuplicatesResponse,
+    Health,
+    Hit,
+    Problem,
+    Ready,
+    SearchResponse,
+    UpsertRequest,
+    WriteResponse,
+)
 from .settings import Settings
+
+log = logging.getLogger("qa_search.service")
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 class _DropQueryString(logging.Filter):
@@ -37,25 +65,172 @@ def _protect_access_log(settings: Settings) -> None:
         access.addFilter(_DropQueryString())
 
 
-def get_index(request: Request) -> ForumIndex:
-    """The index loaded in the lifespan."""
-    return request.app.state.index
+def _set_threads(n: int | None) -> None:
+    if n is None:
+        return
+    import faiss
+    import torch
+
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
 
 
-IndexDep = Annotated[ForumIndex, Depends(get_index)]
+class _Guard:
+    """Outermost checks, before any routing: a query string that is not UTF-8 and a body over
+    the limit get a 4xx; an unexpected error gets a 500 logged without the request's text.
+    It also times every request for the metrics."""
+
+    def __init__(self, app, settings: Settings, metrics: Metrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                # which worker process answered: for operators (and tests) of a multi-worker server
+                worker = (b"x-qa-search-worker", str(os.getpid()).encode())
+                message = {**message, "headers": [*message.get("headers", []), worker]}
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, send_status)
+        except Exception as exc:
+            self._log_error(scope, exc)
+            if status["code"] == 500:  # nothing sent yet
+                await _problem(500, "internal error; the request's text was not logged")(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(template, scope["method"], status["code"], time.perf_counter() - started)
+
+    async def _guarded(self, scope, receive, send) -> None:
+        try:
+            unquote_to_bytes(scope.get("query_string", b"").replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            msg = "the query string is not valid UTF-8: percent-encode the text's UTF-8 bytes"
+            await _problem(400, msg)(scope, receive, send)
+            return
+        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            limit = self.settings.max_body_bytes
+            too_big = f"the request body is over {limit} bytes: send fewer or shorter threads per request"
+            headers = dict(scope.get("headers") or [])
+            declared = headers.get(b"content-length", b"").decode("latin-1")
+            if declared.isdigit() and int(declared) > limit:
+                await _problem(413, too_big)(scope, receive, send)
+                return
+            chunks, size = [], 0
+            while True:  # read it all here (it is bounded), so a lying Content-Length cannot pass
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    await _problem(413, too_big)(scope, receive, send)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _log_error(self, scope, exc: Exception) -> None:
+        if self.settings.log_queries:
+            log.error("error on %s %s?%s", scope["method"], scope["path"],
+                      scope.get("query_string", b"").decode("latin-1"), exc_info=exc)
+        else:  # the type and the stack, but not the message: it may quote the user's text
+            stack = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("error on %s %s: %s\n%s", scope["method"], scope["path"], type(exc).__name__, stack)
 
 
-def create_app(settings: Settings | None = None, index: ForumIndex | None = None) -> FastAPI:
-    """Build the app. An already loaded ``index`` is served as is; otherwise the lifespan loads
-    ``settings.index_dir``."""
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+# -- dependencies ---------------------------------------------------------------------------
+
+
+def get_live(request: Request) -> LiveIndex:
+    live = getattr(request.app.state, "live", None)
+    if live is None:
+        raise HTTPException(503, "the index is still loading; retry shortly")
+    return live
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+LiveDep = Annotated[LiveIndex, Depends(get_live)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The service's QA_SEARCH_API_KEY.")
+_bearer = HTTPBearer(auto_error=False, description="Alternatively: Authorization: Bearer <key>.")
+
+
+def require_key(
+    settings: SettingsDep,
+    key: Annotated[str | None, Depends(_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Writes need the configured key, compared in constant time."""
+    if settings.api_key is None:
+        raise HTTPException(403, "writes are disabled: set QA_SEARCH_API_KEY on the service to enable them")
+    given = key if key is not None else (bearer.credentials if bearer is not None else None)
+    if not given:
+        raise HTTPException(401, "missing API key: send it in the X-API-Key header "
+                            "(or Authorization: Bearer)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    expected = settings.api_key.get_secret_value().encode()
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
+        raise HTTPException(403, "wrong API key")
+
+
+_ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 413: {"model": Problem}, 422: {}}
+
+
+# -- the app --------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> FastAPI:
+    """Build the app over ``settings.index_dir``. ``embedder`` replaces the model named in the
+    snapshot's manifest (tests pass a fake one); with no arguments, settings come from the
+    environment (the form ``uvicorn --factory service.app:create_app`` uses)."""
     settings = settings or Settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _protect_access_log(settings)
+        _set_threads(settings.threads)
         app.state.settings = settings
-        app.state.index = index if index is not None else ForumIndex.load(settings.index_dir)
-        yield
+        live = LiveIndex(settings.index_dir, embedder, cache_size=settings.cache_size)
+        metrics.track(live)
+        live.start(settings.poll_seconds)
+        app.state.live = live
+        try:
+            yield
+        finally:
+            live.stop()
 
     app = FastAPI(
         title="qa_search",
@@ -63,25 +238,118 @@ def create_app(settings: Settings | None = None, index: ForumIndex | None = None
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+        )
+    app.add_middleware(_Guard, settings=settings, metrics=metrics)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def check_query(q: str, what: str = "q") -> str | None:
+        """The query to run, or None when it is too short to be worth a search."""
+        if len(q) > settings.max_query_chars:
+            raise HTTPException(422, f"{what} must be at most {settings.max_query_chars} characters")
+        text = q.strip()
+        return text if len(text) >= settings.min_query_chars else None
+
+    def check_k(k: int | None, default: int) -> int:
+        if k is None:
+            return min(default, settings.max_k)
+        if k > settings.max_k:
+            raise HTTPException(422, f"k must be at most {settings.max_k}")
+        return k
+
+    @app.get("/", include_in_schema=False)
+    def demo() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/healthz", response_model=Health, summary="Liveness")
     def healthz() -> Health:
         return Health()
 
-    @app.get("/v1/search", response_model=SearchResponse, summary="Similar threads")
+    @app.get("/readyz", response_model=Ready, summary="Readiness: the index is loaded",
+             responses={503: {"model": Problem}})
+    def readyz(live: LiveDep) -> Ready:
+        return Ready(generation=live.generation, threads=len(live.index))
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_page() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/v1/search", response_model=SearchResponse, summary="Similar threads (typeahead)",
+             responses=_ERRORS)
     def search(
-        index: IndexDep,
-        q: Annotated[str, Query(min_length=1, description="The text typed so far.")],
+        live: LiveDep,
+        q: Annotated[str, Query(description="The text typed so far.",
+                                examples=["my therapist made a mistake"])],
         k: Annotated[int | None, Query(ge=1, description="Threads to return [default: 10].")] = None,
+        tags: Annotated[list[str] | None, Query(description="Keep threads with any of these tags.")] = None,
+        category: Annotated[str | None, Query(description="Keep threads of this category.")] = None,
     ) -> SearchResponse:
-        k = min(10, settings.max_k) if k is None else k
-        if k > settings.max_k:
-            raise HTTPException(422, f"k must be at most {settings.max_k}")
-        if len(q) > settings.max_query_chars:
-            raise HTTPException(422, f"q must be at most {settings.max_query_chars} characters")
-        if not q.strip():
-            raise HTTPException(422, "q must contain some text")
-        hits = index.search(q, k=k)
+        k = check_k(k, 10)
+        text = check_query(q)
+        if text is None:
+            return SearchResponse(hits=[])
+        with live.reading() as index:
+            hits = index.search(text, k=k, tags=tags, category=category)
         return SearchResponse(hits=[Hit(**h.to_dict()) for h in hits])
+
+    def duplicates_of(
+        live: LiveIndex, text: str | None, k: int, threshold: float | None
+    ) -> DuplicatesResponse:
+        if text is None:
+            return DuplicatesResponse(duplicates=[])
+        with live.reading() as index:
+            dups = index.find_duplicates(text, threshold=threshold, k=k)
+        return DuplicatesResponse(duplicates=[Duplicate(**d.to_dict()) for d in dups])
+
+    @app.get("/v1/duplicates", response_model=DuplicatesResponse, summary="Likely duplicates of a question",
+             responses=_ERRORS)
+    def duplicates(
+        live: LiveDep,
+        q: Annotated[str, Query(description="The question (title, then body).",
+                                examples=["How do therapists deal with their mistakes?"])],
+        k: Annotated[int | None, Query(ge=1, description="Most duplicates to return [default: 5].")] = None,
+        threshold: Annotated[float | None, Query(ge=-1, le=1, description="Lowest question cosine "
+                                                 "[default: the index's duplicate_threshold].")] = None,
+    ) -> DuplicatesResponse:
+        return duplicates_of(live, check_query(q), check_k(k, 5), threshold)
+
+    @app.post("/v1/duplicates", response_model=DuplicatesResponse, summary="Likely duplicates of a draft",
+              responses=_ERRORS)
+    def duplicates_of_draft(live: LiveDep, draft: DraftQuestion) -> DuplicatesResponse:
+        text = Thread("draft", draft.title, draft.body).question_text
+        text = check_query(text, "the title and body together")
+        return duplicates_of(live, text, check_k(draft.k, 5), None)
+
+    @app.post("/v1/threads", response_model=WriteResponse, summary="Add or replace threads",
+              dependencies=[Depends(require_key)], responses=_ERRORS)
+    def upsert(live: LiveDep, request: UpsertRequest) -> WriteResponse:
+        if len(request.threads) > settings.max_batch_threads:
+            raise HTTPException(
+                413, f"at most {settings.max_batch_threads} threads per request: split the batch"
+            )
+        threads = []
+        for i, t in enumerate(request.threads):
+            try:
+                threads.append(thread_from_dict(t.model_dump(exclude_none=True)))
+            except ValueError as exc:
+                raise HTTPException(422, f"threads[{i}]: {exc}") from None
+        entry = live.upsert(threads)
+        return WriteResponse(seq=entry.seq, threads=len({t.id for t in threads}), generation=entry.generation)
+
+    @app.delete("/v1/threads/{thread_id}", response_model=WriteResponse, summary="Delete a thread",
+                dependencies=[Depends(require_key)], responses={**_ERRORS, 404: {"model": Problem}})
+    def delete(
+        live: LiveDep, thread_id: Annotated[str, PathParam(min_length=1, max_length=200)]
+    ) -> WriteResponse:
+        with live.reading() as index:
+            present = thread_id in index
+        if not present:
+            raise HTTPException(404, f"no thread with id {thread_id!r} in the index; nothing was deleted")
+        entry = live.delete([thread_id])
+        return WriteResponse(seq=entry.seq, threads=1, generation=entry.generation)
 
     return app

@@ -1,10 +1,12 @@
-"""Response models of the HTTP API."""
+"""Request and response models of the HTTP API."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+_ID = Field(min_length=1, max_length=200, pattern=r"\S", examples=["t042"])
 
 
 class Hit(BaseModel):
@@ -21,5 +23,76 @@ class SearchResponse(BaseModel):
     hits: list[Hit]
 
 
+class Duplicate(BaseModel):
+    thread_id: str = Field(examples=["t042"])
+    score: float = Field(description="Cosine of the two questions.", examples=[0.86])
+    title: str = Field(examples=["How do therapists deal with their own mistakes?"])
+    url: str | None = None
+    probability: float | None = Field(
+        None, description="Calibrated probability of a duplicate; null while the index is uncalibrated."
+    )
+    tier: Literal["duplicate", "related"] | None = Field(
+        None, description="'duplicate' or 'related'; null while the index is uncalibrated."
+    )
+
+
+class DuplicatesResponse(BaseModel):
+    duplicates: list[Duplicate]
+
+
+class DraftQuestion(BaseModel):
+    """A question being written: its title and (optionally) its body so far."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=2000, examples=["How do therapists handle their mistakes?"])
+    body: str = Field("", max_length=20000, examples=["My counsellor forgot what I told her last week."])
+    k: int = Field(5, ge=1, le=50, description="Most duplicates to return.")
+
+
+class AnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, min_length=1, max_length=200, description="Default: '<thread id>#<n>'.")
+    body: str = Field(min_length=1, pattern=r"\S", examples=["Therapists are people too..."])
+    score: int = Field(0, ge=-(2**53), le=2**53)
+    accepted: bool = False
+
+
+class ThreadIn(BaseModel):
+    """A thread in the dump format (see the README)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = _ID
+    title: str = Field(min_length=1, max_length=2000, pattern=r"\S",
+                       examples=["How do therapists deal with their own mistakes?"])
+    body: str = Field("", examples=["My counsellor forgot what I told her last week."])
+    answers: list[AnswerIn] = []
+    tags: list[str] = Field([], examples=[["therapy"]])
+    category: str | None = Field(None, examples=["therapy"])
+    created_at: str | None = Field(None, examples=["2025-03-02T10:00:00Z"])
+    score: int = Field(0, ge=-(2**53), le=2**53)
+    url: str | None = Field(None, examples=["https://forum.example.org/t/t042"])
+
+
+class UpsertRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threads: list[ThreadIn] = Field(min_length=1, description="Threads to add or replace, whole.")
+
+
+class WriteResponse(BaseModel):
+    seq: int = Field(description="Position of this write in the durable write log.")
+    threads: int = Field(description="Threads written or deleted.")
+    generation: int | None = Field(description="Snapshot generation the write was applied on top of.")
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    generation: int | None
+    threads: int
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="What was wrong and how to fix it.")

@@ -1,3 +1,5 @@
+"""The HTTP service with the fake embedder, in process: every route, auth, bad input, privacy."""
+
 import logging
 
 import pytest
@@ -8,21 +10,36 @@ from qa_search import Answer, ForumIndex, Thread
 from service.app import _DropQueryString, create_app
 from service.settings import Settings
 
+KEY = "s3cret-key"
+THREADS = [
+    Thread("t1", "How do I calm down before a panic attack?", url="https://f/t1", tags=("anxiety",),
+           answers=(Answer("t1-a1", "Slow breathing helps: in for four, out for six."),)),
+    Thread("t2", "Is it normal to miss my ex months later?", tags=("relationships",)),
+]
+
 
 @pytest.fixture
-def client():
+def index_dir(tmp_path):
     index = ForumIndex(FakeEmbedder())
-    index.upsert([
-        Thread("t1", "How do I calm down before a panic attack?", url="https://f/t1",
-               answers=(Answer("t1-a1", "Slow breathing helps: in for four, out for six."),)),
-        Thread("t2", "Is it normal to miss my ex months later?"),
-    ])
-    with TestClient(create_app(Settings(max_k=5), index=index)) as c:
+    index.upsert(THREADS)
+    index.save(tmp_path / "index")
+    return tmp_path / "index"
+
+
+def _client(index_dir, **settings):
+    app = create_app(Settings(index_dir=index_dir, max_k=5, **settings), embedder=FakeEmbedder())
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(index_dir):
+    with _client(index_dir, api_key=KEY) as c:
         yield c
 
 
-def test_healthz(client):
+def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "generation": 1, "threads": 2}
 
 
 def test_search_returns_hits_like_the_library(client):
@@ -31,23 +48,117 @@ def test_search_returns_hits_like_the_library(client):
     first = body["hits"][0]
     assert first["matched"] == "answer" and first["answer_id"] == "t1-a1"
     assert set(first) == {"thread_id", "score", "title", "matched", "answer_id", "snippet", "url"}
+    filtered = client.get("/v1/search", params=[("q", "slow breathing"), ("tags", "relationships")]).json()
+    assert [h["thread_id"] for h in filtered["hits"]] == ["t2"]
+
+
+def test_short_queries_return_nothing_without_the_model_and_repeats_hit_the_cache(client):
+    cache = client.app.state.live.cache
+    assert client.get("/v1/search", params={"q": " ab "}).json() == {"hits": []}
+    assert cache.misses == 0
+    for _ in range(3):
+        client.get("/v1/search", params={"q": "miss my ex"})
+    assert (cache.hits, cache.misses) == (2, 1)
+    metrics = client.get("/metrics").text
+    assert "qa_search_query_cache_hit_ratio 0.666" in metrics
+    count = 'qa_search_request_duration_seconds_count{method="GET",route="/v1/search",status="200"}'
+    assert f"{count} 4.0" in metrics
+    assert "qa_search_index_generation 1.0" in metrics and "qa_search_index_threads 2.0" in metrics
+
+
+def test_duplicates_get_and_post(client):
+    got = client.get("/v1/duplicates", params={"q": "Is it normal to miss my ex months later?"}).json()
+    assert got["duplicates"][0]["thread_id"] == "t2"
+    assert set(got["duplicates"][0]) == {"thread_id", "score", "title", "url", "probability", "tier"}
+    posted = client.post("/v1/duplicates", json={"title": "How do I calm down before a panic attack?"}).json()
+    assert [d["thread_id"] for d in posted["duplicates"]] == ["t1"]
+    assert client.get("/v1/duplicates", params={"q": "unrelated words entirely"}).json() == {"duplicates": []}
+    long = client.post("/v1/duplicates", json={"title": "t" * 1500, "body": "b" * 1500})
+    assert long.status_code == 422 and "the title and body together must be at most 2000" in long.text
 
 
 @pytest.mark.parametrize(
-    ("params", "message"),
+    ("params", "status", "message"),
     [
-        ({"q": "x", "k": 6}, "k must be at most 5"),
-        ({"q": "x", "k": 0}, "greater than or equal to 1"),
-        ({"q": "x", "k": "many"}, "valid integer"),
-        ({"q": "   "}, "q must contain some text"),
-        ({}, "Field required"),
-        ({"q": "x" * 2001}, "at most 2000 characters"),
+        ({"q": "xyz", "k": 6}, 422, "k must be at most 5"),
+        ({"q": "xyz", "k": 0}, 422, "greater than or equal to 1"),
+        ({"q": "xyz", "k": "many"}, 422, "valid integer"),
+        ({}, 422, "Field required"),
+        ({"q": "x" * 2001}, 422, "at most 2000 characters"),
     ],
 )
-def test_bad_search_requests_get_a_4xx_with_a_message(client, params, message):
+def test_bad_search_requests_get_a_4xx_with_a_message(client, params, status, message):
     resp = client.get("/v1/search", params=params)
-    assert resp.status_code == 422
+    assert resp.status_code == status
     assert message in resp.text
+
+
+def test_invalid_utf8_and_oversize_bodies_get_a_4xx(client):
+    resp = client.get("/v1/search?q=%ff%fe")
+    assert resp.status_code == 400 and "not valid UTF-8" in resp.json()["detail"]
+    big = {"threads": [{"id": "x", "title": "y" * 1_100_000}]}
+    resp = client.post("/v1/threads", json=big, headers={"X-API-Key": KEY})
+    assert resp.status_code == 413 and "over 1000000 bytes" in resp.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit is enforced on the stream itself
+        for _ in range(12):
+            yield b"x" * 100_000
+
+    resp = client.post("/v1/threads", content=chunks(), headers={"X-API-Key": KEY})
+    assert resp.status_code == 413
+    resp = client.post("/v1/threads", content=b"{not json", headers={"X-API-Key": KEY,
+                                                                        "Content-Type": "application/json"})
+    assert resp.status_code == 422 and "JSON" in resp.text
+
+
+def test_writes_need_the_key(client, index_dir):
+    thread = {"id": "t3", "title": "Why do I wake up at 4am worrying about work?"}
+    assert client.post("/v1/threads", json={"threads": [thread]}).status_code == 401
+    wrong = client.post("/v1/threads", json={"threads": [thread]}, headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 403 and wrong.json() == {"detail": "wrong API key"}
+    assert client.delete("/v1/threads/t1", headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert client.get("/readyz").json()["threads"] == 2
+    with _client(index_dir) as keyless:  # no key configured: writes are refused, not open
+        resp = keyless.post("/v1/threads", json={"threads": [thread]}, headers={"X-API-Key": ""})
+        assert resp.status_code == 403 and "QA_SEARCH_API_KEY" in resp.json()["detail"]
+
+
+def test_upsert_and_delete_with_the_key(client):
+    thread = {"id": "t3", "title": "Why do I wake up at 4am worrying about work?",
+              "answers": [{"body": "Keep a notebook by the bed and write the worry down."}]}
+    resp = client.post("/v1/threads", json={"threads": [thread]}, headers={"X-API-Key": KEY})
+    assert resp.status_code == 200 and resp.json()["threads"] == 1 and resp.json()["seq"] == 1
+    hits = client.get("/v1/search", params={"q": "wake up at 4am worrying"}).json()["hits"]
+    assert hits[0]["thread_id"] == "t3"
+
+    resp = client.delete("/v1/threads/t1", headers={"Authorization": f"Bearer {KEY}"})
+    assert resp.status_code == 200 and resp.json()["seq"] == 2
+    hits = client.get("/v1/search", params={"q": "calm down before a panic attack"}).json()["hits"]
+    assert "t1" not in [h["thread_id"] for h in hits]
+    resp = client.delete("/v1/threads/t1", headers={"X-API-Key": KEY})
+    assert resp.status_code == 404 and "no thread with id 't1'" in resp.json()["detail"]
+
+    answers = [{"id": "a", "body": "b"}, {"id": "a", "body": "c"}]
+    bad = {"threads": [{"id": "t4", "title": "x", "answers": answers}]}
+    resp = client.post("/v1/threads", json=bad, headers={"X-API-Key": KEY})
+    assert resp.status_code == 422 and "threads[0]" in resp.json()["detail"] and "repeated" in resp.text
+
+
+def test_query_text_is_not_logged_even_on_errors(client, caplog, monkeypatch):
+    caplog.set_level(logging.DEBUG)
+    client.get("/v1/search", params={"q": "my very private worry"})
+    client.get("/v1/search", params={"q": "my very private worry", "k": "x"})
+    client.get("/v1/search?q=private%ff")
+
+    def broken(text, **kwargs):
+        raise RuntimeError(f"cannot search for {text!r}")
+
+    monkeypatch.setattr(client.app.state.live.index, "search", broken)
+    resp = client.get("/v1/search", params={"q": "my very private worry"})
+    assert resp.status_code == 500 and "private" not in resp.text
+    server_side = [r for r in caplog.records if not r.name.startswith("httpx")]  # the test's client logs URLs
+    assert any("RuntimeError" in r.getMessage() for r in server_side)
+    assert not any("private" in r.getMessage() for r in server_side)
 
 
 def test_access_log_lines_drop_the_query_string():
@@ -55,3 +166,17 @@ def test_access_log_lines_drop_the_query_string():
                                ("127.0.0.1:5", "GET", "/v1/search?q=my+secret", "1.1", 200), None)
     assert _DropQueryString().filter(record)
     assert "secret" not in record.getMessage() and "/v1/search" in record.getMessage()
+
+
+def test_demo_page_is_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="title"' in page.text and "/static/app.js" in page.text
+    assert "debounce" in client.get("/static/app.js").text.lower()
+
+
+def test_cors_allow_list(index_dir):
+    with _client(index_dir, cors_origins=["https://forum.example.org"]) as c:
+        ok = c.get("/v1/search", params={"q": "panic"}, headers={"Origin": "https://forum.example.org"})
+        assert ok.headers["access-control-allow-origin"] == "https://forum.example.org"
+        other = c.get("/v1/search", params={"q": "panic"}, headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from .build import build
+from .imports import export_pairs, import_command
+from .lifecycle import delete, info, rollback_command, update, verify
 from .quality import calibrate, evaluate
 from .query import duplicates, search
 from .serve import serve
@@ -17,4 +19,7 @@ def main() -> None:
 
 
 for _command in (build, search, duplicates, serve, evaluate, calibrate):
+    main.add_command(_command)
+# index lifecycle: updates, generations, verification, importers
+for _command in (update, delete, rollback_command, info, verify, import_command, export_pairs):
     main.add_command(_command)

@@ -1,16 +1,43 @@
-"""``qa-search build``: dumps in, a published snapshot generation out."""
+"""``qa-search build``: forum exports in, a published snapshot generation out."""
 
 from __future__ import annotations
 
-import functools
-import time
-
 import click
 
-from ..embedding import load_embedder
-from ..index import ForumIndex, IndexConfig
-from ..threads import read_dumps
-from ._common import advance, echo_json, library_errors, progress_bar
+from ..embedding import BACKENDS, load_embedder
+from ..index import IndexConfig
+from ..lifecycle import DEFAULT_KEEP, BuildReport, build_index
+from ..lock import writer_lock
+from ._common import echo_json, library_errors
+from ._input import StepBar, ThreadInput, input_options
+
+
+def keep_option(fn):
+    return click.option(
+        "--keep",
+        default=DEFAULT_KEEP,
+        show_default=True,
+        type=click.IntRange(1),
+        help="Generations to keep after publishing (older ones are deleted; the current one is always kept).",
+    )(fn)
+
+
+def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb: str) -> None:
+    """Print a build's summary (and what was skipped) as text or JSON."""
+    if as_json:
+        out = summary.to_dict()
+        if source is not None:
+            out["skipped"] = source.skipped_json()
+        echo_json(out)
+    else:
+        if source is not None:
+            source.report_skipped()
+        click.echo(
+            f"{verb}: {summary.threads} threads ({summary.vectors} vectors) in the index; "
+            f"embedded {summary.embedded}, reused {summary.reused}, in {summary.seconds:.1f} s; "
+            f"published generation {summary.generation} at {summary.snapshot}"
+            + (f"; pruned generations {', '.join(map(str, summary.pruned))}" if summary.pruned else "")
+        )
 
 
 @click.command()
@@ -27,33 +54,50 @@ from ._common import advance, echo_json, library_errors, progress_bar
     default=None,
     help="sentence-transformers model name or local directory [default: all-MiniLM-L6-v2].",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@input_options
+@keep_option
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    show_default=True,
+    help="Encoder runtime: auto picks ONNX int8 where the export matches torch.",
+)
+@click.option("--no-cache", is_flag=True, help="Embed every text again, ignoring DIR/cache.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @library_errors
-def build(dumps: tuple[str, ...], index_dir: str, model: str | None, quiet: bool, as_json: bool) -> None:
-    """Build an index from JSONL dumps (.jsonl or .jsonl.gz) and publish it."""
-    started = time.perf_counter()
-    threads = list(read_dumps(dumps))
-    if not threads:
-        raise click.ClickException(f"no threads in {', '.join(dumps)}: nothing to index")
-    index = ForumIndex(load_embedder(model), IndexConfig())
-    with progress_bar("embedding", quiet) as bar:
-        stats = index.upsert(threads, progress=functools.partial(advance, bar))
-    path = index.save(index_dir)
-    counts = index.counts
-    summary = {
-        "threads": counts["threads"],
-        "vectors": counts["question_vectors"] + counts["answer_vectors"],
-        "embedded": stats.embedded,
-        "reused": stats.reused,
-        "seconds": round(time.perf_counter() - started, 3),
-        "generation": int(path.name),
-        "snapshot": str(path),
-    }
-    if as_json:
-        echo_json(summary)
-    else:
-        click.echo(
-            f"indexed {summary['threads']} threads ({summary['vectors']} vectors) in "
-            f"{summary['seconds']:.1f} s; published generation {summary['generation']} at {path}"
-        )
+def build(
+    dumps: tuple[str, ...],
+    index_dir: str,
+    model: str | None,
+    backend: str,
+    fmt: str,
+    mappings: tuple[str, ...],
+    site_url: str | None,
+    skip_invalid: bool,
+    keep: int,
+    no_cache: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Build an index from forum exports and publish it as a new generation.
+
+    Texts embedded by an earlier build (kept in DIR/cache) are not embedded again, so a rebuild
+    after a few edits is fast.
+    """
+    source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
+    with writer_lock(index_dir):  # before the model loads: a second writer fails at once
+        embedder = load_embedder(model, backend=backend)
+        with StepBar("embedding", quiet) as bar, StepBar("indexing", quiet, unit="vector") as ibar:
+            summary = build_index(
+                index_dir,
+                source,
+                embedder,
+                config=IndexConfig(),
+                keep=keep,
+                use_cache=not no_cache,
+                progress=bar,
+                index_progress=ibar,
+            )
+    report(summary, source, as_json, "built")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
+from ..store import resolve_snapshot
 from ._common import library_errors
 
 
@@ -13,18 +15,16 @@ from ._common import library_errors
 @click.argument("index_dir", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes; each loads the index and follows publishes and writes.")
 @library_errors
-def serve(index_dir: str, host: str, port: int) -> None:
-    """Serve INDEX_DIR over HTTP (see the README for the endpoints)."""
+def serve(index_dir: str, host: str, port: int, workers: int) -> None:
+    """Serve INDEX_DIR over HTTP (see the README for the endpoints and QA_SEARCH_* settings)."""
     import uvicorn
 
-    from service.app import create_app
-    from service.settings import Settings
-
-    from ..index import ForumIndex
-
-    settings = Settings(index_dir=Path(index_dir))
-    # load before uvicorn starts, so a bad index is a one-line error rather than a traceback
-    app = create_app(settings, index=ForumIndex.load(settings.index_dir))
-    click.echo(f"serving {index_dir} on http://{host}:{port}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    resolve_snapshot(index_dir)  # a missing index is a one-line error rather than a traceback
+    click.echo(f"serving {index_dir} on http://{host}:{port} with {workers} worker(s)", err=True)
+    # workers are separate processes that build the app from the environment (service.settings)
+    os.environ["QA_SEARCH_INDEX_DIR"] = str(Path(index_dir).resolve())
+    uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")

@@ -1,0 +1,119 @@
+"""Input options shared by the commands that read forum exports (build, update, import)."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import DumpFormatError
+from ..importers import CSV_FIELDS, FORMATS, detect_format, read_threads
+from ._common import advance, progress_bar
+
+MAX_LISTED = 20
+
+
+def input_options(fn):
+    """``--format``, ``--map``, ``--site-url`` and ``--skip-invalid``."""
+    options = [
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["auto", *FORMATS]),
+            default="auto",
+            show_default=True,
+            help="auto: from the file name (.jsonl[.gz], .csv, .xml: Stack Exchange Posts.xml).",
+        ),
+        click.option(
+            "--map",
+            "mappings",
+            multiple=True,
+            metavar="FIELD=COLUMN",
+            help=f"CSV: read FIELD from COLUMN (repeatable). Fields: {', '.join(CSV_FIELDS)}.",
+        ),
+        click.option("--site-url", default=None, help="Stack Exchange: the site URL, for thread links."),
+        click.option(
+            "--skip-invalid",
+            is_flag=True,
+            help="Skip malformed records and report them, instead of stopping at the first.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for m in mappings:
+        field, sep, column = m.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise click.BadParameter(f"expected FIELD=COLUMN, got {m!r}", param_hint="--map")
+        if field.strip() not in CSV_FIELDS:
+            raise click.BadParameter(
+                f"unknown field {field.strip()!r}; the fields are {', '.join(CSV_FIELDS)}", param_hint="--map"
+            )
+        out[field.strip()] = column.strip()
+    return out
+
+
+class ThreadInput:
+    """The threads of the input files as a stream with a progress bar, collecting skipped records."""
+
+    def __init__(self, paths, fmt, mappings, site_url, skip_invalid: bool, quiet: bool) -> None:
+        self.paths = paths
+        self.fmt = fmt
+        self.mapping = parse_mappings(mappings)
+        self.site_url = site_url
+        self.skipped: list[DumpFormatError] = []
+        self.skip_invalid = skip_invalid
+        self.quiet = quiet
+        if fmt == "auto":
+            for path in paths:
+                try:
+                    detect_format(path)
+                except ValueError as exc:
+                    raise click.UsageError(str(exc)) from exc
+
+    def __iter__(self):
+        on_error = self.skipped.append if self.skip_invalid else None
+        stream = read_threads(
+            self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url
+        )
+        with progress_bar("reading", self.quiet, unit="thread") as bar:
+            for thread in stream:
+                bar.update()
+                yield thread
+
+    def skipped_json(self) -> list[dict]:
+        return [{"file": e.path, "line": e.line, "reason": e.reason} for e in self.skipped]
+
+    def report_skipped(self) -> None:
+        """Say on stderr how many records were skipped, and which."""
+        if not self.skipped:
+            return
+        click.echo(f"skipped {len(self.skipped)} invalid record(s):", err=True)
+        for e in self.skipped[:MAX_LISTED]:
+            click.echo(f"  {e.path}:{e.line}: {e.reason}", err=True)
+        if len(self.skipped) > MAX_LISTED:
+            click.echo(f"  ... and {len(self.skipped) - MAX_LISTED} more (--json lists them all)", err=True)
+
+
+class StepBar:
+    """A ``progress(done, total)`` callback for one step (embedding, indexing) that opens its bar
+    on the first report (so it does not stand empty under an earlier step's bar) and closes it
+    on exit."""
+
+    def __init__(self, desc: str, quiet: bool, unit: str = "text") -> None:
+        self.desc, self.quiet, self.unit = desc, quiet, unit
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = progress_bar(self.desc, self.quiet, unit=self.unit).__enter__()
+        advance(self.bar, done, total)
+
+    def __enter__(self) -> StepBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,155 @@
+"""``qa-search update``, ``delete``, ``rollback``, ``info`` and ``verify``: operating an index
+directory after its first build."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..cache import cache_root
+from ..lifecycle import delete_threads, update_index, verify_index
+from ..lock import read_holder, writer_lock
+from ..store import current_generation, describe, read_history, rollback
+from ._common import echo_json, library_errors
+from ._input import StepBar, ThreadInput, input_options
+from .build import keep_option, report
+
+INDEX_DIR = click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+
+
+@click.command()
+@INDEX_DIR
+@click.argument("dumps", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@input_options
+@keep_option
+@click.option("--no-cache", is_flag=True, help="Embed every new text, ignoring DIR/cache.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@library_errors
+def update(
+    index_dir: str,
+    dumps: tuple[str, ...],
+    fmt: str,
+    mappings: tuple[str, ...],
+    site_url: str | None,
+    skip_invalid: bool,
+    keep: int,
+    no_cache: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Add or replace the threads in DUMPS and publish the result as a new generation.
+
+    Threads not in DUMPS stay as they are; the model is the one the index was built with.
+    """
+    source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
+    with (
+        writer_lock(index_dir),
+        StepBar("embedding", quiet) as bar,
+        StepBar("indexing", quiet, unit="vector") as ibar,
+    ):
+        summary = update_index(
+            index_dir, source, keep=keep, use_cache=not no_cache, progress=bar, index_progress=ibar
+        )
+    report(summary, source, as_json, "updated")
+
+
+@click.command()
+@INDEX_DIR
+@click.argument("thread_ids", nargs=-1, required=True)
+@click.option("--missing-ok", is_flag=True, help="Ignore ids that are not in the index.")
+@keep_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@library_errors
+def delete(index_dir: str, thread_ids: tuple[str, ...], missing_ok: bool, keep: int, as_json: bool) -> None:
+    """Remove threads by id and publish the result as a new generation."""
+    summary = delete_threads(index_dir, thread_ids, missing_ok=missing_ok, keep=keep)
+    if as_json:
+        echo_json(summary.to_dict())
+    else:
+        click.echo(
+            f"deleted {summary.deleted} thread(s); {summary.threads} threads remain; "
+            f"published generation {summary.generation} at {summary.snapshot}"
+        )
+
+
+@click.command("rollback")
+@INDEX_DIR
+@click.option(
+    "--to", "to", type=int, default=None, help="Generation to make current [default: the previous one]."
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"from", "current"} as JSON.')
+@library_errors
+def rollback_command(index_dir: str, to: int | None, as_json: bool) -> None:
+    """Make an earlier generation current again (atomically)."""
+    before = current_generation(index_dir)
+    now = rollback(index_dir, to)
+    if as_json:
+        echo_json({"from": before, "current": now})
+    else:
+        click.echo(f"{index_dir}: generation {now} is current (was {before})")
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+@click.command()
+@INDEX_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@library_errors
+def info(index_dir: str, as_json: bool) -> None:
+    """Show an index directory's generations, the current one, counts, model and sizes."""
+    gens = describe(index_dir)
+    cache = cache_root(index_dir)
+    out = {
+        "index_dir": index_dir,
+        "current": current_generation(index_dir),
+        "generations": [g.to_dict() for g in gens],
+        "cache": {
+            "bytes": _dir_bytes(cache),
+            "shards": len(list(cache.rglob("*.npy"))) if cache.is_dir() else 0,
+        },
+        "history": read_history(index_dir)[-10:],
+        "last_writer": read_holder(index_dir) or None,
+    }
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(f"{index_dir}: current generation {out['current']}")
+    click.echo(f"  {'gen':>6}  {'created (UTC)':<20}  {'threads':>8}  {'vectors':>8}  {'MiB':>8}  model")
+    for g in gens:
+        mark = "*" if g.current else " "
+        click.echo(
+            f"{mark} {g.number:>6}  {g.created_at or '?':<20}  {g.threads or 0:>8}  {g.vectors or 0:>8}  "
+            f"{g.bytes / 2**20:>8.1f}  {g.model or g.error}"
+            + ("" if g.published else "  (never published: removed by the next writer)")
+        )
+    click.echo(
+        f"  embedding cache: {out['cache']['shards']} shard(s), {out['cache']['bytes'] / 2**20:.1f} MiB"
+    )
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--all", "all_generations", is_flag=True, help="Check every kept generation, not only the current."
+)
+@click.option("--no-model", is_flag=True, help="Skip loading the model to compare its fingerprint.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"ok", "checked": {what: [problems]}} as JSON.')
+@library_errors
+def verify(path: str, all_generations: bool, no_model: bool, as_json: bool) -> None:
+    """Check an index (its manifest, checksums, counts, model); exit status 1 on any problem."""
+    results = verify_index(path, all_generations=all_generations, check_model=not no_model)
+    ok = not any(results.values())
+    if as_json:
+        echo_json({"ok": ok, "checked": results})
+    else:
+        for what, problems in results.items():
+            if problems:
+                click.echo(f"FAILED {path}: {what}: " + "; ".join(problems), err=True)
+            else:
+                click.echo(f"ok {path}: {what}")
+    sys.exit(0 if ok else 1)

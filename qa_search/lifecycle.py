@@ -1,0 +1,292 @@
+"""Operating an index directory: build, update and delete (each publishing a new generation,
+with cached embeddings, under the writer lock), and verification.
+
+These compose the lower layers (``index.py``, ``cache.py``, ``store.py``, ``lock.py``) into the
+operations the ``qa-search`` command exposes; a Python caller can use them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .ann import VectorIndex
+from .cache import CachedEmbedder, EmbeddingCache, cache_root
+from .embedding import Embedder, load_embedder, model_fingerprint, probe_vectors, same_model
+from .errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
+from .index import ForumIndex, IndexConfig
+from .lock import writer_lock
+from .snapshot import read_manifest, verify_files
+from .store import current_generation, generation_path, list_generations, prune, resolve_snapshot
+from .threads import Thread
+from .writelog import publish_with_log
+
+#: Generations kept after a publish, by default (the current one is always kept).
+DEFAULT_KEEP = 3
+#: The embedding cache is merged (and stale vectors dropped) when it has more shards than this.
+COMPACT_SHARDS = 8
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    """What a build, update or delete did.
+
+    ``threads`` and ``vectors`` count the whole published index; ``embedded`` the texts given to
+    the model; ``reused`` the vectors of the written threads taken from the cache or the previous
+    index instead; ``seconds`` is wall time; ``pruned`` the generations deleted afterwards.
+    """
+
+    threads: int
+    vectors: int
+    embedded: int
+    reused: int
+    seconds: float
+    generation: int
+    snapshot: str
+    deleted: int = 0
+    pruned: tuple[int, ...] = ()
+    #: Writes from the service's live write log folded into this generation (then compacted away).
+    live_writes: int = 0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["pruned"] = list(self.pruned)
+        return out
+
+
+def _cached(index_dir: Path, embedder: Embedder) -> CachedEmbedder:
+    fingerprint = model_fingerprint(probe_vectors(embedder))
+    return CachedEmbedder(embedder, EmbeddingCache(cache_root(index_dir), fingerprint, embedder.dimension))
+
+
+def _referenced_hashes(index_dir: Path) -> set[str]:
+    """The text hashes used by the generations kept in ``index_dir``."""
+    hashes: set[str] = set()
+    for g in list_generations(index_dir):
+        with open(generation_path(index_dir, g) / "parts.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                hashes.add(json.loads(line)[4])
+    return hashes
+
+
+def _publish(
+    index_dir: Path,
+    index: ForumIndex,
+    cached: CachedEmbedder | None,
+    embedded: int,
+    written_vectors: int,
+    started: float,
+    keep: int,
+    deleted: int = 0,
+    index_progress: Progress | None = None,
+) -> BuildReport:
+    if cached is not None:
+        cached.cache.flush()  # first: the embeddings are kept even if writing the snapshot fails
+    # live writes pushed to the service since the last publish are folded in, then dropped from the log
+    path, live_writes = publish_with_log(index, index_dir, progress=index_progress)
+    pruned = prune(index_dir, keep)
+    if cached is not None and cached.cache.shard_count > COMPACT_SHARDS:
+        cached.cache.compact(_referenced_hashes(index_dir))
+    counts = index.counts
+    return BuildReport(
+        threads=counts["threads"],
+        vectors=counts["question_vectors"] + counts["answer_vectors"],
+        embedded=embedded,
+        reused=written_vectors - embedded,
+        seconds=round(time.perf_counter() - started, 3),
+        generation=int(path.name),
+        snapshot=str(path),
+        deleted=deleted,
+        pruned=tuple(pruned),
+        live_writes=live_writes,
+    )
+
+
+def build_index(
+    index_dir: str | Path,
+    threads: Iterable[Thread],
+    embedder: Embedder,
+    *,
+    config: IndexConfig | None = None,
+    keep: int = DEFAULT_KEEP,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    index_progress: Progress | None = None,
+) -> BuildReport:
+    """Index ``threads`` from scratch and publish them as a new generation of ``index_dir``.
+
+    Holds the writer lock from before the first thread is read. With ``use_cache``, texts whose
+    embedding is in ``DIR/cache`` (from earlier builds with this model) are not embedded again,
+    and new embeddings are added to it as they are made, so even an interrupted build is not
+    wasted. Afterwards all but the ``keep`` newest generations are pruned. ``progress`` and
+    ``index_progress`` are ``(done, total)`` callbacks for the texts embedded and the vectors
+    indexed (the latter only when a vector index is rebuilt, e.g. as HNSW).
+    """
+    index_dir = Path(index_dir)
+    started = time.perf_counter()
+    with writer_lock(index_dir):
+        batch = list(threads)
+        if not batch:
+            raise QASearchError("no threads to index: the input is empty")
+        cached = _cached(index_dir, embedder) if use_cache else None
+        index = ForumIndex(cached or embedder, config)
+        before = cached.embedded if cached else 0
+        stats = index.upsert(batch, progress=progress)
+        embedded = cached.embedded - before if cached else stats.embedded
+        return _publish(
+            index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
+            index_progress=index_progress,
+        )
+
+
+def _load_current(index_dir: Path, embedder: Embedder | None, use_cache: bool):
+    manifest = read_manifest(resolve_snapshot(index_dir))
+    if embedder is None:
+        embedder = load_embedder(manifest["model"]["name"])
+    cached = _cached(index_dir, embedder) if use_cache else None
+    return ForumIndex.load(index_dir, cached or embedder), cached
+
+
+def update_index(
+    index_dir: str | Path,
+    threads: Iterable[Thread],
+    embedder: Embedder | None = None,
+    *,
+    keep: int = DEFAULT_KEEP,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    index_progress: Progress | None = None,
+) -> BuildReport:
+    """Publish a new generation: the current one with ``threads`` added or replaced.
+
+    Without ``embedder`` the model named in the current generation's manifest is loaded.
+    """
+    index_dir = Path(index_dir)
+    started = time.perf_counter()
+    with writer_lock(index_dir):
+        index, cached = _load_current(index_dir, embedder, use_cache)
+        batch = list(threads)
+        if not batch:
+            raise QASearchError("no threads to update: the input is empty")
+        before = cached.embedded if cached else 0
+        stats = index.upsert(batch, progress=progress)
+        embedded = cached.embedded - before if cached else stats.embedded
+        return _publish(
+            index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
+            index_progress=index_progress,
+        )
+
+
+def delete_threads(
+    index_dir: str | Path,
+    thread_ids: Iterable[str],
+    embedder: Embedder | None = None,
+    *,
+    missing_ok: bool = False,
+    keep: int = DEFAULT_KEEP,
+) -> BuildReport:
+    """Publish a new generation: the current one without these threads.
+
+    An id not in the index raises :class:`UnknownThreadError` (nothing is published) unless
+    ``missing_ok``.
+    """
+    index_dir = Path(index_dir)
+    started = time.perf_counter()
+    ids = list(dict.fromkeys(thread_ids))
+    with writer_lock(index_dir):
+        index, _ = _load_current(index_dir, embedder, use_cache=False)
+        unknown = [tid for tid in ids if tid not in index]
+        if unknown and not missing_ok:
+            raise UnknownThreadError(unknown[0])
+        deleted = index.delete(ids)
+        return _publish(index_dir, index, None, 0, 0, started, keep, deleted=deleted)
+
+
+# -- verification ---------------------------------------------------------------------------
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def verify_snapshot(snap: Path, embedder: Embedder | None = None, *, check_model: bool = True) -> list[str]:
+    """The problems of one snapshot directory ([] when it is sound).
+
+    Checks the manifest, every file's size and SHA-256, that the counts in the manifest match
+    the files (threads, parts, vectors), and, with ``check_model``, that the model (``embedder``,
+    or the one the manifest names) still gives the recorded fingerprint.
+    """
+    try:
+        manifest = read_manifest(snap)
+    except SnapshotError as exc:
+        return [str(exc)]
+    problems = verify_files(snap, manifest)
+    if problems:
+        return problems
+    counts = manifest.get("counts", {})
+    dim = manifest["model"]["dimension"]
+    try:
+        found = {
+            "threads": _count_lines(snap / "threads.jsonl"),
+            "question_vectors": len(VectorIndex.load(snap / "questions.faiss", dim)),
+            "answer_vectors": len(VectorIndex.load(snap / "answers.faiss", dim)),
+        }
+        parts = _count_lines(snap / "parts.jsonl")
+    except (OSError, ValueError, RuntimeError) as exc:
+        return [f"cannot read the snapshot's files: {exc}"]
+    for key, n in found.items():
+        if counts.get(key) != n:
+            problems.append(f"the manifest counts {counts.get(key)} {key}, the files hold {n}")
+    vectors = found["question_vectors"] + found["answer_vectors"]
+    if parts != vectors:
+        problems.append(f"parts.jsonl lists {parts} parts for {vectors} vectors")
+    if check_model:
+        model = manifest["model"]
+        try:
+            embedder = embedder or load_embedder(model["name"])
+        except ModelLoadError as exc:
+            return [*problems, f"the model cannot be loaded to check its fingerprint: {exc}"]
+        probe = probe_vectors(embedder)
+        if embedder.dimension != model["dimension"] or not same_model(np.asarray(model["probe"]), probe):
+            problems.append(
+                f"the model {model['name']!r} no longer matches: the snapshot recorded fingerprint "
+                f"{model['fingerprint']}, the model now gives {model_fingerprint(probe)}"
+            )
+    return problems
+
+
+def verify_index(
+    path: str | Path,
+    embedder: Embedder | None = None,
+    *,
+    all_generations: bool = False,
+    check_model: bool = True,
+) -> dict[str, list[str]]:
+    """Verify an index directory's current generation (or every generation), or one snapshot.
+
+    Returns ``{what: problems}`` for each snapshot checked, e.g. ``{"generation 3": []}``.
+    """
+    path = Path(path)
+    try:
+        current = resolve_snapshot(path)
+    except SnapshotError as exc:
+        return {str(path): [str(exc)]}
+    if current.parent.name != "generations" or not all_generations:
+        targets = [current]
+    else:
+        targets = [generation_path(path, g) for g in list_generations(path)]
+    out = {}
+    for snap in targets:
+        label = f"generation {int(snap.name)}" if snap.name.isdigit() else str(snap)
+        if snap.name.isdigit() and int(snap.name) == current_generation(path):
+            label += " (current)"
+        out[label] = verify_snapshot(snap, embedder, check_model=check_model)
+    return out

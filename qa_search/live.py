@@ -1,0 +1,185 @@
+"""The index one serving process holds: the current generation plus the live write log.
+
+Searches run concurrently under a shared lock; a write (ours or another process's, read from
+the log) takes the lock exclusively for the in-memory update only. A new generation is loaded
+and brought up to date with the log in a background thread while the old one keeps serving;
+then the reference is swapped, which waits only for the searches already running on the old
+index. So publishing never fails or delays a request beyond that swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .embedding import Embedder
+from .errors import QASearchError
+from .index import ForumIndex
+from .querycache import QueryCache
+from .store import current_generation, generation_path, resolve_snapshot
+from .threads import Thread
+from .writelog import UPSERT, WriteEntry, WriteLog, apply_entries
+
+log = logging.getLogger(__name__)
+
+
+class RWLock:
+    """Many readers or one writer; a waiting writer holds back new readers (no starvation)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class LiveIndex:
+    """A served index directory: its current generation with the write log applied on top.
+
+    ``index_dir`` is an index directory (generations + ``CURRENT``) or a single snapshot; a
+    single snapshot is served as is, and writes go to a log beside it.
+    """
+
+    def __init__(self, index_dir: Path, embedder: Embedder | None = None, cache_size: int = 1024) -> None:
+        self.index_dir = Path(index_dir)
+        self._watch = resolve_snapshot(self.index_dir) != self.index_dir  # a directory, not one snapshot
+        self.generation = current_generation(self.index_dir) if self._watch else None
+        snap = generation_path(self.index_dir, self.generation) if self._watch else self.index_dir
+        self.index = ForumIndex.load(snap, embedder)
+        self.cache = QueryCache(self.index.embedder, cache_size)
+        self.index.query_embedder = self.cache
+        self.log = WriteLog(self.index_dir)
+        self.applied = apply_entries(self.index, self.log.read_all())
+        self._rw = RWLock()
+        self._sync = threading.Lock()  # one catch-up / write / swap at a time
+        self._failed_generation: int | None = None
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # -- reads --------------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[ForumIndex]:
+        """The index, for one request's reads. Applies other processes' writes first (a stat
+        when there are none), so a write acknowledged anywhere is visible here."""
+        if self.log.changed():
+            self.catch_up()
+        with self._rw.read():
+            yield self.index
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _apply(self, entries: list[WriteEntry]) -> None:
+        """Apply entries to the serving index; the embedding happens before the exclusive lock."""
+        if not entries:
+            return
+        index = self.index
+        upserted = [t for e in entries if e.op == UPSERT for t in e.threads]
+        texts = index.pending_texts(upserted)
+        embedded = index.embedder.encode(texts, batch_size=index.config.batch_size)
+        vectors = dict(zip(texts, embedded, strict=True))
+        with self._rw.write():
+            apply_entries(index, entries, vectors)
+        self.applied += len(entries)
+
+    def catch_up(self) -> None:
+        """Apply what other processes appended to the log."""
+        with self._sync:
+            self._apply(self.log.poll())
+
+    def upsert(self, threads: list[Thread]) -> WriteEntry:
+        """Log the threads durably, then apply them here. Returns the log entry."""
+        with self._sync:
+            unseen, entry = self.log.append_upsert(threads)
+            self._apply([*unseen, entry])
+        return entry
+
+    def delete(self, thread_ids: list[str]) -> WriteEntry:
+        """Log a delete durably, then apply it here. Returns the log entry."""
+        with self._sync:
+            unseen, entry = self.log.append_delete(thread_ids)
+            self._apply([*unseen, entry])
+        return entry
+
+    # -- generations --------------------------------------------------------------------
+
+    def check_generation(self) -> bool:
+        """Swap to a newly published generation, if any; returns whether it swapped."""
+        if not self._watch:
+            return False
+        try:
+            number = current_generation(self.index_dir)
+        except QASearchError as exc:
+            log.error("cannot read the current generation: %s", exc)
+            return False
+        if number is None or number == self.generation or number == self._failed_generation:
+            return False
+        try:
+            fresh = ForumIndex.load(generation_path(self.index_dir, number), self.index.embedder)
+        except QASearchError as exc:  # keep serving the old one; try again on the next publish
+            log.error("not switching to generation %d: %s", number, exc)
+            self._failed_generation = number
+            return False
+        fresh.query_embedder = self.cache
+        fresh_log = WriteLog(self.index_dir)
+        # the bulk of the log is applied while the old index still serves and takes writes
+        applied = apply_entries(fresh, fresh_log.read_all())
+        with self._sync:
+            applied += apply_entries(fresh, fresh_log.poll())
+            with self._rw.write():
+                self.index, self.log, self.generation = fresh, fresh_log, number
+            self.applied = applied
+        log.info("now serving generation %d (%d threads, %d live writes on top)", number, len(fresh), applied)
+        return True
+
+    def _watch_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.check_generation()
+                if self.log.changed():
+                    self.catch_up()
+            except Exception:  # the watcher must survive anything; the next tick retries
+                log.exception("index watcher failed")
+
+    def start(self, interval: float) -> None:
+        """Watch for new generations and log entries every ``interval`` seconds in a thread."""
+        self._poller = threading.Thread(target=self._watch_loop, args=(interval,), name="qa-search-watch",
+                                        daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=10)

@@ -1,0 +1,242 @@
+"""The durable log of live writes that sit on top of an index directory's snapshots.
+
+Snapshots are immutable; a forum's back end still pushes new, edited and deleted threads all
+day. Each such write is appended to ``DIR/writes.jsonl`` (one JSON object per line, fsync'ed
+before the append returns) and every serving process applies the log, in order, on top of the
+generation it serves. The next build compacts the log: it applies the pending writes to the
+index it is about to publish, then rewrites the log without them.
+
+Layout of ``DIR/writes.jsonl``::
+
+    {"header": {"format": 1, "compacted_through": 17, "generation": 4}}   (after a compaction)
+    {"seq": 18, "op": "upsert", "threads": [{...dump format...}], "generation": 4, "at": "..."}
+    {"seq": 19, "op": "delete", "ids": ["t042"], "generation": 4, "at": "..."}
+
+``seq`` numbers writes across compactions; ``generation`` is the generation the writer was
+serving, for the record. Every entry sets the state of the threads it names, so replaying a
+suffix of the log on an index that already reflects it changes nothing: a process may apply an
+entry twice (for instance around a compaction) without harm, but never skips one.
+
+Appends and compactions hold an exclusive ``flock`` on ``DIR/writes.lock``; readers take no
+lock and only consume complete lines.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import SnapshotError
+from .snapshot import fsync_path
+from .store import current_generation
+from .threads import Thread, thread_from_dict
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .index import ForumIndex
+
+LOG_NAME = "writes.jsonl"
+LOCK_NAME = "writes.lock"
+FORMAT = 1
+UPSERT = "upsert"
+DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteEntry:
+    """One logged write: an upsert of ``threads`` or a delete of ``ids``."""
+
+    seq: int
+    op: str
+    threads: tuple[Thread, ...] = ()
+    ids: tuple[str, ...] = ()
+    generation: int | None = None
+
+
+def apply_entries(
+    index: ForumIndex, entries: Iterable[WriteEntry], vectors: Mapping[str, np.ndarray] | None = None
+) -> int:
+    """Apply logged writes to ``index`` in order; returns how many entries were applied.
+
+    ``vectors`` are embeddings made beforehand by text (see ``ForumIndex.pending_texts``)."""
+    n = 0
+    for entry in entries:
+        if entry.op == UPSERT:
+            index.upsert(entry.threads, vectors=vectors)
+        else:
+            index.delete(entry.ids)
+        n += 1
+    return n
+
+
+def _parse(line: bytes, path: Path) -> WriteEntry | dict:
+    """An entry, or the header dict. A damaged line is an error: skipping it would lose a write."""
+    try:
+        obj = json.loads(line)
+        if "header" in obj:
+            return obj["header"]
+        op = obj["op"]
+        if op == UPSERT:
+            threads = tuple(thread_from_dict(t) for t in obj["threads"])
+            return WriteEntry(int(obj["seq"]), op, threads=threads, generation=obj.get("generation"))
+        if op == DELETE:
+            ids = tuple(str(i) for i in obj["ids"])
+            return WriteEntry(int(obj["seq"]), op, ids=ids, generation=obj.get("generation"))
+        raise ValueError(f"unknown op {op!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SnapshotError(f"{path} holds a damaged entry ({exc}); repair or remove that line") from exc
+
+
+class WriteLog:
+    """One process's handle on an index directory's write log.
+
+    It remembers how far it has read (``last_seq``), so :meth:`poll` returns only the entries
+    other processes appended since, and :meth:`append` first hands back those it had not seen
+    (the caller applies them before its own, keeping every process in log order).
+    """
+
+    def __init__(self, index_dir: str | Path) -> None:
+        self.index_dir = Path(index_dir)
+        self.path = self.index_dir / LOG_NAME
+        #: The highest seq read (or compacted away) so far.
+        self.last_seq = 0
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the file read
+        self._offset = 0
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _stat(self) -> os.stat_result | None:
+        try:
+            return os.stat(self.path)
+        except FileNotFoundError:
+            return None
+
+    def changed(self) -> bool:
+        """Whether the log may hold entries not yet polled (one ``stat``, no reading)."""
+        st = self._stat()
+        if st is None:
+            return self._file_id is not None
+        return (st.st_dev, st.st_ino) != self._file_id or st.st_size != self._offset
+
+    def poll(self) -> list[WriteEntry]:
+        """Entries appended since the last poll, in log order."""
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed below; the fd's identity matters
+        except FileNotFoundError:
+            self._file_id, self._offset = None, 0
+            return []
+        with fh:
+            st = os.fstat(fh.fileno())
+            file_id = (st.st_dev, st.st_ino)
+            if file_id != self._file_id:  # new file (first read, or rewritten by a compaction)
+                self._file_id, self._offset = file_id, 0
+            fh.seek(self._offset)
+            data = fh.read()
+        complete = data.rfind(b"\n") + 1  # a line still being written is read next time
+        self._offset += complete
+        out = []
+        for line in data[:complete].splitlines():
+            if not line.strip():
+                continue
+            item = _parse(line, self.path)
+            if isinstance(item, dict):
+                self.last_seq = max(self.last_seq, int(item.get("compacted_through", 0)))
+            elif item.seq > self.last_seq:
+                out.append(item)
+                self.last_seq = item.seq
+        return out
+
+    def read_all(self) -> list[WriteEntry]:
+        """Every entry in the log (resets this handle to read from the start)."""
+        self._file_id, self._offset, self.last_seq = None, 0, 0
+        return self.poll()
+
+    # -- writing ------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the log's exclusive lock (appends and compactions take it)."""
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.index_dir / LOCK_NAME, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def append_upsert(self, threads: Iterable[Thread]) -> tuple[list[WriteEntry], WriteEntry]:
+        """Durably log an upsert. Returns (entries appended by others and not yet seen, this one)."""
+        threads = tuple(threads)
+        return self._append({"op": UPSERT, "threads": [t.to_dict() for t in threads]},
+                            WriteEntry(0, UPSERT, threads=threads))
+
+    def append_delete(self, ids: Iterable[str]) -> tuple[list[WriteEntry], WriteEntry]:
+        """Durably log a delete. Returns (entries appended by others and not yet seen, this one)."""
+        ids = tuple(ids)
+        return self._append({"op": DELETE, "ids": list(ids)}, WriteEntry(0, DELETE, ids=ids))
+
+    def _append(self, body: dict, entry: WriteEntry) -> tuple[list[WriteEntry], WriteEntry]:
+        with self.locked():
+            unseen = self.poll()
+            seq = self.last_seq + 1
+            generation = current_generation(self.index_dir)
+            record = {"seq": seq, **body, "generation": generation,
+                      "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)  # the write is durable before the caller reports success
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if created:
+                fsync_path(self.index_dir)
+            self._file_id = (st.st_dev, st.st_ino)
+            self._offset = st.st_size
+            self.last_seq = seq
+        mine = WriteEntry(seq, entry.op, entry.threads, entry.ids, generation)
+        return unseen, mine
+
+    def truncate_through(self, seq: int, generation: int) -> None:
+        """Drop entries up to ``seq`` (now part of ``generation``). Call with :meth:`locked` held."""
+        tmp = self.path.with_name(f".{LOG_NAME}.tmp")
+        with open(tmp, "wb") as fh:
+            header = {"header": {"format": FORMAT, "compacted_through": seq, "generation": generation}}
+            fh.write((json.dumps(header) + "\n").encode())
+            with open(self.path, "rb") as src:
+                for raw in src:
+                    item = _parse(raw, self.path) if raw.strip() else None
+                    if isinstance(item, WriteEntry) and item.seq > seq:
+                        fh.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        fsync_path(self.index_dir)
+        self.read_all()
+
+
+def publish_with_log(index: ForumIndex, index_dir: str | Path, *, progress=None) -> tuple[Path, int]:
+    """Apply the pending live writes of ``index_dir`` to ``index``, publish it as the next
+    generation and compact the log. Returns (snapshot path, number of writes folded in).
+
+    The log stays locked throughout, so no write can slip between the read and the compaction;
+    searches are never blocked (serving processes only read).
+    """
+    log = WriteLog(index_dir)
+    with log.locked():
+        entries = log.read_all()
+        apply_entries(index, entries)
+        path = index.save(index_dir, progress=progress)
+        if entries or log.path.exists():
+            log.truncate_through(log.last_seq, int(path.name))
+    return path, len(entries)

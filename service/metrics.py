@@ -1,0 +1,67 @@
+"""Prometheus metrics of one serving process: request latency per route, and the index's state.
+
+Each process has its own registry; with several workers, scrape each (or run one worker per
+container), since a scrape through a shared port reaches one worker at random.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+#: Latency buckets in seconds: typeahead cares about the 5-100 ms range.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
+
+
+class _IndexCollector:
+    """Reads the live index's state at scrape time."""
+
+    def __init__(self, live) -> None:
+        self.live = live
+
+    def collect(self):
+        live = self.live
+        counts = live.index.counts
+        g = GaugeMetricFamily("qa_search_index_threads", "Threads in the served index.")
+        g.add_metric([], counts["threads"])
+        yield g
+        g = GaugeMetricFamily("qa_search_index_vectors", "Vectors in the served index.", labels=["kind"])
+        g.add_metric(["question"], counts["question_vectors"])
+        g.add_metric(["answer"], counts["answer_vectors"])
+        yield g
+        g = GaugeMetricFamily("qa_search_index_generation", "Generation served (-1: a single snapshot).")
+        g.add_metric([], -1 if live.generation is None else live.generation)
+        yield g
+        g = GaugeMetricFamily("qa_search_live_writes", "Write-log entries applied on top of the generation.")
+        g.add_metric([], live.applied)
+        yield g
+        cache = live.cache
+        c = CounterMetricFamily("qa_search_query_cache", "Query-embedding cache lookups.", labels=["result"])
+        c.add_metric(["hit"], cache.hits)
+        c.add_metric(["miss"], cache.misses)
+        yield c
+        g = GaugeMetricFamily("qa_search_query_cache_hit_ratio", "Hits over lookups since start.")
+        g.add_metric([], cache.hit_rate)
+        yield g
+
+
+class Metrics:
+    """The registry and instruments of one app."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "qa_search_request_duration_seconds", "Request latency by route template.",
+            ["route", "method", "status"], buckets=BUCKETS, registry=self.registry,
+        )
+
+    def track(self, live) -> None:
+        self.registry.register(_IndexCollector(live))
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.latency.labels(route, method, str(status)).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,213 @@
+"""Importers on small fixtures in each format (tests/fixtures), skipping invalid records, the
+CLI's import commands, and flat memory on a large generated Stack Exchange dump."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import FakeEmbedder
+
+from qa_search import Answer, DumpFormatError, ForumIndex, read_dump
+from qa_search.cli import main
+from qa_search.importers import (
+    html_to_text,
+    parse_tags,
+    read_csv,
+    read_stackexchange_duplicates,
+    read_stackexchange_posts,
+    read_threads,
+)
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CSV = FIXTURES / "forum.csv"
+BAD_CSV = FIXTURES / "forum_bad.csv"
+POSTS = FIXTURES / "stackexchange" / "Posts.xml"
+LINKS = FIXTURES / "stackexchange" / "PostLinks.xml"
+MAPPING = {
+    "id": "post_id",
+    "title": "subject",
+    "body": "text",
+    "tags": "labels",
+    "answer_id": "reply_id",
+    "answer": "reply",
+    "answer_score": "reply_votes",
+}
+
+
+def test_csv_with_a_column_mapping_groups_consecutive_rows_into_threads():
+    threads = list(read_csv(CSV, MAPPING))
+    assert [t.id for t in threads] == ["101", "102", "103"]
+    t = threads[0]
+    assert t.title == "How do I stop overthinking at night?"
+    assert t.body == "Every night my brain replays the day, line by line."
+    assert t.tags == ("sleep", "anxiety")
+    assert [(a.id, a.score) for a in t.answers] == [("r1", 4), ("r2", 2)]
+    assert (
+        t.answers[1].body.startswith("A body scan helps me") and "if sleep won't come." in t.answers[1].body
+    )
+    assert threads[1].answers == () and threads[1].body == ""
+    assert threads[2].title == "My flatmate never cleans, how do I bring it up?"
+
+
+def test_csv_errors_name_file_and_line_and_can_be_skipped():
+    with pytest.raises(DumpFormatError) as info:
+        list(read_csv(BAD_CSV, MAPPING))
+    assert (info.value.line, info.value.reason) == (3, "'title' must not be empty")
+
+    skipped: list[DumpFormatError] = []
+    threads = list(read_csv(BAD_CSV, MAPPING, on_error=skipped.append))
+    assert [t.id for t in threads] == ["201", "204"]
+    assert [(e.path, e.line) for e in skipped] == [(str(BAD_CSV), 3), (str(BAD_CSV), 4), (str(BAD_CSV), 6)]
+    assert "'reply_votes' must be an integer" in skipped[1].reason
+    assert "sort the file by thread id" in skipped[2].reason
+
+    with pytest.raises(DumpFormatError, match=r"no column for title \(column 'title'\)"):
+        list(read_csv(CSV, {"id": "post_id"}))
+
+
+def test_stackexchange_posts_become_threads_with_answers_from_anywhere_in_the_file():
+    skipped: list[DumpFormatError] = []
+    threads = list(
+        read_stackexchange_posts(POSTS, site_url="https://x.stackexchange.com/", on_error=skipped.append)
+    )
+    assert skipped == []
+    assert [t.id for t in threads] == ["1", "2", "6"]  # question order; the tag wiki is not a thread
+    t = threads[0]
+    assert t.title == "How can I fix my sleep schedule?"
+    assert t.body == "I fall asleep at 4am and wake at noon.\nAny tips & tricks?"
+    assert t.answers == (
+        Answer("3", "Keep a regular wake-up time, even at weekends.", 7, True),
+        Answer("5", "Melatonin.\n3mg", -1, False),
+    )
+    assert (t.tags, t.score, t.created_at) == (("sleep", "habits"), 12, "2014-01-01T09:00:00.000")
+    assert t.url == "https://x.stackexchange.com/questions/1"
+    assert threads[1].tags == ("sleep",) and threads[1].extra == {"closed_at": "2014-01-04T00:00:00.000"}
+    assert threads[2].answers[0].id == "7"
+
+
+def test_stackexchange_orphans_and_malformed_xml(tmp_path):
+    posts = tmp_path / "Posts.xml"
+    posts.write_text(
+        '<posts>\n<row Id="1" PostTypeId="1" Title="Q" Body="" />\n'
+        '<row Id="2" PostTypeId="2" ParentId="99" Body="lost answer" />\n'
+        '<row Id="3" PostTypeId="1" Body="no title" />\n'
+        '<row Id="4" PostTypeId="2" ParentId="1" Body="&lt;p&gt;&lt;/p&gt;" />\n</posts>\n'
+    )
+    with pytest.raises(DumpFormatError, match="line 4: question 3 has no Title"):
+        list(read_stackexchange_posts(posts))
+    skipped: list[DumpFormatError] = []
+    assert [t.id for t in read_stackexchange_posts(posts, on_error=skipped.append)] == ["1"]
+    assert [(e.line, e.reason) for e in skipped] == [
+        (4, "question 3 has no Title"),
+        (3, "answer to question 99, which is not in the file"),
+        (5, "answer 4 has no text"),
+    ]
+    broken = tmp_path / "Broken.xml"
+    broken.write_text('<posts>\n<row Id="1" PostTypeId="1" Title="Q" />\n<row Id="2"\n</posts>\n')
+    with pytest.raises(DumpFormatError, match=r"Broken.xml, line 4: malformed XML"):
+        list(read_stackexchange_posts(broken))
+
+
+def test_postlinks_duplicates_are_exported_as_labelled_pairs(tmp_path):
+    assert list(read_stackexchange_duplicates(LINKS)) == [("2", "1"), ("9", "6")]
+    out = tmp_path / "pairs.jsonl"
+    result = CliRunner().invoke(main, ["export-pairs", str(LINKS), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"id1": "2", "id2": "1", "label": 1},
+        {"id1": "9", "id2": "6", "label": 1},
+    ]
+
+
+def test_helpers():
+    assert parse_tags("<a><b-c>") == ["a", "b-c"]
+    assert parse_tags("|a|b|") == ["a", "b"]
+    assert parse_tags("a, b") == ["a", "b"]
+    assert html_to_text("<p>x &lt; y</p><ul><li>one</li><li>two</li></ul>") == "x < y\none\ntwo"
+
+
+@pytest.fixture
+def fake_cli(monkeypatch):
+    """The CLI with the fake embedder in place of the real model."""
+    import sys
+
+    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
+    for module in ("qa_search.cli.build", "qa_search.lifecycle", "qa_search.index"):
+        monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
+    return CliRunner()
+
+
+def test_build_reads_each_format_and_skip_invalid_reports_what_it_skipped(tmp_path, fake_cli):
+    idx = tmp_path / "idx"
+    maps = [f"--map={k}={v}" for k, v in MAPPING.items()]
+    r = fake_cli.invoke(main, ["build", str(BAD_CSV), *maps, "--index", str(idx), "--quiet"])
+    assert r.exit_code == 1 and f"{BAD_CSV}, line 3: 'title' must not be empty" in r.output
+    assert not idx.exists()
+
+    r = fake_cli.invoke(
+        main, ["build", str(BAD_CSV), *maps, "--index", str(idx), "--quiet", "--skip-invalid", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["threads"] == 2 and [s["line"] for s in summary["skipped"]] == [3, 4, 6]
+    r = fake_cli.invoke(main, ["update", str(idx), str(BAD_CSV), *maps, "--quiet", "--skip-invalid"])
+    assert (
+        r.exit_code == 0
+        and f"skipped 3 invalid record(s):\n  {BAD_CSV}:3: 'title' must not be empty" in r.output
+    )
+
+    r = fake_cli.invoke(main, ["build", str(POSTS), "--index", str(tmp_path / "se"), "--quiet", "--json"])
+    assert r.exit_code == 0, r.output
+    index = ForumIndex.load(tmp_path / "se", FakeEmbedder())
+    assert len(index) == 3 and index.search("fix my sleep schedule", k=1)[0].thread_id == "1"
+
+    r = fake_cli.invoke(
+        main, ["build", str(CSV), "--index", str(tmp_path / "x"), "--format", "csv", "--map", "oops"]
+    )
+    assert r.exit_code == 2 and "expected FIELD=COLUMN" in r.output
+
+
+def test_import_writes_a_jsonl_dump(tmp_path, fake_cli):
+    out = tmp_path / "forum.jsonl"
+    r = fake_cli.invoke(main, ["import", str(POSTS), "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert [t.id for t in read_dump(out)] == ["1", "2", "6"]
+    assert list(read_threads([out, CSV], mapping=MAPPING))[3] == list(read_csv(CSV, MAPPING))[0]
+
+
+def _big_posts(path: Path, questions: int) -> None:
+    """A Posts.xml whose answers all come after all of the questions (the worst interleaving)."""
+    body = "&lt;p&gt;" + "words of a reasonably long post body " * 20 + "&lt;/p&gt;"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("<posts>\n")
+        for i in range(questions):
+            fh.write(f'<row Id="{i}" PostTypeId="1" Title="question {i}" Body="{body}" Tags="&lt;t&gt;" />\n')
+        for i in range(questions):
+            for j in range(2):
+                fh.write(f'<row Id="a{i}-{j}" PostTypeId="2" ParentId="{i}" Body="{body}" />\n')
+        fh.write("</posts>\n")
+
+
+def _peak_bytes(path: Path) -> tuple[int, int]:
+    tracemalloc.start()
+    n = 0
+    for thread in read_stackexchange_posts(path, workdir=path.parent):
+        n += len(thread.answers)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return n, peak
+
+
+def test_stackexchange_import_memory_stays_flat(tmp_path):
+    small, large = tmp_path / "small.xml", tmp_path / "large.xml"
+    _big_posts(small, 1000)
+    _big_posts(large, 4000)
+    n_small, peak_small = _peak_bytes(small)
+    n_large, peak_large = _peak_bytes(large)
+    assert (n_small, n_large) == (2000, 8000)
+    # 4x the posts (about 11 MB of XML): the Python heap's peak does not grow with them
+    assert peak_large < 1.3 * peak_small + 256 * 1024, (peak_small, peak_large)

@@ -1,0 +1,266 @@
+"""The service end to end: the real model, `qa-search serve` with two workers on loopback, the
+sample forum; writes, restarts, a generation published under load, and the demo page in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_DUMP
+
+from qa_search import ForumIndex, Thread, read_dump
+
+pytestmark = pytest.mark.slow
+
+KEY = "e2e-key"
+PARAPHRASE = "how can I stop being so hard on myself? the critical voice in my head never lets up"
+TARGET = "t061"  # "How do I quiet my harsh inner critic?"
+DEMO_TARGET = "t121"  # "How do I support a friend whose father just died?"
+DEMO_PARAPHRASE = "my mate lost his dad last week, how can I be there for him"
+DEMO_DUPLICATE = "How can I support a friend whose father has just died?"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`qa-search serve DIR --workers 2` in a subprocess, on a free loopback port."""
+
+    def __init__(self, index_dir: Path, log_path: Path) -> None:
+        self.index_dir = index_dir
+        self.log_path = log_path
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        self._log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "QA_SEARCH_API_KEY": KEY,
+               "QA_SEARCH_POLL_SECONDS": "0.2", "QA_SEARCH_THREADS": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qa_search.cli", "serve", str(self.index_dir), "--port", str(self.port),
+             "--workers", "2"],
+            # a file, not a pipe: a pipe nobody reads fills up and blocks the server's logging
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                status, _, _ = self.call("GET", "/readyz")
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            assert self.proc.poll() is None, "server exited early"
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=60)
+            self._log.close()
+            self.proc = None
+
+    def call(self, method: str, path: str, body: dict | None = None, key: str | None = None,
+             **params) -> tuple[int, dict | str, str]:
+        """(status, JSON or text, answering worker's pid), on a fresh connection."""
+        url = self.base + path + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers["X-API-Key"] = key
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            resp = urllib.request.urlopen(req, timeout=60)
+        except urllib.error.HTTPError as err:
+            resp = err
+        with resp:
+            text = resp.read().decode()
+            kind = resp.headers.get("Content-Type", "")
+            parsed = json.loads(text) if "json" in kind else text
+            return resp.status, parsed, resp.headers.get("X-QA-Search-Worker")
+
+    def search_ids(self, q: str, k: int = 5) -> tuple[list[str], str]:
+        status, body, worker = self.call("GET", "/v1/search", q=q, k=k)
+        assert status == 200, body
+        return [h["thread_id"] for h in body["hits"]], worker
+
+    def on_every_worker(self, check, workers: int = 2, seconds: float = 60) -> None:
+        """Run ``check() -> worker pid or None`` (it asserts) until it has returned both workers."""
+        seen, deadline = set(), time.monotonic() + seconds
+        while len(seen) < workers:
+            assert time.monotonic() < deadline, f"only workers {seen} passed in {seconds} s"
+            worker = check()
+            if worker is not None:
+                seen.add(worker)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, real_embedder) -> tuple[Path, ForumIndex]:
+    index = ForumIndex(real_embedder)
+    index.upsert(read_dump(SAMPLE_DUMP))
+    index_dir = tmp_path_factory.mktemp("e2e") / "index"
+    index.save(index_dir)
+    return index_dir, index
+
+
+@pytest.fixture(scope="module")
+def server(built):
+    srv = Server(built[0], built[0].parent / "server.log").start()
+    yield srv
+    srv.stop()
+    # privacy: nothing the tests typed reached the log, only the routes
+    log = srv.log_path.read_text()
+    assert "GET /v1/search" in log
+    assert "critic" not in log and "voice" not in log
+
+
+def test_every_endpoint(server):
+    assert server.call("GET", "/healthz")[:2] == (200, {"status": "ok"})
+    status, ready, _ = server.call("GET", "/readyz")
+    assert status == 200 and ready["generation"] == 1 and ready["threads"] == 150
+    ids, _ = server.search_ids(PARAPHRASE, k=3)
+    assert TARGET in ids
+    assert server.search_ids("hi")[0] == []  # under the minimum length
+    _, dups, _ = server.call("GET", "/v1/duplicates", q="How can I quiet my harsh inner critic?")
+    assert dups["duplicates"][0]["thread_id"] == TARGET
+    _, dups, _ = server.call("POST", "/v1/duplicates", {"title": "How do I silence my harsh inner critic?",
+                                                        "body": "It never stops."})
+    assert TARGET in [d["thread_id"] for d in dups["duplicates"]]
+    status, page, _ = server.call("GET", "/")
+    assert status == 200 and "<title>" in page
+    status, metrics, _ = server.call("GET", "/metrics")
+    assert 'route="/v1/search"' in metrics and "qa_search_index_threads 150.0" in metrics
+    assert server.call("GET", "/openapi.json")[1]["paths"]["/v1/threads"]["post"]
+
+
+def test_writes_need_the_key_reach_every_worker_and_survive_a_restart(server):
+    new = {"id": "live-1", "title": "Can a weighted blanket help with restless legs at night?",
+           "answers": [{"body": "Some people find the pressure calming; stretching before bed helps too."}]}
+    assert server.call("POST", "/v1/threads", {"threads": [new]})[0] == 401
+    assert server.call("POST", "/v1/threads", {"threads": [new]}, key="wrong")[0] == 403
+    assert server.call("DELETE", f"/v1/threads/{TARGET}", key="wrong")[0] == 403
+    status, written, _ = server.call("POST", "/v1/threads", {"threads": [new]}, key=KEY)
+    assert status == 200 and written["threads"] == 1
+    status, deleted, _ = server.call("DELETE", f"/v1/threads/{TARGET}", key=KEY)
+    assert status == 200 and deleted["seq"] == written["seq"] + 1
+    assert server.call("DELETE", f"/v1/threads/{TARGET}", key=KEY)[0] == 404
+
+    def check() -> str:
+        ids, worker = server.search_ids("weighted blanket for restless legs", k=3)
+        assert ids[0] == "live-1"
+        ids, _ = server.search_ids(PARAPHRASE, k=10)
+        assert TARGET not in ids
+        return worker
+
+    server.on_every_worker(check)
+    server.stop()
+    server.start()
+    server.on_every_worker(check)
+
+
+def test_a_generation_published_under_load_fails_no_request(server, built):
+    index_dir, index = built
+    stop, errors, done = threading.Event(), [], [0]
+    queries = [PARAPHRASE, "my partner and I argue about chores", "I can't sleep because of work stress"]
+
+    def client(n: int) -> None:
+        while not stop.is_set():
+            try:
+                if n % 2:
+                    status, body, _ = server.call("GET", "/v1/search", q=queries[done[0] % 3], k=5)
+                else:
+                    status, body, _ = server.call("GET", "/v1/duplicates", q=queries[done[0] % 3])
+                if status != 200:
+                    errors.append((status, body))
+                done[0] += 1
+            except Exception as exc:  # noqa: BLE001 - a failed request is what the test counts
+                errors.append(repr(exc))
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for c in clients:
+        c.start()
+    try:
+        time.sleep(1)
+        before = done[0]
+        index.upsert([Thread("gen-2", "Does journaling before bed actually reduce nighttime anxiety?")])
+        path = index.save(index_dir)  # an operator publishes the next generation
+        generation = int(path.name)
+
+        def check() -> str:
+            status, ready, worker = server.call("GET", "/readyz")
+            assert status == 200
+            if ready["generation"] != generation:
+                time.sleep(0.1)
+                return None
+            return worker
+
+        server.on_every_worker(check)
+    finally:
+        stop.set()
+        for c in clients:
+            c.join()
+    assert errors == []
+    assert done[0] > before > 0
+    ids, _ = server.search_ids("journaling before bed for nighttime anxiety", k=3)
+    assert ids[0] == "gen-2"
+    ids, _ = server.search_ids("weighted blanket for restless legs", k=3)
+    assert ids[0] == "live-1"  # the live write survived the swap
+
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian's chromium and chromium-driver are not "
+                    "installed (`make install` installs them)")
+def test_demo_page_in_headless_chromium(server, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+                 "--window-size=1000,900"):
+        opts.add_argument(flag)
+    browser = webdriver.Chrome(options=opts, service=Service(DRIVER))
+    try:
+        browser.get(server.base + "/")
+        wait = WebDriverWait(browser, 30)
+        box = browser.find_element(By.ID, "title")
+
+        def listed(b) -> list[str]:
+            items = b.find_elements(By.CSS_SELECTOR, "#results li")
+            return [li.get_attribute("data-thread-id") for li in items]
+
+        box.send_keys(DEMO_PARAPHRASE)  # typed a key at a time: the page debounces
+        wait.until(lambda b: DEMO_TARGET in listed(b))
+        assert not browser.find_element(By.ID, "duplicate").is_displayed()
+        box.clear()
+        box.send_keys(DEMO_DUPLICATE)
+        wait.until(lambda b: b.find_element(By.ID, "duplicate").is_displayed())
+        warning = browser.find_element(By.ID, "duplicate")
+        assert warning.get_attribute("data-thread-id") == DEMO_TARGET
+        assert "may already have been asked" in warning.text
+        browser.save_screenshot(str(tmp_path / "demo.png"))
+    finally:
+        browser.quit()

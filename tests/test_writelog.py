@@ -1,0 +1,162 @@
+"""The durable write log, the query cache, and a serving process's live index (fake embedder)."""
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import FakeEmbedder
+
+from qa_search import ForumIndex, LiveIndex, SnapshotError, Thread
+from qa_search.querycache import QueryCache
+from qa_search.store import current_generation
+from qa_search.writelog import WriteLog, publish_with_log
+
+BASE = [Thread("a", "how to sleep better at night"), Thread("b", "arguing with my sister about money")]
+
+
+@pytest.fixture
+def index_dir(tmp_path):
+    index = ForumIndex(FakeEmbedder())
+    index.upsert(BASE)
+    index.save(tmp_path / "idx")
+    return tmp_path / "idx"
+
+
+def test_appends_are_read_once_by_every_other_handle(tmp_path):
+    writer, reader = WriteLog(tmp_path), WriteLog(tmp_path)
+    assert reader.poll() == [] and not reader.changed()
+    unseen, first = writer.append_upsert([Thread("x", "title x")])
+    assert unseen == [] and first.seq == 1 and first.threads[0].id == "x"
+    other = WriteLog(tmp_path)
+    unseen, second = other.append_delete(["x"])
+    assert [e.seq for e in unseen] == [1] and second.seq == 2  # the other handle catches up first
+    assert reader.changed()
+    assert [(e.seq, e.op) for e in reader.poll()] == [(1, "upsert"), (2, "delete")]
+    assert reader.poll() == [] and not reader.changed()
+    # a line still being written is left for the next poll
+    with open(tmp_path / "writes.jsonl", "ab") as fh:
+        fh.write(b'{"seq": 3, "op": "delete", "ids": ["y"]')
+    assert reader.poll() == []
+    with open(tmp_path / "writes.jsonl", "ab") as fh:
+        fh.write(b"}\n")
+    assert [e.ids for e in reader.poll()] == [("y",)]
+
+
+def test_a_damaged_line_is_an_error_not_a_silent_skip(tmp_path):
+    (tmp_path / "writes.jsonl").write_text('{"seq": 1, "op": "upsert", "threads": [{"id": "x"}]}\n')
+    with pytest.raises(SnapshotError, match="damaged entry.*'title'"):
+        WriteLog(tmp_path).poll()
+
+
+def test_a_build_folds_the_log_into_the_next_generation(index_dir):
+    log = WriteLog(index_dir)
+    log.append_upsert([Thread("c", "feeling lonely after moving city")])
+    log.append_delete(["a"])
+    fresh = ForumIndex(FakeEmbedder())
+    fresh.upsert(BASE)
+    path, folded = publish_with_log(fresh, index_dir)
+    assert folded == 2 and path.name == "000002"
+    assert sorted(t.id for t in ForumIndex.load(index_dir, FakeEmbedder()).threads()) == ["b", "c"]
+    after = WriteLog(index_dir)
+    assert after.read_all() == [] and after.last_seq == 2  # seq keeps counting after compaction
+    _, entry = after.append_delete(["b"])
+    assert entry.seq == 3 and entry.generation == 2
+
+
+def test_query_cache_is_an_lru_with_counters():
+    inner = FakeEmbedder()
+    cache = QueryCache(inner, maxsize=2)
+    first = cache.encode(["one", "two", "one"])
+    np.testing.assert_allclose(first, inner.encode(["one", "two", "one"]))
+    assert (cache.hits, cache.misses) == (0, 3) and len(cache) == 2
+    cache.encode(["one"])  # hit: "one" becomes the most recent, so "two" is evicted next
+    cache.encode(["three"])
+    calls = inner.calls
+    cache.encode(["one"])
+    assert inner.calls == calls
+    cache.encode(["two"])
+    assert inner.calls == calls + 1
+    assert cache.hits == 2 and cache.hit_rate == pytest.approx(2 / 7)
+
+
+def test_workers_share_writes_and_keep_them_across_a_swap_and_a_restart(index_dir):
+    one, two = LiveIndex(index_dir, FakeEmbedder()), LiveIndex(index_dir, FakeEmbedder())
+    one.upsert([Thread("c", "feeling lonely after moving city")])
+    two.delete(["a"])  # two catches up with one's write before logging its own
+    with one.reading() as index:  # one applies two's delete on its next read
+        assert sorted(t.id for t in index.threads()) == ["b", "c"]
+
+    # an operator publishes a generation that knows nothing of the live writes
+    newer = ForumIndex(FakeEmbedder())
+    newer.upsert([*BASE, Thread("d", "my dog died and I cannot stop crying")])
+    newer.save(index_dir)
+    assert one.check_generation() and one.generation == current_generation(index_dir) == 2
+    with one.reading() as index:
+        assert sorted(t.id for t in index.threads()) == ["b", "c", "d"]
+    restarted = LiveIndex(index_dir, FakeEmbedder())
+    with restarted.reading() as index:
+        assert sorted(t.id for t in index.threads()) == ["b", "c", "d"]
+    assert not restarted.check_generation()
+
+
+def test_searches_keep_running_while_a_generation_is_swapped(index_dir):
+    live = LiveIndex(index_dir, FakeEmbedder())
+    errors, stop = [], threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                with live.reading() as index:
+                    assert index.search("sleep better", k=2)
+            except Exception as exc:  # noqa: BLE001 - any failure fails the test
+                errors.append(exc)
+
+    workers = [threading.Thread(target=client) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for n in range(3):
+        newer = ForumIndex(FakeEmbedder())
+        newer.upsert([*BASE, Thread(f"n{n}", f"new thread number {n}")])
+        newer.save(index_dir)
+        assert live.check_generation()
+    stop.set()
+    for w in workers:
+        w.join()
+    assert errors == [] and live.generation == 4 and "n2" in live.index
+
+
+class _GatedEmbedder(FakeEmbedder):
+    """Blocks while embedding any text containing "gated" until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def encode(self, texts, *, batch_size=64):
+        if any("gated" in t for t in texts):
+            self.entered.set()
+            assert self.release.wait(30)
+        return super().encode(texts, batch_size=batch_size)
+
+
+def test_a_write_embeds_before_it_locks_so_searches_are_not_held_up(index_dir):
+    model = _GatedEmbedder()
+    live = LiveIndex(index_dir, model)
+    writer = threading.Thread(target=live.upsert, args=([Thread("g", "a gated thread about sleep")],))
+    writer.start()
+    assert model.entered.wait(30)  # the write is embedding now
+    found = []
+
+    def search() -> None:
+        with live.reading() as index:
+            found.append(index.search("sleep", k=1))
+
+    reader = threading.Thread(target=search)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive() and found[0][0].thread_id == "a"  # answered during the write
+    model.release.set()
+    writer.join(10)
+    assert not writer.is_alive()
+    with live.reading() as index:
+        assert index.search("gated thread about sleep", k=1)[0].thread_id == "g"
