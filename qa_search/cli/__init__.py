@@ -9,6 +9,7 @@ from .imports import export_pairs, import_command
 from .lifecycle import delete, info, rollback_command, update, verify
 from .query import duplicates, search
 from .serve import serve
+from .tune import tune_command
 
 
 @click.group()
@@ -17,7 +18,7 @@ def main() -> None:
     """Semantic search and duplicate finding for Q&A forum threads."""
 
 
-for _command in (build, search, duplicates, serve):
+for _command in (build, search, duplicates, serve, tune_command):
     main.add_command(_command)
 # index lifecycle: updates, generations, verification, importers
 for _command in (update, delete, rollback_command, info, verify, import_command, export_pairs):
