@@ -184,3 +184,30 @@ def test_cli_tunes_from_id_pairs_and_build_takes_the_model(tmp_path):
     )
     assert built.exit_code == 0, built.output
     assert "5 threads" in built.output
+
+
+def test_onnx_export_accepts_the_layout_sentence_transformers_6_saves(tmp_path):
+    """A tuned model is saved in the v6 layout: pooling mode as a word, max length in the tokenizer."""
+    from qa_search.errors import ModelLoadError
+    from qa_search.onnx_backend import _model_layout
+
+    modules = [
+        {
+            "idx": 0,
+            "name": "0",
+            "path": "",
+            "type": "sentence_transformers.base.modules.transformer.Transformer",
+        },
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "x.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "x.Normalize"},
+    ]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "sentence_bert_config.json").write_text('{"transformer_task": "feature-extraction"}')
+    (tmp_path / "tokenizer_config.json").write_text('{"model_max_length": 256}')
+    pooling = tmp_path / "1_Pooling" / "config.json"
+    pooling.write_text('{"embedding_dimension": 384, "pooling_mode": "mean", "include_prompt": true}')
+    assert _model_layout(tmp_path) == (tmp_path, 256)
+    pooling.write_text('{"embedding_dimension": 384, "pooling_mode": "cls"}')
+    with pytest.raises(ModelLoadError, match="mean pooling only"):
+        _model_layout(tmp_path)
