@@ -90,15 +90,20 @@ def _model_layout(model_dir: Path) -> tuple[Path, int]:
             f"the ONNX backend supports Transformer + Pooling models, {model_dir} has {kinds}"
         )
     pooling = json.loads((model_dir / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
-    if not pooling.get("pooling_mode_mean_tokens") or any(
+    # sentence-transformers >= 6 saves {"pooling_mode": "mean"}; older versions one flag per mode
+    legacy_mean = pooling.get("pooling_mode_mean_tokens") and not any(
         v for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens"
-    ):
+    )
+    if not legacy_mean and pooling.get("pooling_mode") not in ("mean", ["mean"]):
         raise ModelLoadError(f"the ONNX backend supports mean pooling only; {model_dir} uses {pooling}")
     transformer_dir = model_dir / modules[0]["path"]
     st_config = transformer_dir / "sentence_bert_config.json"
     max_len = 512
-    if st_config.is_file():
-        max_len = int(json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length") or max_len)
+    tok_config = transformer_dir / "tokenizer_config.json"
+    if st_config.is_file() and json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length"):
+        max_len = int(json.loads(st_config.read_text(encoding="utf-8"))["max_seq_length"])
+    elif tok_config.is_file():  # sentence-transformers >= 6 keeps it in the tokenizer's config
+        max_len = int(json.loads(tok_config.read_text(encoding="utf-8")).get("model_max_length") or max_len)
     return transformer_dir, max_len
 
 

@@ -10,6 +10,7 @@ from .lifecycle import delete, info, rollback_command, update, verify
 from .quality import calibrate, evaluate
 from .query import duplicates, search
 from .serve import serve
+from .tune import tune_command
 
 
 @click.group()
@@ -18,7 +19,7 @@ def main() -> None:
     """Semantic search and duplicate finding for Q&A forum threads."""
 
 
-for _command in (build, search, duplicates, serve, evaluate, calibrate):
+for _command in (build, search, duplicates, serve, evaluate, calibrate, tune_command):
     main.add_command(_command)
 # index lifecycle: updates, generations, verification, importers
 for _command in (update, delete, rollback_command, info, verify, import_command, export_pairs):
