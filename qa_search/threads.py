@@ -191,8 +191,8 @@ def read_dump(
                 yield thread
 
 
-def _parse_line(raw: bytes) -> Thread | None:
-    """One dump line as a thread (None for a blank line); ValueError says what is wrong."""
+def json_line(raw: bytes) -> object | None:
+    """One JSONL line's value (None for a blank line); ValueError says what is wrong."""
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -200,10 +200,15 @@ def _parse_line(raw: bytes) -> Thread | None:
     if not line.strip():
         return None
     try:
-        obj = json.loads(line)
+        return json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc.msg}") from exc
-    return thread_from_dict(obj)
+
+
+def _parse_line(raw: bytes) -> Thread | None:
+    """One dump line as a thread (None for a blank line); ValueError says what is wrong."""
+    obj = json_line(raw)
+    return None if obj is None else thread_from_dict(obj)
 
 
 def read_dumps(

@@ -20,7 +20,6 @@ The output is a plain sentence-transformers directory: ``load_embedder(out)`` an
 from __future__ import annotations
 
 import gzip
-import json
 import random
 import shutil
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from .embedding import resolve_model
 from .errors import DumpFormatError, ModelLoadError, QASearchError
-from .threads import read_dumps
+from .threads import json_line, read_dumps
 
 #: Defaults chosen on SemEval-2016 train part 2 (see README, "Tuning on your forum's duplicates").
 DEFAULT_EPOCHS = 1
@@ -130,16 +129,9 @@ def _thread_id(obj: dict, key: str) -> str:
 
 def _parse_pair_line(raw: bytes) -> tuple[str, str, int, bool] | None:
     """``(a, b, label, by_id)`` for one line (None if blank); ValueError says what is wrong."""
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not valid UTF-8 ({exc.reason})") from exc
-    if not line.strip():
+    obj = json_line(raw)
+    if obj is None:
         return None
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg}") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     if "label" not in obj:
