@@ -5,6 +5,7 @@ The public API is the names in ``__all__``; every other module is internal.
 
 __version__ = "0.1.0"
 
+from .dedupe import ClusterThread, DedupeResult, DuplicateCluster, ScoredPair, find_duplicate_clusters  # noqa: E402
 from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, load_embedder  # noqa: E402
 from .errors import (  # noqa: E402
     DumpFormatError,
@@ -22,7 +23,10 @@ from .threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, wr
 __all__ = [
     "DEFAULT_MODEL",
     "Answer",
+    "ClusterThread",
+    "DedupeResult",
     "DumpFormatError",
+    "DuplicateCluster",
     "DuplicateHit",
     "Embedder",
     "ForumIndex",
@@ -32,6 +36,7 @@ __all__ = [
     "LiveIndex",
     "ModelLoadError",
     "QASearchError",
+    "ScoredPair",
     "SearchHit",
     "SentenceTransformerEmbedder",
     "SnapshotError",
@@ -39,6 +44,7 @@ __all__ = [
     "UnknownThreadError",
     "UpsertStats",
     "__version__",
+    "find_duplicate_clusters",
     "load_embedder",
     "read_dump",
     "read_dumps",

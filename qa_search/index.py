@@ -352,6 +352,34 @@ class ForumIndex:
             self._lexical = LexicalIndex.build(tids, [self._threads[t].question_text for t in tids])
         return self._lexical
 
+    def question_neighbours(
+        self, k: int, *, batch: int = 4096, progress=None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Each thread's k most similar other questions, by the question index's own batched
+        search (approximate on HNSW): the thread ids (n,), cosines (n, k) float32 best first and
+        neighbour rows (n, k) int64 into those ids (-1 where fewer than k others exist).
+        ``progress(done, n)`` is called after each batch of questions."""
+        pids, vecs = self._questions.vectors()
+        tids = [self._parts[p].thread_id for p in pids.tolist()]
+        n = len(tids)
+        scores, rows = np.zeros((n, k), np.float32), np.full((n, k), -1, np.int64)
+        if n == 0 or k < 1:
+            return tids, scores, rows
+        row_of = np.full(self._next_id, -1, np.int64)
+        row_of[pids] = np.arange(n)
+        fetch = min(k + 1, n)  # one more: a question usually finds itself first
+        for start in range(0, n, batch):
+            s, ids = self._questions.search(vecs[start : start + batch], fetch)
+            r = np.where(ids >= 0, row_of[np.maximum(ids, 0)], -1)
+            for i in range(len(r)):
+                keep = (r[i] >= 0) & (r[i] != start + i)
+                got = r[i][keep][:k]
+                rows[start + i, : len(got)] = got
+                scores[start + i, : len(got)] = s[i][keep][:k]
+            if progress is not None:
+                progress(min(start + batch, n), n)
+        return tids, scores, rows
+
     def _dense_score(self, thread_id: str, query: np.ndarray) -> tuple[float, int]:
         """A thread's exact cosine score and the part giving it (question, or weighted answer)."""
         w = self.config.answer_weight

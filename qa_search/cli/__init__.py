@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .build import build
+from .dedupe import dedupe
 from .imports import export_pairs, import_command
 from .lifecycle import delete, info, rollback_command, update, verify
 from .quality import calibrate, evaluate
@@ -19,7 +20,7 @@ def main() -> None:
     """Semantic search and duplicate finding for Q&A forum threads."""
 
 
-for _command in (build, search, duplicates, serve, evaluate, calibrate, tune_command):
+for _command in (build, search, duplicates, serve, evaluate, calibrate, tune_command, dedupe):
     main.add_command(_command)
 # index lifecycle: updates, generations, verification, importers
 for _command in (update, delete, rollback_command, info, verify, import_command, export_pairs):

@@ -1,0 +1,130 @@
+"""``qa-search dedupe``: clusters of existing threads that duplicate each other."""
+
+from __future__ import annotations
+
+import click
+
+from ..dedupe import DEFAULT_NEIGHBOURS, DedupeResult, find_duplicate_clusters
+from ..index import ForumIndex
+from ._common import echo_json, library_errors
+from ._input import StepBar
+
+
+def _threshold(index: ForumIndex, index_dir: str, min_probability: float | None, min_cosine: float | None):
+    """The threshold on the index's score scale; a flag for the other scale is an error."""
+    _, scorer = index.duplicate_cutoff()
+    if scorer == "cosine" and min_probability is not None:
+        raise click.UsageError(
+            f"{index_dir} is not calibrated, so it has no probabilities: its duplicate scores are "
+            f"raw question cosines. Calibrate it first (qa-search calibrate {index_dir} --pairs FILE), "
+            "or give a cosine threshold with --min-cosine."
+        )
+    if scorer == "calibrated" and min_cosine is not None:
+        raise click.UsageError(
+            f"{index_dir} is calibrated: its duplicate scores are probabilities; use --min-probability."
+        )
+    return min_probability if scorer == "calibrated" else min_cosine
+
+
+def _print(result: DedupeResult, index_dir: str) -> None:
+    what = "probability" if result.calibrated else "cosine"
+    n_threads = sum(len(c.threads) for c in result.clusters)
+    click.echo(
+        f"{len(result.clusters)} duplicate cluster(s) holding {n_threads} of {result.threads} threads; "
+        f"pairs scored by {'calibrated probability' if result.calibrated else 'raw question cosine'}, "
+        f"threshold {result.threshold:.3f} ({result.linkage} linkage, {result.neighbours} neighbours), "
+        f"{result.seconds:.1f} s"
+    )
+    short = "p" if result.calibrated else "cos"
+    for rank, c in enumerate(result.clusters, 1):
+        click.echo(
+            f"\n{rank}. {len(c.threads)} threads, mean {what} {c.mean_score:.3f} "
+            f"(lowest pair {c.min_score:.3f})"
+        )
+        to_canon = {
+            p.id1 if p.id2 == c.canonical else p.id2: p.score
+            for p in c.pairs
+            if c.canonical in (p.id1, p.id2)
+        }
+        for t in c.threads:
+            facts = f"{t.answers} answer(s), {t.votes} vote(s)"
+            if t.thread_id == c.canonical:
+                click.echo(f"   keep  [{t.thread_id}] {t.title}  ({facts})")
+            else:
+                click.echo(
+                    f"   merge [{t.thread_id}] {t.title}  ({facts}; {short}={to_canon[t.thread_id]:.3f})"
+                )
+
+
+@click.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--min-probability",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help='Calibrated index: the lowest duplicate probability [default: the "duplicate" tier].',
+)
+@click.option(
+    "--min-cosine",
+    type=click.FloatRange(-1, 1),
+    default=None,
+    help="Uncalibrated index: the lowest question cosine [default: the index's duplicate_threshold].",
+)
+@click.option(
+    "--neighbours",
+    default=DEFAULT_NEIGHBOURS,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Nearest questions of each question that are scored as candidate duplicates.",
+)
+@click.option(
+    "--linkage",
+    type=click.Choice(["average", "complete"]),
+    default="average",
+    show_default=True,
+    help="average: a cluster's pairs reach the threshold on average; complete: every pair does.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the clusters as JSON.")
+@library_errors
+def dedupe(
+    index_dir: str,
+    min_probability: float | None,
+    min_cosine: float | None,
+    neighbours: int,
+    linkage: str,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Find clusters of threads that duplicate each other, each with a thread to keep.
+
+    Every question's nearest questions are scored by the index's duplicate scorer, and pairs at
+    or above the threshold are grouped so that a cluster's pairs reach the threshold on average
+    (no chaining through a path of loosely similar questions). The suggested thread to keep is
+    the most answered, then the most voted.
+    """
+    index = ForumIndex.load(index_dir)
+    threshold = _threshold(index, index_dir, min_probability, min_cosine)
+    if index.calibration is None:
+        click.echo(
+            f"warning: {index_dir} is not calibrated: scores are raw question cosines, not probabilities "
+            f"(threshold {index.config.duplicate_threshold if threshold is None else threshold:.3f}). "
+            f"`qa-search calibrate {index_dir} --pairs FILE` fits probabilities.",
+            err=True,
+        )
+    with (
+        StepBar("neighbours", quiet, unit="question") as sbar,
+        StepBar("scoring", quiet, unit="pair") as pbar,
+    ):
+        result = find_duplicate_clusters(
+            index,
+            threshold,
+            neighbours=neighbours,
+            linkage=linkage,
+            search_progress=sbar,
+            score_progress=pbar,
+        )
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    _print(result, index_dir)

@@ -1,0 +1,306 @@
+"""Duplicates already in the forum: clusters of stored threads that ask the same question.
+
+The steps, each bounded so a forum of 100k+ questions takes minutes, not hours:
+
+1. A nearest-neighbour graph from the question index: each question's ``neighbours`` most
+   similar other questions (batched FAISS searches; never all pairs).
+2. Candidate edges below a cosine floor are dropped unscored (see :data:`COSINE_FLOOR`); the rest
+   are scored by the index's duplicate scorer (:meth:`ForumIndex.pair_scores`: the calibrated
+   probability, or the raw cosine while uncalibrated), in both orientations, averaged, since
+   the scorer treats its first thread as the new question.
+3. Clustering with *average linkage* along the graph's edges: edges at or above the threshold
+   are taken best first, and one joins two clusters only if the mean score of *every* pair
+   across them (scored on demand) reaches the threshold too. Plain connected components would
+   chain unrelated questions through a path of pairwise-similar ones (A~B, B~C, ... while A and
+   Z share nothing); here every cluster's mean pairwise score is at least the threshold (by
+   induction over the merges), and with ``linkage="complete"`` every single pair is.
+
+Everything but the scorer is pure over arrays; the scorer is only called through
+``pair_scores``, so its features can change without this module noticing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .index import ForumIndex
+
+#: Calibrated index: candidate pairs whose question cosine is below this are never scored (the
+#: scorer is the slow part). Measured on Quora (README, "Finding duplicates already in the
+#: forum"): no pair below it reached the "duplicate" tier. Uncalibrated, the floor is the
+#: threshold itself, since the score is the cosine.
+COSINE_FLOOR = 0.6
+#: Each question's nearest other questions that become candidate edges.
+DEFAULT_NEIGHBOURS = 10
+LINKAGES = ("average", "complete", "single")
+#: Pairs per ``pair_scores`` call (bounds memory and paces the progress bar).
+SCORE_BATCH = 20_000
+
+Progress = Callable[[int, int], None]
+Scorer = Callable[[Sequence[tuple[int, int]]], np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterThread:
+    """One thread of a duplicate cluster, with what decides the canonical choice."""
+
+    thread_id: str
+    title: str
+    answers: int
+    votes: int
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPair:
+    """Two threads and their duplicate score (a probability when the index is calibrated)."""
+
+    id1: str
+    id2: str
+    score: float
+
+
+@dataclass(frozen=True)
+class DuplicateCluster:
+    """Threads asking the same question: the suggested canonical thread first."""
+
+    #: The thread to keep: the most answered, then the most voted, then the one with the best
+    #: mean score to the others, then the smallest id.
+    canonical: str
+    #: The canonical thread, then the others by their score with it, best first.
+    threads: tuple[ClusterThread, ...]
+    #: Every pair inside the cluster, scored, best first.
+    pairs: tuple[ScoredPair, ...]
+
+    @property
+    def mean_score(self) -> float:
+        return float(np.mean([p.score for p in self.pairs]))
+
+    @property
+    def min_score(self) -> float:
+        return min(p.score for p in self.pairs)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["size"] = len(self.threads)
+        out["mean_score"] = round(self.mean_score, 6)
+        out["min_score"] = round(self.min_score, 6)
+        return out
+
+
+@dataclass(frozen=True)
+class DedupeResult:
+    """What :func:`find_duplicate_clusters` found and how."""
+
+    #: Largest first, then by mean score.
+    clusters: tuple[DuplicateCluster, ...]
+    #: The minimum score of an edge (and of a cluster's mean): a probability when calibrated.
+    threshold: float
+    #: True when scores are calibrated probabilities; False when they are raw question cosines.
+    calibrated: bool
+    linkage: str
+    neighbours: int
+    #: Candidate pairs below this cosine were not scored.
+    cosine_floor: float
+    #: Threads in the index.
+    threads: int
+    #: Distinct neighbour pairs at or above the cosine floor.
+    candidate_pairs: int
+    #: Candidate pairs whose score reached the threshold.
+    edges: int
+    #: Pairs scored in all (candidates plus the cross pairs checked while merging).
+    scored_pairs: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "clusters"}
+        out["seconds"] = round(self.seconds, 3)
+        out["clustered_threads"] = sum(len(c.threads) for c in self.clusters)
+        out["clusters"] = [c.to_dict() for c in self.clusters]
+        return out
+
+
+def neighbour_pairs(rows: np.ndarray, scores: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The undirected edges of a k-nearest-neighbour graph whose cosine reaches ``floor``.
+
+    ``rows`` (n, k) int64 neighbour rows (-1 = none), ``scores`` (n, k) their cosines. Returns
+    edges (m, 2) int64 with ``i < j``, each once, and their cosines (m,) float32 (the larger of
+    the two directions' values, which differ only by approximate search).
+    """
+    n, k = rows.shape
+    src = np.repeat(np.arange(n, dtype=np.int64), k)
+    dst, cos = rows.ravel(), scores.ravel()
+    keep = (dst >= 0) & (cos >= floor) & (dst != src)
+    a, b, cos = np.minimum(src, dst)[keep], np.maximum(src, dst)[keep], cos[keep]
+    order = np.lexsort((-cos, b, a))
+    a, b, cos = a[order], b[order], cos[order]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return np.column_stack([a[first], b[first]]), cos[first].astype(np.float32)
+
+
+def cluster_edges(
+    n: int,
+    edges: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    linkage: str = "average",
+    score_pairs: Scorer | None = None,
+) -> tuple[list[list[int]], dict[tuple[int, int], float]]:
+    """Cluster ``n`` nodes along scored edges.
+
+    ``edges`` (m, 2) int node pairs and ``scores`` (m,); edges below ``threshold`` are ignored.
+    ``linkage``: ``"single"`` (connected components), ``"average"`` (an edge joins two clusters
+    when the mean score of all pairs across them reaches ``threshold``) or ``"complete"`` (when
+    every such pair does). Pairs across clusters that are not edges are scored with
+    ``score_pairs(pairs) -> (len(pairs),) scores``, needed unless ``linkage="single"``.
+
+    Returns the clusters of two or more nodes (each sorted, unordered among themselves) and
+    every pair score known, keyed ``(i, j)`` with ``i < j`` (for average and complete linkage
+    that includes every pair inside every cluster).
+    """
+    if linkage not in LINKAGES:
+        raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
+    if linkage != "single" and score_pairs is None:
+        raise ValueError(f"{linkage} linkage needs score_pairs")
+    edges = np.asarray(edges, np.int64).reshape(-1, 2)
+    scores = np.asarray(scores, np.float64)
+    known = {
+        (int(min(a, b)), int(max(a, b))): float(s) for (a, b), s in zip(edges.tolist(), scores, strict=True)
+    }
+    strong = np.flatnonzero(scores >= threshold)
+    # best first; ties in node order, so the result does not depend on the input order
+    strong = strong[np.lexsort((edges[strong, 1], edges[strong, 0], -scores[strong]))]
+    cluster_of = list(range(n))
+    members: dict[int, list[int]] = {}
+
+    def members_of(c: int) -> list[int]:
+        return members.get(c, [c])
+
+    for e in strong.tolist():
+        ca, cb = cluster_of[edges[e, 0]], cluster_of[edges[e, 1]]
+        if ca == cb:
+            continue
+        ma, mb = members_of(ca), members_of(cb)
+        if linkage != "single":
+            cross = [(min(a, b), max(a, b)) for a in ma for b in mb]
+            missing = [p for p in cross if p not in known]
+            if missing:
+                for p, s in zip(missing, np.asarray(score_pairs(missing)).tolist(), strict=True):
+                    known[p] = float(s)
+            values = [known[p] for p in cross]
+            link = float(np.mean(values)) if linkage == "average" else min(values)
+            if link < threshold:
+                continue
+        if len(ma) < len(mb):  # the larger cluster keeps its label
+            ca, cb, ma, mb = cb, ca, mb, ma
+        merged = ma + mb
+        for node in mb:
+            cluster_of[node] = ca
+        members[ca] = merged
+        members.pop(cb, None)
+    return [sorted(m) for m in members.values()], known
+
+
+def _symmetric_scorer(index: ForumIndex, tids: list[str], counter: list[int]) -> Scorer:
+    """Scores of node pairs: the mean of ``pair_scores`` in both orientations."""
+
+    def score(pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+        out = np.zeros(len(pairs))
+        for start in range(0, len(pairs), SCORE_BATCH):
+            chunk = pairs[start : start + SCORE_BATCH]
+            forth = [(tids[a], tids[b]) for a, b in chunk]
+            both = index.pair_scores(forth + [(b, a) for a, b in forth])
+            out[start : start + len(chunk)] = (both[: len(chunk)] + both[len(chunk) :]) / 2
+        counter[0] += len(pairs)
+        return out
+
+    return score
+
+
+def _cluster(
+    index: ForumIndex, nodes: list[int], tids: list[str], known: dict, scorer: Scorer
+) -> DuplicateCluster:
+    pairs = [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1 :]]
+    missing = [p for p in pairs if p not in known]
+    if missing:
+        known.update(zip(missing, np.asarray(scorer(missing)).tolist(), strict=True))
+    mean_to = {a: np.mean([known[(min(a, b), max(a, b))] for b in nodes if b != a]) for a in nodes}
+
+    def rank(node: int):
+        t = index.get(tids[node])
+        return (-len(t.answers), -t.score, -mean_to[node], t.id)
+
+    canon = min(nodes, key=rank)
+    to_canon = {b: known[(min(canon, b), max(canon, b))] for b in nodes if b != canon}
+    order = [canon, *sorted(to_canon, key=lambda b: (-to_canon[b], tids[b]))]
+    threads = []
+    for node in order:
+        t = index.get(tids[node])
+        threads.append(ClusterThread(t.id, t.title, len(t.answers), t.score, t.url))
+    scored = sorted(
+        (ScoredPair(tids[a], tids[b], round(known[(a, b)], 6)) for a, b in pairs),
+        key=lambda p: (-p.score, p.id1, p.id2),
+    )
+    return DuplicateCluster(tids[canon], tuple(threads), tuple(scored))
+
+
+def find_duplicate_clusters(
+    index: ForumIndex,
+    threshold: float | None = None,
+    *,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    linkage: str = "average",
+    cosine_floor: float | None = None,
+    search_progress: Progress | None = None,
+    score_progress: Progress | None = None,
+) -> DedupeResult:
+    """Clusters of stored threads that duplicate each other, for moderators to merge.
+
+    ``threshold`` is on the scorer's scale (:meth:`ForumIndex.pair_scores`): a probability when
+    the index is calibrated (default: the "duplicate" tier), a raw question cosine otherwise
+    (default: the config's ``duplicate_threshold``); :meth:`ForumIndex.duplicate_cutoff` gives
+    both. ``cosine_floor`` (default :data:`COSINE_FLOOR` when calibrated, the threshold when
+    not) drops candidate pairs before scoring. ``search_progress(done, total)`` reports
+    questions searched, ``score_progress(done, total)`` candidate pairs scored.
+    """
+    if neighbours < 1:
+        raise ValueError(f"neighbours must be at least 1, got {neighbours}")
+    if linkage not in LINKAGES:
+        raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
+    started = time.perf_counter()
+    cutoff, scorer_name = index.duplicate_cutoff()
+    calibrated = scorer_name == "calibrated"
+    threshold = cutoff if threshold is None else float(threshold)
+    if cosine_floor is None:
+        cosine_floor = COSINE_FLOOR if calibrated else threshold
+    tids, cos, rows = index.question_neighbours(neighbours, progress=search_progress)
+    edges, _ = neighbour_pairs(rows, cos, cosine_floor)
+    counter = [0]
+    scorer = _symmetric_scorer(index, tids, counter)
+    scores = np.zeros(len(edges))
+    pairs = [tuple(e) for e in edges.tolist()]
+    for start in range(0, len(pairs), SCORE_BATCH):
+        scores[start : start + SCORE_BATCH] = scorer(pairs[start : start + SCORE_BATCH])
+        if score_progress is not None:
+            score_progress(min(start + SCORE_BATCH, len(pairs)), len(pairs))
+    groups, known = cluster_edges(len(tids), edges, scores, threshold, linkage, scorer)
+    clusters = [_cluster(index, g, tids, known, scorer) for g in groups]
+    clusters.sort(key=lambda c: (-len(c.threads), -c.mean_score, c.canonical))
+    return DedupeResult(
+        clusters=tuple(clusters),
+        threshold=threshold,
+        calibrated=calibrated,
+        linkage=linkage,
+        neighbours=neighbours,
+        cosine_floor=float(cosine_floor),
+        threads=len(tids),
+        candidate_pairs=len(edges),
+        edges=int(np.sum(scores >= threshold)),
+        scored_pairs=counter[0],
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,232 @@
+"""Duplicate clusters among stored threads (qa_search.dedupe and ``qa-search dedupe``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from qa_search import Answer, ForumIndex, IndexConfig, Thread, find_duplicate_clusters, read_dump
+from qa_search.cli import main
+from qa_search.dedupe import cluster_edges, neighbour_pairs
+
+# near-paraphrases (the fake embedder is a bag of words: shared words make the cosine)
+THREADS = [
+    Thread("a1", "how do I stop panic attacks at work"),
+    Thread("a2", "how can I stop my panic attacks at work", answers=(Answer("a2-1", "breathe"),), score=1),
+    Thread("a3", "how do I stop panic attacks at work quickly", score=9),
+    Thread("b1", "my partner and I fight about money all the time", score=3),
+    Thread("b2", "my partner and I always fight about money", score=4),
+    Thread("c1", "I cannot sleep because my mind races at night"),
+    Thread("c2", "my mind races at night and I cannot sleep"),
+    Thread("d1", "grief after losing my dog"),
+    Thread("e1", "my teenager refuses to go to school"),
+    Thread("f1", "how to tell my boss about my depression"),
+]
+GROUPS = [{"a1", "a2", "a3"}, {"b1", "b2"}, {"c1", "c2"}]
+
+
+def _labelled_pairs():
+    ids = [t.id for t in THREADS]
+    return [(a, b, int(any({a, b} <= g for g in GROUPS))) for i, a in enumerate(ids) for b in ids[i + 1 :]]
+
+
+@pytest.fixture
+def calibrated():
+    index = ForumIndex(FakeEmbedder(), IndexConfig())
+    index.upsert(THREADS)
+    pairs = _labelled_pairs()
+    index.calibrate([(a, b) for a, b, _ in pairs], [y for *_, y in pairs], {"duplicate": 0.9})
+    return index
+
+
+def _symmetric(index, a, b):
+    s = index.pair_scores([(a, b), (b, a)])
+    return (s[0] + s[1]) / 2
+
+
+def test_known_duplicate_groups_come_out_as_clusters_with_the_scorers_probabilities(calibrated):
+    result = find_duplicate_clusters(calibrated, neighbours=4)
+    assert result.calibrated and result.threshold == calibrated.duplicate_cutoff()[0]
+    assert sorted(map(sorted, ({t.thread_id for t in c.threads} for c in result.clusters))) == sorted(
+        map(sorted, GROUPS)
+    )
+    # largest first; every pair inside a cluster is listed with pair_scores' value (both ways)
+    assert [len(c.threads) for c in result.clusters] == [3, 2, 2]
+    for c in result.clusters:
+        n = len(c.threads)
+        assert len(c.pairs) == n * (n - 1) // 2
+        for p in c.pairs:
+            assert p.score == pytest.approx(_symmetric(calibrated, p.id1, p.id2), abs=1e-6)
+            assert 0 <= p.score <= 1
+        assert c.mean_score >= result.threshold
+        assert [p.score for p in c.pairs] == sorted((p.score for p in c.pairs), reverse=True)
+
+
+def test_canonical_is_the_most_answered_then_the_most_voted(calibrated):
+    clusters = {c.canonical: c for c in find_duplicate_clusters(calibrated, neighbours=4).clusters}
+    # a2 has the only answer (a3 has more votes); b2 out-votes b1
+    assert {"a2", "b2"} <= clusters.keys()
+    assert clusters["a2"].threads[0].thread_id == "a2" and clusters["a2"].threads[0].answers == 1
+    assert clusters["b2"].threads[0].votes == 4
+    # c1 and c2 tie on answers and votes: the tie-break is deterministic (same mean, smaller id)
+    assert "c1" in clusters
+    # the others follow by their score with the canonical thread, best first
+    c = clusters["a2"]
+    to_canon = [_symmetric(calibrated, "a2", t.thread_id) for t in c.threads[1:]]
+    assert to_canon == sorted(to_canon, reverse=True)
+
+
+def test_threshold_is_respected_and_raising_it_never_grows_clusters(calibrated):
+    loose = find_duplicate_clusters(calibrated, 0.05, neighbours=9)
+    strict = find_duplicate_clusters(calibrated, 0.99, neighbours=9)
+    for result in (loose, strict):
+        for c in result.clusters:
+            assert c.mean_score >= result.threshold
+            # every member reaches the threshold with at least one other member
+            for t in c.threads:
+                assert max(p.score for p in c.pairs if t.thread_id in (p.id1, p.id2)) >= result.threshold
+    assert sum(len(c.threads) for c in strict.clusters) <= sum(len(c.threads) for c in loose.clusters)
+    assert strict.edges <= loose.edges
+
+
+def _chain_index():
+    """Questions at 0, 25, 50, 75 and 100 degrees on one circle: neighbours have cosine 0.906,
+    two apart 0.643, three apart 0.259."""
+    emb = FakeEmbedder(dimension=8)
+    threads = []
+    for i, deg in enumerate((0, 25, 50, 75, 100)):
+        v = np.zeros(8, np.float32)
+        v[0], v[1] = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+        emb.overrides[f"question {i}"] = v
+        threads.append(Thread(f"q{i}", f"question {i}"))
+    index = ForumIndex(emb, IndexConfig(duplicate_threshold=0.85, lexical_weight=0))
+    index.upsert(threads)
+    return index
+
+
+def test_no_chaining_through_weak_links():
+    index = _chain_index()
+    # each link is strong, so connected components would make one cluster of all five
+    single = find_duplicate_clusters(index, neighbours=4, linkage="single")
+    assert [len(c.threads) for c in single.clusters] == [5]
+    result = find_duplicate_clusters(index, neighbours=4)
+    assert not result.calibrated and result.threshold == 0.85 and result.cosine_floor == 0.85
+    assert all(len(c.threads) == 2 for c in result.clusters)
+    for c in result.clusters:
+        assert c.min_score >= 0.85  # only adjacent questions share a cluster
+    assert len(result.clusters) == 2
+
+
+def test_cluster_edges_guarantees_on_random_graphs():
+    rng = np.random.default_rng(5)
+    n = 40
+    full = rng.random((n, n))
+    full = (full + full.T) / 2
+    edges = np.array([(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < 0.15])
+    scores = full[edges[:, 0], edges[:, 1]]
+    lookup = lambda pairs: np.array([full[a, b] for a, b in pairs])  # noqa: E731
+    t = 0.6
+    strong = edges[scores >= t]
+    graph = coo_matrix((np.ones(len(strong)), (strong[:, 0], strong[:, 1])), shape=(n, n))
+    n_comp, labels = connected_components(graph, directed=False)
+    components = sorted(
+        sorted(np.flatnonzero(labels == c).tolist()) for c in range(n_comp) if (labels == c).sum() > 1
+    )
+    single, _ = cluster_edges(n, edges, scores, t, "single")
+    assert sorted(single) == components
+    for linkage in ("average", "complete"):
+        groups, known = cluster_edges(n, edges, scores, t, linkage, lookup)
+        seen = set()
+        for g in groups:
+            assert not seen & set(g)
+            seen |= set(g)
+            values = [full[a, b] for i, a in enumerate(g) for b in g[i + 1 :]]
+            assert all(known[(a, b)] == full[a, b] for i, a in enumerate(g) for b in g[i + 1 :])
+            assert (np.mean(values) if linkage == "average" else min(values)) >= t
+            # each cluster lies inside one connected component of the strong edges
+            assert len({labels[m] for m in g}) == 1
+    with pytest.raises(ValueError, match="needs score_pairs"):
+        cluster_edges(n, edges, scores, t, "average")
+
+
+def test_neighbour_graph_matches_brute_force_and_pairs_are_undirected():
+    threads = [Thread(f"t{i}", f"word{i % 7} word{i % 5} word{i % 3} topic") for i in range(30)]
+    index = ForumIndex(FakeEmbedder(), IndexConfig())
+    index.upsert(threads)
+    tids, cos, rows = index.question_neighbours(4, batch=7)
+    vecs = FakeEmbedder().encode([t.question_text for t in threads])
+    sims = vecs @ vecs.T
+    np.fill_diagonal(sims, -np.inf)
+    assert tids == [t.id for t in threads]
+    np.testing.assert_allclose(cos, -np.sort(-sims, axis=1)[:, :4], atol=1e-5)
+    assert not np.any(rows == np.arange(30)[:, None])
+    edges, ecos = neighbour_pairs(rows, cos, 0.2)
+    assert np.all(edges[:, 0] < edges[:, 1]) and len({tuple(e) for e in edges.tolist()}) == len(edges)
+    assert np.all(ecos >= 0.2)
+    np.testing.assert_allclose(ecos, sims[edges[:, 0], edges[:, 1]], atol=1e-5)
+
+
+@pytest.fixture
+def fake_cli(monkeypatch):
+    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
+    monkeypatch.setattr(sys.modules["qa_search.index"], "load_embedder", fake)
+    return CliRunner()
+
+
+def test_cli_json_lists_clusters_of_a_calibrated_index(tmp_path, calibrated, fake_cli):
+    calibrated.save(tmp_path / "ix")
+    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--neighbours", "4", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["calibrated"] is True and out["threads"] == len(THREADS)
+    assert out["threshold"] == pytest.approx(calibrated.duplicate_cutoff()[0])
+    assert [c["size"] for c in out["clusters"]] == [3, 2, 2]
+    assert out["clusters"][0]["canonical"] == "a2" and out["clustered_threads"] == 7
+    assert {"id1", "id2", "score"} == set(out["clusters"][0]["pairs"][0])
+    assert out["seconds"] >= 0
+    # human output: the thread to keep first, and the others with their probability
+    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--neighbours", "4", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "3 duplicate cluster(s) holding 7 of 10 threads" in r.output
+    assert "keep  [a2] how can I stop my panic attacks at work  (1 answer(s), 1 vote(s))" in r.output
+    assert "merge [b1] my partner and I fight about money all the time" in r.output
+    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.5"])
+    assert r.exit_code == 2 and "is calibrated" in r.output
+
+
+def test_cli_says_when_the_index_is_uncalibrated(tmp_path, fake_cli):
+    index = ForumIndex(FakeEmbedder(), IndexConfig(duplicate_threshold=0.6))
+    index.upsert(THREADS)
+    index.save(tmp_path / "ix")
+    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "is not calibrated: scores are raw question cosines" in r.stderr
+    out = json.loads(r.stdout)
+    assert out["calibrated"] is False and out["threshold"] == 0.6
+    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-probability", "0.9"])
+    assert r.exit_code == 2 and "not calibrated, so it has no probabilities" in r.output
+    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.99", "--json", "-q"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["threshold"] == 0.99
+
+
+@pytest.mark.slow
+def test_sample_forum_duplicate_groups_are_recovered(real_embedder):
+    groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
+    index = ForumIndex(real_embedder)
+    index.upsert(read_dump(SAMPLE_DUMP))
+    result = find_duplicate_clusters(index, 0.7)
+    found = [{t.thread_id for t in c.threads} for c in result.clusters]
+    # a group is recovered when one cluster holds all its members
+    recovered = [g for g in groups if any(g <= f for f in found)]
+    assert len(recovered) >= 0.7 * len(groups), (len(recovered), found)
+    # and clusters are mostly true duplicates: few predicted pairs cross the groups
+    pairs = [(a, b) for f in found for a in f for b in f if a < b]
+    correct = sum(any({a, b} <= g for g in groups) for a, b in pairs)
+    assert correct >= 0.8 * len(pairs), (correct, len(pairs))
