@@ -544,19 +544,10 @@ class ForumIndex:
     ) -> np.ndarray:
         """Features (see calibration.FEATURES) of (new question text, stored thread) pairs."""
         lexical = self.lexical_index().score_pairs(texts, thread_ids)
-        cache: dict[str, list[str]] = {}
-
-        def tokens(text: str) -> list[str]:
-            if text not in cache:
-                cache[text] = tokenize([text])[0]
-            return cache[text]
-
-        jac = np.array(
-            [
-                jaccard(tokens(t), tokens(self._threads[tid].question_text))
-                for t, tid in zip(texts, thread_ids, strict=True)
-            ]
-        )
+        stored = [self._threads[tid].question_text for tid in thread_ids]
+        distinct = list(dict.fromkeys([*texts, *stored]))  # tokenised once, in one batch
+        tokens = dict(zip(distinct, tokenize(distinct), strict=True))
+        jac = np.array([jaccard(tokens[t], tokens[s]) for t, s in zip(texts, stored, strict=True)])
         return feature_matrix(cosine, lexical, jac)
 
     def pair_features(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:

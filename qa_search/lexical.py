@@ -88,7 +88,9 @@ class LexicalIndex:
         return cls(list(doc_ids), s["data"], s["indices"], s["indptr"], dict(model.vocab_dict))
 
     def _term_ids(self, text: str) -> np.ndarray:
-        tokens = tokenize([text])[0]
+        return self._ids_of(tokenize([text])[0])
+
+    def _ids_of(self, tokens: Sequence[str]) -> np.ndarray:
         ids = {self._vocab[t] for t in tokens if t in self._vocab}
         # the empty-string token bm25s adds for empty documents is never a query term
         ids.discard(self._vocab.get("", -1))
@@ -118,13 +120,18 @@ class LexicalIndex:
             shape = (len(self.doc_ids), len(self._indptr) - 1)
             self._by_doc = csc_matrix((self._data, self._indices, self._indptr), shape=shape).tocsr()
         out = np.zeros(len(texts), np.float32)
+        # each distinct text is tokenised once, in one batch (tokenising one by one dominates)
+        distinct = list(dict.fromkeys(texts))
+        terms_of = dict(zip(distinct, map(self._ids_of, tokenize(distinct)), strict=True))
+        by_doc = self._by_doc
         for i, (text, doc) in enumerate(zip(texts, doc_ids, strict=True)):
-            terms = self._term_ids(text)
+            terms = terms_of[text]
             if not len(terms):
                 continue
-            row = self._by_doc[self.position[doc]]
-            hit = np.isin(row.indices, terms)
-            out[i] = min(float(row.data[hit].sum()) / float(self._idf[terms].sum()), 1.0)
+            r = self.position[doc]
+            lo, hi = by_doc.indptr[r], by_doc.indptr[r + 1]
+            hit = np.isin(by_doc.indices[lo:hi], terms)
+            out[i] = min(float(by_doc.data[lo:hi][hit].sum()) / float(self._idf[terms].sum()), 1.0)
         return out
 
     def save(self, path: str | Path) -> None:

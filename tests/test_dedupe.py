@@ -230,3 +230,20 @@ def test_sample_forum_duplicate_groups_are_recovered(real_embedder):
     pairs = [(a, b) for f in found for a in f for b in f if a < b]
     correct = sum(any({a, b} <= g for g in groups) for a, b in pairs)
     assert correct >= 0.8 * len(pairs), (correct, len(pairs))
+
+
+def test_batched_pair_features_equal_one_pair_at_a_time():
+    # texts repeat across pairs (as in a neighbour graph) and one is only stop words
+    threads = [*THREADS, Thread("g1", "the and of"), Thread("g2", "how do I stop it")]
+    index = ForumIndex(FakeEmbedder(), IndexConfig())
+    index.upsert(threads)
+    ids = [t.id for t in threads]
+    pairs = [(a, b) for a in ids for b in ids if a != b]
+    batched = index.pair_features(pairs)
+    one_by_one = np.vstack([index.pair_features([p]) for p in pairs])
+    np.testing.assert_array_equal(batched, one_by_one)
+    # the lexical column is the per-query BM25 the search uses
+    lexical = index.lexical_index()
+    for a, b in pairs[:30]:
+        text = index.get(a).question_text
+        assert index.pair_features([(a, b)])[0, 1] == pytest.approx(lexical.scores(text)[lexical.position[b]])
