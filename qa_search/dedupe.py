@@ -206,8 +206,10 @@ def cluster_edges(
     return [sorted(m) for m in members.values()], known
 
 
-def _symmetric_scorer(index: ForumIndex, tids: list[str], counter: list[int]) -> Scorer:
-    """Scores of node pairs: the mean of ``pair_scores`` in both orientations."""
+def symmetric_scorer(index: ForumIndex, tids: list[str], counter: list[int] | None = None) -> Scorer:
+    """A scorer of node pairs ``(i, j)`` (rows into ``tids``): the mean of ``pair_scores`` in
+    both orientations, (n,) float64. ``counter[0]``, if given, counts the pairs scored."""
+    counter = [0] if counter is None else counter
 
     def score(pairs: Sequence[tuple[int, int]]) -> np.ndarray:
         out = np.zeros(len(pairs))
@@ -281,7 +283,7 @@ def find_duplicate_clusters(
     tids, cos, rows = index.question_neighbours(neighbours, progress=search_progress)
     edges, _ = neighbour_pairs(rows, cos, cosine_floor)
     counter = [0]
-    scorer = _symmetric_scorer(index, tids, counter)
+    scorer = symmetric_scorer(index, tids, counter)
     scores = np.zeros(len(edges))
     pairs = [tuple(e) for e in edges.tolist()]
     for start in range(0, len(pairs), SCORE_BATCH):

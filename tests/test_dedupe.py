@@ -221,15 +221,22 @@ def test_sample_forum_duplicate_groups_are_recovered(real_embedder):
     groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
     index = ForumIndex(real_embedder)
     index.upsert(read_dump(SAMPLE_DUMP))
-    result = find_duplicate_clusters(index, 0.7)
-    found = [{t.thread_id for t in c.threads} for c in result.clusters]
-    # a group is recovered when one cluster holds all its members
-    recovered = [g for g in groups if any(g <= f for f in found)]
-    assert len(recovered) >= 0.7 * len(groups), (len(recovered), found)
-    # and clusters are mostly true duplicates: few predicted pairs cross the groups
-    pairs = [(a, b) for f in found for a in f for b in f if a < b]
-    correct = sum(any({a, b} <= g for g in groups) for a, b in pairs)
-    assert correct >= 0.8 * len(pairs), (correct, len(pairs))
+
+    def measure(linkage):
+        # uncalibrated: the sample's paraphrases have question cosines of 0.50-0.70
+        result = find_duplicate_clusters(index, 0.5, linkage=linkage)
+        found = [{t.thread_id for t in c.threads} for c in result.clusters]
+        recovered = sum(any(g <= f for f in found) for g in groups)  # one cluster holds the group
+        pairs = [(a, b) for f in found for a in f for b in f if a < b]
+        correct = sum(any({a, b} <= g for g in groups) for a, b in pairs)
+        return recovered, correct / len(pairs)
+
+    recovered, precision = measure("average")
+    assert recovered >= 0.7 * len(groups)
+    assert precision >= 0.4
+    # connected components of the same edges chain unrelated threads together
+    _, chained_precision = measure("single")
+    assert precision >= 2 * chained_precision, (precision, chained_precision)
 
 
 def test_batched_pair_features_equal_one_pair_at_a_time():
