@@ -69,6 +69,24 @@ def test_known_duplicate_groups_come_out_as_clusters_with_the_scorers_probabilit
         assert [p.score for p in c.pairs] == sorted((p.score for p in c.pairs), reverse=True)
 
 
+def test_progress_is_reported_and_tiny_forums_give_no_clusters(calibrated):
+    searched, scored = [], []
+    result = find_duplicate_clusters(
+        calibrated,
+        neighbours=4,
+        search_progress=lambda *a: searched.append(a),
+        score_progress=lambda *a: scored.append(a),
+    )
+    assert searched[-1] == (len(THREADS), len(THREADS)) and scored[-1] == (result.candidate_pairs,) * 2
+    for threads in ([], THREADS[:1]):
+        index = ForumIndex(FakeEmbedder(), IndexConfig())
+        index.upsert(threads)
+        result = find_duplicate_clusters(index)
+        assert result.clusters == () and result.threads == len(threads) and result.candidate_pairs == 0
+    with pytest.raises(ValueError, match="neighbours"):
+        find_duplicate_clusters(index, neighbours=0)
+
+
 def test_canonical_is_the_most_answered_then_the_most_voted(calibrated):
     clusters = {c.canonical: c for c in find_duplicate_clusters(calibrated, neighbours=4).clusters}
     # a2 has the only answer (a3 has more votes); b2 out-votes b1

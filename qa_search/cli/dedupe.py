@@ -26,6 +26,17 @@ def _threshold(index: ForumIndex, index_dir: str, min_probability: float | None,
     return min_probability if scorer == "calibrated" else min_cosine
 
 
+def _closing(bar: StepBar):
+    """``bar`` as a callback that closes it once its step is done, before the next bar opens."""
+
+    def report(done: int, total: int) -> None:
+        bar(done, total)
+        if done >= total and bar.bar is not None:
+            bar.bar.close()
+
+    return report
+
+
 def _print(result: DedupeResult, index_dir: str) -> None:
     what = "probability" if result.calibrated else "cosine"
     n_threads = sum(len(c.threads) for c in result.clusters)
@@ -121,7 +132,7 @@ def dedupe(
             threshold,
             neighbours=neighbours,
             linkage=linkage,
-            search_progress=sbar,
+            search_progress=_closing(sbar),
             score_progress=pbar,
         )
     if as_json:
