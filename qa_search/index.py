@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from .ann import EXACT_SEARCH_LIMIT, VectorIndex, choose_index_type
-from .calibration import Calibration, feature_matrix, fit_calibration
+from .calibration import Calibration, fit_calibration
 from .embedding import (
     PROBE_MIN_COSINE,
     Embedder,
@@ -30,7 +30,8 @@ from .embedding import (
     same_model,
 )
 from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
-from .lexical import LexicalIndex, jaccard, tokenize
+from .lexical import LexicalIndex, tokenize
+from .pairfeatures import FEATURES, RANK_DEPTH, best_other, feature_rows, rank_feature, text_features
 from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
 from .retrieval import best_per_thread, combine_thread_scores, make_snippet, top_threads, unseen_bound
 from .snapshot import read_manifest, verify_files
@@ -475,25 +476,32 @@ class ForumIndex:
         cal = self.calibration
         limit = self.config.duplicate_threshold if threshold is None and cal is None else threshold
         queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
-        depth = k if cal is None else max(4 * k, 20)
+        # calibrated, the scorer looks at each candidate's place among the nearest questions
+        depth = k if cal is None else max(4 * k, RANK_DEPTH + 1)
         scores, ids = self._questions.search(queries, min(depth, max(len(self._questions), 1)))
         out = []
         for text, row_s, row_i in zip(texts, scores, ids, strict=True):
-            cands = [
+            near = [
                 (s, self._parts[pid].thread_id)
                 for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True)
-                if pid >= 0 and (limit is None or s >= limit)
+                if pid >= 0
             ]
             if cal is None:
-                hits = [self._duplicate_hit(tid, s) for s, tid in cands]
+                hits = [self._duplicate_hit(tid, s) for s, tid in near if limit is None or s >= limit]
             else:
+                near_scores = [s for s, _ in near]
+                keep = [i for i, (s, _) in enumerate(near) if limit is None or s >= limit]
                 x = self._pair_features(
-                    [text] * len(cands), [t for _, t in cands], np.array([s for s, _ in cands])
+                    [text] * len(keep),
+                    [near[i][1] for i in keep],
+                    np.array([near[i][0] for i in keep]),
+                    np.array([best_other(near_scores, i) for i in keep]),
+                    np.array([rank_feature(i) for i in keep]),
                 )
-                probs = cal.probability(x)
+                probs = cal.probability(x) if keep else []
                 hits = [
-                    self._duplicate_hit(tid, s, float(p), cal.tier(float(p)))
-                    for (s, tid), p in zip(cands, probs.tolist(), strict=True)
+                    self._duplicate_hit(near[i][1], near[i][0], float(p), cal.tier(float(p)))
+                    for i, p in zip(keep, list(probs), strict=True)
                 ]
                 hits = [h for h in hits if threshold is not None or h.tier is not None]
                 hits.sort(key=lambda h: (-h.probability, h.thread_id))
@@ -512,33 +520,63 @@ class ForumIndex:
         return self._questions.reconstruct(pid)
 
     def _pair_features(
-        self, texts: Sequence[str], thread_ids: Sequence[str], cosine: np.ndarray
+        self,
+        texts: Sequence[str],
+        thread_ids: Sequence[str],
+        cosine: np.ndarray,
+        best_other_cosine: np.ndarray,
+        rank: np.ndarray,
     ) -> np.ndarray:
-        """Features (see calibration.FEATURES) of (new question text, stored thread) pairs."""
-        lexical = self.lexical_index().score_pairs(texts, thread_ids)
-        cache: dict[str, list[str]] = {}
+        """Signals (see pairfeatures.FEATURES) of (new question text, stored thread) pairs, from
+        the dense neighbourhood measured by the caller."""
+        if not len(texts):
+            return np.zeros((0, len(FEATURES)))
+        lexical_index = self.lexical_index()
+        lexical = lexical_index.score_pairs(texts, thread_ids)
+        others = [self._threads[tid].question_text for tid in thread_ids]
+        distinct = list(dict.fromkeys([*texts, *others]))
+        tokens = dict(zip(distinct, tokenize(distinct), strict=True))
+        idf = lexical_index.idf
+        text = [text_features(a, b, tokens[a], tokens[b], idf) for a, b in zip(texts, others, strict=True)]
+        return feature_rows(cosine, lexical, np.array(text), best_other_cosine, rank)
 
-        def tokens(text: str) -> list[str]:
-            if text not in cache:
-                cache[text] = tokenize([text])[0]
-            return cache[text]
-
-        jac = np.array(
-            [
-                jaccard(tokens(t), tokens(self._threads[tid].question_text))
-                for t, tid in zip(texts, thread_ids, strict=True)
-            ]
-        )
-        return feature_matrix(cosine, lexical, jac)
+    def _neighbours(self, thread_ids: Sequence[str]) -> dict[str, tuple[list[float], list[str]]]:
+        """Each stored question's nearest other questions: ``{id: (cosines, thread ids)}``, best
+        first, at most RANK_DEPTH + 1 of them (the thread itself left out)."""
+        distinct = list(dict.fromkeys(thread_ids))
+        if not distinct:
+            return {}
+        vectors = np.stack([self._question_vector(t) for t in distinct])
+        depth = min(RANK_DEPTH + 2, len(self._questions))
+        out = {}
+        for start in range(0, len(distinct), 1024):
+            scores, ids = self._questions.search(vectors[start : start + 1024], depth)
+            for tid, row_s, row_i in zip(distinct[start : start + 1024], scores, ids, strict=True):
+                near = [
+                    (s, self._parts[pid].thread_id)
+                    for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True)
+                    if pid >= 0 and self._parts[pid].thread_id != tid
+                ][: RANK_DEPTH + 1]
+                out[tid] = ([s for s, _ in near], [t for _, t in near])
+        return out
 
     def pair_features(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Features of stored pairs ``(id1, id2)``, id1 in the role of the new question:
-        (n, len(calibration.FEATURES)) float64."""
+        """Signals of stored pairs ``(id1, id2)``, id1 in the role of the new question (its own
+        thread left out of its neighbours): (n, len(pairfeatures.FEATURES)) float64."""
         for a, b in pairs:
             self.get(a), self.get(b)
-        cos = np.array([float(self._question_vector(a) @ self._question_vector(b)) for a, b in pairs])
+        near = self._neighbours([a for a, _ in pairs])
+        cos, other, rank = [], [], []
+        for a, b in pairs:
+            scores, tids = near[a]
+            position = tids.index(b) if b in tids else None
+            cos.append(float(self._question_vector(a) @ self._question_vector(b)))
+            other.append(best_other(scores, position))
+            rank.append(rank_feature(position))
         texts = [self._threads[a].question_text for a, _ in pairs]
-        return self._pair_features(texts, [b for _, b in pairs], cos)
+        return self._pair_features(
+            texts, [b for _, b in pairs], np.array(cos), np.array(other), np.array(rank)
+        )
 
     def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """The duplicate scorer's score of stored pairs: the calibrated probability, or the raw
@@ -558,8 +596,22 @@ class ForumIndex:
     ) -> Calibration:
         """Fit the duplicate scorer on labelled stored pairs and use it from now on (saved with
         the index). ``targets`` maps tier names to the precision each must reach (default
-        duplicate 0.90, related 0.60)."""
-        self.calibration = fit_calibration(self.pair_features(pairs), np.asarray(labels), targets)
+        duplicate 0.90, related 0.60). Pairs that share a thread are kept in one fold when the
+        tiers are measured out of fold."""
+        parent: dict[str, str] = {}
+
+        def root(t: str) -> str:
+            while parent.setdefault(t, t) != t:
+                parent[t] = parent[parent[t]]
+                t = parent[t]
+            return t
+
+        for a, b in pairs:
+            parent[root(a)] = root(b)
+        groups = [root(a) for a, _ in pairs]
+        self.calibration = fit_calibration(
+            self.pair_features(pairs), np.asarray(labels), targets, groups=groups
+        )
         return self.calibration
 
     # -- persistence --------------------------------------------------------------------
@@ -674,7 +726,11 @@ class ForumIndex:
                 self._lexical = LexicalIndex.load(snap / "lexical.npz")
             if "calibration.json" in manifest.get("files", {}):
                 cal = json.loads((snap / "calibration.json").read_text(encoding="utf-8"))
-                self.calibration = Calibration.from_dict(cal)
+                try:
+                    self.calibration = Calibration.from_dict(cal)
+                except ValueError as exc:
+                    # an old calibration is dropped, not fatal: search works, verdicts are raw
+                    log.warning("snapshot %s: %s; duplicates are uncalibrated until then", snap, exc)
         except (OSError, ValueError, RuntimeError) as exc:
             raise SnapshotError(f"cannot read snapshot {snap}: {exc}") from exc
         self._next_id = int(manifest["index"]["next_part_id"])
