@@ -185,7 +185,7 @@ class ForumIndex:
         self._answers = VectorIndex(embedder.dimension)
         self._next_id = 1
         self._lexical: LexicalIndex | None = None  # built on first use after every change
-        self._max_boost: float | None = None  # the largest thread boost, found after every change
+        self._max_boost: float | None = None  # a bound on thread boosts, see _boost_bound
         #: The fitted duplicate scorer (see :meth:`calibrate`); None while uncalibrated.
         self.calibration: Calibration | None = None
 
@@ -300,7 +300,9 @@ class ForumIndex:
         self._answers.add(ids[~is_q], vecs[~is_q])
         self._threads.update(batch)
         self._lexical = None
-        self._max_boost = None
+        if self._max_boost is not None:
+            # an upper bound suffices: raised by new threads, never lowered (no full pass per write)
+            self._max_boost = max(self._max_boost, *(self._boost(tid) for tid in batch))
         return UpsertStats(len(batch), len(to_embed), len(new_parts) - len(to_embed))
 
     def delete(self, thread_ids: Iterable[str]) -> int:
@@ -311,7 +313,6 @@ class ForumIndex:
             del self._threads[tid]
         if present:
             self._lexical = None
-            self._max_boost = None
         return len(present)
 
     def _reusable_vectors(self, thread_ids: Iterable[str]) -> dict[tuple[str, str], np.ndarray]:
@@ -400,7 +401,10 @@ class ForumIndex:
         return thread_boost(solved, votes, cfg.solved_boost, cfg.vote_boost, cfg.vote_cap)
 
     def _boost_bound(self) -> float:
-        """The largest boost of any thread: what an unseen thread might add to its dense score."""
+        """At least the largest boost of any thread: what an unseen thread might add to its dense
+        score. Found once, then raised by upserts and left as it is by deletes (still a bound)."""
+        if not (self.config.solved_boost or self.config.vote_boost):
+            return 0.0
         if self._max_boost is None:
             self._max_boost = max((self._boost(t) for t in self._threads), default=0.0)
         return self._max_boost

@@ -224,6 +224,13 @@ def test_thread_dense_score_by_hand():
     assert thread_boost(False, -4, 0.1, 0.2, 99) == 0.0
 
 
+def _at(cosine, axis, dim):
+    """A unit vector at this cosine to the query (axis 0), off along ``axis``."""
+    v = np.zeros(dim, np.float32)
+    v[0], v[axis] = cosine, np.sqrt(1 - cosine**2)
+    return v
+
+
 @pytest.mark.parametrize("lexical_weight", [0.0, 1.0])
 def test_a_thread_matching_on_question_and_answer_is_found_below_both_lists(lexical_weight):
     """The bound on unseen threads must count the agreement term: the winner here is in neither
@@ -231,10 +238,8 @@ def test_a_thread_matching_on_question_and_answer_is_found_below_both_lists(lexi
     the best thread."""
     dim = 48
 
-    def at(cosine, axis):  # a unit vector at this cosine to the query (axis 0)
-        v = np.zeros(dim, np.float32)
-        v[0], v[axis] = cosine, np.sqrt(1 - cosine**2)
-        return v
+    def at(cosine, axis):
+        return _at(cosine, axis, dim)
 
     overrides, threads = {"zzz": at(1.0, 1)}, []
     for i in range(20):  # questions better than the winner's, no answers
@@ -250,6 +255,26 @@ def test_a_thread_matching_on_question_and_answer_is_found_below_both_lists(lexi
     index = make_index(emb, threads, **cfg)
     hit = index.search("zzz", k=1)[0]
     assert (hit.thread_id, hit.score) == ("win", pytest.approx(0.9, abs=1e-5))
+
+
+def test_a_boost_added_after_searching_still_bounds_unseen_threads():
+    """The boost bound is kept between writes: an upsert that brings a larger boost raises it,
+    or a boosted thread outside the fetched lists would be missed."""
+    dim = 24
+    overrides = {"zzz": _at(1.0, 1, dim)}
+    threads = []
+    for i in range(20):
+        overrides[f"qd {i}"] = _at(0.5 + 0.005 * i, 1 + i, dim)
+        threads.append(Thread(f"qd{i}", f"qd {i}"))
+    overrides["voted"] = _at(0.45, 22, dim)
+    emb = FakeEmbedder(dimension=dim, overrides=overrides)
+    index = make_index(emb, threads, lexical_weight=0.0, vote_boost=0.5, vote_cap=10)
+    assert index.search("zzz", k=1)[0].thread_id == "qd19"
+    index.upsert([Thread("voted", "voted", score=10)])
+    hit = index.search("zzz", k=1)[0]
+    assert (hit.thread_id, hit.score) == ("voted", pytest.approx(0.95, abs=1e-5))
+    index.delete(["voted"])
+    assert index.search("zzz", k=1)[0].thread_id == "qd19"
 
 
 def test_threads_without_answers_score_by_their_question_alone():
