@@ -33,7 +33,7 @@ from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
 from .lexical import LexicalIndex, tokenize
 from .pairfeatures import FEATURES, RANK_DEPTH, best_other, feature_rows, rank_feature, text_features
 from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
-from .retrieval import best_per_thread, combine_thread_scores, make_snippet, top_threads, unseen_bound
+from .retrieval import make_snippet, thread_boost, thread_dense_score, top_threads, unseen_bound
 from .snapshot import read_manifest, verify_files
 from .store import publish, resolve_snapshot
 from .threads import Thread, thread_from_dict
@@ -51,6 +51,11 @@ class IndexConfig:
     chunk_overlap: int = 30
     #: A thread's answer match counts this much relative to a question match.
     answer_weight: float = 0.9
+    #: Credit for a thread whose question and best answer both match: its dense score is
+    #: ``max(q, a) + agreement_weight * min(q, a)``, q the question's cosine and a
+    #: ``answer_weight`` x the best answer chunk's cosine (q alone without answers); 0 is the
+    #: plain better-of-the-two. Measured on CounselChat (README, "Answer-aware scoring").
+    agreement_weight: float = 0.25
     #: Weight of the lexical signal (per-query normalised BM25 of the question, in [0, 1]) added
     #: to a thread's cosine score; 0 turns the lexical index off. Tuned on dev data (README,
     #: "Quality").
@@ -64,6 +69,22 @@ class IndexConfig:
     #: A vector index this size or larger is saved as HNSW over 8-bit vectors, smaller as exact
     #: search (see :func:`qa_search.ann.choose_index_type`).
     exact_search_limit: int = EXACT_SEARCH_LIMIT
+    #: Added to the score of a thread with an accepted answer. Off (0) by default: it did not
+    #: help on the data measured (README, "Boosts").
+    solved_boost: float = 0.0
+    #: Up to this much is added for votes (the larger of the thread's score and its best
+    #: answer's): ``vote_boost * min(1, log1p(votes) / log1p(vote_cap))``. Off (0) by default.
+    vote_boost: float = 0.0
+    #: Votes at which the vote boost is complete.
+    vote_cap: int = 100
+
+    def __post_init__(self) -> None:
+        # search is exact only while a thread's score never falls as a cosine or a boost rises
+        for name in ("answer_weight", "agreement_weight", "solved_boost", "vote_boost"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"IndexConfig.{name} must be at least 0, got {getattr(self, name)}")
+        if self.vote_cap < 1:
+            raise ValueError(f"IndexConfig.vote_cap must be at least 1, got {self.vote_cap}")
 
     @classmethod
     def from_dict(cls, data: dict) -> IndexConfig:
@@ -165,6 +186,7 @@ class ForumIndex:
         self._answers = VectorIndex(embedder.dimension)
         self._next_id = 1
         self._lexical: LexicalIndex | None = None  # built on first use after every change
+        self._max_boost: float | None = None  # a bound on thread boosts, see _boost_bound
         #: The fitted duplicate scorer (see :meth:`calibrate`); None while uncalibrated.
         self.calibration: Calibration | None = None
 
@@ -279,6 +301,9 @@ class ForumIndex:
         self._answers.add(ids[~is_q], vecs[~is_q])
         self._threads.update(batch)
         self._lexical = None
+        if self._max_boost is not None:
+            # an upper bound suffices: raised by new threads, never lowered (no full pass per write)
+            self._max_boost = max(self._max_boost, *(self._boost(tid) for tid in batch))
         return UpsertStats(len(batch), len(to_embed), len(new_parts) - len(to_embed))
 
     def delete(self, thread_ids: Iterable[str]) -> int:
@@ -342,9 +367,7 @@ class ForumIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         keep = _thread_filter(tags, category)
         queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
-        if self.config.lexical_weight > 0:
-            return [self._search_hybrid(t, q, k, keep) for t, q in zip(texts, queries, strict=True)]
-        return [self._search_vector(q, k, keep) for q in queries]
+        return [self._search_exact(t, q, k, keep) for t, q in zip(texts, queries, strict=True)]
 
     def lexical_index(self) -> LexicalIndex:
         """The BM25 index over the threads' questions, (re)built here if threads changed."""
@@ -354,16 +377,38 @@ class ForumIndex:
         return self._lexical
 
     def _dense_score(self, thread_id: str, query: np.ndarray) -> tuple[float, int]:
-        """A thread's exact cosine score and the part giving it (question, or weighted answer)."""
-        w = self.config.answer_weight
-        best, best_pid = -np.inf, -1
+        """A thread's exact dense score (:func:`retrieval.thread_dense_score`) and the part that
+        matched: the question, or the best answer chunk when its weighted cosine is higher."""
+        q, q_pid, a, a_pid = -np.inf, -1, None, -1
         for pid in self._thread_parts[thread_id]:
-            is_q = self._parts[pid].answer_id is None
-            vec = (self._questions if is_q else self._answers).reconstruct(pid)
-            s = float(vec @ query) * (1.0 if is_q else w)
-            if s > best:
-                best, best_pid = s, pid
-        return best, best_pid
+            if self._parts[pid].answer_id is None:
+                q, q_pid = float(self._questions.reconstruct(pid) @ query), pid
+            else:
+                s = float(self._answers.reconstruct(pid) @ query)
+                if a is None or s > a:
+                    a, a_pid = s, pid
+        cfg = self.config
+        score = thread_dense_score(q, a, cfg.answer_weight, cfg.agreement_weight)
+        return score, (a_pid if a is not None and cfg.answer_weight * a > q else q_pid)
+
+    def _boost(self, thread_id: str) -> float:
+        """The thread's solved and vote boost (0 unless the config turns boosts on)."""
+        cfg = self.config
+        if not (cfg.solved_boost or cfg.vote_boost):
+            return 0.0
+        t = self._threads[thread_id]
+        votes = max([t.score, *(a.score for a in t.answers)])
+        solved = any(a.accepted for a in t.answers)
+        return thread_boost(solved, votes, cfg.solved_boost, cfg.vote_boost, cfg.vote_cap)
+
+    def _boost_bound(self) -> float:
+        """At least the largest boost of any thread: what an unseen thread might add to its dense
+        score. Found once, then raised by upserts and left as it is by deletes (still a bound)."""
+        if not (self.config.solved_boost or self.config.vote_boost):
+            return 0.0
+        if self._max_boost is None:
+            self._max_boost = max((self._boost(t) for t in self._threads), default=0.0)
+        return self._max_boost
 
     def score_threads(self, text: str, thread_ids: Sequence[str]) -> list[float]:
         """The search score of each given thread for ``text`` (what :meth:`search` would rank
@@ -375,20 +420,26 @@ class ForumIndex:
         for tid in thread_ids:
             self.get(tid)
             s, _ = self._dense_score(tid, query)
+            s += self._boost(tid)
             if lex is not None:
                 s += lw * float(lex[self._lexical.position[tid]])
             out.append(s)
         return out
 
-    def _search_hybrid(self, text: str, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
-        """Dense + weighted lexical score, exact: candidates from both indexes, fetched deeper
-        until no thread outside them can beat the k-th (each signal is bounded by its last
-        fetched score)."""
-        w, lw = self.config.answer_weight, self.config.lexical_weight
-        lexical = self.lexical_index()
-        lex = lexical.scores(text)
-        lex_order = np.argsort(-lex, kind="stable")
-        nq, na, nl = len(self._questions), len(self._answers), len(lex)
+    def _search_exact(self, text: str, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
+        """The k best threads by dense score + boost (+ weighted lexical score when
+        ``lexical_weight`` > 0), exact: candidates come from the question, answer (and lexical)
+        lists, each scored exactly, and the lists are fetched deeper until no thread outside
+        them can beat the k-th (each signal is bounded by its list's last fetched score, the
+        boost by the largest boost of any thread)."""
+        cfg = self.config
+        w, c, lw = cfg.answer_weight, cfg.agreement_weight, cfg.lexical_weight
+        lexical = self.lexical_index() if lw > 0 else None
+        if lexical is not None:
+            lex = lexical.scores(text)
+            lex_order = np.argsort(-lex, kind="stable")
+        boost_bound = self._boost_bound()
+        nq, na = len(self._questions), len(self._answers)
         fetch = max(2 * k, 16)
         q1 = query[None, :]
         exact: dict[str, tuple[float, int]] = {}
@@ -397,47 +448,27 @@ class ForumIndex:
             as_, ai = self._answers.search(q1, min(fetch, na))
             qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
             cands = {self._parts[p].thread_id for p in (*qi.tolist(), *ai.tolist()) if p >= 0}
-            top_lex = lex_order[: min(fetch, nl)]
-            cands.update(lexical.doc_ids[i] for i in top_lex.tolist())
+            if lexical is not None:
+                top_lex = lex_order[: min(fetch, len(lex))]
+                cands.update(lexical.doc_ids[i] for i in top_lex.tolist())
             for tid in cands:
                 if tid in exact or (keep is not None and not keep(self._threads[tid])):
                     continue
-                dense, pid = self._dense_score(tid, query)
-                exact[tid] = (dense + lw * float(lex[lexical.position[tid]]), pid)
+                score, pid = self._dense_score(tid, query)
+                score += self._boost(tid)
+                if lexical is not None:
+                    score += lw * float(lex[lexical.position[tid]])
+                exact[tid] = (score, pid)
             ranked = top_threads(exact, k)
-            q_full, a_full, l_full = fetch < nq, fetch < na, fetch < nl
-            # every thread has a question and a lexical entry: an exhausted list means all were seen
-            if not (q_full and l_full):
+            # every thread has a question (and a lexical entry): an exhausted list means all
+            # threads were seen and scored exactly
+            if fetch >= nq or (lexical is not None and fetch >= len(lex)):
                 break
-            bound = unseen_bound(qs, q_full, as_, a_full, w) + lw * float(lex[top_lex[-1]])
+            bound = unseen_bound(float(qs[-1]), float(as_[-1]) if fetch < na else None, w, c)
+            bound += boost_bound
+            if lexical is not None:
+                bound += lw * float(lex[top_lex[-1]])
             if len(ranked) == k and ranked[-1][1] >= bound:
-                break
-            fetch *= 4
-        return [self._hit(tid, score, pid) for tid, score, pid in ranked]
-
-    def _search_vector(self, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
-        w = self.config.answer_weight
-        nq, na = len(self._questions), len(self._answers)
-        fetch = max(2 * k, 16)
-        q1 = query[None, :]
-        while True:
-            qs, qi = self._questions.search(q1, min(fetch, nq))
-            as_, ai = self._answers.search(q1, min(fetch, na))
-            qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
-            thread_of = {}
-            for pid in (*qi.tolist(), *ai.tolist()):
-                if pid >= 0:
-                    tid = self._parts[pid].thread_id
-                    if keep is None or keep(self._threads[tid]):
-                        thread_of[pid] = tid
-            scored = combine_thread_scores(
-                best_per_thread(qs, qi, thread_of), best_per_thread(as_, ai, thread_of), w
-            )
-            ranked = top_threads(scored, k)
-            q_full, a_full = fetch < nq, fetch < na
-            bound = unseen_bound(qs, q_full, as_, a_full, w)
-            # every thread scoring at or above the bound was seen with its true score
-            if (len(ranked) == k and ranked[-1][1] >= bound) or not (q_full or a_full):
                 break
             fetch *= 4
         return [self._hit(tid, score, pid) for tid, score, pid in ranked]
