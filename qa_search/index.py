@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from .ann import EXACT_SEARCH_LIMIT, VectorIndex, choose_index_type
-from .calibration import Calibration, feature_matrix, fit_calibration
+from .calibration import Calibration, fit_calibration
 from .embedding import (
     PROBE_MIN_COSINE,
     Embedder,
@@ -30,9 +30,10 @@ from .embedding import (
     same_model,
 )
 from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
-from .lexical import LexicalIndex, jaccard, tokenize
+from .lexical import LexicalIndex, tokenize
+from .pairfeatures import FEATURES, RANK_DEPTH, best_other, feature_rows, rank_feature, text_features
 from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
-from .retrieval import best_per_thread, combine_thread_scores, make_snippet, top_threads, unseen_bound
+from .retrieval import make_snippet, thread_boost, thread_dense_score, top_threads, unseen_bound
 from .snapshot import read_manifest, verify_files
 from .store import publish, resolve_snapshot
 from .threads import Thread, thread_from_dict
@@ -50,6 +51,11 @@ class IndexConfig:
     chunk_overlap: int = 30
     #: A thread's answer match counts this much relative to a question match.
     answer_weight: float = 0.9
+    #: Credit for a thread whose question and best answer both match: its dense score is
+    #: ``max(q, a) + agreement_weight * min(q, a)``, q the question's cosine and a
+    #: ``answer_weight`` x the best answer chunk's cosine (q alone without answers); 0 is the
+    #: plain better-of-the-two. Measured on CounselChat (README, "Answer-aware scoring").
+    agreement_weight: float = 0.25
     #: Weight of the lexical signal (per-query normalised BM25 of the question, in [0, 1]) added
     #: to a thread's cosine score; 0 turns the lexical index off. Tuned on dev data (README,
     #: "Quality").
@@ -63,6 +69,22 @@ class IndexConfig:
     #: A vector index this size or larger is saved as HNSW over 8-bit vectors, smaller as exact
     #: search (see :func:`qa_search.ann.choose_index_type`).
     exact_search_limit: int = EXACT_SEARCH_LIMIT
+    #: Added to the score of a thread with an accepted answer. Off (0) by default: it did not
+    #: help on the data measured (README, "Boosts").
+    solved_boost: float = 0.0
+    #: Up to this much is added for votes (the larger of the thread's score and its best
+    #: answer's): ``vote_boost * min(1, log1p(votes) / log1p(vote_cap))``. Off (0) by default.
+    vote_boost: float = 0.0
+    #: Votes at which the vote boost is complete.
+    vote_cap: int = 100
+
+    def __post_init__(self) -> None:
+        # search is exact only while a thread's score never falls as a cosine or a boost rises
+        for name in ("answer_weight", "agreement_weight", "solved_boost", "vote_boost"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"IndexConfig.{name} must be at least 0, got {getattr(self, name)}")
+        if self.vote_cap < 1:
+            raise ValueError(f"IndexConfig.vote_cap must be at least 1, got {self.vote_cap}")
 
     @classmethod
     def from_dict(cls, data: dict) -> IndexConfig:
@@ -164,6 +186,7 @@ class ForumIndex:
         self._answers = VectorIndex(embedder.dimension)
         self._next_id = 1
         self._lexical: LexicalIndex | None = None  # built on first use after every change
+        self._max_boost: float | None = None  # a bound on thread boosts, see _boost_bound
         #: The fitted duplicate scorer (see :meth:`calibrate`); None while uncalibrated.
         self.calibration: Calibration | None = None
 
@@ -278,6 +301,9 @@ class ForumIndex:
         self._answers.add(ids[~is_q], vecs[~is_q])
         self._threads.update(batch)
         self._lexical = None
+        if self._max_boost is not None:
+            # an upper bound suffices: raised by new threads, never lowered (no full pass per write)
+            self._max_boost = max(self._max_boost, *(self._boost(tid) for tid in batch))
         return UpsertStats(len(batch), len(to_embed), len(new_parts) - len(to_embed))
 
     def delete(self, thread_ids: Iterable[str]) -> int:
@@ -341,9 +367,7 @@ class ForumIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         keep = _thread_filter(tags, category)
         queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
-        if self.config.lexical_weight > 0:
-            return [self._search_hybrid(t, q, k, keep) for t, q in zip(texts, queries, strict=True)]
-        return [self._search_vector(q, k, keep) for q in queries]
+        return [self._search_exact(t, q, k, keep) for t, q in zip(texts, queries, strict=True)]
 
     def lexical_index(self) -> LexicalIndex:
         """The BM25 index over the threads' questions, (re)built here if threads changed."""
@@ -381,16 +405,38 @@ class ForumIndex:
         return tids, scores, rows
 
     def _dense_score(self, thread_id: str, query: np.ndarray) -> tuple[float, int]:
-        """A thread's exact cosine score and the part giving it (question, or weighted answer)."""
-        w = self.config.answer_weight
-        best, best_pid = -np.inf, -1
+        """A thread's exact dense score (:func:`retrieval.thread_dense_score`) and the part that
+        matched: the question, or the best answer chunk when its weighted cosine is higher."""
+        q, q_pid, a, a_pid = -np.inf, -1, None, -1
         for pid in self._thread_parts[thread_id]:
-            is_q = self._parts[pid].answer_id is None
-            vec = (self._questions if is_q else self._answers).reconstruct(pid)
-            s = float(vec @ query) * (1.0 if is_q else w)
-            if s > best:
-                best, best_pid = s, pid
-        return best, best_pid
+            if self._parts[pid].answer_id is None:
+                q, q_pid = float(self._questions.reconstruct(pid) @ query), pid
+            else:
+                s = float(self._answers.reconstruct(pid) @ query)
+                if a is None or s > a:
+                    a, a_pid = s, pid
+        cfg = self.config
+        score = thread_dense_score(q, a, cfg.answer_weight, cfg.agreement_weight)
+        return score, (a_pid if a is not None and cfg.answer_weight * a > q else q_pid)
+
+    def _boost(self, thread_id: str) -> float:
+        """The thread's solved and vote boost (0 unless the config turns boosts on)."""
+        cfg = self.config
+        if not (cfg.solved_boost or cfg.vote_boost):
+            return 0.0
+        t = self._threads[thread_id]
+        votes = max([t.score, *(a.score for a in t.answers)])
+        solved = any(a.accepted for a in t.answers)
+        return thread_boost(solved, votes, cfg.solved_boost, cfg.vote_boost, cfg.vote_cap)
+
+    def _boost_bound(self) -> float:
+        """At least the largest boost of any thread: what an unseen thread might add to its dense
+        score. Found once, then raised by upserts and left as it is by deletes (still a bound)."""
+        if not (self.config.solved_boost or self.config.vote_boost):
+            return 0.0
+        if self._max_boost is None:
+            self._max_boost = max((self._boost(t) for t in self._threads), default=0.0)
+        return self._max_boost
 
     def score_threads(self, text: str, thread_ids: Sequence[str]) -> list[float]:
         """The search score of each given thread for ``text`` (what :meth:`search` would rank
@@ -402,20 +448,26 @@ class ForumIndex:
         for tid in thread_ids:
             self.get(tid)
             s, _ = self._dense_score(tid, query)
+            s += self._boost(tid)
             if lex is not None:
                 s += lw * float(lex[self._lexical.position[tid]])
             out.append(s)
         return out
 
-    def _search_hybrid(self, text: str, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
-        """Dense + weighted lexical score, exact: candidates from both indexes, fetched deeper
-        until no thread outside them can beat the k-th (each signal is bounded by its last
-        fetched score)."""
-        w, lw = self.config.answer_weight, self.config.lexical_weight
-        lexical = self.lexical_index()
-        lex = lexical.scores(text)
-        lex_order = np.argsort(-lex, kind="stable")
-        nq, na, nl = len(self._questions), len(self._answers), len(lex)
+    def _search_exact(self, text: str, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
+        """The k best threads by dense score + boost (+ weighted lexical score when
+        ``lexical_weight`` > 0), exact: candidates come from the question, answer (and lexical)
+        lists, each scored exactly, and the lists are fetched deeper until no thread outside
+        them can beat the k-th (each signal is bounded by its list's last fetched score, the
+        boost by the largest boost of any thread)."""
+        cfg = self.config
+        w, c, lw = cfg.answer_weight, cfg.agreement_weight, cfg.lexical_weight
+        lexical = self.lexical_index() if lw > 0 else None
+        if lexical is not None:
+            lex = lexical.scores(text)
+            lex_order = np.argsort(-lex, kind="stable")
+        boost_bound = self._boost_bound()
+        nq, na = len(self._questions), len(self._answers)
         fetch = max(2 * k, 16)
         q1 = query[None, :]
         exact: dict[str, tuple[float, int]] = {}
@@ -424,47 +476,27 @@ class ForumIndex:
             as_, ai = self._answers.search(q1, min(fetch, na))
             qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
             cands = {self._parts[p].thread_id for p in (*qi.tolist(), *ai.tolist()) if p >= 0}
-            top_lex = lex_order[: min(fetch, nl)]
-            cands.update(lexical.doc_ids[i] for i in top_lex.tolist())
+            if lexical is not None:
+                top_lex = lex_order[: min(fetch, len(lex))]
+                cands.update(lexical.doc_ids[i] for i in top_lex.tolist())
             for tid in cands:
                 if tid in exact or (keep is not None and not keep(self._threads[tid])):
                     continue
-                dense, pid = self._dense_score(tid, query)
-                exact[tid] = (dense + lw * float(lex[lexical.position[tid]]), pid)
+                score, pid = self._dense_score(tid, query)
+                score += self._boost(tid)
+                if lexical is not None:
+                    score += lw * float(lex[lexical.position[tid]])
+                exact[tid] = (score, pid)
             ranked = top_threads(exact, k)
-            q_full, a_full, l_full = fetch < nq, fetch < na, fetch < nl
-            # every thread has a question and a lexical entry: an exhausted list means all were seen
-            if not (q_full and l_full):
+            # every thread has a question (and a lexical entry): an exhausted list means all
+            # threads were seen and scored exactly
+            if fetch >= nq or (lexical is not None and fetch >= len(lex)):
                 break
-            bound = unseen_bound(qs, q_full, as_, a_full, w) + lw * float(lex[top_lex[-1]])
+            bound = unseen_bound(float(qs[-1]), float(as_[-1]) if fetch < na else None, w, c)
+            bound += boost_bound
+            if lexical is not None:
+                bound += lw * float(lex[top_lex[-1]])
             if len(ranked) == k and ranked[-1][1] >= bound:
-                break
-            fetch *= 4
-        return [self._hit(tid, score, pid) for tid, score, pid in ranked]
-
-    def _search_vector(self, query: np.ndarray, k: int, keep=None) -> list[SearchHit]:
-        w = self.config.answer_weight
-        nq, na = len(self._questions), len(self._answers)
-        fetch = max(2 * k, 16)
-        q1 = query[None, :]
-        while True:
-            qs, qi = self._questions.search(q1, min(fetch, nq))
-            as_, ai = self._answers.search(q1, min(fetch, na))
-            qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
-            thread_of = {}
-            for pid in (*qi.tolist(), *ai.tolist()):
-                if pid >= 0:
-                    tid = self._parts[pid].thread_id
-                    if keep is None or keep(self._threads[tid]):
-                        thread_of[pid] = tid
-            scored = combine_thread_scores(
-                best_per_thread(qs, qi, thread_of), best_per_thread(as_, ai, thread_of), w
-            )
-            ranked = top_threads(scored, k)
-            q_full, a_full = fetch < nq, fetch < na
-            bound = unseen_bound(qs, q_full, as_, a_full, w)
-            # every thread scoring at or above the bound was seen with its true score
-            if (len(ranked) == k and ranked[-1][1] >= bound) or not (q_full or a_full):
                 break
             fetch *= 4
         return [self._hit(tid, score, pid) for tid, score, pid in ranked]
@@ -503,25 +535,32 @@ class ForumIndex:
         cal = self.calibration
         limit = self.config.duplicate_threshold if threshold is None and cal is None else threshold
         queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
-        depth = k if cal is None else max(4 * k, 20)
+        # calibrated, the scorer looks at each candidate's place among the nearest questions
+        depth = k if cal is None else max(4 * k, RANK_DEPTH + 1)
         scores, ids = self._questions.search(queries, min(depth, max(len(self._questions), 1)))
         out = []
         for text, row_s, row_i in zip(texts, scores, ids, strict=True):
-            cands = [
+            near = [
                 (s, self._parts[pid].thread_id)
                 for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True)
-                if pid >= 0 and (limit is None or s >= limit)
+                if pid >= 0
             ]
             if cal is None:
-                hits = [self._duplicate_hit(tid, s) for s, tid in cands]
+                hits = [self._duplicate_hit(tid, s) for s, tid in near if limit is None or s >= limit]
             else:
+                near_scores = [s for s, _ in near]
+                keep = [i for i, (s, _) in enumerate(near) if limit is None or s >= limit]
                 x = self._pair_features(
-                    [text] * len(cands), [t for _, t in cands], np.array([s for s, _ in cands])
+                    [text] * len(keep),
+                    [near[i][1] for i in keep],
+                    np.array([near[i][0] for i in keep]),
+                    np.array([best_other(near_scores, i) for i in keep]),
+                    np.array([rank_feature(i) for i in keep]),
                 )
-                probs = cal.probability(x)
+                probs = cal.probability(x) if keep else []
                 hits = [
-                    self._duplicate_hit(tid, s, float(p), cal.tier(float(p)))
-                    for (s, tid), p in zip(cands, probs.tolist(), strict=True)
+                    self._duplicate_hit(near[i][1], near[i][0], float(p), cal.tier(float(p)))
+                    for i, p in zip(keep, list(probs), strict=True)
                 ]
                 hits = [h for h in hits if threshold is not None or h.tier is not None]
                 hits.sort(key=lambda h: (-h.probability, h.thread_id))
@@ -540,24 +579,63 @@ class ForumIndex:
         return self._questions.reconstruct(pid)
 
     def _pair_features(
-        self, texts: Sequence[str], thread_ids: Sequence[str], cosine: np.ndarray
+        self,
+        texts: Sequence[str],
+        thread_ids: Sequence[str],
+        cosine: np.ndarray,
+        best_other_cosine: np.ndarray,
+        rank: np.ndarray,
     ) -> np.ndarray:
-        """Features (see calibration.FEATURES) of (new question text, stored thread) pairs."""
-        lexical = self.lexical_index().score_pairs(texts, thread_ids)
-        stored = [self._threads[tid].question_text for tid in thread_ids]
-        distinct = list(dict.fromkeys([*texts, *stored]))  # tokenised once, in one batch
+        """Signals (see pairfeatures.FEATURES) of (new question text, stored thread) pairs, from
+        the dense neighbourhood measured by the caller."""
+        if not len(texts):
+            return np.zeros((0, len(FEATURES)))
+        lexical_index = self.lexical_index()
+        lexical = lexical_index.score_pairs(texts, thread_ids)
+        others = [self._threads[tid].question_text for tid in thread_ids]
+        distinct = list(dict.fromkeys([*texts, *others]))
         tokens = dict(zip(distinct, tokenize(distinct), strict=True))
-        jac = np.array([jaccard(tokens[t], tokens[s]) for t, s in zip(texts, stored, strict=True)])
-        return feature_matrix(cosine, lexical, jac)
+        idf = lexical_index.idf
+        text = [text_features(a, b, tokens[a], tokens[b], idf) for a, b in zip(texts, others, strict=True)]
+        return feature_rows(cosine, lexical, np.array(text), best_other_cosine, rank)
+
+    def _neighbours(self, thread_ids: Sequence[str]) -> dict[str, tuple[list[float], list[str]]]:
+        """Each stored question's nearest other questions: ``{id: (cosines, thread ids)}``, best
+        first, at most RANK_DEPTH + 1 of them (the thread itself left out)."""
+        distinct = list(dict.fromkeys(thread_ids))
+        if not distinct:
+            return {}
+        vectors = np.stack([self._question_vector(t) for t in distinct])
+        depth = min(RANK_DEPTH + 2, len(self._questions))
+        out = {}
+        for start in range(0, len(distinct), 1024):
+            scores, ids = self._questions.search(vectors[start : start + 1024], depth)
+            for tid, row_s, row_i in zip(distinct[start : start + 1024], scores, ids, strict=True):
+                near = [
+                    (s, self._parts[pid].thread_id)
+                    for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True)
+                    if pid >= 0 and self._parts[pid].thread_id != tid
+                ][: RANK_DEPTH + 1]
+                out[tid] = ([s for s, _ in near], [t for _, t in near])
+        return out
 
     def pair_features(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Features of stored pairs ``(id1, id2)``, id1 in the role of the new question:
-        (n, len(calibration.FEATURES)) float64."""
+        """Signals of stored pairs ``(id1, id2)``, id1 in the role of the new question (its own
+        thread left out of its neighbours): (n, len(pairfeatures.FEATURES)) float64."""
         for a, b in pairs:
             self.get(a), self.get(b)
-        cos = np.array([float(self._question_vector(a) @ self._question_vector(b)) for a, b in pairs])
+        near = self._neighbours([a for a, _ in pairs])
+        cos, other, rank = [], [], []
+        for a, b in pairs:
+            scores, tids = near[a]
+            position = tids.index(b) if b in tids else None
+            cos.append(float(self._question_vector(a) @ self._question_vector(b)))
+            other.append(best_other(scores, position))
+            rank.append(rank_feature(position))
         texts = [self._threads[a].question_text for a, _ in pairs]
-        return self._pair_features(texts, [b for _, b in pairs], cos)
+        return self._pair_features(
+            texts, [b for _, b in pairs], np.array(cos), np.array(other), np.array(rank)
+        )
 
     def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """The duplicate scorer's score of stored pairs: the calibrated probability, or the raw
@@ -577,8 +655,22 @@ class ForumIndex:
     ) -> Calibration:
         """Fit the duplicate scorer on labelled stored pairs and use it from now on (saved with
         the index). ``targets`` maps tier names to the precision each must reach (default
-        duplicate 0.90, related 0.60)."""
-        self.calibration = fit_calibration(self.pair_features(pairs), np.asarray(labels), targets)
+        duplicate 0.90, related 0.60). Pairs that share a thread are kept in one fold when the
+        tiers are measured out of fold."""
+        parent: dict[str, str] = {}
+
+        def root(t: str) -> str:
+            while parent.setdefault(t, t) != t:
+                parent[t] = parent[parent[t]]
+                t = parent[t]
+            return t
+
+        for a, b in pairs:
+            parent[root(a)] = root(b)
+        groups = [root(a) for a, _ in pairs]
+        self.calibration = fit_calibration(
+            self.pair_features(pairs), np.asarray(labels), targets, groups=groups
+        )
         return self.calibration
 
     # -- persistence --------------------------------------------------------------------
@@ -693,7 +785,11 @@ class ForumIndex:
                 self._lexical = LexicalIndex.load(snap / "lexical.npz")
             if "calibration.json" in manifest.get("files", {}):
                 cal = json.loads((snap / "calibration.json").read_text(encoding="utf-8"))
-                self.calibration = Calibration.from_dict(cal)
+                try:
+                    self.calibration = Calibration.from_dict(cal)
+                except ValueError as exc:
+                    # an old calibration is dropped, not fatal: search works, verdicts are raw
+                    log.warning("snapshot %s: %s; duplicates are uncalibrated until then", snap, exc)
         except (OSError, ValueError, RuntimeError) as exc:
             raise SnapshotError(f"cannot read snapshot {snap}: {exc}") from exc
         self._next_id = int(manifest["index"]["next_part_id"])

@@ -96,6 +96,13 @@ class LexicalIndex:
         ids.discard(self._vocab.get("", -1))
         return np.fromiter(sorted(ids), np.int64, len(ids))
 
+    def idf(self, token: str) -> float:
+        """Lucene's idf of a stemmed token; a token no document has gets the highest idf."""
+        j = self._vocab.get(token)
+        if j is None or j >= len(self._idf):
+            return float(np.log1p((len(self.doc_ids) + 0.5) / 0.5))
+        return float(self._idf[j])
+
     def scores(self, text: str) -> np.ndarray:
         """Normalised BM25 of every document for query ``text``: (n_docs,) float32 in [0, 1]."""
         out = np.zeros(len(self.doc_ids), np.float32)

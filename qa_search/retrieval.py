@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -27,39 +28,35 @@ def brute_force_topk(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[
     return scores_out, idx_out
 
 
-def best_per_thread(
-    scores: np.ndarray, part_ids: np.ndarray, thread_of: Mapping[int, str]
-) -> dict[str, tuple[float, int]]:
-    """Collapse one query's part hits to threads: ``{thread_id: (best score, its part id)}``.
+def thread_dense_score(
+    question: float, answer: float | None, answer_weight: float, agreement_weight: float
+) -> float:
+    """A thread's dense score from its question's cosine and its best answer chunk's cosine
+    (``None`` when the thread has no answers).
 
-    ``scores`` and ``part_ids`` are one row of a search result, best first; id -1 is padding and
-    ids missing from ``thread_of`` (removed parts) are skipped.
+    With ``x = answer_weight * answer``: ``max(question, x) + agreement_weight * min(question, x)``.
+    The better-matching part decides, and a thread whose question *and* answer both match gets
+    credit for the agreement. A thread without answers scores ``question`` exactly, so a forum
+    without answers ranks as by question alone. For non-negative weights the score never
+    decreases when either cosine grows, which is what makes :func:`unseen_bound` valid.
     """
-    best: dict[str, tuple[float, int]] = {}
-    for score, pid in zip(scores.tolist(), part_ids.tolist(), strict=True):
-        if pid < 0:
-            continue
-        tid = thread_of.get(pid)
-        if tid is None or tid in best:
-            continue
-        best[tid] = (score, pid)
-    return best
+    if answer is None:
+        return question
+    x = answer_weight * answer
+    return max(question, x) + agreement_weight * min(question, x)
 
 
-def combine_thread_scores(
-    question: Mapping[str, tuple[float, int]],
-    answer: Mapping[str, tuple[float, int]],
-    answer_weight: float,
-) -> dict[str, tuple[float, int]]:
-    """A thread's score: the better of its question's score and ``answer_weight`` times its best
-    answer chunk's score. Returns ``{thread_id: (score, part id that gave it)}``.
-    """
-    out = dict(question)
-    for tid, (score, pid) in answer.items():
-        weighted = answer_weight * score
-        if tid not in out or weighted > out[tid][0]:
-            out[tid] = (weighted, pid)
-    return out
+def thread_boost(
+    solved: bool, votes: float, solved_boost: float, vote_boost: float, vote_cap: float
+) -> float:
+    """The bounded boost added to a thread's score, in ``[0, solved_boost + vote_boost]``:
+    ``solved_boost`` if the thread has an accepted answer, plus
+    ``vote_boost * min(1, log1p(votes) / log1p(vote_cap))`` (negative votes count as 0), so the
+    first votes count most and ``vote_cap`` votes or more give the whole vote boost."""
+    boost = solved_boost if solved else 0.0
+    if vote_boost and votes > 0:
+        boost += vote_boost * min(1.0, math.log1p(votes) / math.log1p(vote_cap))
+    return boost
 
 
 def top_threads(scored: Mapping[str, tuple[float, int]], k: int) -> list[tuple[str, float, int]]:
@@ -68,20 +65,18 @@ def top_threads(scored: Mapping[str, tuple[float, int]], k: int) -> list[tuple[s
     return [(tid, s, pid) for tid, (s, pid) in ranked[:k]]
 
 
-def unseen_bound(
-    q_scores: np.ndarray, q_full: bool, a_scores: np.ndarray, a_full: bool, answer_weight: float
-) -> float:
-    """The highest score a thread that appears in neither fetched list could still have.
+def unseen_bound(q_last: float, a_last: float | None, answer_weight: float, agreement_weight: float) -> float:
+    """The highest dense score of a thread that appears in neither fetched list.
 
-    A fetched list that was cut short (``full``) bounds everything below it by its last score;
-    an exhausted list bounds nothing (returns ``-inf`` for it).
+    The question list was cut short at score ``q_last`` (every thread has a question, so an
+    exhausted question list leaves no unseen thread and needs no bound); ``a_last`` is where the
+    answer list was cut, or ``None`` when it was exhausted: an unseen thread then has no answers.
+    :func:`thread_dense_score` is non-decreasing in both cosines, so the last fetched scores
+    bound it; ``max`` with ``q_last`` covers unseen threads without answers.
     """
-    bound = -np.inf
-    if q_full and len(q_scores):
-        bound = max(bound, float(q_scores[-1]))
-    if a_full and len(a_scores):
-        bound = max(bound, answer_weight * float(a_scores[-1]))
-    return bound
+    if a_last is None:
+        return q_last
+    return max(q_last, thread_dense_score(q_last, a_last, answer_weight, agreement_weight))
 
 
 def make_snippet(text: str, max_chars: int) -> str:

@@ -9,26 +9,37 @@ import pytest
 from conftest import FakeEmbedder
 
 from qa_search import ForumIndex, IndexConfig, Thread
-from qa_search.calibration import Calibration, feature_matrix, fit_calibration
+from qa_search.calibration import BOOSTED, COSINE, Calibration, fit_boosted, fit_calibration, group_folds
 from qa_search.evaluation import LabelledPair, LabelledQuery, evaluate_pairs, evaluate_queries, read_pairs
-from qa_search.metrics import precision_recall_at
+from qa_search.metrics import average_precision, precision_recall_at
+from qa_search.pairfeatures import FEATURES, feature_rows
 
 
 def _synthetic_pairs(n, seed):
-    """Pairs whose signals are noisy functions of a hidden 0/1 label (30% positives)."""
+    """Pair signals that are noisy functions of a hidden 0/1 label (30% positives), in
+    pairfeatures.FEATURES order; the label also flips numbers_differ off, like real duplicates."""
     rng = np.random.default_rng(seed)
     y = (rng.random(n) < 0.3).astype(int)
     cos = np.clip(0.55 + 0.2 * y + 0.12 * rng.standard_normal(n), -1, 1)
     lex = np.clip(0.3 + 0.25 * y + 0.2 * rng.standard_normal(n), 0, 1)
     jac = np.clip(0.2 + 0.2 * y + 0.15 * rng.standard_normal(n), 0, 1)
-    return feature_matrix(cos, lex, jac), y
+    idf_jac = np.clip(jac + 0.05 * rng.standard_normal(n), 0, 1)
+    only = np.clip(1 - idf_jac - 0.1 * rng.random((2, n)), 0, 1)
+    numbers = (rng.random(n) < np.where(y == 1, 0.02, 0.3)).astype(float)
+    word = (rng.random(n) < 0.2).astype(float)
+    length = rng.integers(0, 10, n).astype(float)
+    text = np.column_stack([jac, idf_jac, only.max(0), only.min(0), numbers, word, length])
+    other = np.clip(cos - 0.05 * y + 0.08 * rng.standard_normal(n), -1, 1)
+    rank = np.where(y == 1, rng.integers(0, 3, n), rng.integers(0, 21, n)).astype(float)
+    return feature_rows(cos, lex, text, other, rank), y
 
 
 def test_tiers_reach_their_target_precision_on_held_out_pairs():
-    x, y = _synthetic_pairs(8000, seed=1)
+    x, y = _synthetic_pairs(6000, seed=1)
     cal = fit_calibration(x, y, {"duplicate": 0.9, "related": 0.6})
+    assert cal.scorer == BOOSTED
     assert cal.tiers["duplicate"] > cal.tiers["related"]
-    x_new, y_new = _synthetic_pairs(8000, seed=2)  # never seen by the fit
+    x_new, y_new = _synthetic_pairs(6000, seed=2)  # never seen by the fit
     p = cal.probability(x_new)
     for tier, target in (("duplicate", 0.9), ("related", 0.6)):
         point = precision_recall_at(p, y_new, cal.tiers[tier])
@@ -38,30 +49,83 @@ def test_tiers_reach_their_target_precision_on_held_out_pairs():
     for lo, hi in ((0.1, 0.3), (0.4, 0.6), (0.7, 0.9)):
         inside = (p >= lo) & (p < hi)
         assert lo - 0.07 <= y_new[inside].mean() <= hi + 0.07
+    # and the combined scorer beats the cosine alone on unseen pairs
+    assert average_precision(p, y_new) > average_precision(x_new[:, 0], y_new) + 0.05
 
 
-def test_calibration_is_monotone_in_every_signal():
+def test_calibration_is_monotone_in_the_cosine_and_in_its_score():
     x, y = _synthetic_pairs(3000, seed=3)
     cal = fit_calibration(x, y)
-    grid = np.linspace(0, 1, 21)
-    for base in ([0.6, 0.3, 0.2], [0.8, 0.6, 0.4]):
-        for col in range(3):
-            signals = np.tile(base, (len(grid), 1))
-            signals[:, col] = grid
-            p = cal.probability(feature_matrix(*signals.T))
-            assert np.all(np.diff(p) >= 0), (base, col)
+    grid = np.linspace(-0.2, 1, 61)
+    for row in x[:40]:
+        rows = np.tile(row, (len(grid), 1))
+        rows[:, 0] = grid
+        assert np.all(np.diff(cal.probability(rows)) >= 0), row
+    scores = cal.score(x)
+    order = np.argsort(scores)
+    assert np.all(np.diff(cal.probability(x)[order]) >= 0)
     tiers = [cal.tier(v) for v in np.linspace(0, 1, 101)]
-    order = {None: 0, "related": 1, "duplicate": 2}
-    assert [order[t] for t in tiers] == sorted(order[t] for t in tiers)
+    rank = {None: 0, "related": 1, "duplicate": 2}
+    assert [rank[t] for t in tiers] == sorted(rank[t] for t in tiers)
 
 
-def test_calibration_round_trips_and_refuses_one_sided_labels():
+def test_the_scorer_with_the_better_out_of_fold_ap_is_kept():
+    x, y = _synthetic_pairs(400, seed=5)
+    cal = fit_calibration(x, y)
+    r = cal.report
+    assert r["ap_out_of_fold"] == max(r["ap_out_of_fold_boosted"], r["ap_out_of_fold_cosine"])
+    assert cal.scorer == (BOOSTED if r["ap_out_of_fold_boosted"] > r["ap_out_of_fold_cosine"] else COSINE)
+    # with only the cosine to choose from, the probability is a rising function of the cosine
+    only = fit_calibration(x, y, scorers=(COSINE,))
+    assert only.scorer == COSINE and only.trees is None
+    assert np.all(np.diff(only.probability(x[np.argsort(x[:, 0])])) >= 0)
+
+
+def test_exported_trees_score_exactly_as_scikit_learn():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    from qa_search import calibration
+
+    x, y = _synthetic_pairs(1500, seed=6)
+    trees = fit_boosted(x, y, seed=0)
+    with threadpool_limits(1):  # as fit_boosted does: many threads only slow a small fit
+        model = HistGradientBoostingClassifier(
+            max_iter=calibration.BOOST_ROUNDS,
+            learning_rate=calibration.BOOST_LEARNING_RATE,
+            max_leaf_nodes=calibration.BOOST_MAX_LEAVES,
+            monotonic_cst=[1] + [0] * (x.shape[1] - 1),
+            random_state=0,
+        ).fit(x, y)
+    np.testing.assert_allclose(trees.raw(x), model.decision_function(x), rtol=1e-9, atol=1e-9)
+
+
+def test_folds_keep_groups_together_and_balanced():
+    groups = [i // 3 for i in range(300)]  # 100 groups of 3 pairs
+    fold = group_folds(groups, 300, 5, seed=0)
+    for g in range(100):
+        assert len(set(fold[g * 3 : g * 3 + 3].tolist())) == 1
+    assert np.bincount(fold, minlength=5).tolist() == [60] * 5
+
+
+def test_calibration_round_trips_and_refuses_bad_input():
     x, y = _synthetic_pairs(500, seed=4)
     cal = fit_calibration(x, y)
     back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     np.testing.assert_allclose(back.probability(x), cal.probability(x))
     with pytest.raises(ValueError, match="both kinds"):
         fit_calibration(x, np.zeros(len(x)))
+    with pytest.raises(ValueError, match="feature matrix"):
+        fit_calibration(x[:, :4], y)
+    old = {
+        "features": ["cosine", "lexical"],
+        "coef": [1.0, 2.0],
+        "intercept": 0.0,
+        "tiers": {},
+        "targets": {},
+    }
+    with pytest.raises(ValueError, match="calibrate"):
+        Calibration.from_dict(old)
 
 
 THREADS = [
@@ -136,3 +200,45 @@ def test_evaluate_pairs_reports_ap_and_the_threshold_in_use(tmp_path):
     assert got["scorer"] == "cosine" and got["threshold"] == 0.5
     assert 0 < got["ap"] <= 1 and 0 <= got["recall_at_precision_0.9"] <= 1
     assert got["positives"] == 5 and got["pairs"] == 45
+
+
+def test_pair_features_measure_the_neighbourhood_exactly():
+    emb = FakeEmbedder()
+    index = ForumIndex(emb, IndexConfig())
+    index.upsert(THREADS)
+    ids = [t.id for t in THREADS]
+    vecs = emb.encode([t.question_text for t in THREADS])
+    pairs = [(a, b) for a in ids for b in ids if a != b]
+    x = index.pair_features(pairs)
+    col = {name: i for i, name in enumerate(FEATURES)}
+    for row, (a, b) in zip(x, pairs, strict=True):
+        ia, ib = ids.index(a), ids.index(b)
+        cos = vecs[[i for i in range(len(ids)) if i != ia]] @ vecs[ia]
+        others = [ids[i] for i in range(len(ids)) if i != ia]
+        order = [others[i] for i in np.argsort(-cos, kind="stable")]
+        assert row[col["cosine"]] == pytest.approx(float(vecs[ia] @ vecs[ib]), abs=1e-5)
+        assert row[col["rank"]] == order.index(b)
+        best_other = max(float(vecs[ia] @ vecs[ids.index(t)]) for t in others if t != b)
+        assert row[col["margin"]] == pytest.approx(row[col["cosine"]] - best_other, abs=1e-5)
+
+
+def test_an_old_calibration_is_dropped_with_a_warning(tmp_path, caplog):
+    emb = FakeEmbedder()
+    index = ForumIndex(emb, IndexConfig())
+    index.upsert(THREADS)
+    pairs = _labelled_pairs()
+    index.calibrate([(a, b) for a, b, _ in pairs], [y for *_, y in pairs])
+    snap = index.save(tmp_path / "ix")
+    old = {
+        "features": ["cosine"],
+        "coef": [9.0],
+        "intercept": -7.0,
+        "tiers": {"duplicate": 0.9},
+        "targets": {},
+    }
+    (snap / "calibration.json").write_text(json.dumps(old))
+    with caplog.at_level("WARNING"):
+        back = ForumIndex.load(tmp_path / "ix", embedder=emb, verify=False)
+    assert back.calibration is None
+    assert "calibrate" in caplog.text
+    assert back.find_duplicates(THREADS[0].question_text, k=1)[0].probability is None

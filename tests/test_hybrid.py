@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import FakeEmbedder
+from test_index import brute_force_score
 
 from qa_search import Answer, ForumIndex, IndexConfig, Thread
 from qa_search.lexical import LexicalIndex
@@ -40,7 +41,15 @@ def _corpus(seed=0, n=80, dim=16):
     overrides, threads = {}, []
     for i in range(n):
         title = " ".join(rng.choice(WORDS, size=3)) + f" q{i}"
-        answers = tuple(Answer(f"t{i}-a{j}", f"answer {i} {j}") for j in range(rng.integers(0, 3)))
+        answers = tuple(
+            Answer(
+                f"t{i}-a{j}",
+                f"answer {i} {j}",
+                score=int(rng.integers(0, 20)),
+                accepted=bool(j == 0 and i % 2),
+            )
+            for j in range(rng.integers(0, 3))
+        )
         t = Thread(f"t{i}", title, answers=answers, category=f"c{i % 3}", tags=(f"g{i % 4}",))
         threads.append(t)
         for text in [t.question_text] + [a.body for a in answers]:
@@ -49,16 +58,18 @@ def _corpus(seed=0, n=80, dim=16):
     return threads, overrides, rng
 
 
+@pytest.mark.parametrize("scoring", [{}, {"agreement_weight": 0.0, "solved_boost": 0.2, "vote_boost": 0.3}])
 @pytest.mark.parametrize("k", [1, 5, 50])
 @pytest.mark.parametrize(
     ("filters", "keep"),
     [({}, lambda t: True), ({"category": "c2", "tags": ["g1", "g3"]}, lambda t: t.category == "c2")],
 )
-def test_hybrid_search_equals_brute_force(k, filters, keep):
+def test_hybrid_search_equals_brute_force(k, filters, keep, scoring):
     threads, overrides, rng = _corpus()
     emb = FakeEmbedder(dimension=16, overrides=overrides)
-    lw, aw = 0.5, 0.8
-    index = ForumIndex(emb, IndexConfig(answer_weight=aw, lexical_weight=lw))
+    lw = 0.5
+    cfg = IndexConfig(answer_weight=0.8, lexical_weight=lw, **scoring)
+    index = ForumIndex(emb, cfg)
     index.upsert(threads)
     index.delete(["t0", "t1"])
     live = [t for t in threads[2:] if keep(t) and (not filters.get("tags") or set(t.tags) & {"g1", "g3"})]
@@ -71,8 +82,7 @@ def test_hybrid_search_equals_brute_force(k, filters, keep):
         lex_scores = lex.scores(text)
         want = {}
         for t in live:
-            answers = [aw * float(overrides[a.body] @ q) for a in t.answers]
-            dense = max([float(overrides[t.question_text] @ q), *answers])
+            dense = brute_force_score(t, overrides, q, cfg)
             want[t.id] = dense + lw * float(lex_scores[lex.position[t.id]])
         ranked = sorted(want.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         got = index.search(text, k, **filters)

@@ -14,7 +14,7 @@ from qa_search import (
     UnknownThreadError,
 )
 from qa_search.ann import VectorIndex
-from qa_search.retrieval import brute_force_topk
+from qa_search.retrieval import brute_force_topk, thread_boost, thread_dense_score
 from qa_search.store import current_generation, list_generations
 
 THREADS = [
@@ -127,12 +127,25 @@ def test_duplicates_compare_questions_only_and_respect_the_threshold():
 
 
 def _seeded_corpus(seed=0, n_threads=60, dim=16):
-    """Threads whose every text maps to a seeded random unit vector."""
+    """Threads whose every text maps to a seeded random unit vector, with random votes and
+    accepted answers (for the boosts)."""
     rng = np.random.default_rng(seed)
     overrides, threads = {}, []
     for i in range(n_threads):
-        answers = tuple(Answer(f"t{i}-a{j}", f"answer {i} {j}") for j in range(rng.integers(0, 4)))
-        t = Thread(f"t{i}", f"question {i}", answers=answers, category=f"c{i % 3}", tags=(f"g{i % 5}",))
+        answers = tuple(
+            Answer(
+                f"t{i}-a{j}", f"answer {i} {j}", score=int(rng.integers(-2, 30)), accepted=rng.random() < 0.2
+            )
+            for j in range(rng.integers(0, 4))
+        )
+        t = Thread(
+            f"t{i}",
+            f"question {i}",
+            answers=answers,
+            category=f"c{i % 3}",
+            tags=(f"g{i % 5}",),
+            score=int(rng.integers(-3, 12)),
+        )
         threads.append(t)
         for text in [t.question_text] + [a.body for a in answers]:
             v = rng.standard_normal(dim)
@@ -140,15 +153,31 @@ def _seeded_corpus(seed=0, n_threads=60, dim=16):
     return threads, overrides, rng
 
 
-def _brute_force_threads(index, threads, overrides, query, w):
-    scores = {}
-    for t in threads:
-        q = float(overrides[t.question_text] @ query)
-        a = max((float(overrides[a.body] @ query) for a in t.answers), default=-np.inf)
-        scores[t.id] = max(q, w * a)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+def brute_force_score(thread, vectors, query, cfg):
+    """A thread's search score as the README defines it, written out independently of the index:
+    max(q, w a) + c min(q, w a) (q alone without answers) plus the solved and vote boosts."""
+    q = float(vectors[thread.question_text] @ query)
+    if thread.answers:
+        a = cfg.answer_weight * max(float(vectors[x.body] @ query) for x in thread.answers)
+        score = max(q, a) + cfg.agreement_weight * min(q, a)
+    else:
+        score = q
+    if any(x.accepted for x in thread.answers):
+        score += cfg.solved_boost
+    votes = max([thread.score] + [x.score for x in thread.answers])
+    if votes > 0:
+        score += cfg.vote_boost * min(1.0, np.log1p(votes) / np.log1p(cfg.vote_cap))
+    return score
 
 
+SCORING_CONFIGS = [
+    {"answer_weight": 0.8, "agreement_weight": 0.0},  # the plain better-of-the-two
+    {"answer_weight": 0.8, "agreement_weight": 0.25},
+    {"answer_weight": 0.9, "agreement_weight": 0.5, "solved_boost": 0.3, "vote_boost": 0.2, "vote_cap": 10},
+]
+
+
+@pytest.mark.parametrize("scoring", SCORING_CONFIGS)
 @pytest.mark.parametrize("k", [1, 3, 10, 100])
 @pytest.mark.parametrize(
     ("filters", "keep"),
@@ -159,10 +188,11 @@ def _brute_force_threads(index, threads, overrides, query, w):
         ({"tags": ["g2"], "category": "c0"}, lambda t: t.category == "c0" and "g2" in t.tags),
     ],
 )
-def test_thread_search_equals_brute_force_on_seeded_vectors(k, filters, keep):
+def test_thread_search_equals_brute_force_on_seeded_vectors(k, filters, keep, scoring):
     threads, overrides, rng = _seeded_corpus()
     emb = FakeEmbedder(dimension=16, overrides=overrides)
-    index = ForumIndex(emb, IndexConfig(answer_weight=0.8))
+    cfg = IndexConfig(lexical_weight=0.0, **scoring)
+    index = ForumIndex(emb, cfg)
     index.upsert(threads)
     index.delete([t.id for t in threads[:5]])
     live = [t for t in threads[5:] if keep(t)]
@@ -172,9 +202,154 @@ def test_thread_search_equals_brute_force_on_seeded_vectors(k, filters, keep):
         text = f"query {rng.integers(1 << 30)}"
         emb.overrides[text] = query
         got = index.search(text, k, **filters)
-        want = _brute_force_threads(index, live, overrides, query, 0.8)[:k]
+        scores = {t.id: brute_force_score(t, overrides, query, cfg) for t in live}
+        want = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         assert [h.thread_id for h in got] == [tid for tid, _ in want]
         np.testing.assert_allclose([h.score for h in got], [s for _, s in want], atol=1e-5)
+        np.testing.assert_allclose(
+            index.score_threads(text, [h.thread_id for h in got]), [h.score for h in got], atol=1e-5
+        )
+
+
+def test_thread_dense_score_by_hand():
+    # max(0.6, 0.9 * 0.5) + 0.25 * min(0.6, 0.45)
+    assert thread_dense_score(0.6, 0.5, 0.9, 0.25) == pytest.approx(0.7125)
+    # the answer leads: max(0.2, 0.72) + 0.25 * 0.2
+    assert thread_dense_score(0.2, 0.8, 0.9, 0.25) == pytest.approx(0.77)
+    assert thread_dense_score(0.2, 0.8, 0.9, 0.0) == pytest.approx(0.72)
+    assert thread_dense_score(0.6, None, 0.9, 0.25) == 0.6
+    # log1p(9) / log1p(99) = 0.5: half the vote boost at 9 votes of a cap of 99
+    assert thread_boost(True, 9, 0.1, 0.2, 99) == pytest.approx(0.1 + 0.1)
+    assert thread_boost(False, 500, 0.1, 0.2, 99) == pytest.approx(0.2)
+    assert thread_boost(False, -4, 0.1, 0.2, 99) == 0.0
+
+
+def _at(cosine, axis, dim):
+    """A unit vector at this cosine to the query (axis 0), off along ``axis``."""
+    v = np.zeros(dim, np.float32)
+    v[0], v[axis] = cosine, np.sqrt(1 - cosine**2)
+    return v
+
+
+@pytest.mark.parametrize("lexical_weight", [0.0, 1.0])
+def test_a_thread_matching_on_question_and_answer_is_found_below_both_lists(lexical_weight):
+    """The bound on unseen threads must count the agreement term: the winner here is in neither
+    the first question list nor the first answer list, and only its two matches together make it
+    the best thread."""
+    dim = 48
+
+    def at(cosine, axis):
+        return _at(cosine, axis, dim)
+
+    overrides, threads = {"zzz": at(1.0, 1)}, []
+    for i in range(20):  # questions better than the winner's, no answers
+        overrides[f"qd {i}"] = at(0.5 + 0.005 * i, 1 + i)
+        threads.append(Thread(f"qd{i}", f"qd {i}"))
+    for i in range(20):  # answers better than the winner's, unrelated questions
+        overrides[f"ad {i}"], overrides[f"ad answer {i}"] = at(0.0, 21 + i), at(0.5 + 0.005 * i, 1 + i)
+        threads.append(Thread(f"ad{i}", f"ad {i}", answers=(Answer(f"ad{i}-1", f"ad answer {i}"),)))
+    overrides["winner"], overrides["winner answer"] = at(0.45, 42), at(0.45, 43)
+    threads.append(Thread("win", "winner", answers=(Answer("win-1", "winner answer"),)))
+    emb = FakeEmbedder(dimension=dim, overrides=overrides)
+    cfg = {"answer_weight": 1.0, "agreement_weight": 1.0, "lexical_weight": lexical_weight}
+    index = make_index(emb, threads, **cfg)
+    hit = index.search("zzz", k=1)[0]
+    assert (hit.thread_id, hit.score) == ("win", pytest.approx(0.9, abs=1e-5))
+
+
+def test_a_boost_added_after_searching_still_bounds_unseen_threads():
+    """The boost bound is kept between writes: an upsert that brings a larger boost raises it,
+    or a boosted thread outside the fetched lists would be missed."""
+    dim = 24
+    overrides = {"zzz": _at(1.0, 1, dim)}
+    threads = []
+    for i in range(20):
+        overrides[f"qd {i}"] = _at(0.5 + 0.005 * i, 1 + i, dim)
+        threads.append(Thread(f"qd{i}", f"qd {i}"))
+    overrides["voted"] = _at(0.45, 22, dim)
+    emb = FakeEmbedder(dimension=dim, overrides=overrides)
+    index = make_index(emb, threads, lexical_weight=0.0, vote_boost=0.5, vote_cap=10)
+    assert index.search("zzz", k=1)[0].thread_id == "qd19"
+    index.upsert([Thread("voted", "voted", score=10)])
+    hit = index.search("zzz", k=1)[0]
+    assert (hit.thread_id, hit.score) == ("voted", pytest.approx(0.95, abs=1e-5))
+    index.delete(["voted"])
+    assert index.search("zzz", k=1)[0].thread_id == "qd19"
+
+
+def test_threads_without_answers_score_by_their_question_alone():
+    """A forum without answers (Quora, SemEval) ranks exactly as by the question's score."""
+    threads = [t for t in THREADS if not t.answers] + [
+        Thread("q1", "How do I stop overthinking at night?"),
+        Thread("q2", "Why do I feel anxious before work?", body="Every Sunday evening."),
+    ]
+    plain = make_index(threads=threads, lexical_weight=0.0, agreement_weight=0.0)
+    combined = make_index(threads=threads, lexical_weight=0.0, agreement_weight=0.5, answer_weight=0.3)
+    emb = FakeEmbedder()
+    for text in ["overthinking at night", "money budget", "anxious before work"]:
+        query = emb.encode([text])[0]
+        questions = {t.id: float(emb.encode([t.question_text])[0] @ query) for t in threads}
+        got = combined.search(text, k=10)
+        assert got == plain.search(text, k=10)
+        np.testing.assert_allclose([h.score for h in got], [questions[h.thread_id] for h in got], atol=1e-5)
+        assert all(h.matched == "question" for h in got)
+
+
+def test_agreement_lifts_a_thread_whose_question_and_answer_both_match():
+    v = np.eye(4, dtype=np.float32)
+    # both threads' questions match the query equally (cosine 0.6); only b's answer also matches
+    query = 0.6 * v[0] + 0.8 * v[1]
+    overrides = {
+        "question a": v[0],
+        "question b": v[0],
+        "answer a": v[2],
+        "answer b": 0.6 * v[0] + 0.8 * v[3],
+    }
+    threads = [
+        Thread("a", "question a", answers=(Answer("a1", "answer a"),)),
+        Thread("b", "question b", answers=(Answer("b1", "answer b"),)),
+    ]
+    emb = FakeEmbedder(dimension=4, overrides={**overrides, "the query": query})
+    with_agreement = make_index(emb, threads, lexical_weight=0.0)
+    hits = with_agreement.search("the query", k=2)
+    assert [h.thread_id for h in hits] == ["b", "a"]
+    # b: max(0.6, 0.9 * 0.36) + 0.25 * 0.324; a: 0.6 + 0.25 * min(0.6, 0)
+    np.testing.assert_allclose([h.score for h in hits], [0.6 + 0.25 * 0.324, 0.6], atol=1e-5)
+    assert hits[0].matched == "question"
+    without = make_index(emb, threads, lexical_weight=0.0, agreement_weight=0.0).search("the query", k=2)
+    assert [h.score for h in without] == pytest.approx([0.6, 0.6], abs=1e-5)
+
+
+def test_boosts_are_off_by_default_and_reorder_as_documented():
+    cfg = IndexConfig()
+    assert (cfg.solved_boost, cfg.vote_boost) == (0.0, 0.0)
+    same = "How do I talk to my parents about therapy?"
+    threads = [
+        Thread("a", same, answers=(Answer("a1", "Pick a calm moment."),)),
+        Thread("b", same, answers=(Answer("b1", "Pick a calm moment.", score=9, accepted=True),)),
+    ]
+    plain = make_index(threads=threads).search(same, k=2)
+    assert [h.thread_id for h in plain] == ["a", "b"] and plain[0].score == plain[1].score  # a tie, by id
+    boosted = make_index(threads=threads, solved_boost=0.05, vote_boost=0.1, vote_cap=99).search(same, k=2)
+    assert [h.thread_id for h in boosted] == ["b", "a"]
+    # solved 0.05 + 0.1 * log1p(9) / log1p(99) = 0.05 + 0.05
+    assert boosted[0].score - boosted[1].score == pytest.approx(0.1, abs=1e-5)
+    assert boosted[1].score == plain[0].score
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("agreement_weight", -0.1),
+        ("answer_weight", -1.0),
+        ("solved_boost", -0.01),
+        ("vote_boost", -1),
+        ("vote_cap", 0),
+    ],
+)
+def test_config_refuses_weights_that_would_break_exact_search(field, value):
+    with pytest.raises(ValueError, match=f"IndexConfig.{field} must be at least"):
+        IndexConfig(**{field: value})
 
 
 def test_vector_index_equals_numpy_brute_force():
