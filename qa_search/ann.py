@@ -14,6 +14,7 @@ fetching deeper to make up for them, and dropped for good by :meth:`VectorIndex.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -36,6 +37,19 @@ HNSW_EF_SEARCH = 128
 SQ_TRAIN_SAMPLE = 100_000
 #: Vectors per add call when progress is reported.
 ADD_BLOCK = 20_000
+
+
+@contextmanager
+def single_threaded():
+    """FAISS searches of the calling thread use one OpenMP thread inside this block (restored
+    after). For many small searches in a row: on a busy machine each multi-threaded search pays
+    for its threads' barriers (see :meth:`VectorIndex._search`)."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def choose_index_type(n_vectors: int, exact_limit: int = EXACT_SEARCH_LIMIT) -> str:

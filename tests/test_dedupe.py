@@ -77,7 +77,7 @@ def test_progress_is_reported_and_tiny_forums_give_no_clusters(calibrated):
         search_progress=lambda *a: searched.append(a),
         score_progress=lambda *a: scored.append(a),
     )
-    assert searched[-1] == (len(THREADS), len(THREADS)) and scored[-1] == (result.candidate_pairs,) * 2
+    assert searched[-1] == (len(THREADS), len(THREADS)) and scored[-1] == (2 * result.candidate_pairs,) * 2
     for threads in ([], THREADS[:1]):
         index = ForumIndex(FakeEmbedder(), IndexConfig())
         index.upsert(threads)
