@@ -33,7 +33,7 @@ from .index import ForumIndex
 #: Calibrated index: candidate pairs whose question cosine is below this are never scored (the
 #: scorer is the slow part). Measured on Quora with the packaged model (README, "Finding
 #: duplicates already in the forum"): of 5,000 neighbour pairs with cosines 0.5-0.6, none scored
-#: above 0.27. Uncalibrated, the floor is the threshold itself, since the score is the cosine.
+#: above 0.39. Uncalibrated, the floor is the threshold itself, since the score is the cosine.
 COSINE_FLOOR = 0.6
 #: Each question's nearest other questions that become candidate edges.
 DEFAULT_NEIGHBOURS = 10
