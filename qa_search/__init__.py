@@ -19,6 +19,7 @@ from .errors import (  # noqa: E402
 from .index import DuplicateHit, ForumIndex, IndexConfig, SearchHit, UpsertStats  # noqa: E402
 from .live import LiveIndex  # noqa: E402
 from .threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump  # noqa: E402
+from .tuning import TuneResult, tune  # noqa: E402
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -41,6 +42,7 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "SnapshotError",
     "Thread",
+    "TuneResult",
     "UnknownThreadError",
     "UpsertStats",
     "__version__",
@@ -49,5 +51,6 @@ __all__ = [
     "read_dump",
     "read_dumps",
     "thread_from_dict",
+    "tune",
     "write_dump",
 ]
