@@ -235,6 +235,23 @@ def symmetric_scorer(index: ForumIndex, tids: list[str], counter: list[int] | No
     return score
 
 
+def cosine_scorer(index: ForumIndex, tids: list[str], counter: list[int] | None = None) -> Scorer:
+    """A scorer of node pairs ``(i, j)`` by their questions' raw cosine (symmetric), (n,)
+    float64; ``counter[0]`` counts the pairs scored, as :func:`symmetric_scorer`'s does."""
+    counter = [0] if counter is None else counter
+
+    def score(pairs: Sequence[tuple[int, int]], progress: Progress | None = None) -> np.ndarray:
+        out = np.array(
+            [float(index._question_vector(tids[a]) @ index._question_vector(tids[b])) for a, b in pairs]
+        )
+        counter[0] += len(out)
+        if progress is not None:
+            progress(2 * len(out), 2 * len(out))
+        return out
+
+    return score
+
+
 def _cluster(
     index: ForumIndex, nodes: list[int], tids: list[str], known: dict, scorer: Scorer
 ) -> DuplicateCluster:
@@ -268,6 +285,7 @@ def find_duplicate_clusters(
     *,
     neighbours: int = DEFAULT_NEIGHBOURS,
     linkage: str = "average",
+    by: str | None = None,
     cosine_floor: float | None = None,
     search_progress: Progress | None = None,
     score_progress: Progress | None = None,
@@ -277,10 +295,13 @@ def find_duplicate_clusters(
     ``threshold`` is on the scorer's scale (:meth:`ForumIndex.pair_scores`): a probability when
     the index is calibrated (default: the "duplicate" tier), a raw question cosine otherwise
     (default: the config's ``duplicate_threshold``); :meth:`ForumIndex.duplicate_cutoff` gives
-    both. ``cosine_floor`` (default :data:`COSINE_FLOOR` when calibrated, the threshold when
-    not) drops candidate pairs before scoring. ``search_progress(done, total)`` reports
-    questions searched, ``score_progress(done, total)`` candidate pairs scored (each counted twice,
-    once per orientation).
+    both. ``by`` picks the score to cluster on: ``"probability"`` (the default on a calibrated
+    index) or ``"cosine"`` (raw question cosine; the default, and the only choice, on an
+    uncalibrated one); on Quora, raw cosine with average linkage was the more precise of the two
+    (README, "Finding duplicates"). ``cosine_floor`` (default :data:`COSINE_FLOOR` on
+    probabilities, the threshold on cosines) drops candidate pairs before scoring.
+    ``search_progress(done, total)`` reports questions searched, ``score_progress(done, total)``
+    candidate pairs scored (each counted twice, once per orientation).
     """
     if neighbours < 1:
         raise ValueError(f"neighbours must be at least 1, got {neighbours}")
@@ -288,14 +309,21 @@ def find_duplicate_clusters(
         raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
     started = time.perf_counter()
     cutoff, scorer_name = index.duplicate_cutoff()
-    calibrated = scorer_name == "calibrated"
-    threshold = cutoff if threshold is None else float(threshold)
+    by = by or ("probability" if scorer_name == "calibrated" else "cosine")
+    if by not in ("probability", "cosine"):
+        raise ValueError(f"by must be 'probability' or 'cosine', got {by!r}")
+    if by == "probability" and scorer_name != "calibrated":
+        raise ValueError("the index is not calibrated, so it has no probabilities to cluster on")
+    calibrated = by == "probability"
+    if threshold is None:
+        threshold = cutoff if calibrated else index.config.duplicate_threshold
+    threshold = float(threshold)
     if cosine_floor is None:
         cosine_floor = COSINE_FLOOR if calibrated else threshold
     tids, cos, rows = index.question_neighbours(neighbours, progress=search_progress)
     edges, _ = neighbour_pairs(rows, cos, cosine_floor)
     counter = [0]
-    scorer = symmetric_scorer(index, tids, counter)
+    scorer = (symmetric_scorer if calibrated else cosine_scorer)(index, tids, counter)
     # the scorer searches each pair's neighbourhood: many small searches, single-threaded faster
     # (measured on Quora, 2 busy cores: clustering's on-demand scoring 205 s -> 31 s)
     with single_threaded():

@@ -215,8 +215,31 @@ def test_cli_json_lists_clusters_of_a_calibrated_index(tmp_path, calibrated, fak
     assert "3 duplicate cluster(s) holding 7 of 10 threads" in r.output
     assert "keep  [a2] how can I stop my panic attacks at work  (1 answer(s), 1 vote(s))" in r.output
     assert "merge [b1] my partner and I fight about money all the time" in r.output
-    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.5"])
-    assert r.exit_code == 2 and "is calibrated" in r.output
+    # a calibrated index can still be clustered on raw cosine, on request
+    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.5", "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["calibrated"] is False and out["threshold"] == 0.5
+    r = fake_cli.invoke(
+        main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.5", "--min-probability", "0.5"]
+    )
+    assert r.exit_code == 2 and "not both" in r.output
+
+
+def test_a_calibrated_index_clusters_on_cosine_when_asked(calibrated):
+    by_cos = find_duplicate_clusters(calibrated, 0.5, neighbours=9, by="cosine")
+    assert not by_cos.calibrated and by_cos.cosine_floor == 0.5
+    for c in by_cos.clusters:
+        for p in c.pairs:
+            cos = float(calibrated._question_vector(p.id1) @ calibrated._question_vector(p.id2))
+            assert p.score == pytest.approx(cos, abs=1e-6)
+        assert c.mean_score >= 0.5
+    with pytest.raises(ValueError, match="by must be"):
+        find_duplicate_clusters(calibrated, by="votes")
+    calibrated_copy = ForumIndex(calibrated.embedder, calibrated.config)
+    calibrated_copy.upsert(calibrated.threads())
+    with pytest.raises(ValueError, match="not calibrated"):
+        find_duplicate_clusters(calibrated_copy, by="probability")
 
 
 def test_cli_says_when_the_index_is_uncalibrated(tmp_path, fake_cli):

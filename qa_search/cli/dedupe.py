@@ -11,19 +11,20 @@ from ._input import StepBar
 
 
 def _threshold(index: ForumIndex, index_dir: str, min_probability: float | None, min_cosine: float | None):
-    """The threshold on the index's score scale; a flag for the other scale is an error."""
+    """``(threshold, by)``: what to cluster on and from which score up; a probability asked of an
+    uncalibrated index is an error."""
     _, scorer = index.duplicate_cutoff()
+    if min_probability is not None and min_cosine is not None:
+        raise click.UsageError("give --min-probability or --min-cosine, not both")
     if scorer == "cosine" and min_probability is not None:
         raise click.UsageError(
             f"{index_dir} is not calibrated, so it has no probabilities: its duplicate scores are "
             f"raw question cosines. Calibrate it first (qa-search calibrate {index_dir} --pairs FILE), "
             "or give a cosine threshold with --min-cosine."
         )
-    if scorer == "calibrated" and min_cosine is not None:
-        raise click.UsageError(
-            f"{index_dir} is calibrated: its duplicate scores are probabilities; use --min-probability."
-        )
-    return min_probability if scorer == "calibrated" else min_cosine
+    if min_cosine is not None or scorer == "cosine":
+        return min_cosine, "cosine"
+    return min_probability, "probability"
 
 
 def _closing(bar: StepBar):
@@ -79,7 +80,10 @@ def _print(result: DedupeResult, index_dir: str) -> None:
     "--min-cosine",
     type=click.FloatRange(-1, 1),
     default=None,
-    help="Uncalibrated index: the lowest question cosine [default: the index's duplicate_threshold].",
+    help=(
+        "Cluster on raw question cosine from this value up (the only choice on an uncalibrated "
+        "index, where it defaults to the index's duplicate_threshold)."
+    ),
 )
 @click.option(
     "--neighbours",
@@ -115,7 +119,7 @@ def dedupe(
     the most answered, then the most voted.
     """
     index = ForumIndex.load(index_dir)
-    threshold = _threshold(index, index_dir, min_probability, min_cosine)
+    threshold, by = _threshold(index, index_dir, min_probability, min_cosine)
     if index.calibration is None:
         click.echo(
             f"warning: {index_dir} is not calibrated: scores are raw question cosines, not probabilities "
@@ -132,6 +136,7 @@ def dedupe(
             threshold,
             neighbours=neighbours,
             linkage=linkage,
+            by=by,
             search_progress=_closing(sbar),
             score_progress=pbar,
         )
