@@ -7,7 +7,8 @@ The whole Quora corpus (137,537 questions) is indexed as threads (embedded with 
 encoder, or taken from ``--vectors-cache``: corpus ids in a JSON list and an (n, 384) ``.npy`` of
 the same encoder's vectors), saved and loaded back (so the question index is HNSW, as the CLI
 would find it), and its duplicate scorer is calibrated on the **train** pairs only. ``dedupe``
-then runs with its defaults, timed end to end. With ``--index-dir`` the built, calibrated index is
+then runs with its defaults (raw cosine) and with ``--min-probability`` at the "duplicate" tier,
+each timed end to end. With ``--index-dir`` the built, calibrated index is
 kept there and reused by the next run.
 
 Truth: the dev clusters, each dev query with its ``relevant_ids`` (disjoint by construction).
@@ -17,8 +18,8 @@ members, the fraction inside one dev cluster. Quora's labels are incomplete (two
 or a dev question and an unlabelled one, can be real duplicates), so precision is a lower bound.
 
 Side by side on the same neighbour graph (each question's 10 nearest): connected components of
-raw cosine >= the index's duplicate_threshold (the by-hand recipe) and average linkage of the
-same cosines, then components, average and complete linkage of the calibrated scores at the
+raw cosine >= the index's duplicate_threshold (the by-hand recipe), dedupe's defaults (average
+linkage of the same cosines), then components, average and complete linkage of the calibrated scores at the
 "duplicate" tier and at probability 0.5.
 """
 
@@ -135,19 +136,22 @@ class CachedScorer:
 
 
 def measure(index: ForumIndex, truth: dict[str, int]) -> tuple[dict, list[dict], dict]:
-    t0 = time.perf_counter()
-    result = find_duplicate_clusters(index)
-    headline = {k: v for k, v in result.to_dict().items() if k != "clusters"}
-    groups = [[t.thread_id for t in c.threads] for c in result.clusters]
-    rows = [
-        {
-            "method": f"qa_search dedupe (defaults: {result.linkage} linkage)",
-            "threshold": round(result.threshold, 4),
-            **pairwise(groups, truth),
-            **sizes(groups),
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
-    ]
+    rows = []
+    for label, by in (("defaults: raw cosine", "cosine"), ("--min-probability at the tier", "probability")):
+        t0 = time.perf_counter()
+        result = find_duplicate_clusters(index, by=by)
+        if by == "cosine":
+            headline = {k: v for k, v in result.to_dict().items() if k != "clusters"}
+        groups = [[t.thread_id for t in c.threads] for c in result.clusters]
+        rows.append(
+            {
+                "method": f"qa_search dedupe ({label}, {result.linkage} linkage)",
+                "threshold": round(result.threshold, 4),
+                **pairwise(groups, truth),
+                **sizes(groups),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
 
     with single_threaded():  # as dedupe itself scores: many small neighbourhood searches
         return headline, *variants(index, truth, result, rows)
@@ -171,33 +175,13 @@ def variants(index: ForumIndex, truth: dict[str, int], result, rows: list[dict])
         },
     )
 
-    # the same clustering rule on raw cosines: what the calibrated scorer adds beyond the rule
-    calibration, index.calibration = index.calibration, None  # pair_scores gives the cosine now
-    try:
-        nodes, _ = cluster_edges(
-            len(tids), edges, ecos, cosine_threshold, "average", CachedScorer(index, tids)
-        )
-    finally:
-        index.calibration = calibration
-    groups = [[tids[i] for i in g] for g in nodes]
-    rows.insert(
-        1,
-        {
-            "method": "raw cosine, average linkage",
-            "threshold": cosine_threshold,
-            **pairwise(groups, truth),
-            **sizes(groups),
-            "seconds": None,
-        },
-    )
-
     scorer = CachedScorer(index, tids)
     edges, ecos = neighbour_pairs(nbr, cos, result.cosine_floor)
     scores = scorer([tuple(e) for e in edges.tolist()])
     for threshold in (result.threshold, 0.5):
         for linkage in ("single", "average", "complete"):
             if threshold == result.threshold and linkage == result.linkage:
-                continue  # the defaults' row above
+                continue  # the --min-probability row above
             nodes, _ = cluster_edges(len(tids), edges, scores, threshold, linkage, scorer)
             groups = [[tids[i] for i in g] for g in nodes]
             name = "components" if linkage == "single" else f"{linkage} linkage"

@@ -4,10 +4,12 @@ The steps, each bounded so a forum of 100k+ questions takes minutes, not hours:
 
 1. A nearest-neighbour graph from the question index: each question's ``neighbours`` most
    similar other questions (batched FAISS searches; never all pairs).
-2. Candidate edges below a cosine floor are dropped unscored (see :data:`COSINE_FLOOR`); the rest
-   are scored by the index's duplicate scorer (:meth:`ForumIndex.pair_scores`: the calibrated
-   probability, or the raw cosine while uncalibrated), in both orientations, averaged, since
-   the scorer treats its first thread as the new question.
+2. Candidate edges are scored by the raw question cosine (the default: on Quora it clustered
+   better, README "Finding duplicates already in the forum"), or, on request, by the index's
+   calibrated duplicate probability (:meth:`ForumIndex.pair_scores`, in both orientations,
+   averaged, since the scorer treats its first thread as the new question; edges below a cosine
+   floor, :data:`COSINE_FLOOR`, are then dropped unscored). On a calibrated index every pair
+   inside a cluster also carries its probability.
 3. Clustering with *average linkage* along the graph's edges: edges at or above the threshold
    are taken best first, and one joins two clusters only if the mean score of *every* pair
    across them (scored on demand) reaches the threshold too. Plain connected components would
@@ -58,11 +60,14 @@ class ClusterThread:
 
 @dataclass(frozen=True, slots=True)
 class ScoredPair:
-    """Two threads and their duplicate score (a probability when the index is calibrated)."""
+    """Two threads, the score they were clustered by (cosine or probability, see
+    :attr:`DedupeResult.by`) and their calibrated duplicate probability (None while the index is
+    uncalibrated)."""
 
     id1: str
     id2: str
     score: float
+    probability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,10 +104,12 @@ class DedupeResult:
 
     #: Largest first, then by mean score.
     clusters: tuple[DuplicateCluster, ...]
-    #: The minimum score of an edge (and of a cluster's mean): a probability when calibrated.
+    #: The minimum score of an edge (and of a cluster's mean), on the scale of ``by``.
     threshold: float
-    #: True when scores are calibrated probabilities; False when they are raw question cosines.
+    #: True when the index is calibrated, so pairs carry probabilities.
     calibrated: bool
+    #: What the clusters were formed on: ``"cosine"`` (raw question cosine) or ``"probability"``.
+    by: str
     linkage: str
     neighbours: int
     #: Candidate pairs below this cosine were not scored.
@@ -253,7 +260,12 @@ def cosine_scorer(index: ForumIndex, tids: list[str], counter: list[int] | None 
 
 
 def _cluster(
-    index: ForumIndex, nodes: list[int], tids: list[str], known: dict, scorer: Scorer
+    index: ForumIndex,
+    nodes: list[int],
+    tids: list[str],
+    known: dict,
+    scorer: Scorer,
+    probability: dict | None = None,
 ) -> DuplicateCluster:
     pairs = [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1 :]]
     missing = [p for p in pairs if p not in known]
@@ -272,8 +284,13 @@ def _cluster(
     for node in order:
         t = index.get(tids[node])
         threads.append(ClusterThread(t.id, t.title, len(t.answers), t.score, t.url))
+
+    def prob(a: int, b: int) -> float | None:
+        got = None if probability is None else probability.get((a, b))
+        return None if got is None else round(got, 6)
+
     scored = sorted(
-        (ScoredPair(tids[a], tids[b], round(known[(a, b)], 6)) for a, b in pairs),
+        (ScoredPair(tids[a], tids[b], round(known[(a, b)], 6), prob(a, b)) for a, b in pairs),
         key=lambda p: (-p.score, p.id1, p.id2),
     )
     return DuplicateCluster(tids[canon], tuple(threads), tuple(scored))
@@ -292,16 +309,17 @@ def find_duplicate_clusters(
 ) -> DedupeResult:
     """Clusters of stored threads that duplicate each other, for moderators to merge.
 
-    ``threshold`` is on the scorer's scale (:meth:`ForumIndex.pair_scores`): a probability when
-    the index is calibrated (default: the "duplicate" tier), a raw question cosine otherwise
-    (default: the config's ``duplicate_threshold``); :meth:`ForumIndex.duplicate_cutoff` gives
-    both. ``by`` picks the score to cluster on: ``"probability"`` (the default on a calibrated
-    index) or ``"cosine"`` (raw question cosine; the default, and the only choice, on an
-    uncalibrated one); on Quora, raw cosine with average linkage was the more precise of the two
-    (README, "Finding duplicates"). ``cosine_floor`` (default :data:`COSINE_FLOOR` on
+    ``by`` picks the score clusters are formed on: ``"cosine"`` (raw question cosine, the
+    default) or ``"probability"`` (the calibrated duplicate probability; the index must be
+    calibrated). On the Quora dev clusters raw cosine with average linkage was both more precise
+    and found more than the calibrated "duplicate" tier (README, "Finding duplicates already in
+    the forum"): the tier was chosen on hard labelled pairs, not on a whole forum's neighbours.
+    ``threshold`` is on that scale; default: the config's ``duplicate_threshold`` for cosine,
+    the "duplicate" tier for probability. On a calibrated index every pair inside a cluster
+    carries its probability either way. ``cosine_floor`` (default :data:`COSINE_FLOOR` on
     probabilities, the threshold on cosines) drops candidate pairs before scoring.
     ``search_progress(done, total)`` reports questions searched, ``score_progress(done, total)``
-    candidate pairs scored (each counted twice, once per orientation).
+    candidate pairs scored (each counted twice, once per orientation, when by probability).
     """
     if neighbours < 1:
         raise ValueError(f"neighbours must be at least 1, got {neighbours}")
@@ -309,32 +327,40 @@ def find_duplicate_clusters(
         raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
     started = time.perf_counter()
     cutoff, scorer_name = index.duplicate_cutoff()
-    by = by or ("probability" if scorer_name == "calibrated" else "cosine")
+    by = by or "cosine"
     if by not in ("probability", "cosine"):
         raise ValueError(f"by must be 'probability' or 'cosine', got {by!r}")
-    if by == "probability" and scorer_name != "calibrated":
+    calibrated = scorer_name == "calibrated"
+    if by == "probability" and not calibrated:
         raise ValueError("the index is not calibrated, so it has no probabilities to cluster on")
-    calibrated = by == "probability"
+    on_probability = by == "probability"
     if threshold is None:
-        threshold = cutoff if calibrated else index.config.duplicate_threshold
+        threshold = cutoff if on_probability else index.config.duplicate_threshold
     threshold = float(threshold)
     if cosine_floor is None:
-        cosine_floor = COSINE_FLOOR if calibrated else threshold
+        cosine_floor = COSINE_FLOOR if on_probability else threshold
     tids, cos, rows = index.question_neighbours(neighbours, progress=search_progress)
     edges, _ = neighbour_pairs(rows, cos, cosine_floor)
     counter = [0]
-    scorer = (symmetric_scorer if calibrated else cosine_scorer)(index, tids, counter)
+    scorer = (symmetric_scorer if on_probability else cosine_scorer)(index, tids, counter)
     # the scorer searches each pair's neighbourhood: many small searches, single-threaded faster
     # (measured on Quora, 2 busy cores: clustering's on-demand scoring 205 s -> 31 s)
     with single_threaded():
         scores = scorer([tuple(e) for e in edges.tolist()], score_progress)
         groups, known = cluster_edges(len(tids), edges, scores, threshold, linkage, scorer)
-        clusters = [_cluster(index, g, tids, known, scorer) for g in groups]
+        probability = None
+        if on_probability:
+            probability = known
+        elif calibrated:
+            inside = [(a, b) for g in groups for i, a in enumerate(g) for b in g[i + 1 :]]
+            probability = dict(zip(inside, symmetric_scorer(index, tids)(inside).tolist(), strict=True))
+        clusters = [_cluster(index, g, tids, known, scorer, probability) for g in groups]
     clusters.sort(key=lambda c: (-len(c.threads), -c.mean_score, c.canonical))
     return DedupeResult(
         clusters=tuple(clusters),
         threshold=threshold,
         calibrated=calibrated,
+        by=by,
         linkage=linkage,
         neighbours=neighbours,
         cosine_floor=float(cosine_floor),

@@ -52,8 +52,9 @@ def _symmetric(index, a, b):
 
 
 def test_known_duplicate_groups_come_out_as_clusters_with_the_scorers_probabilities(calibrated):
-    result = find_duplicate_clusters(calibrated, neighbours=4)
-    assert result.calibrated and result.threshold == calibrated.duplicate_cutoff()[0]
+    result = find_duplicate_clusters(calibrated, neighbours=4, by="probability")
+    assert result.calibrated and result.by == "probability"
+    assert result.threshold == calibrated.duplicate_cutoff()[0]
     assert sorted(map(sorted, ({t.thread_id for t in c.threads} for c in result.clusters))) == sorted(
         map(sorted, GROUPS)
     )
@@ -64,7 +65,7 @@ def test_known_duplicate_groups_come_out_as_clusters_with_the_scorers_probabilit
         assert len(c.pairs) == n * (n - 1) // 2
         for p in c.pairs:
             assert p.score == pytest.approx(_symmetric(calibrated, p.id1, p.id2), abs=1e-6)
-            assert 0 <= p.score <= 1
+            assert 0 <= p.score <= 1 and p.probability == p.score
         assert c.mean_score >= result.threshold
         assert [p.score for p in c.pairs] == sorted((p.score for p in c.pairs), reverse=True)
 
@@ -88,7 +89,8 @@ def test_progress_is_reported_and_tiny_forums_give_no_clusters(calibrated):
 
 
 def test_canonical_is_the_most_answered_then_the_most_voted(calibrated):
-    clusters = {c.canonical: c for c in find_duplicate_clusters(calibrated, neighbours=4).clusters}
+    found = find_duplicate_clusters(calibrated, neighbours=4, by="probability")
+    clusters = {c.canonical: c for c in found.clusters}
     # a2 has the only answer (a3 has more votes); b2 out-votes b1
     assert {"a2", "b2"} <= clusters.keys()
     assert clusters["a2"].threads[0].thread_id == "a2" and clusters["a2"].threads[0].answers == 1
@@ -200,26 +202,31 @@ def fake_cli(monkeypatch):
 
 def test_cli_json_lists_clusters_of_a_calibrated_index(tmp_path, calibrated, fake_cli):
     calibrated.save(tmp_path / "ix")
-    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--neighbours", "4", "--json", "--quiet"])
+    tier = f"{calibrated.duplicate_cutoff()[0]:.6f}"
+    by_p = ["dedupe", str(tmp_path / "ix"), "--neighbours", "4", "--min-probability", tier, "--quiet"]
+    r = fake_cli.invoke(main, [*by_p, "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["calibrated"] is True and out["threads"] == len(THREADS)
-    assert out["threshold"] == pytest.approx(calibrated.duplicate_cutoff()[0])
+    assert out["calibrated"] is True and out["by"] == "probability" and out["threads"] == len(THREADS)
+    assert out["threshold"] == pytest.approx(calibrated.duplicate_cutoff()[0], abs=1e-6)
     assert [c["size"] for c in out["clusters"]] == [3, 2, 2]
     assert out["clusters"][0]["canonical"] == "a2" and out["clustered_threads"] == 7
-    assert {"id1", "id2", "score"} == set(out["clusters"][0]["pairs"][0])
+    assert {"id1", "id2", "score", "probability"} == set(out["clusters"][0]["pairs"][0])
     assert out["seconds"] >= 0
     # human output: the thread to keep first, and the others with their probability
-    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--neighbours", "4", "--quiet"])
+    r = fake_cli.invoke(main, by_p)
     assert r.exit_code == 0, r.output
     assert "3 duplicate cluster(s) holding 7 of 10 threads" in r.output
     assert "keep  [a2] how can I stop my panic attacks at work  (1 answer(s), 1 vote(s))" in r.output
     assert "merge [b1] my partner and I fight about money all the time" in r.output
-    # a calibrated index can still be clustered on raw cosine, on request
+    # by default a calibrated index is clustered on raw cosine, the probabilities shown beside
     r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.5", "--json", "-q"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["calibrated"] is False and out["threshold"] == 0.5
+    assert out["calibrated"] is True and out["by"] == "cosine" and out["threshold"] == 0.5
+    assert all(p["probability"] is not None for c in out["clusters"] for p in c["pairs"])
+    r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.5", "-q"])
+    assert r.exit_code == 0 and "clustered by raw question cosine" in r.output and ", p=" in r.output
     r = fake_cli.invoke(
         main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.5", "--min-probability", "0.5"]
     )
@@ -228,12 +235,18 @@ def test_cli_json_lists_clusters_of_a_calibrated_index(tmp_path, calibrated, fak
 
 def test_a_calibrated_index_clusters_on_cosine_when_asked(calibrated):
     by_cos = find_duplicate_clusters(calibrated, 0.5, neighbours=9, by="cosine")
-    assert not by_cos.calibrated and by_cos.cosine_floor == 0.5
+    assert by_cos.calibrated and by_cos.by == "cosine" and by_cos.cosine_floor == 0.5
+    assert by_cos.clusters
     for c in by_cos.clusters:
         for p in c.pairs:
             cos = float(calibrated._question_vector(p.id1) @ calibrated._question_vector(p.id2))
             assert p.score == pytest.approx(cos, abs=1e-6)
+            # the calibrated probability rides along
+            assert p.probability == pytest.approx(_symmetric(calibrated, p.id1, p.id2), abs=1e-6)
         assert c.mean_score >= 0.5
+    # cosine is the default, at the config's duplicate_threshold
+    default = find_duplicate_clusters(calibrated, neighbours=9)
+    assert default.by == "cosine" and default.threshold == calibrated.config.duplicate_threshold
     with pytest.raises(ValueError, match="by must be"):
         find_duplicate_clusters(calibrated, by="votes")
     calibrated_copy = ForumIndex(calibrated.embedder, calibrated.config)
@@ -248,9 +261,9 @@ def test_cli_says_when_the_index_is_uncalibrated(tmp_path, fake_cli):
     index.save(tmp_path / "ix")
     r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--json", "--quiet"])
     assert r.exit_code == 0, r.output
-    assert "is not calibrated: scores are raw question cosines" in r.stderr
+    assert "is not calibrated: pairs have raw question cosines" in r.stderr
     out = json.loads(r.stdout)
-    assert out["calibrated"] is False and out["threshold"] == 0.6
+    assert out["calibrated"] is False and out["by"] == "cosine" and out["threshold"] == 0.6
     r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-probability", "0.9"])
     assert r.exit_code == 2 and "not calibrated, so it has no probabilities" in r.output
     r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.99", "--json", "-q"])

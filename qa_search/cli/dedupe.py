@@ -22,9 +22,9 @@ def _threshold(index: ForumIndex, index_dir: str, min_probability: float | None,
             f"raw question cosines. Calibrate it first (qa-search calibrate {index_dir} --pairs FILE), "
             "or give a cosine threshold with --min-cosine."
         )
-    if min_cosine is not None or scorer == "cosine":
-        return min_cosine, "cosine"
-    return min_probability, "probability"
+    if min_probability is not None:
+        return min_probability, "probability"
+    return min_cosine, "cosine"
 
 
 def _closing(bar: StepBar):
@@ -39,33 +39,32 @@ def _closing(bar: StepBar):
 
 
 def _print(result: DedupeResult, index_dir: str) -> None:
-    what = "probability" if result.calibrated else "cosine"
+    what = "probability" if result.by == "probability" else "cosine"
     n_threads = sum(len(c.threads) for c in result.clusters)
     click.echo(
         f"{len(result.clusters)} duplicate cluster(s) holding {n_threads} of {result.threads} threads; "
-        f"pairs scored by {'calibrated probability' if result.calibrated else 'raw question cosine'}, "
+        f"clustered by {'calibrated probability' if result.by == 'probability' else 'raw question cosine'}, "
         f"threshold {result.threshold:.3f} ({result.linkage} linkage, {result.neighbours} neighbours), "
         f"{result.seconds:.1f} s"
     )
-    short = "p" if result.calibrated else "cos"
     for rank, c in enumerate(result.clusters, 1):
         click.echo(
             f"\n{rank}. {len(c.threads)} threads, mean {what} {c.mean_score:.3f} "
             f"(lowest pair {c.min_score:.3f})"
         )
         to_canon = {
-            p.id1 if p.id2 == c.canonical else p.id2: p.score
-            for p in c.pairs
-            if c.canonical in (p.id1, p.id2)
+            p.id1 if p.id2 == c.canonical else p.id2: p for p in c.pairs if c.canonical in (p.id1, p.id2)
         }
         for t in c.threads:
             facts = f"{t.answers} answer(s), {t.votes} vote(s)"
             if t.thread_id == c.canonical:
                 click.echo(f"   keep  [{t.thread_id}] {t.title}  ({facts})")
-            else:
-                click.echo(
-                    f"   merge [{t.thread_id}] {t.title}  ({facts}; {short}={to_canon[t.thread_id]:.3f})"
-                )
+                continue
+            pair = to_canon[t.thread_id]
+            score = f"p={pair.score:.3f}" if result.by == "probability" else f"cos={pair.score:.3f}"
+            if result.by == "cosine" and pair.probability is not None:
+                score += f", p={pair.probability:.3f}"
+            click.echo(f"   merge [{t.thread_id}] {t.title}  ({facts}; {score})")
 
 
 @click.command()
@@ -74,16 +73,16 @@ def _print(result: DedupeResult, index_dir: str) -> None:
     "--min-probability",
     type=click.FloatRange(0, 1),
     default=None,
-    help='Calibrated index: the lowest duplicate probability [default: the "duplicate" tier].',
+    help=(
+        "Cluster on the calibrated duplicate probability from this value up (a calibrated index "
+        'only; the "duplicate" tier is a good start). Default: cluster on raw cosine.'
+    ),
 )
 @click.option(
     "--min-cosine",
     type=click.FloatRange(-1, 1),
     default=None,
-    help=(
-        "Cluster on raw question cosine from this value up (the only choice on an uncalibrated "
-        "index, where it defaults to the index's duplicate_threshold)."
-    ),
+    help="Cluster on raw question cosine from this value up [default: the index's duplicate_threshold].",
 )
 @click.option(
     "--neighbours",
@@ -113,16 +112,17 @@ def dedupe(
 ) -> None:
     """Find clusters of threads that duplicate each other, each with a thread to keep.
 
-    Every question's nearest questions are scored by the index's duplicate scorer, and pairs at
-    or above the threshold are grouped so that a cluster's pairs reach the threshold on average
-    (no chaining through a path of loosely similar questions). The suggested thread to keep is
-    the most answered, then the most voted.
+    Every question's nearest questions are scored (raw question cosine, or with
+    --min-probability the calibrated probability), and pairs at or above the threshold are
+    grouped so that a cluster's pairs reach it on average (no chaining through a path of loosely
+    similar questions). On a calibrated index every pair also shows its duplicate probability.
+    The suggested thread to keep is the most answered, then the most voted.
     """
     index = ForumIndex.load(index_dir)
     threshold, by = _threshold(index, index_dir, min_probability, min_cosine)
     if index.calibration is None:
         click.echo(
-            f"warning: {index_dir} is not calibrated: scores are raw question cosines, not probabilities "
+            f"warning: {index_dir} is not calibrated: pairs have raw question cosines, no probabilities "
             f"(threshold {index.config.duplicate_threshold if threshold is None else threshold:.3f}). "
             f"`qa-search calibrate {index_dir} --pairs FILE` fits probabilities.",
             err=True,
