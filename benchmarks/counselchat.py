@@ -38,8 +38,7 @@ import numpy as np
 
 from qa_search import Answer, ForumIndex, IndexConfig, Thread, load_embedder, read_dump
 from qa_search.embedding import Embedder
-from qa_search.evaluation import LabelledQuery, evaluate_queries
-from qa_search.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from qa_search.evaluation import RANKING_METRICS, LabelledQuery, evaluate_queries, score_rankings
 from qa_search.retrieval import brute_force_topk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +46,7 @@ COUNSELCHAT = ROOT.parent / "shared" / "data" / "counselchat" / "threads.jsonl.g
 SAMPLE_DUMP = ROOT / "indexes" / "sample" / "threads.jsonl"
 SAMPLE_GROUPS = ROOT / "indexes" / "sample" / "duplicate_groups.json"
 SPLITS = ("train", "val", "test")
-METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
+METRICS = RANKING_METRICS
 
 
 class MemoEmbedder:
@@ -131,25 +130,19 @@ def by_hand_counselchat(embedder: Embedder, *, path: str | Path = COUNSELCHAT) -
     titles = embedder.encode([r["title"].strip() for r in rows])
     bodies = embedder.encode([r["body"] for r in rows])
     _, top = brute_force_topk(bodies, titles, 10)
-    per_query = []
-    for i, row in enumerate(top.tolist()):
-        ranked = [rows[j]["thread_id"] for j in row]
-        rel = {rows[i]["thread_id"]}
-        per_query.append(
-            [recall_at_k(ranked, rel, 1), recall_at_k(ranked, rel, 5), recall_at_k(ranked, rel, 10)]
-            + [mrr_at_k(ranked, rel, 10), ndcg_at_k(ranked, rel, 10)]
+    ranked = [[rows[j]["thread_id"] for j in row] for row in top.tolist()]
+    relevant = [frozenset([r["thread_id"]]) for r in rows]
+
+    def mean(keep: list[bool]) -> dict:
+        return score_rankings(
+            [x for x, k in zip(ranked, keep, strict=True) if k],
+            [x for x, k in zip(relevant, keep, strict=True) if k],
         )
-    per_query = np.array(per_query)
 
-    def mean(mask: np.ndarray) -> dict:
-        values = per_query[mask].mean(axis=0) if mask.any() else np.zeros(len(METRICS))
-        return {
-            **{m: round(float(v), 6) for m, v in zip(METRICS, values, strict=True)},
-            "queries": int(mask.sum()),
-        }
-
-    split = np.array([r["source_split"] for r in rows])
-    return {"all": mean(np.ones(len(rows), bool)), **{s: mean(split == s) for s in SPLITS}}
+    return {
+        "all": mean([True] * len(rows)),
+        **{s: mean([r["source_split"] == s for r in rows]) for s in SPLITS},
+    }
 
 
 def by_hand_sample(
@@ -164,14 +157,11 @@ def by_hand_sample(
     members = json.loads(Path(groups).read_text(encoding="utf-8"))
     queries = [(m, frozenset(g) - {m}) for g in members for m in g]
     _, top = brute_force_topk(vectors[[position[m] for m, _ in queries]], vectors, 11)
-    scores = np.array(
-        [
-            [f(ranked, rel, 10) for f in (mrr_at_k, ndcg_at_k)]
-            for (m, rel), row in zip(queries, top.tolist(), strict=True)
-            for ranked in [[ids[j] for j in row if ids[j] != m][:10]]
-        ]
-    )
-    return {"mrr@10": round(float(scores[:, 0].mean()), 6), "ndcg@10": round(float(scores[:, 1].mean()), 6)}
+    ranked = [
+        [ids[j] for j in row if ids[j] != m][:10] for (m, _), row in zip(queries, top.tolist(), strict=True)
+    ]
+    scores = score_rankings(ranked, [rel for _, rel in queries])
+    return {"mrr@10": scores["mrr@10"], "ndcg@10": scores["ndcg@10"]}
 
 
 def evaluate_sample_groups(

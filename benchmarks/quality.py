@@ -51,18 +51,18 @@ import semeval_pairs  # noqa: E402
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder  # noqa: E402
 from qa_search.cache import CachedEmbedder, EmbeddingCache  # noqa: E402
+from qa_search.calibration import pair_groups  # noqa: E402
 from qa_search.embedding import model_fingerprint, probe_vectors  # noqa: E402
-from qa_search.evaluation import LabelledPair, evaluate_pairs, evaluate_queries, read_queries  # noqa: E402
+from qa_search.evaluation import (  # noqa: E402
+    LabelledPair,
+    evaluate_pairs,
+    evaluate_queries,
+    read_queries,
+    score_rankings,
+)
 from qa_search.lexical import LexicalIndex  # noqa: E402
 from qa_search.lifecycle import build_index  # noqa: E402
-from qa_search.metrics import (  # noqa: E402
-    average_precision,
-    mrr_at_k,
-    ndcg_at_k,
-    recall_at_k,
-    recall_at_precision,
-    semeval_map,
-)
+from qa_search.metrics import average_precision, recall_at_precision, semeval_map  # noqa: E402
 from qa_search.retrieval import brute_force_topk  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,8 +80,7 @@ def log(msg: str) -> None:
 def cached(embedder, work: Path, tag: str):
     """``embedder`` answering from a disk cache under ``work/vectors`` (one per model and runtime)."""
     fingerprint = f"{model_fingerprint(probe_vectors(embedder))}-{tag}"
-    wrapped = CachedEmbedder(embedder, EmbeddingCache(work / "vectors", fingerprint, embedder.dimension))
-    return wrapped
+    return CachedEmbedder(embedder, EmbeddingCache(work / "vectors", fingerprint, embedder.dimension))
 
 
 def quora_corpus() -> tuple[list[str], list[str]]:
@@ -98,29 +97,13 @@ def quora_pair_halves() -> list[tuple[list[LabelledPair], list[LabelledPair]]]:
     """Dev pairs split in two by connected component: [(calibrate on, measure on)] both ways."""
     with gzip.open(QUORA / "dev_pairs.jsonl.gz", "rt", encoding="utf-8") as fh:
         pairs = [LabelledPair(**json.loads(line)) for line in fh if line.strip()]
-    parent: dict[str, str] = {}
-
-    def root(t: str) -> str:
-        while parent.setdefault(t, t) != t:
-            t = parent[t]
-        return t
-
-    for p in pairs:
-        parent[root(p.id1)] = root(p.id2)
-    side = [zlib.crc32(root(p.id1).encode()) % 2 for p in pairs]
+    side = [zlib.crc32(str(g).encode()) % 2 for g in pair_groups([(p.id1, p.id2) for p in pairs])]
     halves = [[p for p, s in zip(pairs, side, strict=True) if s == h] for h in (0, 1)]
     return [(halves[0], halves[1]), (halves[1], halves[0])]
 
 
 def ranking_metrics(ranked: list[list[str]], relevant: list[frozenset[str]]) -> dict:
-    n = max(len(ranked), 1)
-    out = {"recall@1": 0.0, "recall@10": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
-    for r, rel in zip(ranked, relevant, strict=True):
-        out["recall@1"] += recall_at_k(r, rel, 1)
-        out["recall@10"] += recall_at_k(r, rel, 10)
-        out["mrr@10"] += mrr_at_k(r, rel, 10)
-        out["ndcg@10"] += ndcg_at_k(r, rel, 10)
-    return {k: round(v / n, 6) for k, v in out.items()}
+    return pick(score_rankings(ranked, relevant))
 
 
 def pair_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
@@ -176,9 +159,7 @@ def quora_qa_search(embedder, work: Path, name: str, queries) -> dict:
     report = build_index(index_dir, [Thread(i, t) for i, t in zip(ids, texts, strict=True)], embedder)
     log(f"Quora: built ({report.embedded} embedded, {report.reused} reused); searching")
     index = ForumIndex.load(index_dir, embedder)
-    result = evaluate_queries(index, queries)
-    result.pop("recall@5")
-    result.pop("queries")
+    result = pick(evaluate_queries(index, queries))
     halves = []
     for fit_on, measure in quora_pair_halves():
         log(f"Quora: calibrating on {len(fit_on)} pairs, measuring on {len(measure)}")

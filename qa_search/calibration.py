@@ -241,6 +241,22 @@ class Calibration:
         )
 
 
+def pair_groups(pairs: Sequence[tuple[Hashable, Hashable]]) -> list[Hashable]:
+    """The connected component of each pair in the graph the pairs draw (one representative
+    node per component), so pairs sharing a thread, directly or through others, share a group."""
+    parent: dict[Hashable, Hashable] = {}
+
+    def root(t: Hashable) -> Hashable:
+        while parent.setdefault(t, t) != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    return [root(a) for a, _ in pairs]
+
+
 def group_folds(groups: Sequence[Hashable] | None, n: int, folds: int, seed: int) -> np.ndarray:
     """(n,) fold number of each pair; pairs of one group share a fold, and folds get about
     equally many pairs (groups shuffled with ``seed``, each put in the emptiest fold)."""
@@ -252,8 +268,9 @@ def group_folds(groups: Sequence[Hashable] | None, n: int, folds: int, seed: int
         members.setdefault(g, []).append(i)
     out = np.zeros(n, np.int64)
     sizes = np.zeros(folds, np.int64)
-    for j in rng.permutation(len(members)):
-        rows = list(members.values())[j]
+    by_group = list(members.values())
+    for j in rng.permutation(len(by_group)):
+        rows = by_group[j]
         f = int(np.argmin(sizes))
         out[rows] = f
         sizes[f] += len(rows)
@@ -289,15 +306,11 @@ def fit_calibration(
     report: dict = {"pairs": len(y), "positives": int(y.sum()), "folds": folds, "seed": seed}
     best = None
     for scorer in scorers:
-        raw = np.zeros(len(y))
-        for f in range(folds):
+        raw = x[:, 0].copy()  # the cosine scorer's score; boosted folds overwrite theirs
+        for f in range(folds if scorer == BOOSTED else 0):
             held, train = fold == f, fold != f
-            if not held.any():
-                continue
-            if scorer == BOOSTED and 0 < y[train].sum() < train.sum():
+            if held.any() and 0 < y[train].sum() < train.sum():
                 raw[held] = fit_boosted(x[train], y[train], seed).raw(x[held])
-            else:
-                raw[held] = x[held, 0]
         slope, intercept = _fit_platt(raw, y)
         oof = _sigmoid(slope * raw + intercept)
         ap = average_precision(oof, y)

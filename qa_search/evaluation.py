@@ -83,27 +83,37 @@ def read_pairs(path: str | Path) -> list[LabelledPair]:
     return out
 
 
+RANKING_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
+
+
+def score_rankings(ranked: Sequence[Sequence[str]], relevant: Sequence[frozenset[str]]) -> dict:
+    """Mean recall@1/5/10, MRR@10 and nDCG@10 (fractions) of ranked id lists against their
+    relevant sets, and the count (``"queries"``); an empty input scores 0."""
+    sums = dict.fromkeys(RANKING_METRICS, 0.0)
+    for r, rel in zip(ranked, relevant, strict=True):
+        sums["recall@1"] += recall_at_k(r, rel, 1)
+        sums["recall@5"] += recall_at_k(r, rel, 5)
+        sums["recall@10"] += recall_at_k(r, rel, 10)
+        sums["mrr@10"] += mrr_at_k(r, rel, 10)
+        sums["ndcg@10"] += ndcg_at_k(r, rel, 10)
+    n = max(len(ranked), 1)
+    return {**{key: round(v / n, 6) for key, v in sums.items()}, "queries": len(ranked)}
+
+
 def evaluate_queries(index: ForumIndex, queries: Sequence[LabelledQuery], k: int = 10) -> dict:
     """Mean recall@1/5/10, MRR@10 and nDCG@10 (fractions) over ``queries``, and their count.
 
     Each query's own thread (``query_id``) is removed from its hits before scoring: the query is
     usually in the corpus, and finding itself is no success.
     """
-    sums = dict.fromkeys(("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"), 0.0)
+    ranked = []
     batch = 256
     for start in range(0, len(queries), batch):
         chunk = queries[start : start + batch]
         results = index.search_many([q.text for q in chunk], k + 1)
         for q, hits in zip(chunk, results, strict=True):
-            ranked = [h.thread_id for h in hits if h.thread_id != q.query_id][:k]
-            relevant = q.relevant_ids - {q.query_id}
-            sums["recall@1"] += recall_at_k(ranked, relevant, 1)
-            sums["recall@5"] += recall_at_k(ranked, relevant, 5)
-            sums["recall@10"] += recall_at_k(ranked, relevant, 10)
-            sums["mrr@10"] += mrr_at_k(ranked, relevant, 10)
-            sums["ndcg@10"] += ndcg_at_k(ranked, relevant, 10)
-    n = max(len(queries), 1)
-    return {**{key: round(v / n, 6) for key, v in sums.items()}, "queries": len(queries)}
+            ranked.append([h.thread_id for h in hits if h.thread_id != q.query_id][:k])
+    return score_rankings(ranked, [q.relevant_ids - {q.query_id} for q in queries])
 
 
 def evaluate_pairs(index: ForumIndex, pairs: Sequence[LabelledPair], min_precision: float = 0.9) -> dict:

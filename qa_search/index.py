@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from .ann import EXACT_SEARCH_LIMIT, VectorIndex, choose_index_type
-from .calibration import Calibration, fit_calibration
+from .calibration import Calibration, fit_calibration, pair_groups
 from .embedding import (
     PROBE_MIN_COSINE,
     Embedder,
@@ -33,7 +33,14 @@ from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
 from .lexical import LexicalIndex, tokenize
 from .pairfeatures import FEATURES, RANK_DEPTH, best_other, feature_rows, rank_feature, text_features
 from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
-from .retrieval import make_snippet, thread_boost, thread_dense_score, top_threads, unseen_bound
+from .retrieval import (
+    make_snippet,
+    thread_boost,
+    thread_dense_score,
+    top_indices,
+    top_threads,
+    unseen_bound,
+)
 from .snapshot import read_manifest, verify_files
 from .store import publish, resolve_snapshot
 from .threads import Thread, thread_from_dict
@@ -465,7 +472,6 @@ class ForumIndex:
         lexical = self.lexical_index() if lw > 0 else None
         if lexical is not None:
             lex = lexical.scores(text)
-            lex_order = np.argsort(-lex, kind="stable")
         boost_bound = self._boost_bound()
         nq, na = len(self._questions), len(self._answers)
         fetch = max(2 * k, 16)
@@ -477,7 +483,7 @@ class ForumIndex:
             qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
             cands = {self._parts[p].thread_id for p in (*qi.tolist(), *ai.tolist()) if p >= 0}
             if lexical is not None:
-                top_lex = lex_order[: min(fetch, len(lex))]
+                top_lex = top_indices(lex, min(fetch, len(lex)))
                 cands.update(lexical.doc_ids[i] for i in top_lex.tolist())
             for tid in cands:
                 if tid in exact or (keep is not None and not keep(self._threads[tid])):
@@ -591,10 +597,10 @@ class ForumIndex:
         if not len(texts):
             return np.zeros((0, len(FEATURES)))
         lexical_index = self.lexical_index()
-        lexical = lexical_index.score_pairs(texts, thread_ids)
         others = [self._threads[tid].question_text for tid in thread_ids]
         distinct = list(dict.fromkeys([*texts, *others]))
         tokens = dict(zip(distinct, tokenize(distinct), strict=True))
+        lexical = lexical_index.score_pairs(texts, thread_ids, tokens)
         idf = lexical_index.idf
         text = [text_features(a, b, tokens[a], tokens[b], idf) for a, b in zip(texts, others, strict=True)]
         return feature_rows(cosine, lexical, np.array(text), best_other_cosine, rank)
@@ -657,17 +663,7 @@ class ForumIndex:
         the index). ``targets`` maps tier names to the precision each must reach (default
         duplicate 0.90, related 0.60). Pairs that share a thread are kept in one fold when the
         tiers are measured out of fold."""
-        parent: dict[str, str] = {}
-
-        def root(t: str) -> str:
-            while parent.setdefault(t, t) != t:
-                parent[t] = parent[parent[t]]
-                t = parent[t]
-            return t
-
-        for a, b in pairs:
-            parent[root(a)] = root(b)
-        groups = [root(a) for a, _ in pairs]
+        groups = pair_groups(pairs)
         self.calibration = fit_calibration(
             self.pair_features(pairs), np.asarray(labels), targets, groups=groups
         )

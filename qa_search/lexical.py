@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +41,6 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
     return bm25s.tokenize(
         list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False
     )
-
-
-def jaccard(a: Sequence[str], b: Sequence[str]) -> float:
-    """Jaccard overlap of two token lists' sets, in [0, 1]; 0 when both are empty."""
-    sa, sb = set(a), set(b)
-    union = len(sa | sb)
-    return len(sa & sb) / union if union else 0.0
 
 
 class LexicalIndex:
@@ -115,11 +108,14 @@ class LexicalIndex:
         out /= self._idf[terms].sum()
         return np.minimum(out, 1.0, out=out)
 
-    def score_pairs(self, texts: Sequence[str], doc_ids: Sequence[str]) -> np.ndarray:
+    def score_pairs(
+        self, texts: Sequence[str], doc_ids: Sequence[str], tokens: Mapping[str, list[str]] | None = None
+    ) -> np.ndarray:
         """Normalised BM25 of document ``doc_ids[i]`` for query ``texts[i]``: (n,) float32.
 
         The same values as :meth:`scores`, computed per pair from a document-by-term matrix, so
-        scoring many pairs does not walk every posting list of every query.
+        scoring many pairs does not walk every posting list of every query. ``tokens`` maps texts
+        to their :func:`tokenize` output where the caller has it already.
         """
         from scipy.sparse import csc_matrix
 
@@ -129,7 +125,9 @@ class LexicalIndex:
         out = np.zeros(len(texts), np.float32)
         # each distinct text is tokenised once, in one batch (tokenising one by one dominates)
         distinct = list(dict.fromkeys(texts))
-        terms_of = dict(zip(distinct, map(self._ids_of, tokenize(distinct)), strict=True))
+        if tokens is None:
+            tokens = dict(zip(distinct, tokenize(distinct), strict=True))
+        terms_of = {text: self._ids_of(tokens[text]) for text in distinct}
         by_doc = self._by_doc
         for i, (text, doc) in enumerate(zip(texts, doc_ids, strict=True)):
             terms = terms_of[text]

@@ -79,6 +79,18 @@ def unseen_bound(q_last: float, a_last: float | None, answer_weight: float, agre
     return max(q_last, thread_dense_score(q_last, a_last, answer_weight, agreement_weight))
 
 
+def top_indices(values: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the ``m`` largest ``values``, largest first (all of them when ``m`` >= n).
+
+    A partial sort: on a search request only the head of the lexical scores is needed, and a
+    full sort of every document's score costs ~2 ms at 137k documents against ~0.1 ms.
+    """
+    if m >= len(values):
+        return np.argsort(-values, kind="stable")
+    head = np.argpartition(-values, m - 1)[:m]
+    return head[np.argsort(-values[head], kind="stable")]
+
+
 def make_snippet(text: str, max_chars: int) -> str:
     """The start of ``text`` with whitespace collapsed, cut at a word boundary, with an ellipsis."""
     flat = " ".join(text.split())

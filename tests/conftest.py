@@ -77,3 +77,9 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is missing: the shared evaluation data sits beside the repository")
     return path
+
+
+def labelled_pairs(threads, groups) -> list[tuple[str, str, int]]:
+    """Every pair of ``threads``' ids, labelled 1 when some group (a set of ids) holds both."""
+    ids = [t.id for t in threads]
+    return [(a, b, int(any({a, b} <= g for g in groups))) for i, a in enumerate(ids) for b in ids[i + 1 :]]

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder
+from conftest import FakeEmbedder, labelled_pairs
 
 from qa_search import ForumIndex, IndexConfig, Thread
 from qa_search.calibration import BOOSTED, COSINE, Calibration, fit_boosted, fit_calibration, group_folds
@@ -144,8 +144,7 @@ GROUPS = [{"a1", "a2", "a3"}, {"b1", "b2"}, {"c1", "c2"}]
 
 
 def _labelled_pairs():
-    ids = [t.id for t in THREADS]
-    return [(a, b, int(any({a, b} <= g for g in GROUPS))) for i, a in enumerate(ids) for b in ids[i + 1 :]]
+    return labelled_pairs(THREADS, GROUPS)
 
 
 def test_index_calibration_drives_duplicate_verdicts_and_is_saved(tmp_path):

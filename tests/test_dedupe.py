@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder
+from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -33,8 +33,7 @@ GROUPS = [{"a1", "a2", "a3"}, {"b1", "b2"}, {"c1", "c2"}]
 
 
 def _labelled_pairs():
-    ids = [t.id for t in THREADS]
-    return [(a, b, int(any({a, b} <= g for g in GROUPS))) for i, a in enumerate(ids) for b in ids[i + 1 :]]
+    return labelled_pairs(THREADS, GROUPS)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from test_index import brute_force_score
 
 from qa_search import Answer, ForumIndex, IndexConfig, Thread
 from qa_search.lexical import LexicalIndex
+from qa_search.retrieval import top_indices
 
 WORDS = ["anxiety", "sleep", "therapist", "money", "partner", "breakup"]
 WORDS += ["panic", "work", "family", "anger", "grief", "school"]
@@ -105,3 +106,13 @@ def test_lexical_index_follows_upserts_and_survives_save(tmp_path):
     back = ForumIndex.load(tmp_path / "ix", embedder=emb)
     again = back.search("grief dog", k=2)
     assert [h.thread_id for h in again] == [h.thread_id for h in index.search("grief dog", k=2)]
+
+
+def test_top_indices_is_the_head_of_a_full_sort():
+    rng = np.random.default_rng(7)
+    values = np.round(rng.random(500), 2).astype(np.float32)  # many ties
+    full = np.argsort(-values, kind="stable")
+    for m in (1, 5, 37, 499, 500, 900):
+        head = top_indices(values, m)
+        assert len(head) == min(m, 500)
+        np.testing.assert_array_equal(values[head], values[full[: len(head)]])
