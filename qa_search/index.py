@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -87,16 +87,68 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         # search is exact only while a thread's score never falls as a cosine or a boost rises
-        for name in ("answer_weight", "agreement_weight", "solved_boost", "vote_boost"):
+        for name in ("answer_weight", "agreement_weight", "lexical_weight", "solved_boost", "vote_boost"):
             if getattr(self, name) < 0:
                 raise ValueError(f"IndexConfig.{name} must be at least 0, got {getattr(self, name)}")
-        if self.vote_cap < 1:
-            raise ValueError(f"IndexConfig.vote_cap must be at least 1, got {self.vote_cap}")
+        for name in ("chunk_words", "snippet_chars", "batch_size", "vote_cap"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"IndexConfig.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.chunk_overlap < self.chunk_words:
+            raise ValueError(
+                f"IndexConfig.chunk_overlap must be at least 0 and below chunk_words "
+                f"({self.chunk_words}), got {self.chunk_overlap}"
+            )
+        if not -1 <= self.duplicate_threshold <= 1:
+            raise ValueError(
+                f"IndexConfig.duplicate_threshold is a cosine in [-1, 1], got {self.duplicate_threshold}"
+            )
+        if self.exact_search_limit < 0:
+            raise ValueError(
+                f"IndexConfig.exact_search_limit must be at least 0, got {self.exact_search_limit}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict) -> IndexConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def updated(self, settings: Mapping[str, object]) -> IndexConfig:
+        """A copy with ``settings`` changed; values may be strings (``"0.5"``), as a command line gives them.
+
+        Raises ``ValueError`` naming an unknown setting (and the known ones) or a value that is
+        not a number of the setting's kind or out of its range.
+        """
+        kinds = {f.name: type(getattr(self, f.name)) for f in fields(self)}
+        changes: dict[str, object] = {}
+        for name, raw in settings.items():
+            if name not in kinds:
+                raise ValueError(f"unknown setting {name!r}; the settings are: {', '.join(kinds)}")
+            kind = kinds[name]
+            try:
+                if isinstance(raw, bool):
+                    raise ValueError
+                value = kind(raw) if kind is float else int(str(raw).strip())
+            except (TypeError, ValueError):
+                noun = "a number" if kind is float else "a whole number"
+                raise ValueError(f"setting {name} must be {noun}, got {raw!r}") from None
+            if kind is float and not np.isfinite(value):
+                raise ValueError(f"setting {name} must be a finite number, got {raw!r}")
+            changes[name] = value
+        return replace(self, **changes)
+
+    def changed(self) -> dict[str, object]:
+        """The settings that differ from the defaults."""
+        default = IndexConfig()
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+
+
+#: Settings that decide what is embedded or how vectors are stored: changing one means a rebuild
+#: (``qa-search build --set``), not :meth:`ForumIndex.reconfigure`.
+EMBEDDING_SETTINGS = frozenset({"chunk_words", "chunk_overlap", "exact_search_limit"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +248,23 @@ class ForumIndex:
         self._max_boost: float | None = None  # a bound on thread boosts, see _boost_bound
         #: The fitted duplicate scorer (see :meth:`calibrate`); None while uncalibrated.
         self.calibration: Calibration | None = None
+
+    def reconfigure(self, settings: Mapping[str, object]) -> IndexConfig:
+        """Change scoring settings in place (see :meth:`IndexConfig.updated`); returns the new config.
+
+        Only settings that leave the vectors as they are can change here; one of
+        :data:`EMBEDDING_SETTINGS` raises ``ValueError`` (build the index again with it instead).
+        The change is published with the next :meth:`save`.
+        """
+        refused = sorted(EMBEDDING_SETTINGS & settings.keys())
+        if refused:
+            raise ValueError(
+                f"cannot change {', '.join(refused)} on a built index (what is embedded and how the "
+                "vectors are stored depend on it); build the index again with the new value"
+            )
+        self.config = self.config.updated(settings)
+        self._max_boost = None  # the boosts may have changed
+        return self.config
 
     # -- contents -----------------------------------------------------------------------
 

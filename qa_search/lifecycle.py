@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -109,6 +109,13 @@ def _publish(
     )
 
 
+def current_config(index_dir: str | Path) -> IndexConfig:
+    """The settings of ``index_dir``'s current generation (the defaults when it has none)."""
+    if current_generation(index_dir) is None:
+        return IndexConfig()
+    return IndexConfig.from_dict(read_manifest(resolve_snapshot(index_dir)).get("config", {}))
+
+
 def build_index(
     index_dir: str | Path,
     threads: Iterable[Thread],
@@ -125,7 +132,8 @@ def build_index(
     Holds the writer lock from before the first thread is read. With ``use_cache``, texts whose
     embedding is in ``DIR/cache`` (from earlier builds with this model) are not embedded again,
     and new embeddings are added to it as they are made, so even an interrupted build is not
-    wasted. Afterwards all but the ``keep`` newest generations are pruned. ``progress`` and
+    wasted. ``config`` defaults to the current generation's settings (:func:`current_config`).
+    Afterwards all but the ``keep`` newest generations are pruned. ``progress`` and
     ``index_progress`` are ``(done, total)`` callbacks for the texts embedded and the vectors
     indexed (the latter only when a vector index is rebuilt, e.g. as HNSW).
     """
@@ -136,7 +144,7 @@ def build_index(
         if not batch:
             raise QASearchError("no threads to index: the input is empty")
         cached = _cached(index_dir, embedder) if use_cache else None
-        index = ForumIndex(cached or embedder, config)
+        index = ForumIndex(cached or embedder, config or current_config(index_dir))
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)
         embedded = cached.embedded - before if cached else stats.embedded
@@ -207,6 +215,26 @@ def delete_threads(
             raise UnknownThreadError(unknown[0])
         deleted = index.delete(ids)
         return _publish(index_dir, index, None, 0, 0, started, keep, deleted=deleted)
+
+
+def reconfigure_index(
+    index_dir: str | Path,
+    settings: Mapping[str, object],
+    embedder: Embedder | None = None,
+    *,
+    keep: int = DEFAULT_KEEP,
+) -> BuildReport:
+    """Publish a new generation: the current one with scoring ``settings`` changed.
+
+    Nothing is embedded again; see :meth:`ForumIndex.reconfigure` for what may change. A bad
+    setting raises ``ValueError`` before anything is written.
+    """
+    index_dir = Path(index_dir)
+    started = time.perf_counter()
+    with writer_lock(index_dir):
+        index, _ = _load_current(index_dir, embedder, use_cache=False)
+        index.reconfigure(settings)
+        return _publish(index_dir, index, None, 0, 0, started, keep)
 
 
 # -- verification ---------------------------------------------------------------------------

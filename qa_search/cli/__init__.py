@@ -7,7 +7,7 @@ import click
 from .build import build
 from .dedupe import dedupe
 from .imports import export_pairs, import_command
-from .lifecycle import delete, info, rollback_command, update, verify
+from .lifecycle import configure, delete, info, rollback_command, update, verify
 from .quality import calibrate, evaluate
 from .query import duplicates, search
 from .serve import serve
@@ -23,5 +23,5 @@ def main() -> None:
 for _command in (build, search, duplicates, serve, evaluate, calibrate, tune_command, dedupe):
     main.add_command(_command)
 # index lifecycle: updates, generations, verification, importers
-for _command in (update, delete, rollback_command, info, verify, import_command, export_pairs):
+for _command in (update, delete, configure, rollback_command, info, verify, import_command, export_pairs):
     main.add_command(_command)

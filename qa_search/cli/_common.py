@@ -40,3 +40,32 @@ def advance(bar, done: int, total: int) -> None:
 
 def echo_json(obj: object) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def _parse_settings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    from ..index import IndexConfig
+
+    settings: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx, param)
+        settings[key.strip()] = value.strip()
+    try:
+        IndexConfig().updated(settings)  # names, kinds and ranges, before anything slow starts
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return settings
+
+
+def settings_option(fn):
+    """``--set KEY=VALUE`` (repeatable): IndexConfig settings, checked as they are parsed."""
+    return click.option(
+        "--set",
+        "settings",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=_parse_settings,
+        help="Change an index setting (repeatable), e.g. --set lexical_weight=0.5; "
+        "`qa-search configure DIR` lists them.",
+    )(fn)

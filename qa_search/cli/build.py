@@ -5,10 +5,9 @@ from __future__ import annotations
 import click
 
 from ..embedding import BACKENDS, load_embedder
-from ..index import IndexConfig
-from ..lifecycle import DEFAULT_KEEP, BuildReport, build_index
+from ..lifecycle import DEFAULT_KEEP, BuildReport, build_index, current_config
 from ..lock import writer_lock
-from ._common import echo_json, library_errors
+from ._common import echo_json, library_errors, settings_option
 from ._input import StepBar, ThreadInput, input_options
 
 
@@ -63,6 +62,7 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
     show_default=True,
     help="Encoder runtime: auto picks ONNX int8 where the export matches torch.",
 )
+@settings_option
 @click.option("--no-cache", is_flag=True, help="Embed every text again, ignoring DIR/cache.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -77,6 +77,7 @@ def build(
     site_url: str | None,
     skip_invalid: bool,
     keep: int,
+    settings: dict[str, str],
     no_cache: bool,
     quiet: bool,
     as_json: bool,
@@ -84,7 +85,8 @@ def build(
     """Build an index from forum exports and publish it as a new generation.
 
     Texts embedded by an earlier build (kept in DIR/cache) are not embedded again, so a rebuild
-    after a few edits is fast.
+    after a few edits is fast. The index keeps its settings from one build to the next (the
+    defaults for a new index); each --set changes one.
     """
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
     with writer_lock(index_dir):  # before the model loads: a second writer fails at once
@@ -94,7 +96,7 @@ def build(
                 index_dir,
                 source,
                 embedder,
-                config=IndexConfig(),
+                config=current_config(index_dir).updated(settings),
                 keep=keep,
                 use_cache=not no_cache,
                 progress=bar,

@@ -1,18 +1,20 @@
-"""``qa-search update``, ``delete``, ``rollback``, ``info`` and ``verify``: operating an index
-directory after its first build."""
+"""``qa-search update``, ``delete``, ``configure``, ``rollback``, ``info`` and ``verify``:
+operating an index directory after its first build."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from ..cache import cache_root
-from ..lifecycle import delete_threads, update_index, verify_index
+from ..index import EMBEDDING_SETTINGS, IndexConfig
+from ..lifecycle import current_config, delete_threads, reconfigure_index, update_index, verify_index
 from ..lock import read_holder, writer_lock
 from ..store import current_generation, describe, read_history, rollback
-from ._common import echo_json, library_errors
+from ._common import echo_json, library_errors, settings_option
 from ._input import StepBar, ThreadInput, input_options
 from .build import keep_option, report
 
@@ -73,6 +75,45 @@ def delete(index_dir: str, thread_ids: tuple[str, ...], missing_ok: bool, keep: 
             f"deleted {summary.deleted} thread(s); {summary.threads} threads remain; "
             f"published generation {summary.generation} at {summary.snapshot}"
         )
+
+
+@click.command()
+@INDEX_DIR
+@settings_option
+@keep_option
+@click.option("--json", "as_json", is_flag=True, help="Print the settings (and what was published) as JSON.")
+@library_errors
+def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool) -> None:
+    """Show the index's settings; with --set, change them and publish a new generation.
+
+    Nothing is embedded again. chunk_words, chunk_overlap and exact_search_limit decide what is
+    embedded and how, so they change only with a new build (qa-search build --set).
+    """
+    if current_generation(index_dir) is None:
+        raise click.ClickException(f"{index_dir} holds no published generation; build it first")
+    summary = None
+    if settings:
+        refused = sorted(EMBEDDING_SETTINGS & settings.keys())
+        if refused:
+            raise click.BadParameter(
+                f"{', '.join(refused)} can only change with a new build: qa-search build --set",
+                param_hint="--set",
+            )
+        summary = reconfigure_index(index_dir, settings, keep=keep)
+    config = current_config(index_dir)
+    defaults = asdict(IndexConfig())
+    if as_json:
+        out: dict = {"config": asdict(config), "changed": config.changed()}
+        if summary is not None:
+            out.update(generation=summary.generation, snapshot=summary.snapshot, pruned=list(summary.pruned))
+        echo_json(out)
+        return
+    if summary is not None:
+        click.echo(f"published generation {summary.generation} at {summary.snapshot}")
+    click.echo(f"{index_dir}: settings of generation {current_generation(index_dir)}")
+    for name, value in asdict(config).items():
+        note = "" if value == defaults[name] else f"  (default {defaults[name]})"
+        click.echo(f"  {name:<20} {value}{note}")
 
 
 @click.command("rollback")

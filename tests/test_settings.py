@@ -1,0 +1,158 @@
+"""Index settings: parsing and checking them, changing them on a built index, and the CLI's
+``build --set`` and ``configure``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
+
+from qa_search import ForumIndex, IndexConfig, read_dump
+from qa_search.cli import main
+from qa_search.lifecycle import build_index, current_config, reconfigure_index
+from qa_search.store import current_generation
+
+QUERIES = [
+    "my therapist forgot what I told her last week",
+    "how do I stop panic attacks before work",
+    "my partner never listens when we argue about money",
+]
+
+
+def test_updated_parses_command_line_strings_and_checks_them():
+    cfg = IndexConfig().updated({"lexical_weight": "0.5", "vote_cap": "50", "solved_boost": 0.1})
+    assert (cfg.lexical_weight, cfg.vote_cap, cfg.solved_boost) == (0.5, 50, 0.1)
+    assert cfg.changed() == {"lexical_weight": 0.5, "vote_cap": 50, "solved_boost": 0.1}
+    assert IndexConfig().changed() == {}
+    with pytest.raises(ValueError, match=r"unknown setting 'lexical'.*lexical_weight"):
+        IndexConfig().updated({"lexical": "1"})
+    with pytest.raises(ValueError, match="lexical_weight must be a number, got 'lots'"):
+        IndexConfig().updated({"lexical_weight": "lots"})
+    with pytest.raises(ValueError, match="vote_cap must be a whole number, got '2.5'"):
+        IndexConfig().updated({"vote_cap": "2.5"})
+    with pytest.raises(ValueError, match="finite"):
+        IndexConfig().updated({"answer_weight": "nan"})
+    with pytest.raises(ValueError, match="lexical_weight must be at least 0"):
+        IndexConfig().updated({"lexical_weight": "-1"})
+    with pytest.raises(ValueError, match="chunk_overlap must be at least 0 and below chunk_words"):
+        IndexConfig().updated({"chunk_words": "20", "chunk_overlap": "20"})
+    with pytest.raises(ValueError, match=r"duplicate_threshold is a cosine in \[-1, 1\]"):
+        IndexConfig().updated({"duplicate_threshold": "1.5"})
+
+
+@pytest.fixture(scope="module")
+def threads():
+    return list(read_dump(SAMPLE_DUMP))
+
+
+def results(index: ForumIndex) -> list:
+    return [[(h.thread_id, round(h.score, 5)) for h in index.search(q, k=8)] for q in QUERIES]
+
+
+@pytest.mark.parametrize(
+    ("start", "settings"),
+    [
+        ({}, {"lexical_weight": "0"}),
+        ({}, {"lexical_weight": "0.3", "answer_weight": "0.5"}),
+        # the boost bound found under a small boost must not survive a larger one
+        ({"vote_boost": "0.01"}, {"vote_boost": "2"}),
+    ],
+)
+def test_reconfigure_scores_exactly_as_a_fresh_build_with_those_settings(threads, start, settings):
+    index = ForumIndex(FakeEmbedder(), IndexConfig().updated(start))
+    index.upsert(threads)
+    before = results(index)
+    index.reconfigure(settings)
+    fresh = ForumIndex(FakeEmbedder(), IndexConfig().updated({**start, **settings}))
+    fresh.upsert(threads)
+    assert results(index) == results(fresh)
+    assert results(index) != before
+
+
+def test_reconfigure_refuses_settings_that_change_what_is_embedded(threads):
+    index = ForumIndex(FakeEmbedder(), IndexConfig())
+    index.upsert(threads[:5])
+    with pytest.raises(ValueError, match="cannot change chunk_words on a built index"):
+        index.reconfigure({"chunk_words": "100", "lexical_weight": "0.2"})
+    assert index.config == IndexConfig()  # nothing half-applied
+
+
+def test_reconfigure_index_publishes_and_keeps_the_calibration(tmp_path, threads):
+    emb = FakeEmbedder()
+    groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
+    index = ForumIndex(emb, IndexConfig())
+    index.upsert(threads)
+    pairs = labelled_pairs(threads, groups)
+    index.calibrate([(a, b) for a, b, _ in pairs], [y for *_, y in pairs])
+    index.save(tmp_path / "ix")
+    report = reconfigure_index(tmp_path / "ix", {"lexical_weight": "0.25"}, emb)
+    assert report.generation == 2 and report.embedded == 0 and report.threads == len(threads)
+    again = ForumIndex.load(tmp_path / "ix", emb)
+    assert again.config.lexical_weight == 0.25 and again.calibration is not None
+    assert again.calibration.to_dict() == index.calibration.to_dict()
+    # a later build without settings keeps the index's settings
+    build_index(tmp_path / "ix", threads[:20], emb)
+    assert current_config(tmp_path / "ix").lexical_weight == 0.25
+    assert current_config(tmp_path / "new") == IndexConfig()
+
+
+@pytest.fixture
+def fake_cli(monkeypatch):
+    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
+    monkeypatch.setattr(sys.modules["qa_search.cli.build"], "load_embedder", fake)
+    monkeypatch.setattr(sys.modules["qa_search.lifecycle"], "load_embedder", fake)
+    return CliRunner()
+
+
+def test_cli_build_set_and_configure(tmp_path, fake_cli):
+    ix = str(tmp_path / "ix")
+    r = fake_cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", ix, "-q", "--set", "solved_boost=0.05"])
+    assert r.exit_code == 0, r.output
+    assert current_config(ix).solved_boost == 0.05
+    # configure alone shows the settings and marks what differs from the defaults
+    r = fake_cli.invoke(main, ["configure", ix])
+    assert r.exit_code == 0, r.output
+    assert "settings of generation 1" in r.output
+    assert "solved_boost         0.05  (default 0.0)" in r.output
+    assert "lexical_weight       1.0\n" in r.output
+    # --set publishes a new generation; nothing else changes
+    change = ["--set", "lexical_weight=0.5", "--set", "vote_boost=0.1"]
+    r = fake_cli.invoke(main, ["configure", ix, *change, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["generation"] == 2 and current_generation(ix) == 2
+    assert out["changed"] == {"lexical_weight": 0.5, "solved_boost": 0.05, "vote_boost": 0.1}
+    assert out["config"] == asdict(current_config(ix))
+    # a rebuild keeps them; --set changes one on top
+    r = fake_cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", ix, "-q", "--set", "vote_boost=0"])
+    assert r.exit_code == 0, r.output
+    assert current_config(ix).changed() == {"lexical_weight": 0.5, "solved_boost": 0.05}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "lexical=1"], "unknown setting 'lexical'"),
+        (["--set", "lexical_weight"], "expected KEY=VALUE, got 'lexical_weight'"),
+        (["--set", "lexical_weight=high"], "lexical_weight must be a number"),
+        (["--set", "chunk_words=100"], "chunk_words can only change with a new build"),
+    ],
+)
+def test_cli_configure_refuses_bad_settings_and_publishes_nothing(tmp_path, fake_cli, args, message):
+    ix = tmp_path / "ix"
+    index = ForumIndex(FakeEmbedder(), IndexConfig())
+    index.upsert(list(read_dump(SAMPLE_DUMP))[:10])
+    index.save(ix)
+    r = fake_cli.invoke(main, ["configure", str(ix), *args])
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert current_generation(ix) == 1
+
+
+def test_cli_configure_an_empty_directory_says_build_first(tmp_path, fake_cli):
+    (tmp_path / "empty").mkdir()
+    r = fake_cli.invoke(main, ["configure", str(tmp_path / "empty")])
+    assert r.exit_code == 1 and "holds no published generation; build it first" in r.output
