@@ -12,9 +12,10 @@ Four systems, measured in one run on the same data:
   thread score, snapshot built and loaded as `qa-search build` does it: HNSW over 8-bit vectors
   for the 137k Quora questions); duplicate pairs scored by `calibrate`'s scorer;
 - **qa_search tuned**: the same with a model fine-tuned by `qa_search.tuning.tune` (defaults,
-  seed 0) on SemEval-2016 train part 2 (``--tuned-model`` reuses one made earlier). Quora's train
-  pairs are left out: the model was trained on Quora already, and the issue measured one epoch
-  on them at -0.1 nDCG@10.
+  seed 0) on SemEval-2016 train part 2 (``--tuned-model`` reuses one made earlier), and the
+  index settings it recommends (``qa_search.json`` beside it: lexical weight 0.25), as
+  `qa-search build --model` applies them. Quora's train pairs are left out: the model was
+  trained on Quora already, and the issue measured one epoch on them at -0.1 nDCG@10.
 
 Datasets (../shared/data, see its README):
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -64,6 +66,7 @@ from qa_search.lexical import LexicalIndex  # noqa: E402
 from qa_search.lifecycle import build_index  # noqa: E402
 from qa_search.metrics import average_precision, recall_at_precision, semeval_map  # noqa: E402
 from qa_search.retrieval import brute_force_topk  # noqa: E402
+from qa_search.tuning import model_index_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -152,11 +155,12 @@ def quora_by_hand_and_bm25(fp32, queries) -> dict:
     return result
 
 
-def quora_qa_search(embedder, work: Path, name: str, queries) -> dict:
+def quora_qa_search(embedder, config: IndexConfig, work: Path, name: str, queries) -> dict:
     ids, texts = quora_corpus()
     index_dir = work / f"quora-{name}"
     log(f"Quora: building the {name} index in {index_dir} (embeddings cached there)")
-    report = build_index(index_dir, [Thread(i, t) for i, t in zip(ids, texts, strict=True)], embedder)
+    threads = [Thread(i, t) for i, t in zip(ids, texts, strict=True)]
+    report = build_index(index_dir, threads, embedder, config=config)
     log(f"Quora: built ({report.embedded} embedded, {report.reused} reused); searching")
     index = ForumIndex.load(index_dir, embedder)
     result = pick(evaluate_queries(index, queries))
@@ -226,11 +230,15 @@ def pick(d: dict) -> dict:
 def tuned_model(work: Path, given: str | None) -> str:
     if given:
         return given
+    from qa_search import tuning
+
     out = work / "tuned-semeval-train2"
-    if out.exists():
+    if (out / tuning.SETTINGS_FILE).is_file():
         log(f"reusing the tuned model in {out}")
         return str(out)
-    from qa_search import tuning
+    if out.exists():
+        log(f"{out} was tuned by an older version (no {tuning.SETTINGS_FILE}): tuning again")
+        shutil.rmtree(out)
 
     with tempfile.TemporaryDirectory() as tmp:
         pairs_file = Path(tmp) / "pairs.jsonl"
@@ -246,10 +254,12 @@ def run(work: Path, tuned: str | None, skip_tuned: bool) -> dict:
     started = time.time()
     queries = read_queries(QUORA / "dev_queries.jsonl.gz")
     fp32 = cached(load_embedder(backend="onnx"), work, "onnx-fp32")
-    default = load_embedder()
-    systems = {"qa_search": default}
+    systems = {"qa_search": (load_embedder(), IndexConfig())}
     if not skip_tuned:
-        systems["qa_search tuned"] = load_embedder(tuned_model(work, tuned))
+        model = tuned_model(work, tuned)
+        # what `qa-search build --model` starts a new index from
+        tuned_config = IndexConfig().updated(model_index_settings(model))
+        systems["qa_search tuned"] = (load_embedder(model), tuned_config)
 
     out: dict = {"quora": {}, "semeval_dev": {}, "counselchat": {}}
     out["quora"].update(quora_by_hand_and_bm25(fp32, queries))
@@ -257,12 +267,13 @@ def run(work: Path, tuned: str | None, skip_tuned: bool) -> dict:
     log("CounselChat: by hand and BM25")
     out["counselchat"]["by hand"] = pick(counselchat.by_hand_counselchat(fp32)["all"])
     out["counselchat"]["BM25"] = counselchat_bm25()
-    for name, embedder in systems.items():
-        out["quora"][name] = quora_qa_search(embedder, work, name.replace(" ", "-"), queries)
+    for name, (embedder, config) in systems.items():
+        out["quora"][name] = quora_qa_search(embedder, config, work, name.replace(" ", "-"), queries)
         log(f"SemEval and CounselChat: {name}")
-        out["semeval_dev"][name] = {"map": semeval.semeval_file_map(SEMEVAL_DEV, embedder, IndexConfig())}
-        out["counselchat"][name] = pick(counselchat.evaluate_counselchat(embedder, IndexConfig())["all"])
-    out["tuned_model"] = None if skip_tuned else systems["qa_search tuned"].name
+        out["semeval_dev"][name] = {"map": semeval.semeval_file_map(SEMEVAL_DEV, embedder, config)}
+        out["counselchat"][name] = pick(counselchat.evaluate_counselchat(embedder, config)["all"])
+    out["settings"] = {name: config.changed() for name, (_, config) in systems.items()}
+    out["tuned_model"] = None if skip_tuned else systems["qa_search tuned"][0].name
     out["seconds"] = round(time.time() - started, 1)
     return out
 

@@ -24,6 +24,7 @@ from .lock import writer_lock
 from .snapshot import read_manifest, verify_files
 from .store import current_generation, generation_path, list_generations, prune, resolve_snapshot
 from .threads import Thread
+from .tuning import model_index_settings
 from .writelog import publish_with_log
 
 #: Generations kept after a publish, by default (the current one is always kept).
@@ -116,6 +117,25 @@ def current_config(index_dir: str | Path) -> IndexConfig:
     return IndexConfig.from_dict(read_manifest(resolve_snapshot(index_dir)).get("config", {}))
 
 
+def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dict[str, float]]:
+    """The settings a build of ``index_dir`` with ``model`` starts from, and the model's part.
+
+    The current generation's settings are kept; where the index is new or was built with
+    another model, the settings a tuned model recommends
+    (:func:`~qa_search.tuning.model_index_settings`) are applied on top. Returns
+    ``(config, settings taken from the model)``.
+    """
+    config = current_config(index_dir)
+    built = current_generation(index_dir) is not None
+    if built and read_manifest(resolve_snapshot(index_dir))["model"]["name"] == model:
+        return config, {}
+    from_model = model_index_settings(model)
+    try:
+        return config.updated(from_model), from_model
+    except ValueError as exc:
+        raise QASearchError(f"the settings of model {model} do not fit this version: {exc}") from exc
+
+
 def build_index(
     index_dir: str | Path,
     threads: Iterable[Thread],
@@ -132,7 +152,8 @@ def build_index(
     Holds the writer lock from before the first thread is read. With ``use_cache``, texts whose
     embedding is in ``DIR/cache`` (from earlier builds with this model) are not embedded again,
     and new embeddings are added to it as they are made, so even an interrupted build is not
-    wasted. ``config`` defaults to the current generation's settings (:func:`current_config`).
+    wasted. ``config`` defaults to :func:`starting_config`: the current generation's settings,
+    with a tuned model's recommended ones when the model is new to the index.
     Afterwards all but the ``keep`` newest generations are pruned. ``progress`` and
     ``index_progress`` are ``(done, total)`` callbacks for the texts embedded and the vectors
     indexed (the latter only when a vector index is rebuilt, e.g. as HNSW).
@@ -144,7 +165,7 @@ def build_index(
         if not batch:
             raise QASearchError("no threads to index: the input is empty")
         cached = _cached(index_dir, embedder) if use_cache else None
-        index = ForumIndex(cached or embedder, config or current_config(index_dir))
+        index = ForumIndex(cached or embedder, config or starting_config(index_dir, embedder.name)[0])
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)
         embedded = cached.embedded - before if cached else stats.embedded

@@ -13,8 +13,10 @@ from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
 
 from qa_search import ForumIndex, IndexConfig, read_dump
 from qa_search.cli import main
-from qa_search.lifecycle import build_index, current_config, reconfigure_index
+from qa_search.errors import QASearchError
+from qa_search.lifecycle import build_index, current_config, reconfigure_index, starting_config
 from qa_search.store import current_generation
+from qa_search.tuning import SETTINGS_FILE, model_index_settings
 
 QUERIES = [
     "my therapist forgot what I told her last week",
@@ -156,3 +158,39 @@ def test_cli_configure_an_empty_directory_says_build_first(tmp_path, fake_cli):
     (tmp_path / "empty").mkdir()
     r = fake_cli.invoke(main, ["configure", str(tmp_path / "empty")])
     assert r.exit_code == 1 and "holds no published generation; build it first" in r.output
+
+
+def tuned_model_dir(path, settings) -> str:
+    """A directory standing in for a tuned model: only its settings file matters here."""
+    path.mkdir()
+    (path / SETTINGS_FILE).write_text(json.dumps({"tuned_from": "x", "index_settings": settings}))
+    return str(path.resolve())
+
+
+def test_a_tuned_models_settings_apply_when_an_index_starts_using_it(tmp_path, threads):
+    model = tuned_model_dir(tmp_path / "tuned", {"lexical_weight": 0.25})
+    assert model_index_settings(model) == {"lexical_weight": 0.25}
+    assert model_index_settings(None) == {} and model_index_settings(str(tmp_path)) == {}
+    ix = tmp_path / "ix"
+    # a new index takes them
+    assert starting_config(ix, model) == (IndexConfig(lexical_weight=0.25), {"lexical_weight": 0.25})
+    build_index(ix, threads[:10], FakeEmbedder(name=model))
+    assert current_config(ix).changed() == {"lexical_weight": 0.25}
+    # the operator's change survives a rebuild with the same model
+    reconfigure_index(ix, {"lexical_weight": "0.6", "solved_boost": "0.02"}, FakeEmbedder(name=model))
+    build_index(ix, threads[:10], FakeEmbedder(name=model))
+    assert current_config(ix).changed() == {"lexical_weight": 0.6, "solved_boost": 0.02}
+    # another model without settings keeps the index's; a tuned one brings its own, boosts stay
+    build_index(ix, threads[:10], FakeEmbedder(name="fake-other"))
+    assert current_config(ix).changed() == {"lexical_weight": 0.6, "solved_boost": 0.02}
+    build_index(ix, threads[:10], FakeEmbedder(name=model))
+    assert current_config(ix).changed() == {"lexical_weight": 0.25, "solved_boost": 0.02}
+
+
+def test_a_damaged_settings_file_is_named(tmp_path):
+    model = tuned_model_dir(tmp_path / "tuned", ["lexical_weight"])
+    with pytest.raises(QASearchError, match=f"{SETTINGS_FILE} is damaged"):
+        model_index_settings(model)
+    unknown = tuned_model_dir(tmp_path / "newer", {"lexical_weight": 0.3, "rerank_depth": 50})
+    with pytest.raises(QASearchError, match="do not fit this version: unknown setting 'rerank_depth'"):
+        starting_config(tmp_path / "ix", unknown)

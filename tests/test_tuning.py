@@ -11,11 +11,14 @@ from click.testing import CliRunner
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder
 from qa_search.cli import main
+from qa_search.lifecycle import current_config
 from qa_search.threads import write_dump
 from qa_search.tuning import (
+    TUNED_INDEX_SETTINGS,
     LabelledPair,
     PairFormatError,
     UnknownPairIdsError,
+    model_index_settings,
     read_pairs,
     training_examples,
     tune,
@@ -163,11 +166,14 @@ def test_cli_tunes_from_id_pairs_and_build_takes_the_model(tmp_path):
     out = tmp_path / "model"
     runner = CliRunner()
     args = ["tune", "--pairs", str(pairs), "--corpus", str(dump), "--out", str(out)]
-    result = runner.invoke(main, [*args, "--epochs", "1", "--batch-size", "4", "--json"])
+    settings = ["--epochs", "1", "--batch-size", "4", "--learning-rate", "3e-5"]
+    result = runner.invoke(main, [*args, *settings, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["pairs"] == 5 and summary["out_dir"] == str(out.resolve())
+    assert summary["learning_rate"] == 3e-5
     assert (out / "modules.json").is_file()
+    assert summary["index_settings"] == TUNED_INDEX_SETTINGS == model_index_settings(str(out))
     built = runner.invoke(
         main,
         [
@@ -184,6 +190,8 @@ def test_cli_tunes_from_id_pairs_and_build_takes_the_model(tmp_path):
     )
     assert built.exit_code == 0, built.output
     assert "5 threads" in built.output
+    assert "settings recommended by the tuned model: lexical_weight=0.25" in built.output
+    assert current_config(tmp_path / "idx").changed() == TUNED_INDEX_SETTINGS
 
 
 def test_onnx_export_accepts_the_layout_sentence_transformers_6_saves(tmp_path):

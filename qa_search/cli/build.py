@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..embedding import BACKENDS, load_embedder
-from ..lifecycle import DEFAULT_KEEP, BuildReport, build_index, current_config
+from ..lifecycle import DEFAULT_KEEP, BuildReport, build_index, starting_config
 from ..lock import writer_lock
 from ._common import echo_json, library_errors, settings_option
 from ._input import StepBar, ThreadInput, input_options
@@ -86,17 +86,23 @@ def build(
 
     Texts embedded by an earlier build (kept in DIR/cache) are not embedded again, so a rebuild
     after a few edits is fast. The index keeps its settings from one build to the next (the
-    defaults for a new index); each --set changes one.
+    defaults for a new index); a model made by `qa-search tune` adds the settings it recommends
+    when the index starts using it; each --set changes one.
     """
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
     with writer_lock(index_dir):  # before the model loads: a second writer fails at once
         embedder = load_embedder(model, backend=backend)
+        config, from_model = starting_config(index_dir, embedder.name)
+        if from_model and not as_json:
+            shown = ", ".join(f"{k}={v}" for k, v in from_model.items() if k not in settings)
+            if shown:
+                click.echo(f"settings recommended by the tuned model: {shown}", err=True)
         with StepBar("embedding", quiet) as bar, StepBar("indexing", quiet, unit="vector") as ibar:
             summary = build_index(
                 index_dir,
                 source,
                 embedder,
-                config=current_config(index_dir).updated(settings),
+                config=config.updated(settings),
                 keep=keep,
                 use_cache=not no_cache,
                 progress=bar,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..tuning import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_SEED, read_pairs, tune
+from ..tuning import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_SEED, read_pairs, tune
 from ._common import echo_json, library_errors
 
 
@@ -35,6 +35,12 @@ from ._common import echo_json, library_errors
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(2))
+@click.option(
+    "--learning-rate",
+    default=DEFAULT_LEARNING_RATE,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @library_errors
@@ -46,12 +52,15 @@ def tune_command(
     epochs: int,
     seed: int,
     batch_size: int,
+    learning_rate: float,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Fine-tune the embedding model on a forum's duplicate / non-duplicate pairs (CPU).
 
-    The result is a sentence-transformers directory for `qa-search build --model OUT`.
+    The result is a sentence-transformers directory for `qa-search build --model OUT`, with the
+    index settings that suit a tuned model beside it (qa_search.json), which a new index built
+    with it starts from.
     """
     pairs = read_pairs(pair_files, corpus)
     result = tune(
@@ -61,6 +70,7 @@ def tune_command(
         epochs=epochs,
         seed=seed,
         batch_size=batch_size,
+        learning_rate=learning_rate,
         show_progress=not quiet and not as_json,
     )
     if as_json:
@@ -72,3 +82,5 @@ def tune_command(
         f"{result.positive_pairs} without; {result.epochs} epoch(s), {result.steps} steps "
         f"in {result.seconds:.1f} s; saved to {result.out_dir}"
     )
+    settings = ", ".join(f"{k}={v}" for k, v in result.index_settings.items())
+    click.echo(f"an index built with it starts from: {settings}")
