@@ -129,10 +129,20 @@ def test_cli_build_set_and_configure(tmp_path, fake_cli):
     assert out["generation"] == 2 and current_generation(ix) == 2
     assert out["changed"] == {"lexical_weight": 0.5, "solved_boost": 0.05, "vote_boost": 0.1}
     assert out["config"] == asdict(current_config(ix))
+    # asking again for what the index has publishes nothing
+    r = fake_cli.invoke(main, ["configure", ix, *change])
+    assert r.exit_code == 0 and "already has these settings; nothing published" in r.output
+    assert current_generation(ix) == 2
     # a rebuild keeps them; --set changes one on top
     r = fake_cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", ix, "-q", "--set", "vote_boost=0"])
     assert r.exit_code == 0, r.output
     assert current_config(ix).changed() == {"lexical_weight": 0.5, "solved_boost": 0.05}
+    # a value that clashes with one the index keeps is refused before anything is embedded
+    r = fake_cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", ix, "-q", "--set", "chunk_words=40"])
+    assert r.exit_code == 0, r.output
+    r = fake_cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", ix, "-q", "--set", "chunk_overlap=40"])
+    assert r.exit_code == 2 and "chunk_overlap must be at least 0 and below chunk_words (40)" in r.output
+    assert current_config(ix).chunk_words == 40 and current_generation(ix) == 4
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,10 @@ def build(
     with writer_lock(index_dir):  # before the model loads: a second writer fails at once
         embedder = load_embedder(model, backend=backend)
         config, from_model = starting_config(index_dir, embedder.name)
+        try:
+            config = config.updated(settings)
+        except ValueError as exc:  # a value that clashes with one the index keeps
+            raise click.BadParameter(str(exc), param_hint="--set") from None
         if from_model and not as_json:
             shown = ", ".join(f"{k}={v}" for k, v in from_model.items() if k not in settings)
             if shown:
@@ -102,7 +106,7 @@ def build(
                 index_dir,
                 source,
                 embedder,
-                config=config.updated(settings),
+                config=config,
                 keep=keep,
                 use_cache=not no_cache,
                 progress=bar,

@@ -99,7 +99,12 @@ def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool
                 f"{', '.join(refused)} can only change with a new build: qa-search build --set",
                 param_hint="--set",
             )
-        summary = reconfigure_index(index_dir, settings, keep=keep)
+        try:
+            changed = current_config(index_dir).updated(settings) != current_config(index_dir)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--set") from None
+        if changed:  # asking for the settings the index already has publishes nothing
+            summary = reconfigure_index(index_dir, settings, keep=keep)
     config = current_config(index_dir)
     defaults = asdict(IndexConfig())
     if as_json:
@@ -110,6 +115,8 @@ def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool
         return
     if summary is not None:
         click.echo(f"published generation {summary.generation} at {summary.snapshot}")
+    elif settings:
+        click.echo("the index already has these settings; nothing published")
     click.echo(f"{index_dir}: settings of generation {current_generation(index_dir)}")
     for name, value in asdict(config).items():
         note = "" if value == defaults[name] else f"  (default {defaults[name]})"
