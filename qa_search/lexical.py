@@ -78,7 +78,20 @@ class LexicalIndex:
         model = bm25s.BM25(k1=K1, b=B, method="lucene")
         model.index(tokenize(texts), show_progress=False)
         s = model.scores
-        return cls(list(doc_ids), s["data"], s["indices"], s["indptr"], dict(model.vocab_dict))
+        data, indices, indptr = np.asarray(s["data"]), np.asarray(s["indices"]), np.asarray(s["indptr"])
+        # bm25s numbers terms in set order, which Python salts per process; renumbered
+        # alphabetically, every sum over a query's terms runs in one order, so a score is the
+        # same to the last bit in every run
+        columns = len(indptr) - 1  # the "" token bm25s adds may have no column: it stays last
+        terms = sorted(t for t, i in model.vocab_dict.items() if i < columns)
+        terms += sorted(t for t, i in model.vocab_dict.items() if i >= columns)
+        old = np.array([model.vocab_dict[t] for t in terms[:columns]], np.int64)
+        lengths = np.diff(indptr)[old]
+        new_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(indptr.dtype)
+        # entry k of new column j is entry k of old column old[j]
+        take = np.repeat(indptr[old] - new_indptr[:-1], lengths) + np.arange(new_indptr[-1])
+        vocab = {t: i for i, t in enumerate(terms)}
+        return cls(list(doc_ids), data[take], indices[take], new_indptr, vocab)
 
     def _term_ids(self, text: str) -> np.ndarray:
         return self._ids_of(tokenize([text])[0])

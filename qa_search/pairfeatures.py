@@ -12,6 +12,7 @@ these columns and stores their names, so a change here is detected when a calibr
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 
@@ -80,11 +81,12 @@ def text_features(
     union = sa | sb
     jac = len(sa & sb) / len(union) if union else 0.0
     w = {t: idf(t) for t in union}
-    total = sum(w.values())
+    # fsum: exact, so the result does not follow the (per-process salted) order of a set
+    total = math.fsum(w.values())
     if total > 0:
-        shared = sum(w[t] for t in sa & sb) / total
-        only_a = sum(w[t] for t in sa - sb) / total
-        only_b = sum(w[t] for t in sb - sa) / total
+        shared = math.fsum(w[t] for t in sa & sb) / total
+        only_a = math.fsum(w[t] for t in sa - sb) / total
+        only_b = math.fsum(w[t] for t in sb - sa) / total
     else:
         shared = only_a = only_b = 0.0
     numbers_differ = float(numbers(text_a) != numbers(text_b))

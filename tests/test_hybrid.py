@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import FakeEmbedder
@@ -116,3 +121,37 @@ def test_top_indices_is_the_head_of_a_full_sort():
         head = top_indices(values, m)
         assert len(head) == min(m, 500)
         np.testing.assert_array_equal(values[head], values[full[: len(head)]])
+
+
+_REPRODUCE = r"""
+import hashlib, json, sys
+import numpy as np
+from conftest import SAMPLE_DUMP
+from qa_search import read_dump
+from qa_search.lexical import LexicalIndex, tokenize
+from qa_search.pairfeatures import text_features
+
+threads = list(read_dump(SAMPLE_DUMP))
+texts = [t.question_text for t in threads]
+lex = LexicalIndex.build([t.id for t in threads], texts)
+queries = [t.question_text for t in threads[::7]]
+scores = np.stack([lex.scores(q) for q in queries])
+pairs = lex.score_pairs(queries, [t.id for t in threads[1::7]][: len(queries)])
+toks = tokenize(texts)
+feats = [text_features(texts[i], texts[i + 1], toks[i], toks[i + 1], lex.idf) for i in range(0, 140, 3)]
+digest = hashlib.sha256(scores.tobytes() + pairs.tobytes() + json.dumps(feats).encode()).hexdigest()
+print(json.dumps({"digest": digest, "vocab": sorted(lex._vocab.items(), key=lambda kv: kv[1])[:5]}))
+"""
+
+
+def test_lexical_scores_and_pair_signals_do_not_depend_on_the_hash_seed():
+    """Python salts string hashes per process; term ids and sums over sets must not follow it,
+    or scores (and the duplicate scorer's trees) differ in their last bits from run to run."""
+    here = Path(__file__).resolve().parent
+    outs = []
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(here)}
+        command = [sys.executable, "-c", _REPRODUCE]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=True)
+        outs.append(proc.stdout.strip().splitlines()[-1])
+    assert outs[0] == outs[1] == outs[2]
