@@ -146,6 +146,15 @@ class IndexConfig:
         }
 
 
+def config_of(snapshot: str | Path, manifest: Mapping) -> IndexConfig:
+    """The settings recorded in a snapshot's manifest; :class:`SnapshotError` if this version
+    refuses them (a value out of its range)."""
+    try:
+        return IndexConfig.from_dict(manifest.get("config", {}))
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"snapshot {snapshot} records settings this version refuses: {exc}") from exc
+
+
 #: Settings that decide what is embedded or how vectors are stored: changing one means a rebuild
 #: (``qa-search build --set``), not :meth:`ForumIndex.reconfigure`.
 EMBEDDING_SETTINGS = frozenset({"chunk_words", "chunk_overlap", "exact_search_limit"})
@@ -818,7 +827,7 @@ class ForumIndex:
         model = manifest["model"]
         if embedder is None:
             embedder = load_embedder(model["name"])
-        index = cls(embedder, IndexConfig.from_dict(manifest.get("config", {})))
+        index = cls(embedder, config_of(snap, manifest))
         stored_probe = np.asarray(model["probe"], dtype=np.float32)
         # a quantised encoder on either side (build or query) widens the tolerance
         min_cos = min(_probe_min_cosine(embedder), model.get("probe_min_cosine", PROBE_MIN_COSINE))

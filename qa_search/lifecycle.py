@@ -19,7 +19,7 @@ from .ann import VectorIndex
 from .cache import CachedEmbedder, EmbeddingCache, cache_root
 from .embedding import Embedder, load_embedder, model_fingerprint, probe_vectors, same_model
 from .errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
-from .index import ForumIndex, IndexConfig
+from .index import ForumIndex, IndexConfig, config_of
 from .lock import writer_lock
 from .snapshot import read_manifest, verify_files
 from .store import current_generation, generation_path, list_generations, prune, resolve_snapshot
@@ -114,7 +114,8 @@ def current_config(index_dir: str | Path) -> IndexConfig:
     """The settings of ``index_dir``'s current generation (the defaults when it has none)."""
     if current_generation(index_dir) is None:
         return IndexConfig()
-    return IndexConfig.from_dict(read_manifest(resolve_snapshot(index_dir)).get("config", {}))
+    snap = resolve_snapshot(index_dir)
+    return config_of(snap, read_manifest(snap))
 
 
 def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dict[str, float]]:

@@ -204,3 +204,21 @@ def test_a_damaged_settings_file_is_named(tmp_path):
     unknown = tuned_model_dir(tmp_path / "newer", {"lexical_weight": 0.3, "rerank_depth": 50})
     with pytest.raises(QASearchError, match="do not fit this version: unknown setting 'rerank_depth'"):
         starting_config(tmp_path / "ix", unknown)
+
+
+def test_a_snapshot_with_settings_this_version_refuses_names_itself(tmp_path, threads):
+    from qa_search.errors import SnapshotError
+    from qa_search.snapshot import MANIFEST
+    from qa_search.store import resolve_snapshot
+
+    index = ForumIndex(FakeEmbedder(), IndexConfig())
+    index.upsert(threads[:5])
+    index.save(tmp_path / "ix")
+    path = resolve_snapshot(tmp_path / "ix") / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["config"]["lexical_weight"] = -1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(SnapshotError, match="settings this version refuses: .*lexical_weight must be"):
+        ForumIndex.load(tmp_path / "ix", FakeEmbedder())
+    with pytest.raises(SnapshotError, match="records settings this version refuses"):
+        current_config(tmp_path / "ix")
