@@ -228,6 +228,33 @@ def test_a_generation_published_under_load_fails_no_request(server, built):
     assert ids[0] == "live-1"  # the live write survived the swap
 
 
+def test_configure_changes_what_the_service_serves_without_a_restart(server, built):
+    index_dir, _ = built
+    query = "journaling before bed for nighttime anxiety"
+    before = server.call("GET", "/v1/search", q=query, k=1)[1]["hits"][0]
+    cli = [sys.executable, "-m", "qa_search.cli"]
+    command = [*cli, "configure", str(index_dir), "--set", "lexical_weight=0"]
+    proc = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300, check=True)
+    out = json.loads(proc.stdout)
+    assert out["changed"] == {"lexical_weight": 0.0}
+
+    def check() -> str | None:
+        status, ready, worker = server.call("GET", "/readyz")
+        assert status == 200
+        if ready["generation"] != out["generation"]:
+            time.sleep(0.1)
+            return None
+        hit = server.call("GET", "/v1/search", q=query, k=1)[1]["hits"][0]
+        # the same thread, now scored without its lexical part (which was positive)
+        assert hit["thread_id"] == before["thread_id"] == "gen-2"
+        assert hit["score"] < before["score"] - 0.05
+        return worker
+
+    server.on_every_worker(check)
+    ids, _ = server.search_ids("weighted blanket for restless legs", k=3)
+    assert ids[0] == "live-1"  # the live write survived the new generation
+
+
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
