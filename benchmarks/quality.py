@@ -178,11 +178,7 @@ def quora_qa_search(embedder, config: IndexConfig, work: Path, name: str, querie
 
 
 def semeval_runs(questions, score) -> float:
-    runs = []
-    for q in questions:
-        cands = sorted(q["candidates"], key=lambda c: c["ir_rank"])
-        runs.append((score(q, cands), [c["label"] != "Irrelevant" for c in cands]))
-    return round(100 * semeval_map(runs), 2)
+    return round(100 * semeval_map(semeval.rank_runs(questions, score)), 2)
 
 
 def semeval_by_hand_and_bm25(fp32) -> dict:

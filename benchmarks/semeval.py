@@ -44,17 +44,30 @@ def semeval_index(questions: list[dict], embedder: Embedder, config: IndexConfig
     return index
 
 
-def semeval_file_map(path: str | Path, embedder: Embedder, config: IndexConfig) -> float:
-    """MAP (percent) of the library's ranking of one file's candidates."""
-    questions = read_semeval(path)
-    index = semeval_index(questions, embedder, config)
+def rank_runs(questions: list[dict], score) -> list[tuple[list[float], list[bool]]]:
+    """Each question's ``(scores, relevant?)`` over its candidates in search-engine order (the
+    official tie order), ``score(question, candidates)`` giving the scores: semeval_map's input."""
     runs = []
     for q in questions:
-        ids = [c["id"] for c in sorted(q["candidates"], key=lambda c: c["ir_rank"])]
-        labels = {c["id"]: c["label"] != "Irrelevant" for c in q["candidates"]}
-        scores = index.score_threads(question_text(q["subject"], q["body"]), ids)
-        runs.append((scores, [labels[i] for i in ids]))
-    return round(100 * semeval_map(runs), 2)
+        cands = sorted(q["candidates"], key=lambda c: c["ir_rank"])
+        runs.append((list(score(q, cands)), [c["label"] != "Irrelevant" for c in cands]))
+    return runs
+
+
+def library_runs(questions: list[dict], embedder: Embedder, config: IndexConfig) -> list:
+    """:func:`rank_runs` of the library's own search score (``ForumIndex.score_threads``)."""
+    index = semeval_index(questions, embedder, config)
+    return rank_runs(
+        questions,
+        lambda q, cands: index.score_threads(
+            question_text(q["subject"], q["body"]), [c["id"] for c in cands]
+        ),
+    )
+
+
+def semeval_file_map(path: str | Path, embedder: Embedder, config: IndexConfig) -> float:
+    """MAP (percent) of the library's ranking of one file's candidates."""
+    return round(100 * semeval_map(library_runs(read_semeval(path), embedder, config)), 2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,14 +59,8 @@ def tuned(questions: list[dict], out: Path, seed: int) -> str:
 
 
 def per_question_ap(questions: list[dict], embedder, weight: float) -> np.ndarray:
-    index = semeval.semeval_index(questions, embedder, replace(IndexConfig(), lexical_weight=weight))
-    aps = []
-    for q in questions:
-        ids = [c["id"] for c in sorted(q["candidates"], key=lambda c: c["ir_rank"])]
-        labels = {c["id"]: c["label"] != "Irrelevant" for c in q["candidates"]}
-        scores = index.score_threads(semeval.question_text(q["subject"], q["body"]), ids)
-        aps.append(100 * semeval_map([(scores, [labels[i] for i in ids])]))
-    return np.array(aps)
+    runs = semeval.library_runs(questions, embedder, replace(IndexConfig(), lexical_weight=weight))
+    return np.array([100 * semeval_map([run]) for run in runs])
 
 
 def run(work: Path, backend: str, seeds: int) -> dict:

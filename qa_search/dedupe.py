@@ -302,7 +302,7 @@ def find_duplicate_clusters(
     *,
     neighbours: int = DEFAULT_NEIGHBOURS,
     linkage: str = "average",
-    by: str | None = None,
+    by: str = "cosine",
     cosine_floor: float | None = None,
     search_progress: Progress | None = None,
     score_progress: Progress | None = None,
@@ -327,7 +327,6 @@ def find_duplicate_clusters(
         raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
     started = time.perf_counter()
     cutoff, scorer_name = index.duplicate_cutoff()
-    by = by or "cosine"
     if by not in ("probability", "cosine"):
         raise ValueError(f"by must be 'probability' or 'cosine', got {by!r}")
     calibrated = scorer_name == "calibrated"

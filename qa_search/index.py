@@ -160,6 +160,17 @@ def config_of(snapshot: str | Path, manifest: Mapping) -> IndexConfig:
 EMBEDDING_SETTINGS = frozenset({"chunk_words", "chunk_overlap", "exact_search_limit"})
 
 
+def check_scoring_settings(settings: Mapping[str, object]) -> None:
+    """Raise ``ValueError`` if ``settings`` name one of :data:`EMBEDDING_SETTINGS`, which a built
+    index cannot change in place."""
+    refused = ", ".join(sorted(EMBEDDING_SETTINGS & settings.keys()))
+    if refused:
+        raise ValueError(
+            f"cannot change {refused} on a built index: {refused} can only change with a new build "
+            "(what is embedded and how the vectors are stored depend on it)"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     """One thread found by :meth:`ForumIndex.search`.
@@ -265,12 +276,7 @@ class ForumIndex:
         :data:`EMBEDDING_SETTINGS` raises ``ValueError`` (build the index again with it instead).
         The change is published with the next :meth:`save`.
         """
-        refused = sorted(EMBEDDING_SETTINGS & settings.keys())
-        if refused:
-            raise ValueError(
-                f"cannot change {', '.join(refused)} on a built index (what is embedded and how the "
-                "vectors are stored depend on it); build the index again with the new value"
-            )
+        check_scoring_settings(settings)
         self.config = self.config.updated(settings)
         self._max_boost = None  # the boosts may have changed
         return self.config

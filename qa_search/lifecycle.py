@@ -126,10 +126,14 @@ def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dic
     (:func:`~qa_search.tuning.model_index_settings`) are applied on top. Returns
     ``(config, settings taken from the model)``.
     """
-    config = current_config(index_dir)
-    built = current_generation(index_dir) is not None
-    if built and read_manifest(resolve_snapshot(index_dir))["model"]["name"] == model:
-        return config, {}
+    if current_generation(index_dir) is None:
+        config = IndexConfig()
+    else:
+        snap = resolve_snapshot(index_dir)
+        manifest = read_manifest(snap)
+        config = config_of(snap, manifest)
+        if manifest["model"]["name"] == model:
+            return config, {}
     from_model = model_index_settings(model)
     try:
         return config.updated(from_model), from_model

@@ -39,7 +39,7 @@ def _closing(bar: StepBar):
 
 
 def _print(result: DedupeResult, index_dir: str) -> None:
-    what = "probability" if result.by == "probability" else "cosine"
+    what = result.by
     n_threads = sum(len(c.threads) for c in result.clusters)
     click.echo(
         f"{len(result.clusters)} duplicate cluster(s) holding {n_threads} of {result.threads} threads; "

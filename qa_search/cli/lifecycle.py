@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..cache import cache_root
-from ..index import EMBEDDING_SETTINGS, IndexConfig
+from ..index import IndexConfig, check_scoring_settings
 from ..lifecycle import current_config, delete_threads, reconfigure_index, update_index, verify_index
 from ..lock import read_holder, writer_lock
 from ..store import current_generation, describe, read_history, rollback
@@ -92,20 +92,14 @@ def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool
     if current_generation(index_dir) is None:
         raise click.ClickException(f"{index_dir} holds no published generation; build it first")
     summary = None
-    if settings:
-        refused = sorted(EMBEDDING_SETTINGS & settings.keys())
-        if refused:
-            raise click.BadParameter(
-                f"{', '.join(refused)} can only change with a new build: qa-search build --set",
-                param_hint="--set",
-            )
-        try:
-            changed = current_config(index_dir).updated(settings) != current_config(index_dir)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--set") from None
-        if changed:  # asking for the settings the index already has publishes nothing
-            summary = reconfigure_index(index_dir, settings, keep=keep)
-    config = current_config(index_dir)
+    current = current_config(index_dir)
+    try:  # before the model loads
+        check_scoring_settings(settings)
+        config = current.updated(settings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
+    if config != current:  # asking for the settings the index already has publishes nothing
+        summary = reconfigure_index(index_dir, settings, keep=keep)
     defaults = asdict(IndexConfig())
     if as_json:
         out: dict = {"config": asdict(config), "changed": config.changed()}
