@@ -61,11 +61,14 @@ def read_queries(path: str | Path) -> list[LabelledQuery]:
     out = []
     for n, obj in _json_lines(path):
         try:
-            out.append(
-                LabelledQuery(str(obj["query_id"]), obj["text"], frozenset(map(str, obj["relevant_ids"])))
-            )
+            query_id, text, relevant = obj["query_id"], obj["text"], obj["relevant_ids"]
         except KeyError as exc:
             raise DumpFormatError(str(path), n, f"missing required field {exc.args[0]!r}") from None
+        if not isinstance(text, str) or not text.strip():
+            raise DumpFormatError(str(path), n, "'text' must be a non-empty string")
+        if not isinstance(relevant, list):
+            raise DumpFormatError(str(path), n, "'relevant_ids' must be a list of thread ids")
+        out.append(LabelledQuery(str(query_id), text, frozenset(map(str, relevant))))
     return out
 
 

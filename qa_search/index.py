@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -240,6 +240,15 @@ def _thread_filter(tags: Iterable[str] | None, category: str | None):
     return keep
 
 
+def _skip_blank(texts: Sequence[str], run: Callable[[list[str]], list[list]]) -> list[list]:
+    """``run`` over the texts that are not blank; a blank text's result is an empty list."""
+    todo = [i for i, t in enumerate(texts) if t.strip()]
+    out: list[list] = [[] for _ in texts]
+    for i, result in zip(todo, run([texts[i] for i in todo]) if todo else [], strict=True):
+        out[i] = result
+    return out
+
+
 def _probe_min_cosine(embedder: Embedder) -> float:
     return float(getattr(embedder, "probe_min_cosine", PROBE_MIN_COSINE))
 
@@ -453,12 +462,17 @@ class ForumIndex:
         tags: Iterable[str] | None = None,
         category: str | None = None,
     ) -> list[list[SearchHit]]:
-        """:meth:`search` for several texts, embedded in one batch."""
+        """:meth:`search` for several texts, embedded in one batch. A blank text (empty or
+        only whitespace) finds nothing: its list is empty, and it is not embedded."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         keep = _thread_filter(tags, category)
-        queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
-        return [self._search_exact(t, q, k, keep) for t, q in zip(texts, queries, strict=True)]
+
+        def run(batch: list[str]) -> list[list[SearchHit]]:
+            queries = self.query_embedder.encode(batch, batch_size=self.config.batch_size)
+            return [self._search_exact(t, q, k, keep) for t, q in zip(batch, queries, strict=True)]
+
+        return _skip_blank(texts, run)
 
     def lexical_index(self) -> LexicalIndex:
         """The BM25 index over the threads' questions, (re)built here if threads changed."""
@@ -618,13 +632,16 @@ class ForumIndex:
         Uncalibrated, a hit is a question whose cosine reaches ``threshold`` (default: the
         config's ``duplicate_threshold``). Calibrated, candidates are ranked by probability and
         carry it with their tier; without an explicit ``threshold`` a hit must reach at least
-        the lowest tier, with one it must reach that raw cosine.
+        the lowest tier, with one it must reach that raw cosine. A blank text finds nothing.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        return _skip_blank(texts, lambda batch: self._find_duplicates(batch, threshold, k))
+
+    def _find_duplicates(self, texts: list[str], threshold: float | None, k: int) -> list[list[DuplicateHit]]:
         cal = self.calibration
         limit = self.config.duplicate_threshold if threshold is None and cal is None else threshold
-        queries = self.query_embedder.encode(list(texts), batch_size=self.config.batch_size)
+        queries = self.query_embedder.encode(texts, batch_size=self.config.batch_size)
         # calibrated, the scorer looks at each candidate's place among the nearest questions
         depth = k if cal is None else max(4 * k, RANK_DEPTH + 1)
         scores, ids = self._questions.search(queries, min(depth, max(len(self._questions), 1)))

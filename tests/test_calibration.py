@@ -10,7 +10,15 @@ from conftest import FakeEmbedder, labelled_pairs
 
 from qa_search import ForumIndex, IndexConfig, Thread
 from qa_search.calibration import BOOSTED, COSINE, Calibration, fit_boosted, fit_calibration, group_folds
-from qa_search.evaluation import LabelledPair, LabelledQuery, evaluate_pairs, evaluate_queries, read_pairs
+from qa_search.errors import DumpFormatError
+from qa_search.evaluation import (
+    LabelledPair,
+    LabelledQuery,
+    evaluate_pairs,
+    evaluate_queries,
+    read_pairs,
+    read_queries,
+)
 from qa_search.metrics import average_precision, precision_recall_at
 from qa_search.pairfeatures import FEATURES, feature_rows
 
@@ -184,6 +192,26 @@ def test_evaluate_queries_drops_the_query_itself():
     # a1 itself ranks first but is not counted; both duplicates are in the top 10
     assert got["recall@10"] == 1.0 and got["recall@1"] == 0.5
     assert all(0 <= got[k] <= 1 for k in got if k != "queries")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"query_id": "q", "text": "hi"}', "missing required field 'relevant_ids'"),
+        ('{"query_id": "q", "text": "  ", "relevant_ids": ["a"]}', "'text' must be a non-empty string"),
+        ('{"query_id": "q", "text": 7, "relevant_ids": ["a"]}', "'text' must be a non-empty string"),
+        ('{"query_id": "q", "text": "hi", "relevant_ids": "a2"}', "'relevant_ids' must be a list"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_a_bad_query_line_is_named_by_its_line_number(tmp_path, line, message):
+    path = tmp_path / "queries.jsonl"
+    good = json.dumps({"query_id": "a1", "text": "How do I sleep?", "relevant_ids": ["a2", 3]})
+    path.write_text(f"{good}\n\n{line}\n")
+    with pytest.raises(DumpFormatError, match=f"line 3: {message}"):
+        read_queries(path)
+    path.write_text(good + "\n")
+    assert read_queries(path) == [LabelledQuery("a1", "How do I sleep?", frozenset({"a2", "3"}))]
 
 
 def test_evaluate_pairs_reports_ap_and_the_threshold_in_use(tmp_path):

@@ -120,3 +120,9 @@ def test_cli_duplicates_and_errors(sample_index, tmp_path):
     assert proc.returncode == 1
     assert f"{bad}, line 2: missing required field 'title'" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+    # a blank question is a usage error, not a list of arbitrary threads
+    for command in ("search", "duplicates"):
+        proc = _run(command, str(sample_index), "  ", check=False)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert "Invalid value for 'TEXT': is empty" in proc.stderr

@@ -447,3 +447,19 @@ def test_loading_a_missing_index_says_how_to_build_one(tmp_path):
 def test_k_must_be_positive():
     with pytest.raises(ValueError, match="k must be at least 1"):
         make_index().search("x", k=0)
+
+
+def test_a_blank_query_finds_nothing_and_is_not_embedded():
+    emb = FakeEmbedder()
+    index = make_index(emb)
+    before = emb.texts_encoded
+    assert index.search("") == [] and index.search(" \t\n", k=3) == []
+    assert index.find_duplicates("  ", threshold=-1.0) == []
+    assert emb.texts_encoded == before
+    # in a batch, the blank texts keep their places and the others are answered as alone
+    got = index.search_many(["", "therapists handle mistakes", " "], k=2)
+    assert got[0] == [] and got[2] == []
+    assert got[1] == index.search("therapists handle mistakes", k=2) and got[1]
+    dups = index.find_duplicates_many(["How do therapists handle their own mistakes?", ""])
+    assert [d.thread_id for d in dups[0]] == ["mistakes"] and dups[1] == []
+    assert emb.texts_encoded == before + 3

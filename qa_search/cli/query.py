@@ -8,9 +8,15 @@ from ..index import ForumIndex
 from ._common import echo_json, library_errors
 
 
+def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("is empty: give the question text to look for")
+    return value
+
+
 @click.command()
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("text")
+@click.argument("text", callback=_not_blank)
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Threads to return.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"hits": [...]} as JSON.')
 @library_errors
@@ -30,7 +36,7 @@ def search(index_dir: str, text: str, k: int, as_json: bool) -> None:
 
 @click.command()
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("text")
+@click.argument("text", callback=_not_blank)
 @click.option(
     "-k", default=5, show_default=True, type=click.IntRange(1, 100), help="Most duplicates to return."
 )
