@@ -285,15 +285,19 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         q: Annotated[str, Query(description="The text typed so far.",
                                 examples=["my therapist made a mistake"])],
         k: Annotated[int | None, Query(ge=1, description="Threads to return [default: 10].")] = None,
-        tags: Annotated[list[str] | None, Query(description="Keep threads with any of these tags.")] = None,
-        category: Annotated[str | None, Query(description="Keep threads of this category.")] = None,
+        tags: Annotated[list[str] | None, Query(
+            description="Keep threads with any of these tags (an empty value is ignored).")] = None,
+        category: Annotated[str | None, Query(
+            description="Keep threads of this category (empty: no filter).")] = None,
     ) -> SearchResponse:
         k = check_k(k, 10)
         text = check_query(q)
         if text is None:
             return SearchResponse(hits=[])
+        # a form that serialises its empty fields sends ``tags=&category=``: that means no filter
+        tags = [t for t in tags or () if t] or None
         with live.reading() as index:
-            hits = index.search(text, k=k, tags=tags, category=category)
+            hits = index.search(text, k=k, tags=tags, category=category or None)
         return SearchResponse(hits=[Hit(**h.to_dict()) for h in hits])
 
     def duplicates_of(

@@ -50,6 +50,12 @@ def test_search_returns_hits_like_the_library(client):
     assert set(first) == {"thread_id", "score", "title", "matched", "answer_id", "snippet", "url"}
     filtered = client.get("/v1/search", params=[("q", "slow breathing"), ("tags", "relationships")]).json()
     assert [h["thread_id"] for h in filtered["hits"]] == ["t2"]
+    # empty filter values, as a form sends its blank fields, filter nothing
+    blank = client.get("/v1/search", params=[("q", "slow breathing"), ("tags", ""), ("category", "")]).json()
+    assert blank == client.get("/v1/search", params={"q": "slow breathing"}).json() and blank["hits"]
+    some = client.get("/v1/search", params=[("q", "slow breathing"), ("tags", ""), ("tags", "anxiety")])
+    some = some.json()
+    assert [h["thread_id"] for h in some["hits"]] == ["t1"]
 
 
 def test_short_queries_return_nothing_without_the_model_and_repeats_hit_the_cache(client):
