@@ -211,3 +211,28 @@ def test_stackexchange_import_memory_stays_flat(tmp_path):
     assert (n_small, n_large) == (2000, 8000)
     # 4x the posts (about 11 MB of XML): the Python heap's peak does not grow with them
     assert peak_large < 1.3 * peak_small + 256 * 1024, (peak_small, peak_large)
+
+
+def test_a_thread_id_read_twice_is_reported_and_the_last_record_wins(tmp_path, fake_cli):
+    base, delta = tmp_path / "base.jsonl", tmp_path / "delta.jsonl"
+    base.write_text("".join(json.dumps({"id": i, "title": f"old question {i}"}) + "\n" for i in "abc"))
+    delta.write_text(
+        json.dumps({"id": "b", "title": "new question b"}) + "\n"
+        + json.dumps({"id": "d", "title": "question d"}) + "\n"
+        + json.dumps({"id": "b", "title": "newest question b"}) + "\n"
+    )
+    idx = tmp_path / "idx"
+    r = fake_cli.invoke(main, ["build", str(base), str(delta), "--index", str(idx), "--quiet", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["repeated_ids"] == ["b"] and json.loads(r.stdout)["threads"] == 4
+    index = ForumIndex.load(idx, FakeEmbedder())
+    assert index.get("b").title == "newest question b"
+    r = fake_cli.invoke(main, ["update", str(idx), str(delta), str(base), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "warning: 1 thread id(s) appear more than once in the input" in r.stderr and "'b'" in r.stderr
+    assert ForumIndex.load(idx, FakeEmbedder()).get("b").title == "old question b"
+    # no warning when every id is read once
+    r = fake_cli.invoke(main, ["update", str(idx), str(base), "--quiet"])
+    assert r.exit_code == 0 and "warning" not in r.output
+    r = fake_cli.invoke(main, ["import", str(delta), "--out", str(tmp_path / "d.jsonl"), "--quiet", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["repeated_ids"] == ["b"]

@@ -64,6 +64,9 @@ class ThreadInput:
         self.mapping = parse_mappings(mappings)
         self.site_url = site_url
         self.skipped: list[DumpFormatError] = []
+        #: thread ids read more than once, in the order their first repeat was met: a later
+        #: record replaces an earlier one, so the operator is told rather than left guessing
+        self.repeated: list[str] = []
         self.skip_invalid = skip_invalid
         self.quiet = quiet
         if fmt == "auto":
@@ -78,9 +81,15 @@ class ThreadInput:
         stream = read_threads(
             self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url
         )
+        seen: set[str] = set()
+        repeated: set[str] = set()
         with progress_bar("reading", self.quiet, unit="thread") as bar:
             for thread in stream:
                 bar.update()
+                if thread.id in seen and thread.id not in repeated:
+                    repeated.add(thread.id)
+                    self.repeated.append(thread.id)
+                seen.add(thread.id)
                 yield thread
 
     def skipped_json(self) -> list[dict]:
@@ -95,6 +104,18 @@ class ThreadInput:
             click.echo(f"  {e.path}:{e.line}: {e.reason}", err=True)
         if len(self.skipped) > MAX_LISTED:
             click.echo(f"  ... and {len(self.skipped) - MAX_LISTED} more (--json lists them all)", err=True)
+
+    def report_repeated(self) -> None:
+        """Say on stderr which thread ids were read more than once (the last record of each won)."""
+        if not self.repeated:
+            return
+        shown = ", ".join(repr(i) for i in self.repeated[:MAX_LISTED])
+        more = f" and {len(self.repeated) - MAX_LISTED} more" if len(self.repeated) > MAX_LISTED else ""
+        click.echo(
+            f"warning: {len(self.repeated)} thread id(s) appear more than once in the input (in an "
+            f"index the last record of each replaces the earlier ones): {shown}{more}",
+            err=True,
+        )
 
 
 class StepBar:

@@ -27,10 +27,12 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
         out = summary.to_dict()
         if source is not None:
             out["skipped"] = source.skipped_json()
+            out["repeated_ids"] = source.repeated
         echo_json(out)
     else:
         if source is not None:
             source.report_skipped()
+            source.report_repeated()
         click.echo(
             f"{verb}: {summary.threads} threads ({summary.vectors} vectors) in the index; "
             f"embedded {summary.embedded}, reused {summary.reused}, in {summary.seconds:.1f} s; "

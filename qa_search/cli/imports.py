@@ -37,9 +37,11 @@ def import_command(
     source = ThreadInput(sources, fmt, mappings, site_url, skip_invalid, quiet)
     n = write_dump(source, out)
     if as_json:
-        echo_json({"threads": n, "out": out, "skipped": source.skipped_json()})
+        skipped = source.skipped_json()
+        echo_json({"threads": n, "out": out, "skipped": skipped, "repeated_ids": source.repeated})
     else:
         source.report_skipped()
+        source.report_repeated()
         click.echo(f"wrote {n} threads to {out}")
 
 
