@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .embedding import PROBE_MIN_COSINE
 from .parts import text_hash
 from .snapshot import TMP_PREFIX, file_sha256, fsync_path
 
@@ -185,6 +186,15 @@ class CachedEmbedder:
         self.dimension = embedder.dimension
         self.embedded = 0
         self.cached = 0
+
+    # what the manifest records of the model must be the wrapped model's, not the wrapper's
+    @property
+    def backend(self) -> str | None:
+        return getattr(self.inner, "backend", None)
+
+    @property
+    def probe_min_cosine(self) -> float:
+        return float(getattr(self.inner, "probe_min_cosine", PROBE_MIN_COSINE))
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         hashes = [text_hash(t) for t in texts]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -206,6 +206,25 @@ def load_embedder(
             log.warning("ONNX backend unavailable for %s, using torch: %s", model or DEFAULT_MODEL, exc)
             return SentenceTransformerEmbedder(model, threads=threads)
     return OnnxEmbedder(model, precision=precision, cache_dir=onnx_cache_dir, threads=threads)
+
+
+def load_recorded_embedder(model: Mapping[str, object]) -> Embedder:
+    """The embedder a snapshot was built with, from its manifest's ``model`` record.
+
+    The recorded model loads on the recorded backend, so an index built with ``backend="onnx"``
+    or ``"torch"`` keeps it for its queries and updates. The default backend (and a record
+    without one) loads as ``"auto"``; a recorded backend this machine cannot run (no
+    onnxruntime, say) falls back to ``"auto"`` with a warning: the vectors still match within
+    the probe tolerance.
+    """
+    name = str(model["name"])
+    backend = model.get("backend")
+    if backend in BACKENDS and backend not in ("auto", AUTO_BACKEND):
+        try:
+            return load_embedder(name, backend=str(backend))
+        except (ModelLoadError, ImportError) as exc:
+            log.warning("the index was built on backend %s, unavailable here (%s); using auto", backend, exc)
+    return load_embedder(name)
 
 
 def probe_vectors(embedder: Embedder) -> np.ndarray:

@@ -24,7 +24,7 @@ from .calibration import Calibration, fit_calibration, pair_groups
 from .embedding import (
     PROBE_MIN_COSINE,
     Embedder,
-    load_embedder,
+    load_recorded_embedder,
     model_fingerprint,
     probe_vectors,
     same_model,
@@ -849,7 +849,7 @@ class ForumIndex:
                 raise SnapshotError(f"snapshot {snap} failed verification: " + "; ".join(problems))
         model = manifest["model"]
         if embedder is None:
-            embedder = load_embedder(model["name"])
+            embedder = load_recorded_embedder(model)
         index = cls(embedder, config_of(snap, manifest))
         stored_probe = np.asarray(model["probe"], dtype=np.float32)
         # a quantised encoder on either side (build or query) widens the tolerance

@@ -17,7 +17,15 @@ import numpy as np
 
 from .ann import VectorIndex
 from .cache import CachedEmbedder, EmbeddingCache, cache_root
-from .embedding import Embedder, load_embedder, model_fingerprint, probe_vectors, same_model
+from .embedding import (
+    Embedder,
+    load_embedder,
+    load_recorded_embedder,
+    model_fingerprint,
+    probe_vectors,
+    resolve_model,
+    same_model,
+)
 from .errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
 from .index import ForumIndex, IndexConfig, config_of
 from .lock import writer_lock
@@ -118,6 +126,27 @@ def current_config(index_dir: str | Path) -> IndexConfig:
     return config_of(snap, read_manifest(snap))
 
 
+def current_model(index_dir: str | Path) -> dict | None:
+    """The model record (``name``, ``backend``, ``dimension``, ...) of ``index_dir``'s current
+    generation, or None when it has none."""
+    if current_generation(index_dir) is None:
+        return None
+    return dict(read_manifest(resolve_snapshot(index_dir))["model"])
+
+
+def build_embedder(index_dir: str | Path, model: str | None = None, backend: str | None = None) -> Embedder:
+    """The embedder a build of ``index_dir`` uses: ``model`` on ``backend`` where given, and
+    otherwise what the index was built with, so a rebuild keeps its model and encoder. A new
+    index, or a model other than the index's, starts on the default model and ``"auto"``.
+    """
+    recorded = current_model(index_dir)
+    if recorded is not None and (model is None or resolve_model(model)[0] == recorded["name"]):
+        if backend is None:
+            return load_recorded_embedder(recorded)
+        return load_embedder(str(recorded["name"]), backend=backend)
+    return load_embedder(model, backend=backend or "auto")
+
+
 def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dict[str, float]]:
     """The settings a build of ``index_dir`` with ``model`` starts from, and the model's part.
 
@@ -183,7 +212,7 @@ def build_index(
 def _load_current(index_dir: Path, embedder: Embedder | None, use_cache: bool):
     manifest = read_manifest(resolve_snapshot(index_dir))
     if embedder is None:
-        embedder = load_embedder(manifest["model"]["name"])
+        embedder = load_recorded_embedder(manifest["model"])
     cached = _cached(index_dir, embedder) if use_cache else None
     return ForumIndex.load(index_dir, cached or embedder), cached
 
@@ -305,7 +334,7 @@ def verify_snapshot(snap: Path, embedder: Embedder | None = None, *, check_model
     if check_model:
         model = manifest["model"]
         try:
-            embedder = embedder or load_embedder(model["name"])
+            embedder = embedder or load_recorded_embedder(model)
         except ModelLoadError as exc:
             return [*problems, f"the model cannot be loaded to check its fingerprint: {exc}"]
         probe = probe_vectors(embedder)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import FakeEmbedder  # noqa: E402
 
 import qa_search.cache  # noqa: E402
+import qa_search.embedding  # noqa: E402
 import qa_search.index  # noqa: E402
 import qa_search.lifecycle  # noqa: E402
 import qa_search.store  # noqa: E402
@@ -44,7 +45,7 @@ def install(kill: str | None, hang: str | None) -> None:
     def fake_model(name=None, **_options):
         return FakeEmbedder()
 
-    for module in (qa_search.index, qa_search.lifecycle, sys.modules["qa_search.cli.build"]):
+    for module in (qa_search.embedding, qa_search.lifecycle):
         module.load_embedder = fake_model
 
     batches = 0

@@ -195,7 +195,7 @@ def test_neighbour_graph_matches_brute_force_and_pairs_are_undirected():
 @pytest.fixture
 def fake_cli(monkeypatch):
     fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
-    monkeypatch.setattr(sys.modules["qa_search.index"], "load_embedder", fake)
+    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", fake)
     return CliRunner()
 
 

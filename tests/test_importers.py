@@ -136,7 +136,7 @@ def fake_cli(monkeypatch):
     import sys
 
     fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
-    for module in ("qa_search.cli.build", "qa_search.lifecycle", "qa_search.index"):
+    for module in ("qa_search.lifecycle", "qa_search.embedding"):
         monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
     return CliRunner()
 

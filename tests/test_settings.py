@@ -13,8 +13,14 @@ from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
 
 from qa_search import ForumIndex, IndexConfig, read_dump
 from qa_search.cli import main
-from qa_search.errors import QASearchError
-from qa_search.lifecycle import build_index, current_config, reconfigure_index, starting_config
+from qa_search.errors import ModelLoadError, QASearchError
+from qa_search.lifecycle import (
+    build_index,
+    current_config,
+    current_model,
+    reconfigure_index,
+    starting_config,
+)
 from qa_search.store import current_generation
 from qa_search.tuning import SETTINGS_FILE, model_index_settings
 
@@ -105,8 +111,8 @@ def test_reconfigure_index_publishes_and_keeps_the_calibration(tmp_path, threads
 @pytest.fixture
 def fake_cli(monkeypatch):
     fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
-    monkeypatch.setattr(sys.modules["qa_search.cli.build"], "load_embedder", fake)
     monkeypatch.setattr(sys.modules["qa_search.lifecycle"], "load_embedder", fake)
+    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", fake)
     return CliRunner()
 
 
@@ -222,3 +228,66 @@ def test_a_snapshot_with_settings_this_version_refuses_names_itself(tmp_path, th
         ForumIndex.load(tmp_path / "ix", FakeEmbedder())
     with pytest.raises(SnapshotError, match="records settings this version refuses"):
         current_config(tmp_path / "ix")
+
+
+class _RecordingLoader:
+    """A fake ``load_embedder`` that records what was asked for and answers with a fake model
+    of that name on that backend (``"auto"`` gives the int8 default, as on a machine with ONNX)."""
+
+    def __init__(self, unavailable: tuple[str, ...] = ()) -> None:
+        self.calls: list[tuple[str | None, str]] = []
+        self.unavailable = unavailable
+
+    def __call__(self, name=None, *, backend="auto", **_options):
+        self.calls.append((name, backend))
+        if backend in self.unavailable:
+            raise ModelLoadError(f"no {backend} here")
+        emb = FakeEmbedder(name=name or "default-model")
+        emb.backend = "onnx-int8" if backend == "auto" else backend
+        return emb
+
+
+def _recorded(ix) -> tuple[str, str]:
+    model = current_model(ix)
+    return model["name"], model["backend"]
+
+
+def test_a_rebuild_keeps_the_index_model_and_encoder(tmp_path, monkeypatch):
+    loader = _RecordingLoader()
+    monkeypatch.setattr(sys.modules["qa_search.lifecycle"], "load_embedder", loader)
+    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", loader)
+    cli, ix = CliRunner(), str(tmp_path / "ix")
+
+    def run(*args):
+        r = cli.invoke(main, [*args, "-q"])
+        assert r.exit_code == 0, r.output
+        return loader.calls[-1]
+
+    # a new index: the default model on auto
+    assert run("build", str(SAMPLE_DUMP), "--index", ix) == (None, "auto")
+    assert _recorded(ix) == ("default-model", "onnx-int8")
+    # the backend asked for is recorded (through the embedding cache) ...
+    assert run("build", str(SAMPLE_DUMP), "--index", ix, "--model", "tuned-x", "--backend", "onnx") == (
+        "tuned-x", "onnx")
+    assert _recorded(ix) == ("tuned-x", "onnx")
+    # ... and a rebuild or an update without --model / --backend keeps model and encoder
+    assert run("build", str(SAMPLE_DUMP), "--index", ix) == ("tuned-x", "onnx")
+    assert run("update", ix, str(SAMPLE_DUMP)) == ("tuned-x", "onnx")
+    assert _recorded(ix) == ("tuned-x", "onnx")
+    # naming the same model keeps its encoder; another model starts on auto
+    assert run("build", str(SAMPLE_DUMP), "--index", ix, "--model", "tuned-x") == ("tuned-x", "onnx")
+    assert run("build", str(SAMPLE_DUMP), "--index", ix, "--model", "other") == ("other", "auto")
+    assert run("build", str(SAMPLE_DUMP), "--index", ix, "--backend", "torch") == ("other", "torch")
+    assert _recorded(ix) == ("other", "torch")
+
+
+def test_a_recorded_encoder_missing_here_falls_back_to_auto(tmp_path, monkeypatch, caplog):
+    loader = _RecordingLoader(unavailable=("onnx",))
+    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", loader)
+    index = ForumIndex(_RecordingLoader()("tuned-x", backend="onnx"))
+    index.upsert(list(read_dump(SAMPLE_DUMP))[:5])
+    index.save(tmp_path / "ix")
+    loaded = ForumIndex.load(tmp_path / "ix")
+    assert loader.calls == [("tuned-x", "onnx"), ("tuned-x", "auto")]
+    assert loaded.embedder.backend == "onnx-int8"
+    assert "built on backend onnx, unavailable here" in caplog.text

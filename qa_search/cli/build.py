@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..embedding import BACKENDS, load_embedder
-from ..lifecycle import DEFAULT_KEEP, BuildReport, build_index, starting_config
+from ..embedding import BACKENDS
+from ..lifecycle import DEFAULT_KEEP, BuildReport, build_embedder, build_index, starting_config
 from ..lock import writer_lock
 from ._common import echo_json, library_errors, settings_option
 from ._input import StepBar, ThreadInput, input_options
@@ -53,16 +53,17 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
 @click.option(
     "--model",
     default=None,
-    help="sentence-transformers model name or local directory [default: all-MiniLM-L6-v2].",
+    help="sentence-transformers model name or local directory "
+    "[default: the index's model; all-MiniLM-L6-v2 for a new index].",
 )
 @input_options
 @keep_option
 @click.option(
     "--backend",
     type=click.Choice(BACKENDS),
-    default="auto",
-    show_default=True,
-    help="Encoder runtime: auto picks ONNX int8 where the export matches torch.",
+    default=None,
+    help="Encoder runtime: auto picks ONNX int8 where the export matches torch "
+    "[default: the index's; auto for a new index or another model].",
 )
 @settings_option
 @click.option("--no-cache", is_flag=True, help="Embed every text again, ignoring DIR/cache.")
@@ -73,7 +74,7 @@ def build(
     dumps: tuple[str, ...],
     index_dir: str,
     model: str | None,
-    backend: str,
+    backend: str | None,
     fmt: str,
     mappings: tuple[str, ...],
     site_url: str | None,
@@ -93,7 +94,7 @@ def build(
     """
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
     with writer_lock(index_dir):  # before the model loads: a second writer fails at once
-        embedder = load_embedder(model, backend=backend)
+        embedder = build_embedder(index_dir, model, backend)
         config, from_model = starting_config(index_dir, embedder.name)
         try:
             config = config.updated(settings)
