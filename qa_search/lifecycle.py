@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from .ann import VectorIndex
 from .cache import CachedEmbedder, EmbeddingCache, cache_root
+from .calibration import Calibration
 from .embedding import (
     Embedder,
     load_embedder,
@@ -290,6 +291,27 @@ def reconfigure_index(
         index, _ = _load_current(index_dir, embedder, use_cache=False)
         index.reconfigure(settings)
         return _publish(index_dir, index, None, 0, 0, started, keep)
+
+
+def calibrate_index(
+    index_dir: str | Path,
+    pairs: Sequence[tuple[str, str]],
+    labels: Sequence[int],
+    targets: Mapping[str, float] | None = None,
+    embedder: Embedder | None = None,
+    *,
+    keep: int = DEFAULT_KEEP,
+) -> tuple[Calibration, BuildReport]:
+    """Publish a new generation: the current one with its duplicate scorer fitted on labelled
+    pairs of stored threads (see :meth:`ForumIndex.calibrate`). Holds the writer lock, folds in
+    the service's live writes and prunes like every publish; bad pairs (an unknown id, a single
+    class) raise before anything is written. Returns the calibration and the report."""
+    index_dir = Path(index_dir)
+    started = time.perf_counter()
+    with writer_lock(index_dir):
+        index, _ = _load_current(index_dir, embedder, use_cache=False)
+        calibration = index.calibrate(pairs, labels, None if targets is None else dict(targets))
+        return calibration, _publish(index_dir, index, None, 0, 0, started, keep)
 
 
 # -- verification ---------------------------------------------------------------------------

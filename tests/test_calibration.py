@@ -269,3 +269,70 @@ def test_an_old_calibration_is_dropped_with_a_warning(tmp_path, caplog):
     assert back.calibration is None
     assert "calibrate" in caplog.text
     assert back.find_duplicates(THREADS[0].question_text, k=1)[0].probability is None
+
+
+def test_cli_eval_and_calibrate_on_a_built_index(tmp_path, monkeypatch):
+    import sys
+
+    from click.testing import CliRunner
+    from conftest import SAMPLE_DUMP, SAMPLE_GROUPS
+
+    from qa_search import read_dump
+    from qa_search.cli import main
+    from qa_search.evaluation import RANKING_METRICS
+    from qa_search.lifecycle import current_model
+    from qa_search.store import current_generation, list_generations
+
+    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
+    for module in ("qa_search.lifecycle", "qa_search.embedding"):
+        monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
+    cli, ix = CliRunner(), str(tmp_path / "ix")
+    assert cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", ix, "-q"]).exit_code == 0
+    threads = {t.id: t for t in read_dump(SAMPLE_DUMP)}
+    groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
+
+    # eval --queries: each group's first thread asks for the others
+    queries = tmp_path / "queries.jsonl"
+    rows = [{"query_id": g[0], "text": threads[g[0]].question_text, "relevant_ids": g[1:]}
+            for g in map(sorted, groups)]
+    queries.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = cli.invoke(main, ["eval", ix, "--queries", str(queries), "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert set(got) == {*RANKING_METRICS, "queries"} and got["queries"] == len(groups)
+    assert got == evaluate_queries(ForumIndex.load(ix, FakeEmbedder()), read_queries(queries))
+    assert 0 < got["recall@10"] <= 1 and "warning" not in r.stderr
+    text = cli.invoke(main, ["eval", ix, "--queries", str(queries)]).stdout
+    assert f"ndcg@10  {got['ndcg@10']}" in text
+    # a relevant id the index does not hold is a miss, and the operator is told
+    rows[0]["relevant_ids"] = ["no-such-thread"]
+    queries.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = cli.invoke(main, ["eval", ix, "--queries", str(queries), "--json"])
+    assert r.exit_code == 0 and "1 relevant id(s) are not in the index" in r.stderr
+    assert "'no-such-thread'" in r.stderr and json.loads(r.stdout)["queries"] == len(groups)
+
+    # eval --pairs before and after calibrate, on all pairs of the grouped threads and 20 others
+    grouped = set().union(*groups)
+    members = sorted(grouped) + [t for t in sorted(threads) if t not in grouped][:20]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(
+        json.dumps({"id1": a, "id2": b, "label": y}) + "\n"
+        for a, b, y in labelled_pairs([threads[i] for i in members], groups)
+    ))
+    before = json.loads(cli.invoke(main, ["eval", ix, "--pairs", str(pairs), "--json"]).stdout)
+    assert before["scorer"] == "cosine" and before["positives"] > 0
+    r = cli.invoke(main, ["calibrate", ix, "--pairs", str(pairs), "--keep", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    cal = json.loads(r.stdout)
+    assert cal["generation"] == 2 == current_generation(ix) and cal["pruned"] == [1]
+    assert list_generations(ix) == [2] and set(cal["tiers"]) <= {"duplicate", "related"}
+    assert current_model(ix)["name"] == "fake-bow"
+    after = json.loads(cli.invoke(main, ["eval", ix, "--pairs", str(pairs), "--json"]).stdout)
+    assert after["scorer"] != "cosine" and after["pairs"] == before["pairs"]
+    # bad input: one of --queries / --pairs exactly; an unknown id publishes nothing
+    assert cli.invoke(main, ["eval", ix]).exit_code == 2
+    assert cli.invoke(main, ["eval", ix, "--queries", str(queries), "--pairs", str(pairs)]).exit_code == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id1": "t001", "id2": "zzz", "label": 1}\n{"id1": "t001", "id2": "t002", "label": 0}\n')
+    r = cli.invoke(main, ["calibrate", ix, "--pairs", str(bad)])
+    assert r.exit_code == 1 and "no thread with id 'zzz'" in r.output and current_generation(ix) == 2

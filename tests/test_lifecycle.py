@@ -18,7 +18,7 @@ from conftest import FakeEmbedder
 from qa_search import Answer, ForumIndex, SnapshotError, Thread, UnknownThreadError
 from qa_search.cache import EmbeddingCache, cache_root
 from qa_search.errors import IndexLockedError, QASearchError
-from qa_search.lifecycle import build_index, delete_threads, update_index, verify_index
+from qa_search.lifecycle import build_index, calibrate_index, delete_threads, update_index, verify_index
 from qa_search.lock import LOCK, writer_lock
 from qa_search.store import (
     clean_debris,
@@ -304,6 +304,8 @@ def test_one_writer_at_a_time_and_a_dead_holder_does_not_block(tmp_path):
         assert f"pid {holder.pid}" in message and "holder-test" in message and os.uname().nodename in message
         with pytest.raises(IndexLockedError):
             rollback(idx)
+        with pytest.raises(IndexLockedError):  # calibrating publishes too
+            calibrate_index(idx, [("t0", "t1"), ("t0", "t2")], [1, 0], embedder=FakeEmbedder())
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

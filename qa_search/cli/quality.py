@@ -6,7 +6,9 @@ import click
 
 from ..evaluation import evaluate_pairs, evaluate_queries, read_pairs, read_queries
 from ..index import ForumIndex
+from ..lifecycle import calibrate_index
 from ._common import echo_json, library_errors
+from .build import keep_option
 
 _index_dir = click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
 
@@ -33,7 +35,15 @@ def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, a
         raise click.UsageError("give exactly one of --queries FILE or --pairs FILE")
     index = ForumIndex.load(index_dir)
     if queries_file is not None:
-        result = evaluate_queries(index, read_queries(queries_file))
+        queries = read_queries(queries_file)
+        unknown = sorted({i for q in queries for i in q.relevant_ids if i not in index})
+        if unknown:  # such a thread can never be found: most likely the file is for another index
+            shown = ", ".join(repr(i) for i in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            click.echo(
+                f"warning: {len(unknown)} relevant id(s) are not in the index and count as misses: {shown}",
+                err=True,
+            )
+        result = evaluate_queries(index, queries)
     else:
         result = evaluate_pairs(index, read_pairs(pairs_file))
     if as_json:
@@ -66,25 +76,39 @@ def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, a
     type=click.FloatRange(0, 1),
     help='Precision the "related" tier must reach.',
 )
+@keep_option
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
 @library_errors
 def calibrate(
-    index_dir: str, pairs_file: str, duplicate_precision: float, related_precision: float, as_json: bool
+    index_dir: str,
+    pairs_file: str,
+    duplicate_precision: float,
+    related_precision: float,
+    keep: int,
+    as_json: bool,
 ) -> None:
     """Fit duplicate probabilities and tiers on labelled pairs; publish them with the index."""
-    index = ForumIndex.load(index_dir)
     pairs = read_pairs(pairs_file)
     try:
-        cal = index.calibrate(
+        cal, summary = calibrate_index(
+            index_dir,
             [(p.id1, p.id2) for p in pairs],
             [p.label for p in pairs],
             {"duplicate": duplicate_precision, "related": related_precision},
+            keep=keep,
         )
     except ValueError as exc:
         raise click.ClickException(f"{pairs_file}: {exc}") from exc
-    path = index.save(index_dir)
     if as_json:
-        echo_json({**cal.to_dict(), "snapshot": str(path)})
+        echo_json(
+            {
+                **cal.to_dict(),
+                "generation": summary.generation,
+                "snapshot": summary.snapshot,
+                "pruned": list(summary.pruned),
+                "live_writes": summary.live_writes,
+            }
+        )
         return
     r = cal.report
     click.echo(
@@ -96,4 +120,4 @@ def calibrate(
             f"  {name:>9}: probability >= {cut:.3f} (precision {r[name]['precision']:.3f}, "
             f"recall {r[name]['recall']:.3f} out of fold)"
         )
-    click.echo(f"published {path}")
+    click.echo(f"published generation {summary.generation} at {summary.snapshot}")
