@@ -218,6 +218,13 @@ def load_recorded_embedder(model: Mapping[str, object]) -> Embedder:
     the probe tolerance.
     """
     name = str(model["name"])
+    if Path(name).is_absolute() and not Path(name).is_dir():
+        # a local model (a tuned one, say) recorded by its path, since moved or deleted: the
+        # hub cannot have it, so say so at once rather than after a minute of network retries
+        raise ModelLoadError(
+            f"the index was built with the model in {name}, which is not there any more: put it "
+            "back, or rebuild with `qa-search build --model M` (everything is embedded again)"
+        )
     backend = model.get("backend")
     if backend in BACKENDS and backend not in ("auto", AUTO_BACKEND):
         try:

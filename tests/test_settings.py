@@ -291,3 +291,17 @@ def test_a_recorded_encoder_missing_here_falls_back_to_auto(tmp_path, monkeypatc
     assert loader.calls == [("tuned-x", "onnx"), ("tuned-x", "auto")]
     assert loaded.embedder.backend == "onnx-int8"
     assert "built on backend onnx, unavailable here" in caplog.text
+
+
+def test_a_recorded_model_directory_that_is_gone_is_named_at_once(tmp_path, monkeypatch):
+    loader = _RecordingLoader()
+    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", loader)
+    gone = tmp_path / "tuned-model"
+    index = ForumIndex(FakeEmbedder(name=str(gone)))
+    index.upsert(list(read_dump(SAMPLE_DUMP))[:3])
+    index.save(tmp_path / "ix")
+    with pytest.raises(ModelLoadError, match=f"built with the model in {gone}, which is not there any more"):
+        ForumIndex.load(tmp_path / "ix")
+    r = CliRunner().invoke(main, ["build", str(SAMPLE_DUMP), "--index", str(tmp_path / "ix"), "-q"])
+    assert r.exit_code == 1 and "rebuild with `qa-search build --model M`" in r.output
+    assert loader.calls == []  # nothing was tried on the hub
