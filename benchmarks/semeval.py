@@ -8,7 +8,9 @@ index's idf comes from the forum's text; each question's candidates are then ran
 ``ForumIndex.score_threads``, the library's own search score. MAP follows the official scorer
 (metrics.semeval_map): PerfectMatch and Relevant are relevant, ties keep the search-engine
 order, a question without relevant candidates scores 0. Prints a table, or with ``--json``
-``{"<file name>": {"map": <percent>}}``.
+``{"<file name>": {"map": <percent>}}``. A model made by ``qa-search tune`` is scored with the
+index settings it recommends (as ``qa-search build --model`` applies them); ``--lexical-weight``
+overrides the weight.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder
 from qa_search.embedding import Embedder
 from qa_search.metrics import semeval_map
+from qa_search.tuning import model_index_settings
 
 
 def read_semeval(path: str | Path) -> list[dict]:
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lexical-weight", type=float, default=None, help="override IndexConfig.lexical_weight")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    config = IndexConfig()
+    # the settings a build with this model starts from: a tuned model's recommended ones
+    config = IndexConfig().updated(model_index_settings(args.model))
     if args.lexical_weight is not None:
         config = replace(config, lexical_weight=args.lexical_weight)
     embedder = load_embedder(args.model)
