@@ -75,6 +75,15 @@ def _free_port() -> int:
 def test_cli_search_json_and_http_search_return_the_same_hits(sample_index):
     cli = json.loads(_run("search", str(sample_index), QUERY, "-k", "5", "--json").stdout)
     assert len(cli["hits"]) == 5
+    # filtered: two tags (any of them) within one category
+    threads = {t.id: t for t in read_dump(SAMPLE_DUMP)}
+    tags, category = ["boundaries", "guilt"], "therapy"
+    flags = ["--tag", tags[0], "--tag", tags[1], "--category", category]
+    cli_filtered = json.loads(_run("search", str(sample_index), QUERY, "-k", "5", *flags, "--json").stdout)
+    assert cli_filtered["hits"] and cli_filtered["hits"] != cli["hits"]
+    for hit in cli_filtered["hits"]:
+        t = threads[hit["thread_id"]]
+        assert t.category == category and set(t.tags) & set(tags)
 
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -98,6 +107,9 @@ def test_cli_search_json_and_http_search_return_the_same_hits(sample_index):
         with urllib.request.urlopen(url, timeout=30) as resp:
             http = json.load(resp)
         assert http == cli
+        query = [("q", QUERY), ("k", 5), *(("tags", t) for t in tags), ("category", category)]
+        with urllib.request.urlopen(f"{base}/v1/search?" + urllib.parse.urlencode(query), timeout=30) as resp:
+            assert json.load(resp) == cli_filtered
     finally:
         server.terminate()
         log, _ = server.communicate(timeout=30)

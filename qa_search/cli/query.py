@@ -18,16 +18,22 @@ def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("text", callback=_not_blank)
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Threads to return.")
+@click.option(
+    "--tag", "tags", multiple=True, help="Keep threads with this tag (repeatable: any of them)."
+)
+@click.option("--category", default=None, help="Keep threads of this category.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"hits": [...]} as JSON.')
 @library_errors
-def search(index_dir: str, text: str, k: int, as_json: bool) -> None:
+def search(
+    index_dir: str, text: str, k: int, tags: tuple[str, ...], category: str | None, as_json: bool
+) -> None:
     """Find the threads most similar to TEXT."""
-    hits = ForumIndex.load(index_dir).search(text, k=k)
+    hits = ForumIndex.load(index_dir).search(text, k=k, tags=tags or None, category=category)
     if as_json:
         echo_json({"hits": [h.to_dict() for h in hits]})
         return
     if not hits:
-        click.echo("no threads in the index")
+        click.echo("no threads match the filters" if tags or category else "no threads in the index")
     for rank, h in enumerate(hits, 1):
         where = "question" if h.answer_id is None else f"answer {h.answer_id}"
         click.echo(f"{rank:>2}. {h.score:.3f}  [{h.thread_id}] {h.title}")
