@@ -8,7 +8,7 @@ from conftest import FakeEmbedder
 
 from qa_search import ForumIndex, LiveIndex, SnapshotError, Thread
 from qa_search.querycache import QueryCache
-from qa_search.store import current_generation
+from qa_search.store import current_generation, rollback
 from qa_search.writelog import WriteLog, publish_with_log
 
 BASE = [Thread("a", "how to sleep better at night"), Thread("b", "arguing with my sister about money")]
@@ -97,6 +97,19 @@ def test_workers_share_writes_and_keep_them_across_a_swap_and_a_restart(index_di
     with restarted.reading() as index:
         assert sorted(t.id for t in index.threads()) == ["b", "c", "d"]
     assert not restarted.check_generation()
+
+
+def test_a_rollback_is_swapped_in_like_a_publish(index_dir):
+    live = LiveIndex(index_dir, FakeEmbedder())
+    newer = ForumIndex(FakeEmbedder())
+    newer.upsert([*BASE, Thread("d", "my dog died and I cannot stop crying")])
+    newer.save(index_dir)
+    assert live.check_generation() and "d" in live.index
+    rollback(index_dir, to=1)
+    assert live.check_generation() and live.generation == 1 and "d" not in live.index
+    rollback(index_dir, to=2)  # and forward again
+    assert live.check_generation() and live.generation == 2 and "d" in live.index
+    assert not live.check_generation()
 
 
 def test_searches_keep_running_while_a_generation_is_swapped(index_dir):
