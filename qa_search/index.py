@@ -227,8 +227,9 @@ class UpsertStats:
 
 
 def _thread_filter(tags: Iterable[str] | None, category: str | None):
-    """A predicate on threads for the given filters, or None when there is nothing to filter."""
-    wanted = frozenset(tags or ())
+    """A predicate on threads for the given filters, or None when there is nothing to filter.
+    A single string is one tag (not its letters)."""
+    wanted = frozenset([tags] if isinstance(tags, str) else tags or ())
     if not wanted and category is None:
         return None
 
@@ -448,8 +449,8 @@ class ForumIndex:
     ) -> list[SearchHit]:
         """The k threads most similar to ``text``, best first, one hit per thread.
 
-        ``tags`` keeps threads having at least one of these tags; ``category`` keeps threads of
-        that category. Filtering is exact: the search fetches deeper until k matching threads
+        ``tags`` keeps threads having at least one of these tags (a single string is one tag);
+        ``category`` keeps threads of that category. Filtering is exact: the search fetches deeper until k matching threads
         are certain (or none are left), so a filter never costs recall.
         """
         return self.search_many([text], k, tags=tags, category=category)[0]

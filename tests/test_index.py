@@ -186,6 +186,7 @@ SCORING_CONFIGS = [
         ({"category": "c1"}, lambda t: t.category == "c1"),
         ({"tags": ["g0", "g3"]}, lambda t: set(t.tags) & {"g0", "g3"}),
         ({"tags": ["g2"], "category": "c0"}, lambda t: t.category == "c0" and "g2" in t.tags),
+        ({"tags": "g4"}, lambda t: "g4" in t.tags),  # one tag as a plain string, not its letters
     ],
 )
 def test_thread_search_equals_brute_force_on_seeded_vectors(k, filters, keep, scoring):
