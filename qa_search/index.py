@@ -241,6 +241,17 @@ def _thread_filter(tags: Iterable[str] | None, category: str | None):
     return keep
 
 
+def as_id_list(thread_ids: Iterable[str]) -> list[str]:
+    """``thread_ids`` as a list, where a single string is one id rather than its characters."""
+    return [thread_ids] if isinstance(thread_ids, str) else list(thread_ids)
+
+
+def _texts_list(texts: Sequence[str], method: str) -> list[str]:
+    if isinstance(texts, str):  # its characters would each be searched for
+        raise TypeError(f"{method}_many takes a list of texts; for one text use {method}(text)")
+    return list(texts)
+
+
 def _skip_blank(texts: Sequence[str], run: Callable[[list[str]], list[list]]) -> list[list]:
     """``run`` over the texts that are not blank; a blank text's result is an empty list."""
     todo = [i for i, t in enumerate(texts) if t.strip()]
@@ -408,8 +419,9 @@ class ForumIndex:
         return UpsertStats(len(batch), len(to_embed), len(new_parts) - len(to_embed))
 
     def delete(self, thread_ids: Iterable[str]) -> int:
-        """Remove threads and all their vectors; returns how many of the ids were present."""
-        present = [tid for tid in dict.fromkeys(thread_ids) if tid in self._threads]
+        """Remove threads and all their vectors; returns how many of the ids were present.
+        A single string is one id (``delete("12")`` never removes threads "1" and "2")."""
+        present = [tid for tid in dict.fromkeys(as_id_list(thread_ids)) if tid in self._threads]
         self._remove_parts(present)
         for tid in present:
             del self._threads[tid]
@@ -450,8 +462,9 @@ class ForumIndex:
         """The k threads most similar to ``text``, best first, one hit per thread.
 
         ``tags`` keeps threads having at least one of these tags (a single string is one tag);
-        ``category`` keeps threads of that category. Filtering is exact: the search fetches deeper until k matching threads
-        are certain (or none are left), so a filter never costs recall.
+        ``category`` keeps threads of that category. Filtering is exact: the search fetches
+        deeper until k matching threads are certain (or none are left), so a filter never costs
+        recall.
         """
         return self.search_many([text], k, tags=tags, category=category)[0]
 
@@ -465,6 +478,7 @@ class ForumIndex:
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch. A blank text (empty or
         only whitespace) finds nothing: its list is empty, and it is not embedded."""
+        texts = _texts_list(texts, "search")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         keep = _thread_filter(tags, category)
@@ -635,6 +649,7 @@ class ForumIndex:
         carry it with their tier; without an explicit ``threshold`` a hit must reach at least
         the lowest tier, with one it must reach that raw cosine. A blank text finds nothing.
         """
+        texts = _texts_list(texts, "find_duplicates")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         return _skip_blank(texts, lambda batch: self._find_duplicates(batch, threshold, k))

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .embedding import Embedder
 from .errors import QASearchError
-from .index import ForumIndex
+from .index import ForumIndex, as_id_list
 from .querycache import QueryCache
 from .store import current_generation, generation_path, resolve_snapshot
 from .threads import Thread
@@ -126,10 +126,11 @@ class LiveIndex:
             self._apply([*unseen, entry])
         return entry
 
-    def delete(self, thread_ids: list[str]) -> WriteEntry:
-        """Log a delete durably, then apply it here. Returns the log entry."""
+    def delete(self, thread_ids: Iterable[str]) -> WriteEntry:
+        """Log a delete durably, then apply it here (a single string is one id). Returns the
+        log entry."""
         with self._sync:
-            unseen, entry = self.log.append_delete(thread_ids)
+            unseen, entry = self.log.append_delete(as_id_list(thread_ids))
             self._apply([*unseen, entry])
         return entry
 

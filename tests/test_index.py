@@ -464,3 +464,24 @@ def test_a_blank_query_finds_nothing_and_is_not_embedded():
     dups = index.find_duplicates_many(["How do therapists handle their own mistakes?", ""])
     assert [d.thread_id for d in dups[0]] == ["mistakes"] and dups[1] == []
     assert emb.texts_encoded == before + 3
+
+
+def test_a_single_string_is_one_id_or_refused_where_a_list_of_texts_is_meant(tmp_path):
+    numbered = [Thread("1", "first question"), Thread("2", "second question"), Thread("12", "twelfth")]
+    index = make_index(threads=numbered)
+    assert index.delete("12") == 1  # thread "12", never threads "1" and "2"
+    assert sorted(t.id for t in index.threads()) == ["1", "2"]
+    with pytest.raises(TypeError, match=r"search_many takes a list of texts; for one text use search\("):
+        index.search_many("first question")
+    with pytest.raises(TypeError, match="find_duplicates_many takes a list"):
+        index.find_duplicates_many("first question")
+    # the same for an index directory and for a serving process
+    from qa_search import LiveIndex
+    from qa_search.lifecycle import build_index, delete_threads
+
+    build_index(tmp_path / "ix", numbered, FakeEmbedder())
+    assert delete_threads(tmp_path / "ix", "12", FakeEmbedder()).threads == 2
+    live = LiveIndex(tmp_path / "ix", FakeEmbedder())
+    assert live.delete("2").ids == ("2",)
+    with live.reading() as current:
+        assert [t.id for t in current.threads()] == ["1"]
