@@ -378,9 +378,10 @@ class ForumIndex:
         to embeddings made beforehand ((d,) float32, L2-normalised, by this index's model; see
         :meth:`pending_texts`); other new texts go through the embedder. ``progress``, if given,
         is called as ``progress(done, total)`` with the texts embedded so far after each batch.
-        ``UpsertStats.embedded`` counts new embeddings, whether made here or passed in.
+        ``UpsertStats.embedded`` counts new embeddings, whether made here or passed in. A single
+        :class:`Thread` may be passed as it is.
         """
-        batch, new_parts, vecs, to_embed = self._plan(threads)
+        batch, new_parts, vecs, to_embed = self._plan([threads] if isinstance(threads, Thread) else threads)
         if not batch:
             return UpsertStats(0, 0, 0)
         model_rows = to_embed

@@ -471,6 +471,8 @@ def test_a_single_string_is_one_id_or_refused_where_a_list_of_texts_is_meant(tmp
     index = make_index(threads=numbered)
     assert index.delete("12") == 1  # thread "12", never threads "1" and "2"
     assert sorted(t.id for t in index.threads()) == ["1", "2"]
+    assert index.upsert(Thread("3", "third question")).threads == 1 and "3" in index
+    index.delete("3")
     with pytest.raises(TypeError, match=r"search_many takes a list of texts; for one text use search\("):
         index.search_many("first question")
     with pytest.raises(TypeError, match="find_duplicates_many takes a list"):
