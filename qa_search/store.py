@@ -234,6 +234,8 @@ class GenerationInfo:
     published: bool = True
     #: Why the manifest could not be read (None when it could).
     error: str | None = None
+    #: The encoder it was built on (``"onnx-int8"``, ``"onnx"``, ``"torch"``), where recorded.
+    backend: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -260,6 +262,7 @@ def describe(index_dir: str | Path) -> list[GenerationInfo]:
             GenerationInfo(
                 g, g == current, m.get("created_at"), m.get("model", {}).get("name"),
                 counts.get("threads"), vectors, size, g <= published,
+                backend=m.get("model", {}).get("backend"),
             )
         )
     return out

@@ -279,6 +279,10 @@ def test_a_rebuild_keeps_the_index_model_and_encoder(tmp_path, monkeypatch):
     assert run("build", str(SAMPLE_DUMP), "--index", ix, "--model", "other") == ("other", "auto")
     assert run("build", str(SAMPLE_DUMP), "--index", ix, "--backend", "torch") == ("other", "torch")
     assert _recorded(ix) == ("other", "torch")
+    info = cli.invoke(main, ["info", ix])
+    assert info.exit_code == 0 and "other (torch)" in info.output and "tuned-x (onnx)" in info.output
+    gens = json.loads(cli.invoke(main, ["info", ix, "--json"]).stdout)["generations"]
+    assert [g["backend"] for g in gens] == ["onnx", "onnx-int8", "torch"]  # the 3 kept
 
 
 def test_a_recorded_encoder_missing_here_falls_back_to_auto(tmp_path, monkeypatch, caplog):

@@ -167,6 +167,7 @@ def info(index_dir: str, as_json: bool) -> None:
         click.echo(
             f"{mark} {g.number:>6}  {g.created_at or '?':<20}  {g.threads or 0:>8}  {g.vectors or 0:>8}  "
             f"{g.bytes / 2**20:>8.1f}  {g.model or g.error}"
+            + (f" ({g.backend})" if g.backend else "")
             + ("" if g.published else "  (never published: removed by the next writer)")
         )
     click.echo(
