@@ -226,24 +226,25 @@ class UpsertStats:
     reused: int
 
 
+def as_str_list(items: Iterable[str]) -> list[str]:
+    """``items`` (ids, tags) as a list, where a single string is one item, not its characters."""
+    return [items] if isinstance(items, str) else list(items)
+
+
 def _thread_filter(tags: Iterable[str] | None, category: str | None):
     """A predicate on threads for the given filters, or None when there is nothing to filter.
-    A single string is one tag (not its letters)."""
-    wanted = frozenset([tags] if isinstance(tags, str) else tags or ())
-    if not wanted and category is None:
+    A single string is one tag (not its letters); empty tags and an empty category filter
+    nothing (what a form sends for its blank fields)."""
+    wanted = frozenset(t for t in as_str_list(tags or ()) if t)
+    if not wanted and not category:
         return None
 
     def keep(thread: Thread) -> bool:
-        if category is not None and thread.category != category:
+        if category and thread.category != category:
             return False
         return not wanted or not wanted.isdisjoint(thread.tags)
 
     return keep
-
-
-def as_id_list(thread_ids: Iterable[str]) -> list[str]:
-    """``thread_ids`` as a list, where a single string is one id rather than its characters."""
-    return [thread_ids] if isinstance(thread_ids, str) else list(thread_ids)
 
 
 def _texts_list(texts: Sequence[str], method: str) -> list[str]:
@@ -422,7 +423,7 @@ class ForumIndex:
     def delete(self, thread_ids: Iterable[str]) -> int:
         """Remove threads and all their vectors; returns how many of the ids were present.
         A single string is one id (``delete("12")`` never removes threads "1" and "2")."""
-        present = [tid for tid in dict.fromkeys(as_id_list(thread_ids)) if tid in self._threads]
+        present = [tid for tid in dict.fromkeys(as_str_list(thread_ids)) if tid in self._threads]
         self._remove_parts(present)
         for tid in present:
             del self._threads[tid]
@@ -463,9 +464,9 @@ class ForumIndex:
         """The k threads most similar to ``text``, best first, one hit per thread.
 
         ``tags`` keeps threads having at least one of these tags (a single string is one tag);
-        ``category`` keeps threads of that category. Filtering is exact: the search fetches
-        deeper until k matching threads are certain (or none are left), so a filter never costs
-        recall.
+        ``category`` keeps threads of that category; empty values filter nothing. Filtering is
+        exact: the search fetches deeper until k matching threads are certain (or none are
+        left), so a filter never costs recall.
         """
         return self.search_many([text], k, tags=tags, category=category)[0]
 

@@ -28,7 +28,7 @@ from .embedding import (
     same_model,
 )
 from .errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
-from .index import ForumIndex, IndexConfig, as_id_list, config_of
+from .index import ForumIndex, IndexConfig, as_str_list, config_of
 from .lock import writer_lock
 from .snapshot import read_manifest, verify_files
 from .store import current_generation, generation_path, list_generations, prune, resolve_snapshot
@@ -263,7 +263,7 @@ def delete_threads(
     """
     index_dir = Path(index_dir)
     started = time.perf_counter()
-    ids = list(dict.fromkeys(as_id_list(thread_ids)))
+    ids = list(dict.fromkeys(as_str_list(thread_ids)))
     with writer_lock(index_dir):
         index, _ = _load_current(index_dir, embedder, use_cache=False)
         unknown = [tid for tid in ids if tid not in index]

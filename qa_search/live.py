@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .embedding import Embedder
 from .errors import QASearchError
-from .index import ForumIndex, as_id_list
+from .index import ForumIndex, as_str_list
 from .querycache import QueryCache
 from .store import current_generation, generation_path, resolve_snapshot
 from .threads import Thread
@@ -130,7 +130,7 @@ class LiveIndex:
         """Log a delete durably, then apply it here (a single string is one id). Returns the
         log entry."""
         with self._sync:
-            unseen, entry = self.log.append_delete(as_id_list(thread_ids))
+            unseen, entry = self.log.append_delete(as_str_list(thread_ids))
             self._apply([*unseen, entry])
         return entry
 

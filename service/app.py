@@ -294,10 +294,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         text = check_query(q)
         if text is None:
             return SearchResponse(hits=[])
-        # a form that serialises its empty fields sends ``tags=&category=``: that means no filter
-        tags = [t for t in tags or () if t] or None
-        with live.reading() as index:
-            hits = index.search(text, k=k, tags=tags, category=category or None)
+        with live.reading() as index:  # empty tags= / category= (a form's blank fields) filter nothing
+            hits = index.search(text, k=k, tags=tags, category=category)
         return SearchResponse(hits=[Hit(**h.to_dict()) for h in hits])
 
     def duplicates_of(

@@ -187,6 +187,7 @@ SCORING_CONFIGS = [
         ({"tags": ["g0", "g3"]}, lambda t: set(t.tags) & {"g0", "g3"}),
         ({"tags": ["g2"], "category": "c0"}, lambda t: t.category == "c0" and "g2" in t.tags),
         ({"tags": "g4"}, lambda t: "g4" in t.tags),  # one tag as a plain string, not its letters
+        ({"tags": ["", "g1"], "category": ""}, lambda t: "g1" in t.tags),  # empty values: no filter
     ],
 )
 def test_thread_search_equals_brute_force_on_seeded_vectors(k, filters, keep, scoring):

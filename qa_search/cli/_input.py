@@ -64,9 +64,9 @@ class ThreadInput:
         self.mapping = parse_mappings(mappings)
         self.site_url = site_url
         self.skipped: list[DumpFormatError] = []
-        #: thread ids read more than once, in the order their first repeat was met: a later
-        #: record replaces an earlier one, so the operator is told rather than left guessing
-        self.repeated: list[str] = []
+        # thread ids read more than once, in the order their first repeat was met (a dict as an
+        # ordered set): a later record replaces an earlier one, so the operator is told
+        self._repeated: dict[str, None] = {}
         self.skip_invalid = skip_invalid
         self.quiet = quiet
         if fmt == "auto":
@@ -82,15 +82,18 @@ class ThreadInput:
             self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url
         )
         seen: set[str] = set()
-        repeated: set[str] = set()
         with progress_bar("reading", self.quiet, unit="thread") as bar:
             for thread in stream:
                 bar.update()
-                if thread.id in seen and thread.id not in repeated:
-                    repeated.add(thread.id)
-                    self.repeated.append(thread.id)
+                if thread.id in seen:
+                    self._repeated[thread.id] = None
                 seen.add(thread.id)
                 yield thread
+
+    @property
+    def repeated(self) -> list[str]:
+        """Thread ids read more than once, in the order their first repeat was met."""
+        return list(self._repeated)
 
     def skipped_json(self) -> list[dict]:
         return [{"file": e.path, "line": e.line, "reason": e.reason} for e in self.skipped]
@@ -107,12 +110,13 @@ class ThreadInput:
 
     def report_repeated(self) -> None:
         """Say on stderr which thread ids were read more than once (the last record of each won)."""
-        if not self.repeated:
+        repeated = self.repeated
+        if not repeated:
             return
-        shown = ", ".join(repr(i) for i in self.repeated[:MAX_LISTED])
-        more = f" and {len(self.repeated) - MAX_LISTED} more" if len(self.repeated) > MAX_LISTED else ""
+        shown = ", ".join(repr(i) for i in repeated[:MAX_LISTED])
+        more = f" and {len(repeated) - MAX_LISTED} more" if len(repeated) > MAX_LISTED else ""
         click.echo(
-            f"warning: {len(self.repeated)} thread id(s) appear more than once in the input (in an "
+            f"warning: {len(repeated)} thread id(s) appear more than once in the input (in an "
             f"index the last record of each replaces the earlier ones): {shown}{more}",
             err=True,
         )
