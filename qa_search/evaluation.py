@@ -1,20 +1,22 @@
 """Measuring an index: retrieval quality on labelled queries, duplicate verdicts on labelled pairs.
 
 Query files hold one ``{"query_id", "text", "relevant_ids"}`` per line; pair files one
-``{"id1", "id2", "label"}`` of thread ids in the index. Both may be gzip-compressed.
+``{"id1", "id2", "label"}`` of thread ids in the index. Both are UTF-8 and may be
+gzip-compressed (``.gz``). A line that cannot be read, an unreadable ``.gz`` included, raises
+:class:`DumpFormatError` (file, line, reason); a file without any query or pair raises
+:class:`QASearchError`.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DumpFormatError
+from .errors import DumpFormatError, QASearchError
 from .index import ForumIndex
 from .metrics import (
     average_precision,
@@ -24,6 +26,7 @@ from .metrics import (
     recall_at_k,
     recall_at_precision,
 )
+from .threads import json_line, pair_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,24 +43,45 @@ class LabelledPair:
     label: int
 
 
-def _json_lines(path: str | Path):
+def _json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """The 1-based number and JSON object of each non-blank line of ``path`` (``.gz``: gzip).
+
+    Lines are read as bytes and decoded one by one, so a bad byte is pinned to its line.
+    """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
+        n = 0
+        while True:
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DumpFormatError(str(path), n, f"not JSON ({exc.msg})") from None
+                raw = fh.readline()
+            except (OSError, EOFError) as exc:  # truncated, corrupt or not gzip at all
+                raise DumpFormatError(str(path), n + 1, f"cannot read: {exc}") from exc
+            if not raw:
+                return
+            n += 1
+            try:
+                obj = json_line(raw)
+            except ValueError as exc:
+                raise DumpFormatError(str(path), n, str(exc)) from exc
+            if obj is None:
+                continue
             if not isinstance(obj, dict):
                 raise DumpFormatError(str(path), n, "expected a JSON object")
             yield n, obj
 
 
+def _thread_id(value: object, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise ValueError(f"{what} must be a thread id: a non-empty string or an integer, got {value!r}")
+    return str(value)
+
+
 def read_queries(path: str | Path) -> list[LabelledQuery]:
-    """Labelled queries: ``{"query_id", "text", "relevant_ids": [...]}`` per line."""
+    """Labelled queries: ``{"query_id", "text", "relevant_ids": [...]}`` per line.
+
+    Raises :class:`DumpFormatError` naming the first bad line, :class:`QASearchError` for a file
+    without a query.
+    """
     out = []
     for n, obj in _json_lines(path):
         try:
@@ -68,21 +92,38 @@ def read_queries(path: str | Path) -> list[LabelledQuery]:
             raise DumpFormatError(str(path), n, "'text' must be a non-empty string")
         if not isinstance(relevant, list):
             raise DumpFormatError(str(path), n, "'relevant_ids' must be a list of thread ids")
-        out.append(LabelledQuery(str(query_id), text, frozenset(map(str, relevant))))
+        try:
+            qid = _thread_id(query_id, "'query_id'")
+            ids = frozenset(_thread_id(i, "each of 'relevant_ids'") for i in relevant)
+        except ValueError as exc:
+            raise DumpFormatError(str(path), n, str(exc)) from None
+        out.append(LabelledQuery(qid, text, ids))
+    if not out:
+        raise QASearchError(
+            f'{path} holds no queries: expected one {{"query_id", "text", "relevant_ids"}} a line'
+        )
     return out
 
 
 def read_pairs(path: str | Path) -> list[LabelledPair]:
-    """Labelled pairs: ``{"id1", "id2", "label"}`` per line, label 1 (duplicate) or 0."""
+    """Labelled pairs: ``{"id1", "id2", "label"}`` per line, label 1 (duplicate) or 0.
+
+    Raises :class:`DumpFormatError` naming the first bad line, :class:`QASearchError` for a file
+    without a pair.
+    """
     out = []
     for n, obj in _json_lines(path):
         try:
-            label = int(obj["label"])
-            out.append(LabelledPair(str(obj["id1"]), str(obj["id2"]), label))
+            pair = LabelledPair(
+                _thread_id(obj["id1"], "'id1'"), _thread_id(obj["id2"], "'id2'"), pair_label(obj["label"])
+            )
         except KeyError as exc:
             raise DumpFormatError(str(path), n, f"missing required field {exc.args[0]!r}") from None
-        if label not in (0, 1):
-            raise DumpFormatError(str(path), n, f"label must be 0 or 1, got {obj['label']!r}")
+        except ValueError as exc:
+            raise DumpFormatError(str(path), n, str(exc)) from None
+        out.append(pair)
+    if not out:
+        raise QASearchError(f'{path} holds no pairs: expected one {{"id1", "id2", "label"}} a line')
     return out
 
 

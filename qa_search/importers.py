@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import sqlite3
 import tempfile
@@ -104,6 +105,14 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "y", "t"}
 
 
+def _check_input(path: Path) -> None:
+    """Refuse a missing path or a directory; anything else (a file, a pipe, /dev/stdin) is read."""
+    if not path.exists():
+        raise FileNotFoundError(f"dump file not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a dump file")
+
+
 # -- CSV -------------------------------------------------------------------------------------
 
 
@@ -114,34 +123,39 @@ def read_csv(
 
     ``mapping`` maps :data:`CSV_FIELDS` to column names (``{"id": "post_id", "title":
     "subject"}``); a field not mapped is read from the column of its own name, if there is one.
-    Consecutive rows with the same ``id`` are one thread, each row adding its ``answer``.
+    A mapped column that the header lacks is an error, as is a missing ``id`` or ``title``
+    column. Consecutive rows with the same ``id`` are one thread, each row adding its ``answer``.
+    A line that is not UTF-8 raises :class:`DumpFormatError` naming it, even with ``on_error``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"dump file not found: {path}")
+    _check_input(path)
     unknown = set(mapping) - set(CSV_FIELDS)
     if unknown:
         raise ValueError(
             f"cannot map to {', '.join(sorted(unknown))}: the fields are {', '.join(CSV_FIELDS)}"
         )
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
+    with open(path, "rb") as fh:
+        reader = csv.reader(_csv_lines(fh, path))
         try:
             header = next(reader)
         except StopIteration:
             return
-        except (UnicodeDecodeError, csv.Error) as exc:
+        except csv.Error as exc:
             raise DumpFormatError(str(path), 1, f"cannot read the header: {exc}") from exc
         columns = {name: i for i, name in enumerate(header)}
         fields = {f: mapping.get(f, f) for f in CSV_FIELDS}
-        missing = [f"{f} (column {fields[f]!r})" for f in ("id", "title") if fields[f] not in columns]
+        # id and title always need a column; any other field only when it is mapped by name
+        needed = [f for f in CSV_FIELDS if f in ("id", "title") or f in mapping]
+        missing = [f"{f} (column {fields[f]!r})" for f in needed if fields[f] not in columns]
         if missing:
             raise DumpFormatError(
                 str(path), 1, f"no column for {', '.join(missing)}; the header has {', '.join(header)}"
             )
         index = {f: columns[c] for f, c in fields.items() if c in columns}
 
-        current: dict | None = None  # the thread being assembled, with "_line" and "_bad"
+        # the thread being assembled, with "_line" (its first row) and "_bad" (the first
+        # (line, reason) wrong in one of its rows, reported once the thread is complete)
+        current: dict | None = None
         seen: set[str] = set()
         end_line = 1
 
@@ -149,7 +163,8 @@ def read_csv(
             line, bad = obj.pop("_line"), obj.pop("_bad")
             try:
                 if bad:
-                    raise ValueError(bad)
+                    line, reason = bad
+                    raise ValueError(reason)
                 return thread_from_dict(obj)
             except ValueError as exc:
                 err = DumpFormatError(str(path), line, str(exc))
@@ -164,8 +179,6 @@ def read_csv(
                 row = next(reader)
             except StopIteration:
                 break
-            except UnicodeDecodeError as exc:
-                raise DumpFormatError(str(path), start, f"not valid UTF-8 ({exc.reason})") from exc
             except csv.Error as exc:
                 raise DumpFormatError(str(path), start, f"malformed CSV: {exc}") from exc
             end_line = reader.line_num
@@ -215,7 +228,7 @@ def read_csv(
                     if "score" in cell:
                         obj["score"] = _int(cell["score"], f"column {fields['score']!r}")
                 except ValueError as exc:
-                    obj["_bad"] = str(exc)
+                    obj["_bad"] = (start, str(exc))
             if cell.get("answer", "").strip():
                 answer: dict = {"body": cell["answer"]}
                 try:
@@ -226,12 +239,30 @@ def read_csv(
                     if "answer_accepted" in cell:
                         answer["accepted"] = _bool(cell["answer_accepted"])
                 except ValueError as exc:
-                    obj["_bad"] = obj["_bad"] or f"line {start}: {exc}"
+                    obj["_bad"] = obj["_bad"] or (start, str(exc))
                 obj["answers"].append(answer)
         if current is not None:
             done = finish(current)
             if done is not None:
                 yield done
+
+
+def _csv_lines(fh: Iterable[bytes], path: Path) -> Iterator[str]:
+    """The decoded lines of a CSV file opened in binary, line ends kept, for :mod:`csv`.
+
+    Each physical line is decoded on its own, so a byte that is not UTF-8 is reported on its
+    own line (decoding in text mode goes buffer by buffer and loses it). Lines end at LF, CRLF
+    or a lone CR, as in text mode; a byte-order mark opening the file is dropped.
+    """
+    lineno = 0
+    for raw in fh:
+        for piece in raw.splitlines(keepends=True):
+            lineno += 1
+            try:
+                text = piece.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DumpFormatError(str(path), lineno, f"not valid UTF-8 ({exc.reason})") from exc
+            yield text.removeprefix("\ufeff") if lineno == 1 else text
 
 
 # -- Stack Exchange ----------------------------------------------------------------------------
@@ -267,8 +298,7 @@ def html_to_text(html: str) -> str:
 
 def _iter_rows(path: Path) -> Iterator[tuple[dict, int]]:
     """The attributes and line of every ``<row>`` of a Stack Exchange XML file, streamed."""
-    if not path.is_file():
-        raise FileNotFoundError(f"dump file not found: {path}")
+    _check_input(path)
     parser = xml.parsers.expat.ParserCreate()
     rows: list[tuple[dict, int]] = []
 
@@ -328,6 +358,7 @@ def _threads_from_posts(db: sqlite3.Connection, path: Path, on_error: OnError | 
     db.execute("PRAGMA synchronous=OFF")
     db.execute("CREATE TABLE q (id TEXT PRIMARY KEY, line INTEGER, data TEXT)")
     db.execute("CREATE TABLE a (parent TEXT, line INTEGER, data TEXT)")
+    db.execute("CREATE TABLE skipped (id TEXT PRIMARY KEY)")  # questions reported as invalid
 
     for attrs, line in _iter_rows(path):
         kind = attrs.get("PostTypeId")
@@ -339,6 +370,7 @@ def _threads_from_posts(db: sqlite3.Connection, path: Path, on_error: OnError | 
                 raise ValueError("row has no Id")
             if kind == "1":
                 if not attrs.get("Title", "").strip():
+                    db.execute("INSERT OR IGNORE INTO skipped VALUES (?)", (pid,))
                     raise ValueError(f"question {pid} has no Title")
                 db.execute("INSERT INTO q VALUES (?, ?, ?)", (pid, line, json.dumps(attrs)))
             else:
@@ -351,12 +383,13 @@ def _threads_from_posts(db: sqlite3.Connection, path: Path, on_error: OnError | 
         except ValueError as exc:
             _report(DumpFormatError(str(path), line, str(exc)), on_error)
     db.execute("CREATE INDEX a_parent ON a (parent)")
-    orphans = db.execute("SELECT line, parent FROM a WHERE parent NOT IN (SELECT id FROM q) ORDER BY rowid")
-    for line, parent in orphans:
-        _report(
-            DumpFormatError(str(path), line, f"answer to question {parent}, which is not in the file"),
-            on_error,
-        )
+    orphans = db.execute(
+        "SELECT a.line, a.parent, s.id IS NOT NULL FROM a LEFT JOIN skipped s ON s.id = a.parent"
+        " WHERE a.parent NOT IN (SELECT id FROM q) ORDER BY a.rowid"
+    )
+    for line, parent, question_skipped in orphans:
+        where = "which was skipped as invalid" if question_skipped else "which is not in the file"
+        _report(DumpFormatError(str(path), line, f"answer to question {parent}, {where}"), on_error)
     questions = db.execute("SELECT id, line, data FROM q ORDER BY rowid")
     for qid, line, data in questions:
         q = json.loads(data)
@@ -412,10 +445,21 @@ def read_stackexchange_duplicates(
 
 
 def write_pairs(pairs: Iterable[tuple[str, str]], path: str | Path) -> int:
-    """Write labelled duplicate pairs as JSONL ``{"id1", "id2", "label": 1}``; returns the count."""
+    """Write labelled duplicate pairs as JSONL ``{"id1", "id2", "label": 1}``; returns the count.
+
+    The file is written beside ``path`` and renamed into place once every pair is written, so
+    an error while reading ``pairs`` leaves an existing ``path`` as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
     n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for a, b in pairs:
-            fh.write(json.dumps({"id1": a, "id2": b, "label": 1}) + "\n")
-            n += 1
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for a, b in pairs:
+                fh.write(json.dumps({"id1": a, "id2": b, "label": 1}) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return n

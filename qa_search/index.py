@@ -43,7 +43,7 @@ from .retrieval import (
 )
 from .snapshot import read_manifest, verify_files
 from .store import publish, resolve_snapshot
-from .threads import Thread, thread_from_dict
+from .threads import Thread, checked_thread, thread_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,18 @@ class IndexConfig:
     vote_cap: int = 100
 
     def __post_init__(self) -> None:
+        # each value is of its field's kind: whole numbers for the int fields, finite numbers
+        # (stored as float, so that "0" and 0.0 are one setting) for the float fields
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if _KINDS[f.name] is float:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError(f"IndexConfig.{f.name} must be a number, got {value!r}")
+                if not np.isfinite(value):
+                    raise ValueError(f"IndexConfig.{f.name} must be a finite number, got {value!r}")
+                object.__setattr__(self, f.name, float(value))
+            elif isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"IndexConfig.{f.name} must be a whole number, got {value!r}")
         # search is exact only while a thread's score never falls as a cosine or a boost rises
         for name in ("answer_weight", "agreement_weight", "lexical_weight", "solved_boost", "vote_boost"):
             if getattr(self, name) < 0:
@@ -118,12 +130,11 @@ class IndexConfig:
         Raises ``ValueError`` naming an unknown setting (and the known ones) or a value that is
         not a number of the setting's kind or out of its range.
         """
-        kinds = {f.name: type(getattr(self, f.name)) for f in fields(self)}
         changes: dict[str, object] = {}
         for name, raw in settings.items():
-            if name not in kinds:
-                raise ValueError(f"unknown setting {name!r}; the settings are: {', '.join(kinds)}")
-            kind = kinds[name]
+            if name not in _KINDS:
+                raise ValueError(f"unknown setting {name!r}; the settings are: {', '.join(_KINDS)}")
+            kind = _KINDS[name]
             try:
                 if isinstance(raw, bool):
                     raise ValueError
@@ -144,6 +155,11 @@ class IndexConfig:
             for f in fields(self)
             if getattr(self, f.name) != getattr(default, f.name)
         }
+
+
+#: Each setting's kind, from its declaration (not from its current value: 0 is a float setting's
+#: value too).
+_KINDS: dict[str, type] = {f.name: {"int": int, "float": float}[str(f.type)] for f in fields(IndexConfig)}
 
 
 def config_of(snapshot: str | Path, manifest: Mapping) -> IndexConfig:
@@ -234,8 +250,9 @@ def as_str_list(items: Iterable[str]) -> list[str]:
 def _thread_filter(tags: Iterable[str] | None, category: str | None):
     """A predicate on threads for the given filters, or None when there is nothing to filter.
     A single string is one tag (not its letters); empty tags and an empty category filter
-    nothing (what a form sends for its blank fields)."""
-    wanted = frozenset(t for t in as_str_list(tags or ()) if t)
+    nothing (what a form sends for its blank fields); values are trimmed, as stored ones are."""
+    wanted = frozenset(t.strip() for t in as_str_list(tags or ()) if t.strip())
+    category = category.strip() if category else None
     if not wanted and not category:
         return None
 
@@ -264,6 +281,19 @@ def _skip_blank(texts: Sequence[str], run: Callable[[list[str]], list[list]]) ->
 
 def _probe_min_cosine(embedder: Embedder) -> float:
     return float(getattr(embedder, "probe_min_cosine", PROBE_MIN_COSINE))
+
+
+def probe_tolerance(model: Mapping, embedder: Embedder) -> float:
+    """The least probe cosine at which ``embedder`` counts as the model a manifest records.
+
+    The encoder the index was built with gives the recorded probe almost exactly, so it is held
+    to :data:`~qa_search.embedding.PROBE_MIN_COSINE` (a model directory whose weights changed, a
+    lightly fine-tuned copy, fails it). Only another encoder of the model (int8 against fp32)
+    gets the looser tolerance either side declares."""
+    recorded = model.get("backend")
+    if recorded is not None and recorded == getattr(embedder, "backend", None):
+        return PROBE_MIN_COSINE
+    return min(_probe_min_cosine(embedder), float(model.get("probe_min_cosine", PROBE_MIN_COSINE)))
 
 
 class ForumIndex:
@@ -319,9 +349,10 @@ class ForumIndex:
         except KeyError:
             raise UnknownThreadError(thread_id) from None
 
-    def threads(self) -> Iterable[Thread]:
-        """All threads, in insertion order."""
-        return self._threads.values()
+    def threads(self) -> list[Thread]:
+        """All threads, in insertion order: a list of its own, so the index may change while
+        the caller goes through it."""
+        return list(self._threads.values())
 
     @property
     def counts(self) -> dict[str, int]:
@@ -342,7 +373,8 @@ class ForumIndex:
         """What an upsert of ``threads`` involves: the threads by id (a later copy of an id wins),
         their parts, a (parts, d) array holding the reusable vectors, and the rows still to embed."""
         batch: dict[str, Thread] = {}
-        for t in threads:
+        for t in [threads] if isinstance(threads, Thread) else threads:
+            t = checked_thread(t)  # what is indexed must be what a saved snapshot reloads
             batch[t.id] = t
         cfg = self.config
         new_parts: list[Part] = []
@@ -382,7 +414,7 @@ class ForumIndex:
         ``UpsertStats.embedded`` counts new embeddings, whether made here or passed in. A single
         :class:`Thread` may be passed as it is.
         """
-        batch, new_parts, vecs, to_embed = self._plan([threads] if isinstance(threads, Thread) else threads)
+        batch, new_parts, vecs, to_embed = self._plan(threads)
         if not batch:
             return UpsertStats(0, 0, 0)
         model_rows = to_embed
@@ -826,13 +858,16 @@ class ForumIndex:
         if self.calibration is not None:
             (out / "calibration.json").write_text(json.dumps(self.calibration.to_dict(), indent=2) + "\n")
 
-    def save(self, index_dir: str | Path, *, progress=None) -> Path:
+    def save(
+        self, index_dir: str | Path, *, progress=None, extra_files: Mapping[str, bytes] | None = None
+    ) -> Path:
         """Publish the index as a new snapshot generation of ``index_dir``; returns its path.
 
         The generation is written completely before it becomes current, so readers of
         ``index_dir`` never see a partial snapshot, even if this process dies midway.
         ``progress(done, total)`` reports vectors indexed when a vector index is rebuilt (a
-        change of index type, or tombstones compacted away).
+        change of index type, or tombstones compacted away). ``extra_files`` (name to content)
+        are written into the snapshot beside the index's own and checksummed with them.
         """
         # the index type follows the size, and tombstones (HNSW) are compacted away, here
         limit = self.config.exact_search_limit
@@ -842,7 +877,12 @@ class ForumIndex:
         offset = len(self._questions)
         a_report = None if progress is None else (lambda done, _n: progress(offset + done, total))
         self._answers = self._answers.rebuilt(choose_index_type(len(self._answers), limit), a_report)
-        _, path = publish(index_dir, self._write_files, self._manifest())
+        def write(out: Path) -> None:
+            self._write_files(out)
+            for name, data in (extra_files or {}).items():
+                (out / name).write_bytes(data)
+
+        _, path = publish(index_dir, write, self._manifest())
         return path
 
     @classmethod
@@ -870,8 +910,7 @@ class ForumIndex:
             embedder = load_recorded_embedder(model)
         index = cls(embedder, config_of(snap, manifest))
         stored_probe = np.asarray(model["probe"], dtype=np.float32)
-        # a quantised encoder on either side (build or query) widens the tolerance
-        min_cos = min(_probe_min_cosine(embedder), model.get("probe_min_cosine", PROBE_MIN_COSINE))
+        min_cos = probe_tolerance(model, embedder)
         if embedder.dimension != model["dimension"] or not same_model(stored_probe, index._probe, min_cos):
             raise IncompatibleSnapshotError(
                 f"snapshot {snap} was built with model {model['name']!r} "

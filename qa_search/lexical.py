@@ -73,10 +73,11 @@ class LexicalIndex:
 
         if len(doc_ids) != len(texts):
             raise ValueError(f"{len(doc_ids)} ids for {len(texts)} texts")
-        if not texts:
-            return cls([], [], [], [0], {})
+        tokens = tokenize(texts)
+        if not any(tokens):  # no texts, or none with an indexable word ("C#", "🙂", stop words)
+            return cls(list(doc_ids), [], [], [0], {})
         model = bm25s.BM25(k1=K1, b=B, method="lucene")
-        model.index(tokenize(texts), show_progress=False)
+        model.index(tokens, show_progress=False)
         s = model.scores
         data, indices, indptr = np.asarray(s["data"]), np.asarray(s["indices"]), np.asarray(s["indptr"])
         # bm25s numbers terms in set order, which Python salts per process; renumbered

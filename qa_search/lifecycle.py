@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from .embedding import (
     same_model,
 )
 from .errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
-from .index import ForumIndex, IndexConfig, as_str_list, config_of
+from .index import ForumIndex, IndexConfig, as_str_list, config_of, probe_tolerance
 from .lock import writer_lock
 from .snapshot import read_manifest, verify_files
 from .store import current_generation, generation_path, list_generations, prune, resolve_snapshot
@@ -64,6 +64,8 @@ class BuildReport:
     pruned: tuple[int, ...] = ()
     #: Writes from the service's live write log folded into this generation (then compacted away).
     live_writes: int = 0
+    #: Why a rebuild could not keep the index's duplicate calibration (None: kept, or none).
+    calibration_dropped: str | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -99,8 +101,13 @@ def _publish(
 ) -> BuildReport:
     if cached is not None:
         cached.cache.flush()  # first: the embeddings are kept even if writing the snapshot fails
+        before_log = cached.embedded
     # live writes pushed to the service since the last publish are folded in, then dropped from the log
     path, live_writes = publish_with_log(index, index_dir, progress=index_progress)
+    if cached is not None and cached.embedded > before_log:  # texts the live writes brought
+        cached.cache.flush()
+        embedded += cached.embedded - before_log
+        written_vectors += cached.embedded - before_log
     pruned = prune(index_dir, keep)
     if cached is not None and cached.cache.shard_count > COMPACT_SHARDS:
         cached.cache.compact(_referenced_hashes(index_dir))
@@ -201,13 +208,37 @@ def build_index(
             raise QASearchError("no threads to index: the input is empty")
         cached = _cached(index_dir, embedder) if use_cache else None
         index = ForumIndex(cached or embedder, config or starting_config(index_dir, embedder.name)[0])
+        index.calibration, dropped = _kept_calibration(index_dir, index)
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)
         embedded = cached.embedded - before if cached else stats.embedded
-        return _publish(
+        report = _publish(
             index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
             index_progress=index_progress,
         )
+        return replace(report, calibration_dropped=dropped)
+
+
+def _kept_calibration(index_dir: Path, index: ForumIndex) -> tuple[Calibration | None, str | None]:
+    """The current generation's duplicate calibration, for a rebuild with the same model to keep
+    (it maps the pair signals of this model to probabilities, whatever threads are indexed), or
+    why it cannot be kept."""
+    if current_generation(index_dir) is None:
+        return None, None
+    snap = resolve_snapshot(index_dir)
+    manifest = read_manifest(snap)
+    if "calibration.json" not in manifest.get("files", {}):
+        return None, None
+    model = manifest["model"]
+    if model["name"] != index.embedder.name or not same_model(
+        np.asarray(model["probe"], np.float32), index._probe, probe_tolerance(model, index.embedder)
+    ):
+        return None, f"it was fitted with model {model['name']!r}; run qa-search calibrate again"
+    try:
+        stored = json.loads((snap / "calibration.json").read_text(encoding="utf-8"))
+        return Calibration.from_dict(stored), None
+    except (OSError, ValueError) as exc:
+        return None, f"{exc}; run qa-search calibrate again"
 
 
 def _load_current(index_dir: Path, embedder: Embedder | None, use_cache: bool):
@@ -270,6 +301,14 @@ def delete_threads(
         if unknown and not missing_ok:
             raise UnknownThreadError(unknown[0])
         deleted = index.delete(ids)
+        if not deleted and current_generation(index_dir) is not None:  # no change, no new generation
+            snap = resolve_snapshot(index_dir)
+            counts = index.counts
+            return BuildReport(
+                threads=counts["threads"], vectors=counts["question_vectors"] + counts["answer_vectors"],
+                embedded=0, reused=0, seconds=round(time.perf_counter() - started, 3),
+                generation=int(snap.name), snapshot=str(snap),
+            )
         return _publish(index_dir, index, None, 0, 0, started, keep, deleted=deleted)
 
 
@@ -360,7 +399,9 @@ def verify_snapshot(snap: Path, embedder: Embedder | None = None, *, check_model
         except ModelLoadError as exc:
             return [*problems, f"the model cannot be loaded to check its fingerprint: {exc}"]
         probe = probe_vectors(embedder)
-        if embedder.dimension != model["dimension"] or not same_model(np.asarray(model["probe"]), probe):
+        tolerance = probe_tolerance(model, embedder)  # the rule loading applies
+        if embedder.dimension != model["dimension"] or not same_model(np.asarray(model["probe"]), probe,
+                                                                      tolerance):
             problems.append(
                 f"the model {model['name']!r} no longer matches: the snapshot recorded fingerprint "
                 f"{model['fingerprint']}, the model now gives {model_fingerprint(probe)}"

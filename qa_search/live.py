@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .embedding import Embedder
-from .errors import QASearchError
+from .errors import QASearchError, SnapshotError
 from .index import ForumIndex, as_str_list
 from .querycache import QueryCache
 from .store import current_generation, generation_path, resolve_snapshot
-from .threads import Thread
+from .threads import Thread, checked_thread
 from .writelog import UPSERT, WriteEntry, WriteLog, apply_entries
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class LiveIndex:
         self._rw = RWLock()
         self._sync = threading.Lock()  # one catch-up / write / swap at a time
         self._failed_generation: int | None = None
+        self._log_damage: str | None = None
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -95,7 +96,14 @@ class LiveIndex:
         """The index, for one request's reads. Applies other processes' writes first (a stat
         when there are none), so a write acknowledged anywhere is visible here."""
         if self.log.changed():
-            self.catch_up()
+            try:
+                self.catch_up()
+            except SnapshotError as exc:
+                # a damaged log line stops writes (they poll first) but not searches: they go
+                # on over what was applied so far, and the error is logged once per damage
+                if str(exc) != self._log_damage:
+                    self._log_damage = str(exc)
+                    log.error("not applying the write log until it is repaired: %s", exc)
         with self._rw.read():
             yield self.index
 
@@ -119,8 +127,12 @@ class LiveIndex:
         with self._sync:
             self._apply(self.log.poll())
 
-    def upsert(self, threads: list[Thread]) -> WriteEntry:
-        """Log the threads durably, then apply them here. Returns the log entry."""
+    def upsert(self, threads: Iterable[Thread] | Thread) -> WriteEntry:
+        """Log the threads durably, then apply them here (a single :class:`Thread` may be passed
+        as it is). Each is checked first as a dump line would be (``ValueError`` naming it), so
+        the log never holds an entry that another process could not read back. Returns the
+        log entry."""
+        threads = [checked_thread(t) for t in ([threads] if isinstance(threads, Thread) else threads)]
         with self._sync:
             unseen, entry = self.log.append_upsert(threads)
             self._apply([*unseen, entry])

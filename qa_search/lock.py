@@ -25,7 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import IndexLockedError
+from .errors import IndexLockedError, SnapshotError
+from .snapshot import MANIFEST
 
 LOCK = "LOCK"
 
@@ -60,6 +61,10 @@ def writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[N
             _held[key][1] -= 1
         return
 
+    if (index_dir / MANIFEST).is_file():  # before anything (a lock file, a cache) is put into it
+        raise SnapshotError(
+            f"{index_dir} is a single snapshot, not an index directory: publish into another directory"
+        )
     created = not index_dir.exists()
     index_dir.mkdir(parents=True, exist_ok=True)
     path = index_dir / LOCK

@@ -94,9 +94,9 @@ def read_history(index_dir: str | Path) -> list[dict]:
     return out
 
 
-def _append_history(index_dir: Path, generation: int, action: str) -> None:
+def _append_history(index_dir: Path, generation: int, action: str, **record) -> None:
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    rec = {"generation": generation, "action": action, "at": at}
+    rec = {"generation": generation, "action": action, "at": at, **record}
     line = json.dumps(rec) + "\n"
     fd = os.open(index_dir / HISTORY, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -109,10 +109,10 @@ def _append_history(index_dir: Path, generation: int, action: str) -> None:
         os.close(fd)
 
 
-def _set_current(index_dir: Path, number: int, action: str) -> None:
+def _set_current(index_dir: Path, number: int, action: str, **record) -> None:
     # CURRENT first: it is what readers follow; the history line is only a record
     write_text_atomic(index_dir / CURRENT, f"{number}\n")
-    _append_history(index_dir, number, action)
+    _append_history(index_dir, number, action, **record)
 
 
 def last_published(index_dir: str | Path) -> int:
@@ -197,7 +197,12 @@ def rollback(index_dir: str | Path, to: int | None = None) -> int:
         problems = verify_files(snap, read_manifest(snap))
         if problems:
             raise SnapshotError(f"generation {to} is damaged, not switching to it: " + "; ".join(problems))
-        _set_current(index_dir, to, "rollback")
+        from .writelog import restore_folded_writes
+
+        # the service's writes that later generations folded in go back into the log first (a
+        # crash before the switch leaves them applied twice, which is harmless)
+        restored = restore_folded_writes(index_dir, to, current) if to < current else 0
+        _set_current(index_dir, to, "rollback", restored_writes=restored)
     return to
 
 

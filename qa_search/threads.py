@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,7 +86,25 @@ def _expect(value: Any, kind: type | tuple[type, ...], what: str, nullable: bool
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ValueError(f"{what} must be {names}, got {type(value).__name__}")
+    if isinstance(value, str):
+        _check_unicode(value, what)
     return value
+
+
+def _optional(obj: dict, key: str, kind: type, what: str, default: Any) -> Any:
+    """``obj[key]`` checked to be of ``kind``; absent or null gives ``default`` (a wrong value,
+    even a falsy one such as ``0`` for a text, is an error, not a default)."""
+    value = obj.get(key)
+    return default if value is None else _expect(value, kind, what)
+
+
+def _check_unicode(text: str, what: str) -> None:
+    # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 file or response can hold
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} holds a lone surrogate (an invalid \\u escape), not text") from None
 
 
 def _thread_id(value: Any, what: str) -> str:
@@ -94,6 +113,7 @@ def _thread_id(value: Any, what: str) -> str:
     text = str(value).strip()
     if not text:
         raise ValueError(f"{what} must not be empty")
+    _check_unicode(text, what)
     return text
 
 
@@ -112,8 +132,8 @@ def thread_from_dict(obj: Any) -> Thread:
     title = _expect(obj["title"], str, "'title'").strip()
     if not title:
         raise ValueError("'title' must not be empty")
-    body = _expect(obj.get("body") or "", str, "'body'").strip()
-    raw_answers = _expect(obj.get("answers") or [], list, "'answers'")
+    body = _optional(obj, "body", str, "'body'", "").strip()
+    raw_answers = _optional(obj, "answers", list, "'answers'", [])
     answers = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_answers):
@@ -123,32 +143,64 @@ def thread_from_dict(obj: Any) -> Thread:
         if aid in seen:
             raise ValueError(f"{where}.id {aid!r} is repeated in this thread")
         seen.add(aid)
-        abody = _expect(raw.get("body", ""), str, f"{where}.body").strip()
+        abody = _optional(raw, "body", str, f"{where}.body", "").strip()
         if not abody:
             raise ValueError(f"{where}.body must not be empty")
         answers.append(
             Answer(
                 id=aid,
                 body=abody,
-                score=_expect(raw.get("score") or 0, int, f"{where}.score"),
-                accepted=_expect(raw.get("accepted") or False, bool, f"{where}.accepted"),
+                score=_optional(raw, "score", int, f"{where}.score", 0),
+                accepted=_optional(raw, "accepted", bool, f"{where}.accepted", False),
             )
         )
-    tags = _expect(obj.get("tags") or [], list, "'tags'")
+    tags = _optional(obj, "tags", list, "'tags'", [])
     for t in tags:
         _expect(t, str, "each tag")
+    category = _expect(obj.get("category"), str, "'category'", nullable=True)
+    extra = {k: v for k, v in obj.items() if k not in _THREAD_FIELDS}
+    if extra:
+        try:
+            json.dumps(extra, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            raise ValueError(f"the extra fields cannot be stored as JSON text: {exc}") from None
     return Thread(
         id=tid,
         title=title,
         body=body,
         answers=tuple(answers),
         tags=tuple(t.strip() for t in tags if t.strip()),
-        category=_expect(obj.get("category"), str, "'category'", nullable=True),
+        category=category.strip() or None if category is not None else None,
         created_at=_expect(obj.get("created_at"), str, "'created_at'", nullable=True),
-        score=_expect(obj.get("score") or 0, int, "'score'"),
+        score=_optional(obj, "score", int, "'score'", 0),
         url=_expect(obj.get("url"), str, "'url'", nullable=True),
-        extra={k: v for k, v in obj.items() if k not in _THREAD_FIELDS},
+        extra=extra,
     )
+
+
+def checked_thread(thread: Thread) -> Thread:
+    """``thread`` validated as a dump line would be, and normalised the same way (an integer id
+    becomes a string, texts are stripped), so what is indexed is what a saved snapshot reloads.
+
+    Raises ``TypeError`` for a non-:class:`Thread` and ``ValueError`` naming the thread and the
+    first field that is wrong (an empty title or answer, a repeated answer id, a non-integer
+    score, an ``extra`` key that shadows a field, ...).
+    """
+    if not isinstance(thread, Thread):
+        raise TypeError(f"expected a Thread, got {type(thread).__name__}")
+    try:
+        if not isinstance(thread.extra, dict):
+            raise ValueError("'extra' must be a dict")
+        shadowing = sorted(_THREAD_FIELDS & thread.extra.keys())
+        if shadowing:
+            raise ValueError(f"'extra' holds keys that are thread fields: {', '.join(shadowing)}")
+        if isinstance(thread.tags, str) or isinstance(thread.answers, str | dict):
+            raise ValueError("'tags' and 'answers' must be sequences (a tuple or list), not a single value")
+        for i, a in enumerate(thread.answers):
+            _expect(a, Answer, f"answers[{i}]")
+        return thread_from_dict(thread.to_dict())
+    except ValueError as exc:
+        raise ValueError(f"thread {thread.id!r}: {exc}") from None
 
 
 def _open_binary(path: Path) -> io.BufferedIOBase:
@@ -166,8 +218,10 @@ def read_dump(
     A file that cannot be read any further (a truncated gzip) always raises.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"dump file not found: {path}")
+    if path.is_dir():  # anything else, a pipe or /dev/stdin too, is read
+        raise IsADirectoryError(f"{path} is a directory, not a dump file")
     # lines are read as bytes and decoded one by one, so a bad byte is pinned to its line
     with _open_binary(path) as fh:
         lineno = 0
@@ -200,9 +254,17 @@ def json_line(raw: bytes) -> object | None:
     if not line.strip():
         return None
     try:
-        return json.loads(line)
+        return json.loads(line.removeprefix("\ufeff"))  # a byte-order mark opens some files
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc.msg}") from exc
+
+
+def pair_label(value: Any) -> int:
+    """A labelled pair's ``label``: 1 (duplicate) or 0; anything else (``true``, ``"1"``, 0.7)
+    is a ``ValueError``. One rule for every pair file (tune, eval, calibrate)."""
+    if isinstance(value, bool) or value not in (0, 1):
+        raise ValueError(f"'label' must be 0 or 1, got {value!r}")
+    return int(value)
 
 
 def _parse_line(raw: bytes) -> Thread | None:
@@ -223,9 +285,16 @@ def write_dump(threads: Iterable[Thread], path: str | Path) -> int:
     """Write threads as a JSONL dump (gzip if the name ends in ``.gz``); returns the count."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
+    # written beside the target and renamed, so a failure part way leaves no half a dump
+    tmp = path.with_name(f".{path.name}.tmp")
     n = 0
-    with opener(path, "wt", encoding="utf-8") as fh:
-        for t in threads:
-            fh.write(json.dumps(t.to_dict(), ensure_ascii=False) + "\n")
-            n += 1
+    try:
+        with opener(tmp, "wt", encoding="utf-8") as fh:
+            for t in threads:
+                fh.write(json.dumps(checked_thread(t).to_dict(), ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return n

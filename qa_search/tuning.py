@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .embedding import resolve_model
 from .errors import DumpFormatError, ModelLoadError, QASearchError
-from .threads import json_line, read_dumps
+from .threads import json_line, pair_label, read_dumps
 
 #: Defaults chosen on SemEval-2016 train part 2 (see README, "Tuning on your forum's duplicates").
 DEFAULT_EPOCHS = 1
@@ -138,12 +138,6 @@ def _open_text_lines(path: Path) -> Iterable[bytes]:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _label(value: object) -> int:
-    if isinstance(value, bool) or value not in (0, 1):
-        raise ValueError(f"'label' must be 0 or 1, got {value!r}")
-    return int(value)  # type: ignore[arg-type]
-
-
 def _text(obj: dict, key: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -167,7 +161,7 @@ def _parse_pair_line(raw: bytes) -> tuple[str, str, int, bool] | None:
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     if "label" not in obj:
         raise ValueError("missing required field 'label'")
-    label = _label(obj["label"])
+    label = pair_label(obj["label"])
     if "text1" in obj or "text2" in obj:
         return _text(obj, "text1"), _text(obj, "text2"), label, False
     if "id1" in obj or "id2" in obj:
@@ -185,10 +179,20 @@ def read_pairs(paths: Iterable[str | Path], corpus: Iterable[str | Path] = ()) -
     raw_pairs: list[tuple[str, str, int, bool]] = []
     for p in paths:
         path = Path(p)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"pair file not found: {path}")
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a directory, not a pair file")
         with _open_text_lines(path) as fh:
-            for lineno, raw in enumerate(fh, start=1):
+            lineno = 0
+            while True:
+                try:
+                    raw = fh.readline()
+                except (OSError, EOFError) as exc:  # a truncated or false gzip file
+                    raise PairFormatError(str(path), lineno + 1, f"cannot read: {exc}") from exc
+                if not raw:
+                    break
+                lineno += 1
                 try:
                     parsed = _parse_pair_line(raw)
                 except ValueError as exc:

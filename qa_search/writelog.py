@@ -19,6 +19,10 @@ entry twice (for instance around a compaction) without harm, but never skips one
 
 Appends and compactions hold an exclusive ``flock`` on ``DIR/writes.lock``; readers take no
 lock and only consume complete lines.
+
+The writes a build folds in are also kept in the generation it publishes (``live_writes.jsonl``,
+the same records). A rollback to an earlier generation puts those of the generations it leaves
+back at the head of the log, so a write the service acknowledged is never lost to a rollback.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
 
 LOG_NAME = "writes.jsonl"
 LOCK_NAME = "writes.lock"
+#: The writes a generation folded in, kept in its snapshot for a rollback to restore.
+FOLDED_NAME = "live_writes.jsonl"
 FORMAT = 1
 UPSERT = "upsert"
 DELETE = "delete"
@@ -75,6 +81,45 @@ def apply_entries(
             index.delete(entry.ids)
         n += 1
     return n
+
+
+def _record(entry: WriteEntry, seq: int) -> dict:
+    """``entry`` as a log line's object, numbered ``seq``."""
+    if entry.op == UPSERT:
+        body = {"op": UPSERT, "threads": [t.to_dict() for t in entry.threads]}
+    else:
+        body = {"op": DELETE, "ids": list(entry.ids)}
+    return {"seq": seq, **body, "generation": entry.generation,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _lines(records: Iterable[dict]) -> bytes:
+    return b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records)
+
+
+def folded_writes(snapshot: str | Path) -> list[WriteEntry]:
+    """The live writes a generation folded in when it was published (none for older ones)."""
+    path = Path(snapshot) / FOLDED_NAME
+    if not path.is_file():
+        return []
+    with open(path, "rb") as fh:
+        items = [_parse(line, path) for line in fh if line.strip()]
+    return [e for e in items if isinstance(e, WriteEntry)]
+
+
+def restore_folded_writes(index_dir: str | Path, to: int, current: int) -> int:
+    """Put the writes folded into the generations after ``to`` (up to ``current``) back at the
+    head of the log, oldest first, before a rollback to ``to``. Returns how many."""
+    from .store import generation_path, list_generations
+
+    index_dir = Path(index_dir)
+    restored = [e for g in list_generations(index_dir) if to < g <= current
+                for e in folded_writes(generation_path(index_dir, g))]
+    if restored:
+        log = WriteLog(index_dir)
+        with log.locked():
+            log.restore(restored, to)
+    return len(restored)
 
 
 def _parse(line: bytes, path: Path) -> WriteEntry | dict:
@@ -126,33 +171,47 @@ class WriteLog:
             return self._file_id is not None
         return (st.st_dev, st.st_ino) != self._file_id or st.st_size != self._offset
 
-    def poll(self) -> list[WriteEntry]:
-        """Entries appended since the last poll, in log order."""
+    def _read(self) -> tuple[list[WriteEntry], tuple, SnapshotError | None]:
+        """What a poll would return, the read position after it and the error of a damaged
+        line (reading stops before it), without moving this handle."""
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed below; the fd's identity matters
         except FileNotFoundError:
-            self._file_id, self._offset = None, 0
-            return []
+            return [], (None, 0, self.last_seq), None
         with fh:
             st = os.fstat(fh.fileno())
             file_id = (st.st_dev, st.st_ino)
-            if file_id != self._file_id:  # new file (first read, or rewritten by a compaction)
-                self._file_id, self._offset = file_id, 0
-            fh.seek(self._offset)
+            offset = self._offset if file_id == self._file_id else 0  # else a new file (compacted)
+            fh.seek(offset)
             data = fh.read()
         complete = data.rfind(b"\n") + 1  # a line still being written is read next time
-        self._offset += complete
-        out = []
-        for line in data[:complete].splitlines():
-            if not line.strip():
-                continue
-            item = _parse(line, self.path)
-            if isinstance(item, dict):
-                self.last_seq = max(self.last_seq, int(item.get("compacted_through", 0)))
-            elif item.seq > self.last_seq:
-                out.append(item)
-                self.last_seq = item.seq
-        return out
+        last_seq, out, pos = self.last_seq, [], 0
+        for line in data[:complete].splitlines(keepends=True):
+            if line.strip():
+                try:
+                    item = _parse(line, self.path)
+                except SnapshotError as exc:
+                    return out, (file_id, offset + pos, last_seq), exc
+                if isinstance(item, dict):
+                    last_seq = max(last_seq, int(item.get("compacted_through", 0)))
+                elif item.seq > last_seq:
+                    out.append(item)
+                    last_seq = item.seq
+            pos += len(line)
+        return out, (file_id, offset + complete, last_seq), None
+
+    def poll(self) -> list[WriteEntry]:
+        """Entries appended since the last poll, in log order.
+
+        A damaged line is never stepped over (that would lose the writes after it): the entries
+        before it are returned, and the next poll raises :class:`SnapshotError` until the line
+        is repaired; then reading goes on from it.
+        """
+        entries, position, error = self._read()
+        if error is not None and not entries:
+            raise error
+        self._file_id, self._offset, self.last_seq = position
+        return entries
 
     def read_all(self) -> list[WriteEntry]:
         """Every entry in the log (resets this handle to read from the start)."""
@@ -183,9 +242,33 @@ class WriteLog:
         ids = tuple(ids)
         return self._append({"op": DELETE, "ids": list(ids)}, WriteEntry(0, DELETE, ids=ids))
 
+    def restore(self, restored: list[WriteEntry], generation: int) -> None:
+        """Rewrite the log as ``restored`` followed by its own entries, numbered on from the
+        highest seq so far (so every process applies them, in this order). Call with
+        :meth:`locked` held."""
+        existing = self.read_all()
+        top = self.last_seq
+        header = {"header": {"format": FORMAT, "compacted_through": top, "generation": generation}}
+        records = [_record(e, top + i) for i, e in enumerate([*restored, *existing], 1)]
+        self._rewrite(_lines([header, *records]))
+
+    def _rewrite(self, data: bytes) -> None:
+        tmp = self.path.with_name(f".{LOG_NAME}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        fsync_path(self.index_dir)
+        self.read_all()
+
     def _append(self, body: dict, entry: WriteEntry) -> tuple[list[WriteEntry], WriteEntry]:
         with self.locked():
-            unseen = self.poll()
+            # a damaged line refuses the write (its seq could not be known) and consumes nothing
+            unseen, position, error = self._read()
+            if error is not None:
+                raise error
+            self._file_id, self._offset, self.last_seq = position
             seq = self.last_seq + 1
             generation = current_generation(self.index_dir)
             record = {"seq": seq, **body, "generation": generation,
@@ -209,20 +292,14 @@ class WriteLog:
 
     def truncate_through(self, seq: int, generation: int) -> None:
         """Drop entries up to ``seq`` (now part of ``generation``). Call with :meth:`locked` held."""
-        tmp = self.path.with_name(f".{LOG_NAME}.tmp")
-        with open(tmp, "wb") as fh:
-            header = {"header": {"format": FORMAT, "compacted_through": seq, "generation": generation}}
-            fh.write((json.dumps(header) + "\n").encode())
-            with open(self.path, "rb") as src:
-                for raw in src:
-                    item = _parse(raw, self.path) if raw.strip() else None
-                    if isinstance(item, WriteEntry) and item.seq > seq:
-                        fh.write(raw if raw.endswith(b"\n") else raw + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        fsync_path(self.index_dir)
-        self.read_all()
+        header = {"header": {"format": FORMAT, "compacted_through": seq, "generation": generation}}
+        kept = []
+        with open(self.path, "rb") as src:
+            for raw in src:
+                item = _parse(raw, self.path) if raw.strip() else None
+                if isinstance(item, WriteEntry) and item.seq > seq:
+                    kept.append(raw if raw.endswith(b"\n") else raw + b"\n")
+        self._rewrite(_lines([header]) + b"".join(kept))
 
 
 def publish_with_log(index: ForumIndex, index_dir: str | Path, *, progress=None) -> tuple[Path, int]:
@@ -235,8 +312,11 @@ def publish_with_log(index: ForumIndex, index_dir: str | Path, *, progress=None)
     log = WriteLog(index_dir)
     with log.locked():
         entries = log.read_all()
+        entries += log.poll()  # raises where a damaged line stopped the reading: nothing is published
         apply_entries(index, entries)
-        path = index.save(index_dir, progress=progress)
+        # kept in the snapshot too: a rollback past this generation puts them back in the log
+        folded = {FOLDED_NAME: _lines(_record(e, e.seq) for e in entries)} if entries else None
+        path = index.save(index_dir, progress=progress, extra_files=folded)
         if entries or log.path.exists():
             log.truncate_through(log.last_seq, int(path.name))
     return path, len(entries)

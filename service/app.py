@@ -12,20 +12,21 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from qa_search import Embedder, LiveIndex, Thread, thread_from_dict
+from qa_search import Embedder, LiveIndex, SnapshotError, Thread, thread_from_dict
 
 from .metrics import Metrics
 from .schemas import (
@@ -105,7 +106,9 @@ class _Guard:
         except Exception as exc:
             self._log_error(scope, exc)
             if status["code"] == 500:  # nothing sent yet
-                await _problem(500, "internal error; the request's text was not logged")(scope, receive, send)
+                await _problem(500, "internal error; the request's text was not logged")(
+                    scope, receive, send_status
+                )
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
@@ -162,8 +165,27 @@ class _Guard:
             log.error("error on %s %s: %s\n%s", scope["method"], scope["path"], type(exc).__name__, stack)
 
 
+@contextmanager
+def _writes_suspended_on_damage() -> Iterator[None]:
+    """A damaged write-log line refuses writes (a 503 naming it) until an operator repairs it;
+    searches go on over what was applied."""
+    try:
+        yield
+    except SnapshotError as exc:
+        raise HTTPException(503, f"writes are suspended: {exc}") from None
+
+
 def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 listing each problem's place and message. FastAPI's own handler also echoes the
+    offending input, which fails to render (a 500) for a NaN, an infinity or a lone surrogate,
+    and would put the user's text into a response that may end up in logs."""
+    problems = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid")),
+                 "type": str(e.get("type", "value_error"))} for e in exc.errors()]
+    return JSONResponse({"detail": problems}, status_code=422)
 
 
 # -- dependencies ---------------------------------------------------------------------------
@@ -239,18 +261,28 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         lifespan=lifespan,
     )
     app.state.settings = settings
-    if settings.cors_origins:
+    app.add_middleware(_Guard, settings=settings, metrics=metrics)
+    if settings.cors_origins:  # added last, so outermost: the guard's own answers carry its headers
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
         )
-    app.add_middleware(_Guard, settings=settings, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def check_text(text: str, what: str) -> None:
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # JSON's "\ud83d" escapes: half an emoji, cut by a client
+                raise HTTPException(422, f"{what} holds a lone surrogate (an invalid \\u escape), "
+                                    "not text") from None
 
     def check_query(q: str, what: str = "q") -> str | None:
         """The query to run, or None when it is too short to be worth a search."""
         if len(q) > settings.max_query_chars:
             raise HTTPException(422, f"{what} must be at most {settings.max_query_chars} characters")
+        check_text(q, what)
         text = q.strip()
         return text if len(text) >= settings.min_query_chars else None
 
@@ -265,10 +297,12 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     def demo() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz", response_model=Health, summary="Liveness")
     def healthz() -> Health:
         return Health()
 
+    @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz", response_model=Ready, summary="Readiness: the index is loaded",
              responses={503: {"model": Problem}})
     def readyz(live: LiveDep) -> Ready:
@@ -322,8 +356,11 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     @app.post("/v1/duplicates", response_model=DuplicatesResponse, summary="Likely duplicates of a draft",
               responses=_ERRORS)
     def duplicates_of_draft(live: LiveDep, draft: DraftQuestion) -> DuplicatesResponse:
-        text = Thread("draft", draft.title, draft.body).question_text
-        text = check_query(text, "the title and body together")
+        check_query(draft.title, "title")
+        check_text(draft.body, "body")
+        # a long draft is read up to QA_SEARCH_MAX_QUERY_CHARS characters (the model reads less)
+        text = Thread("draft", draft.title, draft.body).question_text[: settings.max_query_chars]
+        text = check_query(text, "the title and body")
         return duplicates_of(live, text, check_k(draft.k, 5), None)
 
     @app.post("/v1/threads", response_model=WriteResponse, summary="Add or replace threads",
@@ -339,19 +376,24 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
                 threads.append(thread_from_dict(t.model_dump(exclude_none=True)))
             except ValueError as exc:
                 raise HTTPException(422, f"threads[{i}]: {exc}") from None
-        entry = live.upsert(threads)
-        return WriteResponse(seq=entry.seq, threads=len({t.id for t in threads}), generation=entry.generation)
+        with _writes_suspended_on_damage():
+            entry = live.upsert(threads)
+        return WriteResponse(seq=entry.seq, threads=len({t.id for t in threads}), generation=live.generation)
 
-    @app.delete("/v1/threads/{thread_id}", response_model=WriteResponse, summary="Delete a thread",
+    @app.delete("/v1/threads/{thread_id:path}", response_model=WriteResponse, summary="Delete a thread",
                 dependencies=[Depends(require_key)], responses={**_ERRORS, 404: {"model": Problem}})
     def delete(
-        live: LiveDep, thread_id: Annotated[str, PathParam(min_length=1, max_length=200)]
+        live: LiveDep,
+        thread_id: Annotated[str, PathParam(min_length=1, description="The thread's id, percent-encoded "
+                                            "(an id may hold '/').")],
     ) -> WriteResponse:
+        thread_id = thread_id.strip()  # ids are stored trimmed
         with live.reading() as index:
             present = thread_id in index
         if not present:
             raise HTTPException(404, f"no thread with id {thread_id!r} in the index; nothing was deleted")
-        entry = live.delete([thread_id])
-        return WriteResponse(seq=entry.seq, threads=1, generation=entry.generation)
+        with _writes_suspended_on_damage():
+            entry = live.delete([thread_id])
+        return WriteResponse(seq=entry.seq, threads=1, generation=live.generation)
 
     return app

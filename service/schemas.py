@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-_ID = Field(min_length=1, max_length=200, pattern=r"\S", examples=["t042"])
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 
 class Hit(BaseModel):
@@ -44,32 +42,40 @@ class DraftQuestion(BaseModel):
     """A question being written: its title and (optionally) its body so far."""
 
     model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=2000, examples=["How do therapists handle their mistakes?"])
-    body: str = Field("", max_length=20000, examples=["My counsellor forgot what I told her last week."])
-    k: int = Field(5, ge=1, le=50, description="Most duplicates to return.")
+    title: str = Field(min_length=1, examples=["How do therapists handle their mistakes?"],
+                       description="At most QA_SEARCH_MAX_QUERY_CHARS characters.")
+    body: str = Field("", max_length=20000, examples=["My counsellor forgot what I told her last week."],
+                      description="Read up to QA_SEARCH_MAX_QUERY_CHARS characters of title and body.")
+    k: int = Field(5, ge=1, description="Most duplicates to return (at most QA_SEARCH_MAX_K).")
+
+
+_STRICT_ID = Annotated[StrictStr | StrictInt, Field(examples=["t042"])]
 
 
 class AnswerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str | None = Field(None, min_length=1, max_length=200, description="Default: '<thread id>#<n>'.")
+    """An answer in the dump format; other fields are ignored, as a dump's are."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: _STRICT_ID | None = Field(None, description="Default: '<thread id>#<n>'.")
     body: str = Field(min_length=1, pattern=r"\S", examples=["Therapists are people too..."])
-    score: int = Field(0, ge=-(2**53), le=2**53)
-    accepted: bool = False
+    score: StrictInt = Field(0, ge=-(2**53), le=2**53)
+    accepted: StrictBool = False
 
 
 class ThreadIn(BaseModel):
-    """A thread in the dump format (see the README)."""
+    """A thread in the dump format (see the README): the same fields, checked the same way, and
+    other fields kept with the thread."""
 
-    model_config = ConfigDict(extra="forbid")
-    id: str = _ID
-    title: str = Field(min_length=1, max_length=2000, pattern=r"\S",
+    model_config = ConfigDict(extra="allow")
+    id: _STRICT_ID
+    title: str = Field(min_length=1, pattern=r"\S",
                        examples=["How do therapists deal with their own mistakes?"])
     body: str = Field("", examples=["My counsellor forgot what I told her last week."])
     answers: list[AnswerIn] = []
     tags: list[str] = Field([], examples=[["therapy"]])
     category: str | None = Field(None, examples=["therapy"])
     created_at: str | None = Field(None, examples=["2025-03-02T10:00:00Z"])
-    score: int = Field(0, ge=-(2**53), le=2**53)
+    score: StrictInt = Field(0, ge=-(2**53), le=2**53)
     url: str | None = Field(None, examples=["https://forum.example.org/t/t042"])
 
 

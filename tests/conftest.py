@@ -63,6 +63,19 @@ def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
 
 
+@pytest.fixture
+def fake_cli(monkeypatch):
+    """A click runner for the CLI, with the fake embedder wherever the CLI loads a model."""
+    import sys
+
+    from click.testing import CliRunner
+
+    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
+    for module in ("qa_search.lifecycle", "qa_search.embedding"):
+        monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
+    return CliRunner()
+
+
 @pytest.fixture(scope="session")
 def real_embedder():
     """The packaged all-MiniLM-L6-v2, loaded once per test session."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -190,13 +188,6 @@ def test_neighbour_graph_matches_brute_force_and_pairs_are_undirected():
     assert np.all(edges[:, 0] < edges[:, 1]) and len({tuple(e) for e in edges.tolist()}) == len(edges)
     assert np.all(ecos >= 0.2)
     np.testing.assert_allclose(ecos, sims[edges[:, 0], edges[:, 1]], atol=1e-5)
-
-
-@pytest.fixture
-def fake_cli(monkeypatch):
-    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
-    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", fake)
-    return CliRunner()
 
 
 def test_cli_json_lists_clusters_of_a_calibrated_index(tmp_path, calibrated, fake_cli):

@@ -14,6 +14,7 @@ from conftest import FakeEmbedder
 from qa_search import Answer, DumpFormatError, ForumIndex, read_dump
 from qa_search.cli import main
 from qa_search.importers import (
+    FORMATS,
     html_to_text,
     parse_tags,
     read_csv,
@@ -130,17 +131,6 @@ def test_helpers():
     assert html_to_text("<p>x &lt; y</p><ul><li>one</li><li>two</li></ul>") == "x < y\none\ntwo"
 
 
-@pytest.fixture
-def fake_cli(monkeypatch):
-    """The CLI with the fake embedder in place of the real model."""
-    import sys
-
-    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
-    for module in ("qa_search.lifecycle", "qa_search.embedding"):
-        monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
-    return CliRunner()
-
-
 def test_build_reads_each_format_and_skip_invalid_reports_what_it_skipped(tmp_path, fake_cli):
     idx = tmp_path / "idx"
     maps = [f"--map={k}={v}" for k, v in MAPPING.items()]
@@ -217,9 +207,12 @@ def test_a_thread_id_read_twice_is_reported_and_the_last_record_wins(tmp_path, f
     base, delta = tmp_path / "base.jsonl", tmp_path / "delta.jsonl"
     base.write_text("".join(json.dumps({"id": i, "title": f"old question {i}"}) + "\n" for i in "abc"))
     delta.write_text(
-        json.dumps({"id": "b", "title": "new question b"}) + "\n"
-        + json.dumps({"id": "d", "title": "question d"}) + "\n"
-        + json.dumps({"id": "b", "title": "newest question b"}) + "\n"
+        json.dumps({"id": "b", "title": "new question b"})
+        + "\n"
+        + json.dumps({"id": "d", "title": "question d"})
+        + "\n"
+        + json.dumps({"id": "b", "title": "newest question b"})
+        + "\n"
     )
     idx = tmp_path / "idx"
     r = fake_cli.invoke(main, ["build", str(base), str(delta), "--index", str(idx), "--quiet", "--json"])
@@ -236,3 +229,169 @@ def test_a_thread_id_read_twice_is_reported_and_the_last_record_wins(tmp_path, f
     assert r.exit_code == 0 and "warning" not in r.output
     r = fake_cli.invoke(main, ["import", str(delta), "--out", str(tmp_path / "d.jsonl"), "--quiet", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["repeated_ids"] == ["b"]
+
+
+def test_a_mapped_column_that_the_header_lacks_is_an_error(tmp_path):
+    out = tmp_path / "forum.jsonl"
+    maps = [f"--map={k}={'txet' if k == 'body' else v}" for k, v in MAPPING.items()]
+    r = CliRunner().invoke(main, ["import", str(CSV), "--out", str(out), "-q", *maps])
+    assert r.exit_code == 1 and not out.exists()
+    header = "post_id, subject, text, labels, reply_id, reply, reply_votes, views"
+    assert f"{CSV}, line 1: no column for body (column 'txet'); the header has {header}\n" in r.output
+    # a field that is not mapped may lack its column: it is read only where there is one
+    assert [t.id for t in read_csv(CSV, {"id": "post_id", "title": "subject"})] == ["101", "102", "103"]
+
+
+def _latin(path: Path, bad_line: int, lines: int) -> None:
+    """A CSV of ``lines`` physical lines whose line ``bad_line`` holds a Latin-1 byte."""
+    rows = [b"id,title,body\n"] + [f"{i},question {i},body {i}\n".encode() for i in range(2, lines + 1)]
+    rows[bad_line - 1] = b"caf\xe9" + rows[bad_line - 1]
+    path.write_bytes(b"".join(rows))
+
+
+@pytest.mark.parametrize(("bad_line", "lines"), [(3, 5), (800, 900), (1, 4)])
+def test_a_byte_that_is_not_utf8_is_reported_on_its_own_line(tmp_path, bad_line, lines):
+    path = tmp_path / "latin.csv"
+    _latin(path, bad_line, lines)
+    r = CliRunner().invoke(
+        main, ["import", str(path), "--out", str(tmp_path / "x.jsonl"), "-q", "--skip-invalid"]
+    )
+    assert r.exit_code == 1
+    assert f"{path}, line {bad_line}: not valid UTF-8 (invalid continuation byte)" in r.output
+
+
+def test_csv_line_ends_and_a_byte_order_mark_read_as_before(tmp_path):
+    text = 'id,title,answer\n1,"two\nlines",a\n1,"two\nlines",b\n2,t2,\n'
+    for name, data in [
+        ("lf.csv", text.encode()),
+        ("crlf.csv", text.replace("\n", "\r\n").encode()),
+        ("cr.csv", text.replace("\n", "\r").encode()),
+        ("bom.csv", b"\xef\xbb\xbf" + text.encode()),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        threads = list(read_csv(path, {}))
+        # a quoted line break is kept as written, as Python's csv module keeps it
+        assert [(t.id, t.title.splitlines(), len(t.answers)) for t in threads] == [
+            ("1", ["two", "lines"], 2),
+            ("2", ["t2"], 0),
+        ], name
+    path = tmp_path / "cr_bad.csv"
+    path.write_bytes(text.replace("\n", "\r").encode().replace(b"t2", b"t\xff"))
+    with pytest.raises(DumpFormatError, match="line 6: not valid UTF-8"):
+        list(read_csv(path, {}))
+
+
+def test_a_bad_answer_cell_is_reported_once_on_its_own_line(tmp_path):
+    skipped: list[DumpFormatError] = []
+    list(read_csv(BAD_CSV, MAPPING, on_error=skipped.append))
+    assert (skipped[1].line, skipped[1].reason) == (4, "column 'reply_votes' must be an integer, got 'lots'")
+    # the second row of a thread is at fault: its own line is named, and the thread is skipped
+    path = tmp_path / "forum.csv"
+    path.write_text("id,title,answer,answer_score\n7,T,a,1\n7,T,b,many\n8,U,c,2\n")
+    r = CliRunner().invoke(
+        main, ["import", str(path), "--out", str(tmp_path / "x.jsonl"), "-q", "--skip-invalid"]
+    )
+    assert r.exit_code == 0, r.output
+    assert f"  {path}:3: column 'answer_score' must be an integer, got 'many'\n" in r.output
+    assert [t.id for t in read_dump(tmp_path / "x.jsonl")] == ["8"]
+
+
+def test_an_answer_to_a_skipped_question_says_so(tmp_path):
+    posts = tmp_path / "Posts.xml"
+    posts.write_text(
+        '<posts>\n<row Id="1" PostTypeId="1" Title="Q" Body="" />\n'
+        '<row Id="7" PostTypeId="1" Body="no title" />\n'
+        '<row Id="8" PostTypeId="2" ParentId="7" Body="an answer" />\n'
+        '<row Id="9" PostTypeId="2" ParentId="99" Body="lost answer" />\n</posts>\n'
+    )
+    r = CliRunner().invoke(
+        main, ["import", str(posts), "--out", str(tmp_path / "x.jsonl"), "-q", "--skip-invalid", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert [(s["line"], s["reason"]) for s in json.loads(r.stdout)["skipped"]] == [
+        (3, "question 7 has no Title"),
+        (4, "answer to question 7, which was skipped as invalid"),
+        (5, "answer to question 99, which is not in the file"),
+    ]
+
+
+def test_export_pairs_leaves_the_old_file_when_it_fails(tmp_path):
+    out = tmp_path / "keep.jsonl"
+    out.write_text("precious\n")
+    r = CliRunner().invoke(main, ["export-pairs", str(tmp_path / "missing.xml"), "--out", str(out)])
+    assert r.exit_code == 1 and "dump file not found" in r.output
+    links = tmp_path / "PostLinks.xml"
+    links.write_text(
+        '<postlinks>\n<row Id="1" PostId="2" RelatedPostId="1" LinkTypeId="3" />\n'
+        '<row Id="2" PostId="" RelatedPostId="1" LinkTypeId="3" />\n</postlinks>\n'
+    )
+    r = CliRunner().invoke(main, ["export-pairs", str(links), "--out", str(out)])
+    assert r.exit_code == 1 and f"{links}, line 3: duplicate link without PostId" in r.output
+    assert out.read_text() == "precious\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "PostLinks.xml",
+        "keep.jsonl",
+    ]
+    r = CliRunner().invoke(main, ["export-pairs", str(links), "--out", str(out), "--skip-invalid"])
+    assert r.exit_code == 0 and out.read_text() == '{"id1": "2", "id2": "1", "label": 1}\n'
+
+
+@pytest.mark.parametrize(
+    ("fmt", "source"),
+    [
+        ("jsonl", '{"id": "1", "title": "From a pipe"}\n'),
+        ("csv", "id,title\n1,From a pipe\n"),
+        ("stackexchange", '<posts><row Id="1" PostTypeId="1" Title="From a pipe" /></posts>'),
+    ],
+)
+def test_every_format_reads_from_a_pipe(tmp_path, fmt, source):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qa_search.cli",
+            "import",
+            "/dev/stdin",
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+            "-q",
+        ],
+        input=source.encode(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert [(t.id, t.title) for t in read_dump(out)] == [("1", "From a pipe")]
+
+
+def test_a_named_pipe_is_read_and_a_directory_is_refused(tmp_path):
+    import contextlib
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError):
+            fifo.write_text('{"id": "1", "title": "From a FIFO"}\n')
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        assert [t.title for t in read_dump(fifo)] == ["From a FIFO"]
+    finally:
+        if writer.is_alive():  # nothing opened the pipe: open it, so the writer does not wait forever
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(timeout=10)
+    for fmt in FORMATS:
+        with pytest.raises(IsADirectoryError, match=f"{tmp_path} is a directory, not a dump file"):
+            list(read_threads([tmp_path], fmt))
+        with pytest.raises(FileNotFoundError, match="dump file not found"):
+            list(read_threads([tmp_path / "missing"], fmt))

@@ -488,3 +488,41 @@ def test_a_single_string_is_one_id_or_refused_where_a_list_of_texts_is_meant(tmp
     assert live.delete("2").ids == ("2",)
     with live.reading() as current:
         assert [t.id for t in current.threads()] == ["1"]
+
+
+def test_upsert_checks_threads_as_a_dump_line_so_a_saved_index_always_reloads(tmp_path):
+    index = ForumIndex(FakeEmbedder())
+    index.upsert([Thread("ok", "how to sleep better")])
+    refused = (Thread("x", "rice", answers=(Answer("a", ""),)), Thread("y", "rice", score=2.5),
+               Thread("z", ""))
+    for bad in refused:
+        with pytest.raises(ValueError, match=f"thread '{bad.id}'"):
+            index.upsert([Thread("fine", "a fine thread"), bad])
+    assert [t.id for t in index.threads()] == ["ok"]  # a refused batch adds nothing
+    index.upsert(Thread(5, "  padded title  "))  # normalised as a dump round trip would be
+    assert index.get("5").title == "padded title"
+    index.save(tmp_path / "idx")
+    again = ForumIndex.load(tmp_path / "idx", FakeEmbedder())
+    assert [(t.id, t.title) for t in again.threads()] == [
+        ("ok", "how to sleep better"), ("5", "padded title")]
+
+
+def test_threads_is_a_copy_that_survives_writes_while_iterating():
+    index = ForumIndex(FakeEmbedder())
+    index.upsert([Thread("a", "first"), Thread("b", "second")])
+    for t in index.threads():
+        index.delete([t.id])
+    assert len(index) == 0
+
+
+@pytest.mark.parametrize("titles", [["C#"], ["🙂", "the a an"], ["x"]])
+def test_questions_without_an_indexable_word_search_save_and_load(tmp_path, titles):
+    index = ForumIndex(FakeEmbedder())
+    index.upsert([Thread(str(i), t) for i, t in enumerate(titles)])
+    hits = index.search("anything at all", k=5)
+    assert sorted(h.thread_id for h in hits) == sorted(str(i) for i in range(len(titles)))
+    index.save(tmp_path / "idx")
+    again = ForumIndex.load(tmp_path / "idx", FakeEmbedder())
+    assert [h.thread_id for h in again.search("anything at all", k=5)] == [h.thread_id for h in hits]
+    index.upsert([Thread("w", "worries about sleep")])  # a first real word later is indexed
+    assert index.search("sleep worries", k=1)[0].thread_id == "w"

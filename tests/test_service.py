@@ -79,8 +79,15 @@ def test_duplicates_get_and_post(client):
     posted = client.post("/v1/duplicates", json={"title": "How do I calm down before a panic attack?"}).json()
     assert [d["thread_id"] for d in posted["duplicates"]] == ["t1"]
     assert client.get("/v1/duplicates", params={"q": "unrelated words entirely"}).json() == {"duplicates": []}
-    long = client.post("/v1/duplicates", json={"title": "t" * 1500, "body": "b" * 1500})
-    assert long.status_code == 422 and "the title and body together must be at most 2000" in long.text
+    # a detailed draft is read up to QA_SEARCH_MAX_QUERY_CHARS (2000) characters, not refused
+    title = "How do I calm down before a panic attack?"
+    body = "calm down before a panic attack " * 100
+    long = client.post("/v1/duplicates", json={"title": title, "body": body})
+    read = client.post("/v1/duplicates", json={"title": title, "body": body[: 2000 - len(title) - 1]})
+    assert long.status_code == 200 and long.json() == read.json()
+    assert [d["thread_id"] for d in long.json()["duplicates"]] == ["t1"]
+    too_long = client.post("/v1/duplicates", json={"title": "t" * 2001})
+    assert too_long.status_code == 422 and "title must be at most 2000 characters" in too_long.text
 
 
 @pytest.mark.parametrize(
@@ -162,6 +169,7 @@ def test_query_text_is_not_logged_even_on_errors(client, caplog, monkeypatch):
     monkeypatch.setattr(client.app.state.live.index, "search", broken)
     resp = client.get("/v1/search", params={"q": "my very private worry"})
     assert resp.status_code == 500 and "private" not in resp.text
+    assert resp.headers["x-qa-search-worker"]  # the guard's own 500 says which worker, too
     server_side = [r for r in caplog.records if not r.name.startswith("httpx")]  # the test's client logs URLs
     assert any("RuntimeError" in r.getMessage() for r in server_side)
     assert not any("private" in r.getMessage() for r in server_side)
@@ -186,3 +194,71 @@ def test_cors_allow_list(index_dir):
         assert ok.headers["access-control-allow-origin"] == "https://forum.example.org"
         other = c.get("/v1/search", params={"q": "panic"}, headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        # the guard's own answers (not UTF-8: 400; too big: 413) are readable by the forum's page
+        bad = c.get("/v1/search?q=%ff", headers={"Origin": "https://forum.example.org"})
+        assert bad.status_code == 400
+        assert bad.headers["access-control-allow-origin"] == "https://forum.example.org"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/duplicates", '{"title": "panic attack", "k": NaN}'),
+        ("/v1/duplicates", '{"title": "panic attack", "k": 1e400}'),
+        ("/v1/duplicates", '{"title": "panic attack", "k": -Infinity}'),
+        ("/v1/duplicates", '{"title": "panic attack \\ud83d"}'),  # half an emoji, cut by a client
+        ("/v1/duplicates", '{"title": "panic attack", "body": "\\udfff"}'),
+        ("/v1/threads", '{"threads": [{"id": "t9", "title": "x", "score": 1e999}]}'),
+        ("/v1/threads", '{"threads": [{"id": "t9", "title": "x \\ud83d"}]}'),
+        ("/v1/threads", '{"threads": [{"id": "t9", "title": "x", "score": true}]}'),
+        ("/v1/threads", '{"threads": [{"id": "t9", "title": "x", "answers": [{"body": "b", "accepted": 1}]}]}'
+         ),
+    ],
+)
+def test_json_that_cannot_be_echoed_back_gets_a_422_not_a_500(client, path, body):
+    resp = client.post(path, content=body, headers={"X-API-Key": KEY, "Content-Type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"]
+    assert client.get("/readyz").json()["threads"] == 2  # nothing was written
+
+
+def test_threads_are_taken_in_the_dump_format_and_any_id_can_be_deleted(client):
+    headers = {"X-API-Key": KEY}
+    threads = [
+        {"id": 4242, "title": "An integer id, as dumps allow", "views": 17,
+         "answers": [{"body": "An answer with a field of its own.", "editor": "x"}]},
+        {"id": "forum/7", "title": "An id with a slash"},
+        {"id": "  padded  ", "title": "An id with spaces around it"},
+        {"id": "L" * 300, "title": "A very long id"},
+    ]
+    resp = client.post("/v1/threads", json={"threads": threads}, headers=headers)
+    assert resp.status_code == 200 and resp.json()["threads"] == 4 and resp.json()["generation"] == 1
+    live = client.app.state.live
+    assert live.index.get("4242").extra == {"views": 17}  # other fields are kept, as a dump's
+    for path in ("4242", "forum%2F7", "forum/7", "%20padded%20", "L" * 300):
+        resp = client.delete(f"/v1/threads/{path}", headers=headers)
+        if path == "forum/7":  # already deleted through its encoded form
+            assert resp.status_code == 404 and "forum/7" in resp.json()["detail"]
+        else:
+            assert resp.status_code == 200, (path, resp.text)
+    assert client.get("/readyz").json()["threads"] == 2
+
+
+def test_filter_values_are_trimmed_and_probes_answer_head(client):
+    plain = client.get("/v1/search", params={"q": "slow breathing"}).json()
+    blank = client.get("/v1/search", params={"q": "slow breathing", "tags": " ", "category": " "}).json()
+    assert blank == plain and plain["hits"]
+    padded = client.get("/v1/search", params={"q": "slow breathing", "tags": " anxiety "}).json()
+    assert [h["thread_id"] for h in padded["hits"]] == ["t1"]
+    assert client.head("/healthz").status_code == 200 and client.head("/readyz").status_code == 200
+
+
+def test_a_damaged_write_log_suspends_writes_with_a_503_but_searches_go_on(client, index_dir):
+    with open(index_dir / "writes.jsonl", "ab") as fh:
+        fh.write(b'{"seq": 1, "op": "upsert", "threads": [{"id": "x"}]}\n')
+    assert client.get("/v1/search", params={"q": "slow breathing"}).status_code == 200
+    thread = {"id": "t3", "title": "Why do I wake up at 4am?"}
+    resp = client.post("/v1/threads", json={"threads": [thread]}, headers={"X-API-Key": KEY})
+    assert resp.status_code == 503 and "writes are suspended" in resp.json()["detail"]
+    assert "damaged entry" in resp.json()["detail"]
+    assert client.delete("/v1/threads/t1", headers={"X-API-Key": KEY}).status_code == 503

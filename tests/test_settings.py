@@ -52,6 +52,31 @@ def test_updated_parses_command_line_strings_and_checks_them():
         IndexConfig().updated({"duplicate_threshold": "1.5"})
 
 
+def test_a_settings_kind_comes_from_its_declaration_not_its_value(tmp_path):
+    # lexical_weight=0 (an int) is how the README turns the lexical index off; it is still a
+    # float setting, in the object, in the saved snapshot and in every later change
+    cfg = IndexConfig(lexical_weight=0)
+    assert cfg.lexical_weight == 0.0 and isinstance(cfg.lexical_weight, float)
+    assert cfg.updated({"lexical_weight": "0.5"}).lexical_weight == 0.5
+    assert cfg.updated({"lexical_weight": 0.25}).lexical_weight == 0.25
+    index = ForumIndex(FakeEmbedder(), cfg)
+    index.upsert(list(read_dump(SAMPLE_DUMP))[:5])
+    index.save(tmp_path / "idx")
+    loaded = ForumIndex.load(tmp_path / "idx", FakeEmbedder())
+    loaded.reconfigure({"lexical_weight": 0.5})
+    assert loaded.config.lexical_weight == 0.5
+    assert reconfigure_index(tmp_path / "idx", {"lexical_weight": "0.75"}, FakeEmbedder()).generation == 2
+    assert current_config(tmp_path / "idx").lexical_weight == 0.75
+    for kwargs, message in [
+        ({"lexical_weight": "0.5"}, "lexical_weight must be a number, got '0.5'"),
+        ({"answer_weight": float("inf")}, "answer_weight must be a finite number"),
+        ({"chunk_words": 160.0}, "chunk_words must be a whole number"),
+        ({"vote_cap": True}, "vote_cap must be a whole number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            IndexConfig(**kwargs)
+
+
 @pytest.fixture(scope="module")
 def threads():
     return list(read_dump(SAMPLE_DUMP))
@@ -106,14 +131,6 @@ def test_reconfigure_index_publishes_and_keeps_the_calibration(tmp_path, threads
     build_index(tmp_path / "ix", threads[:20], emb)
     assert current_config(tmp_path / "ix").lexical_weight == 0.25
     assert current_config(tmp_path / "new") == IndexConfig()
-
-
-@pytest.fixture
-def fake_cli(monkeypatch):
-    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
-    monkeypatch.setattr(sys.modules["qa_search.lifecycle"], "load_embedder", fake)
-    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", fake)
-    return CliRunner()
 
 
 def test_cli_build_set_and_configure(tmp_path, fake_cli):

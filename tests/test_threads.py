@@ -5,6 +5,7 @@ import pytest
 
 from qa_search import Answer, DumpFormatError, Thread, read_dump, write_dump
 from qa_search.parts import ANSWER, QUESTION, chunk_words, thread_parts
+from qa_search.threads import checked_thread
 
 
 def _write(path, lines):
@@ -51,6 +52,15 @@ def test_minimal_and_full_threads_are_read(tmp_path):
         ),
         ('{"id": "x", "title": "t", "score": "high"}', "'score' must be int"),
         ('{"id": "x", "title": "t", "tags": "anxiety"}', "'tags' must be list"),
+        # a wrong value is an error even when it is falsy, not a default
+        ('{"id": "x", "title": "t", "body": 0}', "'body' must be str"),
+        ('{"id": "x", "title": "t", "body": []}', "'body' must be str"),
+        ('{"id": "x", "title": "t", "answers": {}}', "'answers' must be list"),
+        ('{"id": "x", "title": "t", "score": false}', "'score' must be an integer"),
+        ('{"id": "x", "title": "t", "answers": [{"body": "b", "accepted": 0}]}', "accepted must be bool"),
+        ('{"id": "x", "title": "bad \\ud800 text"}', "'title' holds a lone surrogate"),
+        ('{"id": "x", "title": "t", "answers": [{"body": "\\udfff"}]}', "answers[0].body holds a lone"),
+        ('{"id": "x", "title": "t", "note": "\\ud800"}', "extra fields cannot be stored"),
     ],
 )
 def test_malformed_line_names_file_line_and_reason(tmp_path, line, reason):
@@ -110,3 +120,43 @@ def test_thread_parts_question_first_then_answer_chunks():
         (ANSWER, "a2", 2),
     ]
     assert parts[0].text == "Title\nBody"
+
+
+def test_a_byte_order_mark_and_null_fields_are_read(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    first = b'{"id": "1", "title": "first", "body": null, "answers": null, "score": null}\n'
+    path.write_bytes(b"\xef\xbb\xbf" + first + b'{"id": "2", "title": "second"}\n')
+    assert [t.id for t in read_dump(path)] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("thread", "reason"),
+    [
+        (Thread("x", "rice", answers=(Answer("a", ""),)), r"thread 'x': answers\[0\].body must not be empty"),
+        (Thread("x", "rice", answers=(Answer("a", "b"), Answer("a", "c"))), "repeated"),
+        (Thread("x", "rice", score=2.5), "'score' must be int"),
+        (Thread("x", "  "), "'title' must not be empty"),
+        (Thread("x", "rice", extra={"title": "other"}), "'extra' holds keys that are thread fields: title"),
+        (Thread("x", "rice", tags="anxiety"), "'tags' and 'answers' must be sequences"),
+        (Thread("x", "bad \ud800"), "lone surrogate"),
+    ],
+)
+def test_checked_thread_refuses_what_a_dump_line_could_not_hold(thread, reason):
+    with pytest.raises(ValueError, match=reason):
+        checked_thread(thread)
+
+
+def test_checked_thread_normalises_as_a_dump_round_trip_does():
+    got = checked_thread(Thread(5, "  padded title ", body=" b ", tags=("x", " ")))
+    assert got == Thread("5", "padded title", body="b", tags=("x",))
+    with pytest.raises(TypeError, match="expected a Thread, got dict"):
+        checked_thread({"id": "1", "title": "t"})
+
+
+def test_write_dump_refuses_a_bad_thread_and_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("previous content\n")
+    with pytest.raises(ValueError, match="thread 'b'"):
+        write_dump([Thread("a", "fine"), Thread("b", "bad \ud800")], path)
+    assert path.read_text() == "previous content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]

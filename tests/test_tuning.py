@@ -85,6 +85,19 @@ def test_bad_pair_lines_name_file_line_and_reason(tmp_path, bad_line, reason):
     assert f"{path}, line 3: {reason}" in str(err.value)
 
 
+def test_a_truncated_or_false_gzip_pair_file_and_a_directory_are_named(tmp_path):
+    import gzip
+
+    whole = gzip.compress(b'{"text1": "a", "text2": "b", "label": 1}\n' * 2000)
+    (tmp_path / "cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "plain.jsonl.gz").write_bytes(b'{"text1": "a", "text2": "b", "label": 1}\n')
+    for name in ("cut.jsonl.gz", "plain.jsonl.gz"):
+        with pytest.raises(PairFormatError, match="cannot read"):
+            read_pairs([tmp_path / name])
+    with pytest.raises(IsADirectoryError, match="is a directory, not a pair file"):
+        read_pairs([tmp_path])
+
+
 def test_unknown_ids_are_named(tmp_path):
     dump = tmp_path / "forum.jsonl"
     write_dump(THREADS, dump)

@@ -48,6 +48,42 @@ def test_a_damaged_line_is_an_error_not_a_silent_skip(tmp_path):
         WriteLog(tmp_path).poll()
 
 
+def test_a_damaged_line_stops_writes_but_not_searches_and_skips_nothing(index_dir):
+    a, b = LiveIndex(index_dir, FakeEmbedder()), LiveIndex(index_dir, FakeEmbedder())
+    # a thread no dump line could hold is refused before it reaches the shared log
+    with pytest.raises(ValueError, match="thread '2'.*'score'"):
+        a.upsert([Thread("2", "rice?", score=3.5)])
+    a.upsert(Thread("c", "feeling lonely after moving city"))  # one Thread, as ForumIndex takes
+    log_path = index_dir / "writes.jsonl"
+    good = log_path.read_bytes()
+    with open(log_path, "ab") as fh:  # damaged by hand (or a disk fault), then a good write after it
+        fh.write(b'{"seq": 2, "op": "upsert", "threads": [{"id": "x"}]}\n')
+        fh.write(b'{"seq": 3, "op": "delete", "ids": ["a"]}\n')
+    for _ in range(2):  # every read still answers, over what was applied before the damage
+        with b.reading() as index:
+            assert "c" in index and "a" in index
+    with pytest.raises(SnapshotError, match="damaged entry"):  # a write is refused, not renumbered
+        b.upsert([Thread("d", "new thread")])
+    assert log_path.read_bytes().count(b"\n") == 3
+    # once the line is repaired, the entries after it are applied, none skipped
+    log_path.write_bytes(good + b'{"seq": 2, "op": "delete", "ids": ["b"]}\n'
+                         b'{"seq": 3, "op": "delete", "ids": ["a"]}\n')
+    with b.reading() as index:
+        assert "c" in index and "a" not in index and "b" not in index
+    assert b.upsert([Thread("d", "new thread")]).seq == 4
+
+
+def test_a_build_refuses_a_damaged_log_and_publishes_nothing(index_dir):
+    LiveIndex(index_dir, FakeEmbedder()).upsert([Thread("c", "feeling lonely after moving city")])
+    with open(index_dir / "writes.jsonl", "ab") as fh:
+        fh.write(b'{"seq": 2, "op": "delete"}\n')
+    fresh = ForumIndex(FakeEmbedder())
+    fresh.upsert(BASE)
+    with pytest.raises(SnapshotError, match="damaged entry"):
+        publish_with_log(fresh, index_dir)
+    assert current_generation(index_dir) == 1 and len(WriteLog(index_dir).read_all()) == 1
+
+
 def test_a_build_folds_the_log_into_the_next_generation(index_dir):
     log = WriteLog(index_dir)
     log.append_upsert([Thread("c", "feeling lonely after moving city")])

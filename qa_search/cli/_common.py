@@ -12,13 +12,18 @@ from ..errors import QASearchError
 
 
 def library_errors(fn):
-    """Turn the library's errors (and missing files) into a one-line message and exit status 1."""
+    """Turn the library's errors, and the operating system's (a missing file, a directory that
+    cannot be written), into a one-line message and exit status 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (QASearchError, FileNotFoundError) as exc:
+        except QASearchError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            if exc.filename is not None and exc.strerror:  # "[Errno 13] ..." said plainly
+                raise click.ClickException(f"{exc.filename}: {exc.strerror}") from exc
             raise click.ClickException(str(exc)) from exc
 
     return wrapper

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
 from ..errors import DumpFormatError
@@ -97,6 +100,16 @@ class ThreadInput:
 
     def skipped_json(self) -> list[dict]:
         return [{"file": e.path, "line": e.line, "reason": e.reason} for e in self.skipped]
+
+    @contextmanager
+    def reported_on_failure(self) -> Iterator[None]:
+        """Say what was skipped even when the command then fails (every record skipped leaves
+        nothing to index, and that error alone would not say why)."""
+        try:
+            yield
+        except Exception:
+            self.report_skipped()
+            raise
 
     def report_skipped(self) -> None:
         """Say on stderr how many records were skipped, and which."""

@@ -23,6 +23,9 @@ def keep_option(fn):
 
 def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb: str) -> None:
     """Print a build's summary (and what was skipped) as text or JSON."""
+    if summary.calibration_dropped:
+        click.echo(f"warning: the duplicate calibration was not kept: {summary.calibration_dropped}",
+                   err=True)
     if as_json:
         out = summary.to_dict()
         if source is not None:
@@ -100,11 +103,15 @@ def build(
             config = config.updated(settings)
         except ValueError as exc:  # a value that clashes with one the index keeps
             raise click.BadParameter(str(exc), param_hint="--set") from None
-        if from_model and not as_json:
+        if from_model:  # on stderr, so --json's output stays one JSON object
             shown = ", ".join(f"{k}={v}" for k, v in from_model.items() if k not in settings)
             if shown:
                 click.echo(f"settings recommended by the tuned model: {shown}", err=True)
-        with StepBar("embedding", quiet) as bar, StepBar("indexing", quiet, unit="vector") as ibar:
+        with (
+            source.reported_on_failure(),
+            StepBar("embedding", quiet) as bar,
+            StepBar("indexing", quiet, unit="vector") as ibar,
+        ):
             summary = build_index(
                 index_dir,
                 source,

@@ -68,7 +68,7 @@ def _print(result: DedupeResult, index_dir: str) -> None:
 
 
 @click.command()
-@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("index_dir", type=click.Path(file_okay=False))
 @click.option(
     "--min-probability",
     type=click.FloatRange(0, 1),

@@ -13,12 +13,12 @@ from ..cache import cache_root
 from ..index import IndexConfig, check_scoring_settings
 from ..lifecycle import current_config, delete_threads, reconfigure_index, update_index, verify_index
 from ..lock import read_holder, writer_lock
-from ..store import current_generation, describe, read_history, rollback
+from ..store import current_generation, describe, read_history, resolve_snapshot, rollback
 from ._common import echo_json, library_errors, settings_option
 from ._input import StepBar, ThreadInput, input_options
 from .build import keep_option, report
 
-INDEX_DIR = click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+INDEX_DIR = click.argument("index_dir", type=click.Path(file_okay=False))
 
 
 @click.command()
@@ -49,6 +49,7 @@ def update(
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
     with (
         writer_lock(index_dir),
+        source.reported_on_failure(),
         StepBar("embedding", quiet) as bar,
         StepBar("indexing", quiet, unit="vector") as ibar,
     ):
@@ -122,16 +123,24 @@ def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool
 @click.option(
     "--to", "to", type=int, default=None, help="Generation to make current [default: the previous one]."
 )
-@click.option("--json", "as_json", is_flag=True, help='Print {"from", "current"} as JSON.')
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print {"from", "current", "restored_writes"} as JSON.'
+)
 @library_errors
 def rollback_command(index_dir: str, to: int | None, as_json: bool) -> None:
-    """Make an earlier generation current again (atomically)."""
+    """Make an earlier generation current again (atomically).
+
+    The service's live writes that later generations had folded in are put back into the write
+    log, so the rolled-back index still has every acknowledged write."""
     before = current_generation(index_dir)
     now = rollback(index_dir, to)
+    restored = read_history(index_dir)[-1].get("restored_writes", 0)
     if as_json:
-        echo_json({"from": before, "current": now})
+        echo_json({"from": before, "current": now, "restored_writes": restored})
     else:
-        click.echo(f"{index_dir}: generation {now} is current (was {before})")
+        click.echo(f"{index_dir}: generation {now} is current (was {before})"
+                   + (f"; {restored} live write(s) from later generations restored to the write log"
+                      if restored else ""))
 
 
 def _dir_bytes(path: Path) -> int:
@@ -157,6 +166,8 @@ def info(index_dir: str, as_json: bool) -> None:
         "history": read_history(index_dir)[-10:],
         "last_writer": read_holder(index_dir) or None,
     }
+    if not gens and out["current"] is None:
+        resolve_snapshot(index_dir)  # says why: no directory, or nothing published in it
     if as_json:
         echo_json(out)
         return
@@ -173,10 +184,15 @@ def info(index_dir: str, as_json: bool) -> None:
     click.echo(
         f"  embedding cache: {out['cache']['shards']} shard(s), {out['cache']['bytes'] / 2**20:.1f} MiB"
     )
+    if out["history"]:
+        click.echo("  last publishes and rollbacks (UTC):")
+        for rec in out["history"]:
+            action, generation = rec.get("action", "?"), rec.get("generation")
+            click.echo(f"    {rec.get('at', '?')}  {action:<8}  generation {generation}")
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=click.Path(file_okay=False))
 @click.option(
     "--all", "all_generations", is_flag=True, help="Check every kept generation, not only the current."
 )
@@ -191,8 +207,8 @@ def verify(path: str, all_generations: bool, no_model: bool, as_json: bool) -> N
         echo_json({"ok": ok, "checked": results})
     else:
         for what, problems in results.items():
-            if problems:
-                click.echo(f"FAILED {path}: {what}: " + "; ".join(problems), err=True)
-            else:
+            for problem in problems:  # one line each, for grep and for cron mail
+                click.echo(f"FAILED {path}: {what}: {problem}", err=True)
+            if not problems:
                 click.echo(f"ok {path}: {what}")
     sys.exit(0 if ok else 1)

@@ -10,7 +10,7 @@ from ..lifecycle import calibrate_index
 from ._common import echo_json, library_errors
 from .build import keep_option
 
-_index_dir = click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+_index_dir = click.argument("index_dir", type=click.Path(file_okay=False))
 
 
 @click.command("eval")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from ..index import ForumIndex
@@ -15,7 +17,7 @@ def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @click.command()
-@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("index_dir", type=click.Path(file_okay=False))
 @click.argument("text", callback=_not_blank)
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Threads to return.")
 @click.option(
@@ -40,17 +42,24 @@ def search(
         click.echo(f"      matched {where}: {h.snippet}")
 
 
+def _a_number(param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and math.isnan(value):  # nan passes every range check, then finds nothing
+        raise click.BadParameter("must be a number in [-1, 1], not nan", param=param)
+    return value
+
+
 @click.command()
-@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("index_dir", type=click.Path(file_okay=False))
 @click.argument("text", callback=_not_blank)
 @click.option(
     "-k", default=5, show_default=True, type=click.IntRange(1, 100), help="Most duplicates to return."
 )
 @click.option(
     "--threshold",
-    type=float,
+    type=click.FloatRange(-1, 1),
     default=None,
-    help="Minimum question similarity [default: the index's duplicate_threshold].",
+    callback=lambda _ctx, param, value: _a_number(param, value),
+    help="Minimum question cosine, in [-1, 1] [default: the index's duplicate_threshold].",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"duplicates": [...]} as JSON.')
 @library_errors

@@ -1,0 +1,158 @@
+"""Reading the labelled files of ``eval`` and ``calibrate``: every bad line, byte or gzip stream is a
+one-line error naming the file and line, and a file without any pair or query is refused."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+from conftest import FakeEmbedder
+
+from qa_search.cli import main
+from qa_search.errors import DumpFormatError, QASearchError
+from qa_search.evaluation import LabelledPair, LabelledQuery, read_pairs, read_queries
+from qa_search.store import current_generation
+
+PAIR = json.dumps({"id1": "a", "id2": "b", "label": 1})
+QUERY = json.dumps({"query_id": "a", "text": "trouble sleeping", "relevant_ids": ["b"]})
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"id1": "a", "id2": "b", "label": "yes"}', "'label' must be 0 or 1, got 'yes'"),
+        ('{"id1": "a", "id2": "b", "label": null}', "'label' must be 0 or 1, got None"),
+        ('{"id1": "a", "id2": "b", "label": 0.7}', "'label' must be 0 or 1, got 0.7"),
+        ('{"id1": "a", "id2": "b", "label": true}', "'label' must be 0 or 1, got True"),
+        ('{"id1": "a", "id2": "b", "label": 2}', "'label' must be 0 or 1, got 2"),
+        ('{"id1": "a", "id2": "b"}', "missing required field 'label'"),
+        ('{"id1": null, "id2": "b", "label": 1}', "'id1' must be a thread id"),
+        ('{"id1": "a", "id2": " ", "label": 0}', "'id2' must be a thread id"),
+        ('{"id1": "a", "id2": "b", "label": 1', "invalid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_a_bad_pair_line_is_named_by_its_line(tmp_path, line, reason):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(f"{PAIR}\n\n{line}\n")
+    with pytest.raises(DumpFormatError) as info:
+        read_pairs(path)
+    assert (info.value.path, info.value.line) == (str(path), 3)
+    assert info.value.reason.startswith(reason)
+
+
+def test_good_pairs_and_queries_are_read(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    # a byte-order mark, integer ids and the label 1.0 (equal to 1, as tune reads it) are fine
+    pairs.write_bytes(
+        b"\xef\xbb\xbf"
+        + f'{PAIR}\n{{"id1": 3, "id2": "c", "label": 0}}\n{{"id1": "c", "id2": "d", "label": 1.0}}\n'.encode()
+    )
+    assert read_pairs(pairs) == [
+        LabelledPair("a", "b", 1),
+        LabelledPair("3", "c", 0),
+        LabelledPair("c", "d", 1),
+    ]
+    assert [type(p.label) for p in read_pairs(pairs)] == [int, int, int]
+    queries = tmp_path / "queries.jsonl.gz"
+    with gzip.open(queries, "wt", encoding="utf-8") as fh:
+        fh.write(QUERY + "\n")
+    assert read_queries(queries) == [LabelledQuery("a", "trouble sleeping", frozenset({"b"}))]
+
+
+@pytest.mark.parametrize("reader", [read_pairs, read_queries])
+def test_a_byte_that_is_not_utf8_is_named_by_its_line(tmp_path, reader):
+    good = PAIR if reader is read_pairs else QUERY
+    path = tmp_path / "labels.jsonl"
+    path.write_bytes(f"{good}\n{good}\n".encode() + b'{"caf\xe9": 1}\n')
+    with pytest.raises(
+        DumpFormatError, match=r"labels.jsonl, line 3: not valid UTF-8 \(invalid continuation byte\)"
+    ):
+        reader(path)
+
+
+@pytest.mark.parametrize("reader", [read_pairs, read_queries])
+def test_a_truncated_or_false_gzip_file_is_named_with_the_line_reached(tmp_path, reader):
+    good = PAIR if reader is read_pairs else QUERY
+    whole = gzip.compress("".join(f"{good}\n" for _ in range(2000)).encode())
+    truncated = tmp_path / "labels.jsonl.gz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DumpFormatError, match="cannot read") as info:
+        reader(truncated)
+    assert info.value.path == str(truncated) and 1 < info.value.line < 2000
+    plain = tmp_path / "plain.jsonl.gz"
+    plain.write_text(f"{good}\n")
+    with pytest.raises(DumpFormatError, match=r"plain.jsonl.gz, line 1: cannot read: Not a gzipped file"):
+        reader(plain)
+
+
+def test_a_file_without_pairs_or_queries_is_refused(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n  \n")
+    with pytest.raises(QASearchError, match=f"{empty} holds no pairs"):
+        read_pairs(empty)
+    with pytest.raises(QASearchError, match=f"{empty} holds no queries"):
+        read_queries(empty)
+
+
+@pytest.fixture
+def index_dir(tmp_path, monkeypatch):
+    """A small index built by the CLI with the fake embedder in place of the real model."""
+    fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
+    for module in ("qa_search.lifecycle", "qa_search.embedding"):
+        monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
+    dump = tmp_path / "forum.jsonl"
+    titles = [
+        "trouble sleeping at night",
+        "cannot sleep at night",
+        "a noisy flatmate",
+        "my flatmate is noisy",
+    ]
+    dump.write_text(
+        "".join(json.dumps({"id": i, "title": t}) + "\n" for i, t in zip("abcd", titles, strict=True))
+    )
+    ix = tmp_path / "ix"
+    r = CliRunner().invoke(main, ["build", str(dump), "--index", str(ix), "-q"])
+    assert r.exit_code == 0, r.output
+    return ix
+
+
+def _bad_files() -> dict[str, tuple[bytes, str]]:
+    """File name -> (content, what the one-line error must say)."""
+    whole = gzip.compress("".join(f"{PAIR}\n" for _ in range(2000)).encode())
+    return {
+        "label.jsonl": (f'{PAIR}\n{{"id1": "a", "id2": "c", "label": "yes"}}\n'.encode(), "line 2: 'label'"),
+        "null.jsonl": (b'{"id1": "a", "id2": "c", "label": null}\n', "line 1: 'label' must be 0 or 1"),
+        "latin.jsonl": (f"{PAIR}\n".encode() + b'{"id1": "caf\xe9"}\n', "line 2: not valid UTF-8"),
+        "cut.jsonl.gz": (whole[: len(whole) // 2], ": cannot read: "),
+        "plain.jsonl.gz": (f"{PAIR}\n".encode(), "line 1: cannot read: Not a gzipped file"),
+        "empty.jsonl": (b"", "holds no pairs"),
+    }
+
+
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_cli_reports_a_bad_pair_file_in_one_line(tmp_path, index_dir, command):
+    for name, (content, message) in _bad_files().items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        r = CliRunner().invoke(main, [command, str(index_dir), "--pairs", str(path)])
+        assert r.exit_code == 1, (name, r.output)
+        assert isinstance(r.exception, SystemExit), (name, r.exception)
+        assert r.output.startswith(f"Error: {path}") and message in r.output, (name, r.output)
+        assert r.output.count("\n") == 1, (name, r.output)
+    assert current_generation(index_dir) == 1  # calibrate published nothing
+
+
+def test_cli_reports_a_bad_query_file_in_one_line(tmp_path, index_dir):
+    whole = gzip.compress("".join(f"{QUERY}\n" for _ in range(2000)).encode())
+    cut = tmp_path / "queries.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    empty = tmp_path / "queries.jsonl"
+    empty.write_text("")
+    for path, message in [(cut, "cannot read: "), (empty, "holds no queries")]:
+        r = CliRunner().invoke(main, ["eval", str(index_dir), "--queries", str(path)])
+        assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+        assert r.output.startswith(f"Error: {path}") and message in r.output, r.output

@@ -1,0 +1,197 @@
+"""What an operator's routine commands must not lose or hide: live writes across a rollback, the
+calibration across a rebuild, what a skip-everything build skipped, and plain errors for the
+operating system's refusals and for a missing index."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
+
+from qa_search import ForumIndex, IncompatibleSnapshotError, LiveIndex, Thread, read_dump, write_dump
+from qa_search.cli import main
+from qa_search.lifecycle import build_index, delete_threads, verify_snapshot
+from qa_search.store import current_generation, generation_path, list_generations, read_history, rollback
+from qa_search.writelog import FOLDED_NAME, WriteLog
+
+
+@pytest.fixture(scope="module")
+def threads():
+    return list(read_dump(SAMPLE_DUMP))[:30]
+
+
+def test_a_rollback_puts_the_writes_later_generations_folded_in_back_into_the_log(tmp_path, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    live = LiveIndex(idx, FakeEmbedder())
+    live.upsert([Thread("w1", "first write: can a weighted blanket help me sleep")])
+    live.upsert([Thread("w1", "first write, edited: weighted blankets and sleep")])
+    report = build_index(idx, threads, FakeEmbedder())  # folds both writes in, empties the log
+    assert report.live_writes == 2 and WriteLog(idx).read_all() == []
+    assert (generation_path(idx, 2) / FOLDED_NAME).is_file()
+    live.delete(["w1"])
+    live.upsert([Thread("w2", "second write: talking to my sister about money")])
+    assert build_index(idx, threads, FakeEmbedder()).live_writes == 2  # generation 3
+    live.upsert([Thread("w3", "a write not folded yet")])
+
+    assert rollback(idx, to=1) == 1
+    assert read_history(idx)[-1]["restored_writes"] == 4
+    # the log now holds the writes of generations 2 and 3, oldest first, then its own
+    entries = WriteLog(idx).read_all()
+    assert [(e.op, [t.id for t in e.threads] or list(e.ids)) for e in entries] == [
+        ("upsert", ["w1"]), ("upsert", ["w1"]), ("delete", ["w1"]), ("upsert", ["w2"]), ("upsert", ["w3"])
+    ]
+    fresh = LiveIndex(idx, FakeEmbedder())
+    with fresh.reading() as index:
+        assert "w1" not in index and "w2" in index and "w3" in index
+    with live.reading():  # the old process swaps (its watcher would) and ends in the same state
+        live.check_generation()
+    with live.reading() as index:
+        assert sorted(t.id for t in index.threads()) == sorted(t.id for t in fresh.index.threads())
+    # rolling forward restores nothing (generation 3 has those writes), and nothing is lost
+    assert rollback(idx, to=3) == 3 and read_history(idx)[-1]["restored_writes"] == 0
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "w1" not in index and "w2" in index and "w3" in index
+
+
+def test_cli_rollback_says_how_many_writes_it_restored(tmp_path, fake_cli, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    LiveIndex(idx, FakeEmbedder()).upsert([Thread("w1", "a write from the forum")])
+    build_index(idx, threads, FakeEmbedder())
+    r = fake_cli.invoke(main, ["rollback", str(idx), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"from": 2, "current": 1, "restored_writes": 1}
+    r = fake_cli.invoke(main, ["info", str(idx)])
+    assert "last publishes and rollbacks" in r.output and "rollback  generation 1" in r.output
+
+
+def test_a_rebuild_keeps_the_calibration_of_the_same_model_and_says_when_it_cannot(tmp_path, fake_cli):
+    all_threads = list(read_dump(SAMPLE_DUMP))
+    groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
+    index = ForumIndex(FakeEmbedder())
+    index.upsert(all_threads)
+    pairs = labelled_pairs(all_threads, groups)
+    index.calibrate([(a, b) for a, b, _ in pairs], [y for *_, y in pairs])
+    index.save(tmp_path / "idx")
+    dump = tmp_path / "d.jsonl"
+    write_dump(all_threads, dump)
+    r = fake_cli.invoke(main, ["build", str(dump), "--index", str(tmp_path / "idx"), "--quiet", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["calibration_dropped"] is None
+    rebuilt = ForumIndex.load(tmp_path / "idx", FakeEmbedder())
+    assert rebuilt.calibration is not None
+    assert rebuilt.calibration.to_dict() == index.calibration.to_dict()
+    # another model: the calibration cannot carry over, and the build says so
+    other = build_index(tmp_path / "idx", all_threads, FakeEmbedder(name="other-model", seed=3))
+    assert "other-model" not in other.calibration_dropped and "fake-bow" in other.calibration_dropped
+    assert ForumIndex.load(tmp_path / "idx", FakeEmbedder(name="other-model", seed=3)).calibration is None
+
+
+def test_live_writes_a_build_folds_in_are_counted_and_cached(tmp_path, fake_cli, threads):
+    idx = tmp_path / "idx"
+    dump = tmp_path / "d.jsonl"
+    write_dump(threads, dump)
+    build_index(idx, threads, FakeEmbedder())
+    LiveIndex(idx, FakeEmbedder()).upsert([Thread("w1", "a brand new question", body="with a new body")])
+    r = fake_cli.invoke(main, ["build", str(dump), "--index", str(idx), "--quiet", "--json"])
+    out = json.loads(r.stdout)
+    assert out["live_writes"] == 1 and out["embedded"] == 1  # the write's question, embedded at the fold
+    write_dump([*threads, Thread("w1", "a brand new question", body="with a new body")], dump)
+    again = fake_cli.invoke(main, ["build", str(dump), "--index", str(idx), "--quiet", "--json"])
+    out = json.loads(again.stdout)
+    assert out["embedded"] == 0  # taken from the cache the fold filled
+
+
+def test_skip_invalid_says_what_it_skipped_even_when_nothing_is_left(tmp_path, fake_cli):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1"}\n{"title": "no id"}\n')
+    args = ["build", str(bad), "--index", str(tmp_path / "idx"), "--skip-invalid", "--quiet"]
+    r = fake_cli.invoke(main, args)
+    assert r.exit_code == 1
+    assert "skipped 2 invalid record(s)" in r.stderr and "missing required field 'title'" in r.stderr
+    assert "the input is empty" in r.stderr
+
+
+def test_writers_refuse_a_snapshot_directory_before_putting_anything_in_it(tmp_path, fake_cli, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    snap = generation_path(idx, 1)
+    before = sorted(p.name for p in snap.iterdir())
+    dump = tmp_path / "d.jsonl"
+    write_dump(threads[:3], dump)
+    for args in (["build", str(dump), "--index", str(snap)], ["update", str(snap), str(dump)]):
+        r = fake_cli.invoke(main, [*args, "--quiet"])
+        assert r.exit_code == 1 and "is a single snapshot, not an index directory" in r.stderr
+    assert sorted(p.name for p in snap.iterdir()) == before
+
+
+def test_a_delete_that_changes_nothing_publishes_nothing(tmp_path, fake_cli, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    report = delete_threads(idx, ["no-such-thread"], FakeEmbedder(), missing_ok=True)
+    assert report.generation == 1 and report.deleted == 0 and list_generations(idx) == [1]
+    r = fake_cli.invoke(main, ["delete", str(idx), "nope", "--missing-ok", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["generation"] == 1 and current_generation(idx) == 1
+
+
+def test_operating_system_errors_and_a_missing_index_are_one_line_and_status_1(tmp_path, fake_cli):
+    dump = tmp_path / "d.jsonl"
+    write_dump([Thread("1", "a question")], dump)
+    r = fake_cli.invoke(main, ["build", str(dump), "--index", str(dump / "idx"), "--quiet"])
+    assert r.exit_code == 1 and "Not a directory" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    for args in (["search", str(tmp_path / "nope"), "hello"], ["info", str(tmp_path / "nope")],
+                 ["duplicates", str(tmp_path / "nope"), "hello"]):
+        r = fake_cli.invoke(main, args)
+        assert r.exit_code == 1 and f"no index at {tmp_path / 'nope'}" in r.stderr, args
+    (tmp_path / "empty").mkdir()
+    r = fake_cli.invoke(main, ["info", str(tmp_path / "empty")])
+    assert r.exit_code == 1 and "holds no published snapshot" in r.stderr
+    for value in ("nan", "5", "-1.5"):
+        r = fake_cli.invoke(main, ["duplicates", str(tmp_path), "hello", "--threshold", value])
+        assert r.exit_code == 2 and "--threshold" in r.stderr, value
+
+
+class _Encoder(FakeEmbedder):
+    """A fake model on a named encoder; ``drift`` mixes in another model, as a fine-tuned copy
+    of the same model would differ (probe cosine about 0.995 at drift 0.1)."""
+
+    def __init__(self, backend: str, drift: float = 0.0) -> None:
+        super().__init__()
+        self.backend, self.drift, self.probe_min_cosine = backend, drift, 0.95
+        self._other = FakeEmbedder(seed=7)
+
+    def encode(self, texts, *, batch_size=64):
+        out = super().encode(texts) + self.drift * self._other.encode(texts)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_the_same_encoder_is_held_to_the_strict_fingerprint_by_load_and_verify_alike(tmp_path, threads):
+    index = ForumIndex(_Encoder("onnx-int8"))
+    index.upsert(threads)
+    snap = index.save(tmp_path / "idx")
+    assert verify_snapshot(snap, _Encoder("onnx-int8")) == []
+    ForumIndex.load(snap, _Encoder("onnx-int8"))
+    # the model directory's weights changed under the same name and encoder: refused by both
+    with pytest.raises(IncompatibleSnapshotError):
+        ForumIndex.load(snap, _Encoder("onnx-int8", drift=0.1))
+    assert any("no longer matches" in p for p in verify_snapshot(snap, _Encoder("onnx-int8", drift=0.1)))
+    # another encoder of the model (int8 against fp32) differs about that much, and is allowed
+    ForumIndex.load(snap, _Encoder("onnx", drift=0.1))
+    assert verify_snapshot(snap, _Encoder("onnx", drift=0.1)) == []
+
+
+def test_verify_prints_one_line_per_problem(tmp_path, fake_cli, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    snap = generation_path(idx, 1)
+    for name in ("parts.jsonl", "threads.jsonl"):
+        with open(snap / name, "ab") as fh:
+            fh.write(b"\n")
+    r = fake_cli.invoke(main, ["verify", str(idx), "--no-model"])
+    assert r.exit_code == 1
+    failed = [line for line in r.stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 2 and "parts.jsonl has" in failed[0] and "threads.jsonl has" in failed[1]
