@@ -26,7 +26,7 @@ from .metrics import (
     recall_at_k,
     recall_at_precision,
 )
-from .threads import json_line, pair_label
+from .threads import json_line, pair_label, thread_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +70,6 @@ def _json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
             yield n, obj
 
 
-def _thread_id(value: object, what: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-        raise ValueError(f"{what} must be a thread id: a non-empty string or an integer, got {value!r}")
-    return str(value)
-
-
 def read_queries(path: str | Path) -> list[LabelledQuery]:
     """Labelled queries: ``{"query_id", "text", "relevant_ids": [...]}`` per line.
 
@@ -93,8 +87,8 @@ def read_queries(path: str | Path) -> list[LabelledQuery]:
         if not isinstance(relevant, list):
             raise DumpFormatError(str(path), n, "'relevant_ids' must be a list of thread ids")
         try:
-            qid = _thread_id(query_id, "'query_id'")
-            ids = frozenset(_thread_id(i, "each of 'relevant_ids'") for i in relevant)
+            qid = thread_id(query_id, "'query_id'")
+            ids = frozenset(thread_id(i, "each of 'relevant_ids'") for i in relevant)
         except ValueError as exc:
             raise DumpFormatError(str(path), n, str(exc)) from None
         out.append(LabelledQuery(qid, text, ids))
@@ -115,7 +109,7 @@ def read_pairs(path: str | Path) -> list[LabelledPair]:
     for n, obj in _json_lines(path):
         try:
             pair = LabelledPair(
-                _thread_id(obj["id1"], "'id1'"), _thread_id(obj["id2"], "'id2'"), pair_label(obj["label"])
+                thread_id(obj["id1"], "'id1'"), thread_id(obj["id2"], "'id2'"), pair_label(obj["label"])
             )
         except KeyError as exc:
             raise DumpFormatError(str(path), n, f"missing required field {exc.args[0]!r}") from None

@@ -17,7 +17,7 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,19 @@ class Thread:
 
     def to_dict(self) -> dict[str, Any]:
         """The thread as a dump line's JSON object (inverse of :func:`thread_from_dict`)."""
-        out = asdict(self)
-        out["answers"] = [asdict(a) for a in self.answers]
-        out["tags"] = list(self.tags)
-        extra = out.pop("extra")
-        out.update(extra)
+        out = {
+            "id": self.id,
+            "title": self.title,
+            "body": self.body,
+            "answers": [{"id": a.id, "body": a.body, "score": a.score, "accepted": a.accepted}
+                        for a in self.answers],
+            "tags": list(self.tags),
+            "category": self.category,
+            "created_at": self.created_at,
+            "score": self.score,
+            "url": self.url,
+        }
+        out.update(self.extra)
         return out
 
 
@@ -107,7 +115,9 @@ def _check_unicode(text: str, what: str) -> None:
             raise ValueError(f"{what} holds a lone surrogate (an invalid \\u escape), not text") from None
 
 
-def _thread_id(value: Any, what: str) -> str:
+def thread_id(value: Any, what: str) -> str:
+    """A thread (or answer) id as stored: a non-empty string or an integer, trimmed, as text;
+    ``ValueError`` naming ``what`` otherwise. Pair and query files use the same rule."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError(f"{what} must be a string or an integer")
     text = str(value).strip()
@@ -128,7 +138,7 @@ def thread_from_dict(obj: Any) -> Thread:
         raise ValueError("missing required field 'id'")
     if "title" not in obj:
         raise ValueError("missing required field 'title'")
-    tid = _thread_id(obj["id"], "'id'")
+    tid = thread_id(obj["id"], "'id'")
     title = _expect(obj["title"], str, "'title'").strip()
     if not title:
         raise ValueError("'title' must not be empty")
@@ -139,7 +149,7 @@ def thread_from_dict(obj: Any) -> Thread:
     for i, raw in enumerate(raw_answers):
         where = f"answers[{i}]"
         _expect(raw, dict, where)
-        aid = _thread_id(raw.get("id", f"{tid}#{i + 1}"), f"{where}.id")
+        aid = thread_id(raw.get("id", f"{tid}#{i + 1}"), f"{where}.id")
         if aid in seen:
             raise ValueError(f"{where}.id {aid!r} is repeated in this thread")
         seen.add(aid)

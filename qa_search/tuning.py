@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .embedding import resolve_model
 from .errors import DumpFormatError, ModelLoadError, QASearchError
-from .threads import json_line, pair_label, read_dumps
+from .threads import json_line, pair_label, read_dumps, thread_id
 
 #: Defaults chosen on SemEval-2016 train part 2 (see README, "Tuning on your forum's duplicates").
 DEFAULT_EPOCHS = 1
@@ -145,13 +145,6 @@ def _text(obj: dict, key: str) -> str:
     return value
 
 
-def _thread_id(obj: dict, key: str) -> str:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
-        raise ValueError(f"{key!r} must be a non-empty string or integer")
-    return str(value)
-
-
 def _parse_pair_line(raw: bytes) -> tuple[str, str, int, bool] | None:
     """``(a, b, label, by_id)`` for one line (None if blank); ValueError says what is wrong."""
     obj = json_line(raw)
@@ -165,7 +158,7 @@ def _parse_pair_line(raw: bytes) -> tuple[str, str, int, bool] | None:
     if "text1" in obj or "text2" in obj:
         return _text(obj, "text1"), _text(obj, "text2"), label, False
     if "id1" in obj or "id2" in obj:
-        return _thread_id(obj, "id1"), _thread_id(obj, "id2"), label, True
+        return thread_id(obj.get("id1"), "'id1'"), thread_id(obj.get("id2"), "'id2'"), label, True
     raise ValueError("expected 'id1' and 'id2' or 'text1' and 'text2'")
 
 
