@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-from qa_search import ForumIndex, IndexConfig, Thread, load_embedder
+from qa_search import ForumIndex, IndexConfig, QASearchError, Thread, load_embedder
 from qa_search.embedding import Embedder
 from qa_search.metrics import semeval_map
 from qa_search.tuning import model_index_settings
@@ -80,12 +79,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lexical-weight", type=float, default=None, help="override IndexConfig.lexical_weight")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    # the settings a build with this model starts from: a tuned model's recommended ones
-    config = IndexConfig().updated(model_index_settings(args.model))
-    if args.lexical_weight is not None:
-        config = replace(config, lexical_weight=args.lexical_weight)
-    embedder = load_embedder(args.model)
-    result = {Path(f).name: {"map": semeval_file_map(f, embedder, config)} for f in args.files}
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        ap.error(f"no such file: {', '.join(missing)}")
+    try:
+        # the settings a build with this model starts from: a tuned model's recommended ones
+        config = IndexConfig().updated(model_index_settings(args.model))
+        if args.lexical_weight is not None:
+            config = config.updated({"lexical_weight": args.lexical_weight})
+    except ValueError as exc:
+        ap.error(str(exc))
+    try:
+        embedder = load_embedder(args.model)
+        names = [Path(f).name for f in args.files]
+        # keyed by file name, or by the path given where two files share a name
+        result = {
+            (name if names.count(name) == 1 else f): {"map": semeval_file_map(f, embedder, config)}
+            for name, f in zip(names, args.files, strict=True)
+        }
+    except QASearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result))
     else:

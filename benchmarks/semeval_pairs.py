@@ -81,12 +81,27 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.cmd == "pairs":
+        if not args.source.is_file():
+            ap.error(f"no such file: {args.source}")
+        if not args.out.parent.is_dir():
+            ap.error(f"no such directory for the output: {args.out.parent}")
         n = write_pairs(args.source, args.out)
         print(f"wrote {n} pairs to {args.out}", file=sys.stderr)
         return 0
+    if not args.dev.is_file():
+        ap.error(f"no such file: {args.dev}")
     questions = read_questions(args.dev)
-    rows = [("stock all-MiniLM-L6-v2", dev_map(None, questions))]
-    rows += [(m, dev_map(m, questions)) for m in args.model]
+    try:
+        # the tuned models first: a wrong --model fails before the stock model's minute of work
+        tuned = [(m, dev_map(m, questions)) for m in args.model]
+        rows = [("stock all-MiniLM-L6-v2", dev_map(None, questions)), *tuned]
+    except Exception as exc:  # noqa: BLE001 - a model that cannot load, said in one line
+        from qa_search.errors import QASearchError
+
+        if not isinstance(exc, QASearchError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({"dev_questions": len(questions), "map": dict(rows)}))
     else:

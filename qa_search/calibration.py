@@ -277,6 +277,22 @@ def group_folds(groups: Sequence[Hashable] | None, n: int, folds: int, seed: int
     return out
 
 
+def check_targets(targets: Mapping[str, float]) -> dict[str, float]:
+    """The tiers' target precisions, checked: each a number in (0, 1], and the "duplicate"
+    tier's at least the "related" one's (a duplicate is the surer verdict)."""
+    out = {}
+    for name, value in targets.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            raise ValueError(f"the {name} tier's precision must be a number in (0, 1], got {value!r}")
+        out[name] = float(value)
+    if "duplicate" in out and "related" in out and out["duplicate"] < out["related"]:
+        raise ValueError(
+            f"the duplicate tier's precision ({out['duplicate']}) must be at least the related "
+            f"tier's ({out['related']})"
+        )
+    return out
+
+
 def fit_calibration(
     x: np.ndarray,
     labels: np.ndarray,
@@ -295,28 +311,45 @@ def fit_calibration(
     refitted on every pair. Tier thresholds come from the out-of-fold probabilities (each pair
     scored by a model that did not see it), so their precision is what unseen pairs should get.
     """
-    targets = dict(targets or DEFAULT_TARGETS)
+    targets = check_targets(targets or DEFAULT_TARGETS)
     x = np.asarray(x, np.float64)
     y = np.asarray(labels, np.float64)
     if x.ndim != 2 or x.shape[1] != len(FEATURES):
         raise ValueError(f"expected an (n, {len(FEATURES)}) feature matrix, got shape {x.shape}")
-    if len(y) < 2 * folds or y.min() == y.max():
-        raise ValueError(f"need at least {2 * folds} labelled pairs of both kinds, got {len(y)}")
+    if y.shape != (len(x),):
+        raise ValueError(f"{len(x)} pairs but {len(y)} labels")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 (not a duplicate) or 1 (a duplicate)")
+    if len(y) < 2 * folds:
+        raise ValueError(f"need at least {2 * folds} labelled pairs, got {len(y)}")
+    if y.min() == y.max():
+        kind = "duplicates (1)" if y[0] == 1 else "non-duplicates (0)"
+        raise ValueError(f"all {len(y)} pairs are {kind}: need labelled pairs of both kinds")
     fold = group_folds(groups, len(y), folds, seed)
     report: dict = {"pairs": len(y), "positives": int(y.sum()), "folds": folds, "seed": seed}
     best = None
-    for scorer in scorers:
-        raw = x[:, 0].copy()  # the cosine scorer's score; boosted folds overwrite theirs
-        for f in range(folds if scorer == BOOSTED else 0):
-            held, train = fold == f, fold != f
-            if held.any() and 0 < y[train].sum() < train.sum():
-                raw[held] = fit_boosted(x[train], y[train], seed).raw(x[held])
+    # the simplest scorer first: a tie keeps it
+    for scorer in sorted(scorers, key=lambda name: name != COSINE):
+        raw = x[:, 0].copy()  # the cosine scorer's score
+        if scorer == BOOSTED:
+            # every pair needs a score from trees that did not see it; where a fold's other
+            # pairs hold one class only (a few labels, or all sharing a thread), the trees
+            # cannot be measured honestly, and the cosine stands
+            trainable = all(0 < y[fold != f].sum() < (fold != f).sum() for f in set(fold.tolist()))
+            if not trainable:
+                report[f"ap_out_of_fold_{scorer}"] = None
+                continue
+            for f in set(fold.tolist()):
+                held = fold == f
+                raw[held] = fit_boosted(x[~held], y[~held], seed).raw(x[held])
         slope, intercept = _fit_platt(raw, y)
         oof = _sigmoid(slope * raw + intercept)
         ap = average_precision(oof, y)
         report[f"ap_out_of_fold_{scorer}"] = round(ap, 6)
         if best is None or ap > best[0] + 1e-9:
             best = (ap, scorer, slope, intercept, oof)
+    if best is None:
+        raise ValueError("no scorer can be measured out of fold on these pairs: label more of them")
     ap, scorer, slope, intercept, oof = best
     report["ap_out_of_fold"] = round(ap, 6)
     tiers = {}

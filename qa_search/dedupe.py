@@ -259,6 +259,12 @@ def cosine_scorer(index: ForumIndex, tids: list[str], counter: list[int] | None 
     return score
 
 
+def id_order(thread_id: str) -> tuple:
+    """Ids in their natural order: numbers by value ("9" before "10", as Stack Exchange's post
+    ids), before other ids, which go by text."""
+    return (0, int(thread_id), "") if thread_id.isdecimal() else (1, 0, thread_id)
+
+
 def _cluster(
     index: ForumIndex,
     nodes: list[int],
@@ -275,11 +281,11 @@ def _cluster(
 
     def rank(node: int):
         t = index.get(tids[node])
-        return (-len(t.answers), -t.score, -mean_to[node], t.id)
+        return (-len(t.answers), -t.score, -mean_to[node], id_order(t.id))
 
     canon = min(nodes, key=rank)
     to_canon = {b: known[(min(canon, b), max(canon, b))] for b in nodes if b != canon}
-    order = [canon, *sorted(to_canon, key=lambda b: (-to_canon[b], tids[b]))]
+    order = [canon, *sorted(to_canon, key=lambda b: (-to_canon[b], id_order(tids[b])))]
     threads = []
     for node in order:
         t = index.get(tids[node])

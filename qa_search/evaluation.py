@@ -142,8 +142,15 @@ def evaluate_queries(index: ForumIndex, queries: Sequence[LabelledQuery], k: int
     """Mean recall@1/5/10, MRR@10 and nDCG@10 (fractions) over ``queries``, and their count.
 
     Each query's own thread (``query_id``) is removed from its hits before scoring: the query is
-    usually in the corpus, and finding itself is no success.
+    usually in the corpus, and finding itself is no success. A query with no relevant thread
+    besides itself cannot be scored: it is left out of the means and counted in
+    ``skipped_queries``.
     """
+    scorable = [q for q in queries if q.relevant_ids - {q.query_id}]
+    if queries and not scorable:
+        raise QASearchError("no query has a relevant thread besides itself: nothing to score")
+    skipped = len(queries) - len(scorable)
+    queries = scorable
     ranked = []
     batch = 256
     for start in range(0, len(queries), batch):
@@ -151,7 +158,8 @@ def evaluate_queries(index: ForumIndex, queries: Sequence[LabelledQuery], k: int
         results = index.search_many([q.text for q in chunk], k + 1)
         for q, hits in zip(chunk, results, strict=True):
             ranked.append([h.thread_id for h in hits if h.thread_id != q.query_id][:k])
-    return score_rankings(ranked, [q.relevant_ids - {q.query_id} for q in queries])
+    return {**score_rankings(ranked, [q.relevant_ids - {q.query_id} for q in queries]),
+            "skipped_queries": skipped}
 
 
 def evaluate_pairs(index: ForumIndex, pairs: Sequence[LabelledPair], min_precision: float = 0.9) -> dict:

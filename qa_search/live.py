@@ -65,6 +65,20 @@ class RWLock:
                 self._cond.notify_all()
 
 
+def _readable(wlog: WriteLog) -> list[WriteEntry]:
+    """The entries ``wlog`` has not returned yet, up to a damaged line if there is one (which
+    the serving process has logged already)."""
+    entries: list[WriteEntry] = []
+    while True:
+        try:
+            more = wlog.poll()
+        except SnapshotError:
+            return entries
+        if not more:
+            return entries
+        entries += more
+
+
 class LiveIndex:
     """A served index directory: its current generation with the write log applied on top.
 
@@ -81,11 +95,12 @@ class LiveIndex:
         self.cache = QueryCache(self.index.embedder, cache_size)
         self.index.query_embedder = self.cache
         self.log = WriteLog(self.index_dir)
-        self.applied = apply_entries(self.index, self.log.read_all())
+        self._log_damage: str | None = None
+        self.applied = 0
         self._rw = RWLock()
         self._sync = threading.Lock()  # one catch-up / write / swap at a time
         self._failed_generation: int | None = None
-        self._log_damage: str | None = None
+        self._catch_up_or_log()  # the whole log, from its start
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -96,14 +111,7 @@ class LiveIndex:
         """The index, for one request's reads. Applies other processes' writes first (a stat
         when there are none), so a write acknowledged anywhere is visible here."""
         if self.log.changed():
-            try:
-                self.catch_up()
-            except SnapshotError as exc:
-                # a damaged log line stops writes (they poll first) but not searches: they go
-                # on over what was applied so far, and the error is logged once per damage
-                if str(exc) != self._log_damage:
-                    self._log_damage = str(exc)
-                    log.error("not applying the write log until it is repaired: %s", exc)
+            self._catch_up_or_log()
         with self._rw.read():
             yield self.index
 
@@ -121,6 +129,16 @@ class LiveIndex:
         with self._rw.write():
             apply_entries(index, entries, vectors)
         self.applied += len(entries)
+
+    def _catch_up_or_log(self) -> None:
+        # a damaged log line stops writes (they poll first) but not searches: they go on over
+        # what was applied before it, and the error is logged once per damage
+        try:
+            self.catch_up()
+        except SnapshotError as exc:
+            if str(exc) != self._log_damage:
+                self._log_damage = str(exc)
+                log.error("not applying the write log past a damaged line until it is repaired: %s", exc)
 
     def catch_up(self) -> None:
         """Apply what other processes appended to the log."""
@@ -168,9 +186,9 @@ class LiveIndex:
         fresh.query_embedder = self.cache
         fresh_log = WriteLog(self.index_dir)
         # the bulk of the log is applied while the old index still serves and takes writes
-        applied = apply_entries(fresh, fresh_log.read_all())
+        applied = apply_entries(fresh, _readable(fresh_log))
         with self._sync:
-            applied += apply_entries(fresh, fresh_log.poll())
+            applied += apply_entries(fresh, _readable(fresh_log))
             with self._rw.write():
                 self.index, self.log, self.generation = fresh, fresh_log, number
             self.applied = applied

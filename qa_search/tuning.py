@@ -268,7 +268,9 @@ def tune(
         raise QASearchError(f"output directory {out} exists and is not empty; pick a new one")
     examples = training_examples(pairs, seed)
     if not examples.triplets and not examples.positive_pairs:
-        raise QASearchError("no duplicate pairs (label 1) to learn from; tuning needs some")
+        raise QASearchError(
+            "no duplicate pairs (label 1) of two different texts to learn from; tuning needs some"
+        )
 
     from transformers import set_seed
     from transformers.utils import logging as hf_logging

@@ -10,7 +10,7 @@ from conftest import FakeEmbedder, labelled_pairs
 
 from qa_search import ForumIndex, IndexConfig, Thread
 from qa_search.calibration import BOOSTED, COSINE, Calibration, fit_boosted, fit_calibration, group_folds
-from qa_search.errors import DumpFormatError
+from qa_search.errors import DumpFormatError, QASearchError
 from qa_search.evaluation import (
     LabelledPair,
     LabelledQuery,
@@ -185,13 +185,18 @@ def test_evaluate_queries_drops_the_query_itself():
     emb = FakeEmbedder()
     index = ForumIndex(emb, IndexConfig())
     index.upsert(THREADS)
-    queries = [LabelledQuery("a1", THREADS[0].question_text, frozenset({"a2", "a3"}))]
+    queries = [LabelledQuery("a1", THREADS[0].question_text, frozenset({"a2", "a3"})),
+               # nothing relevant besides itself: cannot be scored, so it is left out, not a 0
+               LabelledQuery("a2", THREADS[1].question_text, frozenset({"a2"}))]
     got = evaluate_queries(index, queries)
-    assert got["queries"] == 1
-    assert set(got) == {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "queries"}
+    assert got["queries"] == 1 and got["skipped_queries"] == 1
+    assert set(got) == {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "queries",
+                        "skipped_queries"}
     # a1 itself ranks first but is not counted; both duplicates are in the top 10
     assert got["recall@10"] == 1.0 and got["recall@1"] == 0.5
-    assert all(0 <= got[k] <= 1 for k in got if k != "queries")
+    assert all(0 <= got[k] <= 1 for k in got if not k.endswith("queries"))
+    with pytest.raises(QASearchError, match="no query has a relevant thread besides itself"):
+        evaluate_queries(index, queries[1:])
 
 
 @pytest.mark.parametrize(
@@ -299,7 +304,7 @@ def test_cli_eval_and_calibrate_on_a_built_index(tmp_path, monkeypatch):
     r = cli.invoke(main, ["eval", ix, "--queries", str(queries), "--json"])
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
-    assert set(got) == {*RANKING_METRICS, "queries"} and got["queries"] == len(groups)
+    assert set(got) == {*RANKING_METRICS, "queries", "skipped_queries"} and got["queries"] == len(groups)
     assert got == evaluate_queries(ForumIndex.load(ix, FakeEmbedder()), read_queries(queries))
     assert 0 < got["recall@10"] <= 1 and "warning" not in r.stderr
     text = cli.invoke(main, ["eval", ix, "--queries", str(queries)]).stdout

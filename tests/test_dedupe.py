@@ -255,7 +255,7 @@ def test_cli_says_when_the_index_is_uncalibrated(tmp_path, fake_cli):
     out = json.loads(r.stdout)
     assert out["calibrated"] is False and out["by"] == "cosine" and out["threshold"] == 0.6
     r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-probability", "0.9"])
-    assert r.exit_code == 2 and "not calibrated, so it has no probabilities" in r.output
+    assert r.exit_code == 1 and "not calibrated, so it has no probabilities" in r.output
     r = fake_cli.invoke(main, ["dedupe", str(tmp_path / "ix"), "--min-cosine", "0.99", "--json", "-q"])
     assert r.exit_code == 0 and json.loads(r.stdout)["threshold"] == 0.99
 

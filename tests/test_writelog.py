@@ -64,6 +64,8 @@ def test_a_damaged_line_stops_writes_but_not_searches_and_skips_nothing(index_di
             assert "c" in index and "a" in index
     with pytest.raises(SnapshotError, match="damaged entry"):  # a write is refused, not renumbered
         b.upsert([Thread("d", "new thread")])
+    with LiveIndex(index_dir, FakeEmbedder()).reading() as index:  # a (re)starting worker serves too
+        assert "c" in index and "a" in index
     assert log_path.read_bytes().count(b"\n") == 3
     # once the line is repaired, the entries after it are applied, none skipped
     log_path.write_bytes(good + b'{"seq": 2, "op": "delete", "ids": ["b"]}\n'

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 
 import click
 
 from ..errors import QASearchError
+
+
+class FiniteRange(click.FloatRange):
+    """A float option in a range that also refuses nan (which passes every comparison)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if number is not None and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def library_errors(fn):

@@ -6,7 +6,7 @@ import click
 
 from ..dedupe import DEFAULT_NEIGHBOURS, DedupeResult, find_duplicate_clusters
 from ..index import ForumIndex
-from ._common import echo_json, library_errors
+from ._common import FiniteRange, echo_json, library_errors
 from ._input import StepBar
 
 
@@ -14,10 +14,8 @@ def _threshold(index: ForumIndex, index_dir: str, min_probability: float | None,
     """``(threshold, by)``: what to cluster on and from which score up; a probability asked of an
     uncalibrated index is an error."""
     _, scorer = index.duplicate_cutoff()
-    if min_probability is not None and min_cosine is not None:
-        raise click.UsageError("give --min-probability or --min-cosine, not both")
-    if scorer == "cosine" and min_probability is not None:
-        raise click.UsageError(
+    if scorer == "cosine" and min_probability is not None:  # the index's state: status 1
+        raise click.ClickException(
             f"{index_dir} is not calibrated, so it has no probabilities: its duplicate scores are "
             f"raw question cosines. Calibrate it first (qa-search calibrate {index_dir} --pairs FILE), "
             "or give a cosine threshold with --min-cosine."
@@ -71,7 +69,7 @@ def _print(result: DedupeResult, index_dir: str) -> None:
 @click.argument("index_dir", type=click.Path(file_okay=False))
 @click.option(
     "--min-probability",
-    type=click.FloatRange(0, 1),
+    type=FiniteRange(0, 1),
     default=None,
     help=(
         "Cluster on the calibrated duplicate probability from this value up (a calibrated index "
@@ -80,7 +78,7 @@ def _print(result: DedupeResult, index_dir: str) -> None:
 )
 @click.option(
     "--min-cosine",
-    type=click.FloatRange(-1, 1),
+    type=FiniteRange(-1, 1),
     default=None,
     help="Cluster on raw question cosine from this value up [default: the index's duplicate_threshold].",
 )
@@ -118,6 +116,8 @@ def dedupe(
     similar questions). On a calibrated index every pair also shows its duplicate probability.
     The suggested thread to keep is the most answered, then the most voted.
     """
+    if min_probability is not None and min_cosine is not None:  # before the model loads
+        raise click.UsageError("give --min-probability or --min-cosine, not both")
     index = ForumIndex.load(index_dir)
     threshold, by = _threshold(index, index_dir, min_probability, min_cosine)
     if index.calibration is None:

@@ -7,7 +7,7 @@ import click
 from ..evaluation import evaluate_pairs, evaluate_queries, read_pairs, read_queries
 from ..index import ForumIndex
 from ..lifecycle import calibrate_index
-from ._common import echo_json, library_errors
+from ._common import FiniteRange, echo_json, library_errors
 from .build import keep_option
 
 _index_dir = click.argument("index_dir", type=click.Path(file_okay=False))
@@ -44,6 +44,12 @@ def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, a
                 err=True,
             )
         result = evaluate_queries(index, queries)
+        if result["skipped_queries"]:
+            click.echo(
+                f"warning: {result['skipped_queries']} query(ies) have no relevant thread besides "
+                "themselves and are not scored",
+                err=True,
+            )
     else:
         result = evaluate_pairs(index, read_pairs(pairs_file))
     if as_json:
@@ -66,14 +72,14 @@ def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, a
     "--duplicate-precision",
     default=0.9,
     show_default=True,
-    type=click.FloatRange(0, 1),
+    type=FiniteRange(0, 1, min_open=True),
     help='Precision the "duplicate" tier must reach.',
 )
 @click.option(
     "--related-precision",
     default=0.6,
     show_default=True,
-    type=click.FloatRange(0, 1),
+    type=FiniteRange(0, 1, min_open=True),
     help='Precision the "related" tier must reach.',
 )
 @keep_option
@@ -88,6 +94,11 @@ def calibrate(
     as_json: bool,
 ) -> None:
     """Fit duplicate probabilities and tiers on labelled pairs; publish them with the index."""
+    if duplicate_precision < related_precision:  # a "duplicate" verdict is the surer one
+        raise click.BadParameter(
+            f"{duplicate_precision} is below --related-precision {related_precision}",
+            param_hint="--duplicate-precision",
+        )
     pairs = read_pairs(pairs_file)
     try:
         cal, summary = calibrate_index(

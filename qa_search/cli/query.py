@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 
 from ..index import ForumIndex
-from ._common import echo_json, library_errors
+from ._common import FiniteRange, echo_json, library_errors
 
 
 def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -42,12 +40,6 @@ def search(
         click.echo(f"      matched {where}: {h.snippet}")
 
 
-def _a_number(param: click.Parameter, value: float | None) -> float | None:
-    if value is not None and math.isnan(value):  # nan passes every range check, then finds nothing
-        raise click.BadParameter("must be a number in [-1, 1], not nan", param=param)
-    return value
-
-
 @click.command()
 @click.argument("index_dir", type=click.Path(file_okay=False))
 @click.argument("text", callback=_not_blank)
@@ -56,9 +48,8 @@ def _a_number(param: click.Parameter, value: float | None) -> float | None:
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(-1, 1),
+    type=FiniteRange(-1, 1),
     default=None,
-    callback=lambda _ctx, param, value: _a_number(param, value),
     help="Minimum question cosine, in [-1, 1] [default: the index's duplicate_threshold].",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"duplicates": [...]} as JSON.')
@@ -72,7 +63,7 @@ def duplicates(index_dir: str, text: str, k: int, threshold: float | None, as_js
     if not hits:
         click.echo("no likely duplicates")
     for h in hits:
-        verdict = "" if h.tier is None else f"  {h.tier} (p={h.probability:.2f})"
+        verdict = "" if h.probability is None else f"  {h.tier or 'below the tiers'} (p={h.probability:.2f})"
         click.echo(f"{h.score:.3f}  [{h.thread_id}] {h.title}{verdict}")
     if hits and hits[0].probability is None:
         click.echo("(uncalibrated index: scores are raw cosines; `qa-search calibrate` adds probabilities)")

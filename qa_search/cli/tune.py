@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..tuning import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_SEED, read_pairs, tune
-from ._common import echo_json, library_errors
+from ._common import FiniteRange, echo_json, library_errors
 
 
 @click.command("tune")
@@ -33,13 +33,13 @@ from ._common import echo_json, library_errors
     help="Model to start from: a sentence-transformers name or directory [default: all-MiniLM-L6-v2].",
 )
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int)
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(2))
 @click.option(
     "--learning-rate",
     default=DEFAULT_LEARNING_RATE,
     show_default=True,
-    type=click.FloatRange(0, 1, min_open=True),
+    type=FiniteRange(0, 1, min_open=True),
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
