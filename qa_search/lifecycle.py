@@ -98,12 +98,13 @@ def _publish(
     keep: int,
     deleted: int = 0,
     index_progress: Progress | None = None,
+    then: Callable[[ForumIndex], None] | None = None,
 ) -> BuildReport:
     if cached is not None:
         cached.cache.flush()  # first: the embeddings are kept even if writing the snapshot fails
         before_log = cached.embedded
     # live writes pushed to the service since the last publish are folded in, then dropped from the log
-    path, live_writes = publish_with_log(index, index_dir, progress=index_progress)
+    path, live_writes = publish_with_log(index, index_dir, progress=index_progress, then=then)
     if cached is not None and cached.embedded > before_log:  # texts the live writes brought
         cached.cache.flush()
         embedded += cached.embedded - before_log
@@ -271,12 +272,18 @@ def update_index(
         if not batch:
             raise QASearchError("no threads to update: the input is empty")
         before = cached.embedded if cached else 0
-        stats = index.upsert(batch, progress=progress)
+        stats = index.upsert(batch, progress=progress)  # the model's work, before the log is locked
         embedded = cached.embedded - before if cached else stats.embedded
+        # the service's pending writes are folded in first and the update applied again on top:
+        # the operator's command is newer than them (its vectors are in the index or the cache)
         return _publish(
             index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
-            index_progress=index_progress,
+            index_progress=index_progress, then=lambda ix: ix.upsert(batch),
         )
+
+
+class _NothingDeleted(Exception):
+    pass
 
 
 def delete_threads(
@@ -295,13 +302,24 @@ def delete_threads(
     index_dir = Path(index_dir)
     started = time.perf_counter()
     ids = list(dict.fromkeys(as_str_list(thread_ids)))
-    with writer_lock(index_dir):
-        index, _ = _load_current(index_dir, embedder, use_cache=False)
-        unknown = [tid for tid in ids if tid not in index]
+    deleted = 0
+
+    def delete(ix: ForumIndex) -> None:
+        # after the service's pending writes: a thread only they hold can be deleted, and a
+        # pending edit of a deleted thread cannot bring it back
+        nonlocal deleted
+        unknown = [tid for tid in ids if tid not in ix]
         if unknown and not missing_ok:
             raise UnknownThreadError(unknown[0])
-        deleted = index.delete(ids)
-        if not deleted and current_generation(index_dir) is not None:  # no change, no new generation
+        deleted = ix.delete(ids)
+        if not deleted:
+            raise _NothingDeleted
+
+    with writer_lock(index_dir):
+        index, _ = _load_current(index_dir, embedder, use_cache=False)
+        try:
+            report = _publish(index_dir, index, None, 0, 0, started, keep, then=delete)
+        except _NothingDeleted:  # no change, no new generation
             snap = resolve_snapshot(index_dir)
             counts = index.counts
             return BuildReport(
@@ -309,7 +327,7 @@ def delete_threads(
                 embedded=0, reused=0, seconds=round(time.perf_counter() - started, 3),
                 generation=int(snap.name), snapshot=str(snap),
             )
-        return _publish(index_dir, index, None, 0, 0, started, keep, deleted=deleted)
+        return replace(report, deleted=deleted)
 
 
 def reconfigure_index(

@@ -27,11 +27,14 @@ back at the head of the log, so a write the service acknowledged is never lost t
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
+import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .index import ForumIndex
+
+log = logging.getLogger(__name__)
 
 LOG_NAME = "writes.jsonl"
 LOCK_NAME = "writes.lock"
@@ -95,6 +100,40 @@ def _record(entry: WriteEntry, seq: int) -> dict:
 
 def _lines(records: Iterable[dict]) -> bytes:
     return b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records)
+
+
+def _header(compacted_through: int, generation: int | None) -> dict:
+    """A log file's first line; ``file`` is a token of its own, whatever inode it gets."""
+    return {"header": {"format": FORMAT, "compacted_through": compacted_through,
+                       "generation": generation, "file": uuid.uuid4().hex}}
+
+
+def _file_token(fh) -> str | None:
+    """The token in the header of the open log ``fh`` (None for a log without one)."""
+    first = os.pread(fh.fileno(), 4096, 0)
+    end = first.find(b"\n")
+    if not first.startswith(b'{"header"') or end < 0:
+        return None
+    try:
+        return json.loads(first[:end])["header"].get("file")
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
+def _write_all(fd: int, data: bytes, size: int) -> None:
+    """Append ``data`` wholly and fsync it, or leave the file at ``size`` and raise: a write is
+    acknowledged only when every byte is on disk (a full disk may take part of it)."""
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            if written <= 0:
+                raise OSError(errno.EIO, "the write log took no bytes")
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.ftruncate(fd, size)
+        raise
 
 
 def folded_writes(snapshot: str | Path) -> list[WriteEntry]:
@@ -153,8 +192,11 @@ class WriteLog:
         self.path = self.index_dir / LOG_NAME
         #: The highest seq read (or compacted away) so far.
         self.last_seq = 0
-        self._file_id: tuple[int, int] | None = None  # (device, inode) of the file read
+        # the file read: (device, inode, the token its header carries); an inode number can come
+        # back for a later file after two rewrites, the token cannot
+        self._file_id: tuple | None = None
         self._offset = 0
+        self._mtime = 0
 
     # -- reading ------------------------------------------------------------------------
 
@@ -169,7 +211,12 @@ class WriteLog:
         st = self._stat()
         if st is None:
             return self._file_id is not None
-        return (st.st_dev, st.st_ino) != self._file_id or st.st_size != self._offset
+        return (
+            self._file_id is None
+            or (st.st_dev, st.st_ino) != self._file_id[:2]
+            or st.st_size != self._offset
+            or st.st_mtime_ns != self._mtime
+        )
 
     def _read(self) -> tuple[list[WriteEntry], tuple, SnapshotError | None]:
         """What a poll would return, the read position after it and the error of a damaged
@@ -177,11 +224,11 @@ class WriteLog:
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed below; the fd's identity matters
         except FileNotFoundError:
-            return [], (None, 0, self.last_seq), None
+            return [], (None, 0, self.last_seq, 0), None
         with fh:
             st = os.fstat(fh.fileno())
-            file_id = (st.st_dev, st.st_ino)
-            offset = self._offset if file_id == self._file_id else 0  # else a new file (compacted)
+            file_id = (st.st_dev, st.st_ino, _file_token(fh))
+            offset = self._offset if file_id == self._file_id else 0  # else a new file (rewritten)
             fh.seek(offset)
             data = fh.read()
         complete = data.rfind(b"\n") + 1  # a line still being written is read next time
@@ -191,14 +238,14 @@ class WriteLog:
                 try:
                     item = _parse(line, self.path)
                 except SnapshotError as exc:
-                    return out, (file_id, offset + pos, last_seq), exc
+                    return out, (file_id, offset + pos, last_seq, st.st_mtime_ns), exc
                 if isinstance(item, dict):
                     last_seq = max(last_seq, int(item.get("compacted_through", 0)))
                 elif item.seq > last_seq:
                     out.append(item)
                     last_seq = item.seq
             pos += len(line)
-        return out, (file_id, offset + complete, last_seq), None
+        return out, (file_id, offset + complete, last_seq, st.st_mtime_ns), None
 
     def poll(self) -> list[WriteEntry]:
         """Entries appended since the last poll, in log order.
@@ -210,13 +257,19 @@ class WriteLog:
         entries, position, error = self._read()
         if error is not None and not entries:
             raise error
-        self._file_id, self._offset, self.last_seq = position
+        self._file_id, self._offset, self.last_seq, self._mtime = position
         return entries
 
     def read_all(self) -> list[WriteEntry]:
-        """Every entry in the log (resets this handle to read from the start)."""
-        self._file_id, self._offset, self.last_seq = None, 0, 0
+        """Every entry in the log, up to a damaged line (resets this handle to read from the
+        start)."""
+        self._file_id, self._offset, self.last_seq, self._mtime = None, 0, 0, 0
         return self.poll()
+
+    def read_all_strict(self) -> list[WriteEntry]:
+        """Every entry in the log; :class:`SnapshotError` if a line is damaged. For whoever
+        rewrites the log (a build, a rollback): what it leaves out would be lost."""
+        return self.read_all() + self.poll()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -246,9 +299,9 @@ class WriteLog:
         """Rewrite the log as ``restored`` followed by its own entries, numbered on from the
         highest seq so far (so every process applies them, in this order). Call with
         :meth:`locked` held."""
-        existing = self.read_all()
+        existing = self.read_all_strict()
         top = self.last_seq
-        header = {"header": {"format": FORMAT, "compacted_through": top, "generation": generation}}
+        header = _header(top, generation)
         records = [_record(e, top + i) for i, e in enumerate([*restored, *existing], 1)]
         self._rewrite(_lines([header, *records]))
 
@@ -268,31 +321,38 @@ class WriteLog:
             unseen, position, error = self._read()
             if error is not None:
                 raise error
-            self._file_id, self._offset, self.last_seq = position
+            self._file_id, self._offset, self.last_seq, self._mtime = position
             seq = self.last_seq + 1
             generation = current_generation(self.index_dir)
             record = {"seq": seq, **body, "generation": generation,
                       "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
             created = not self.path.exists()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, line)
-                os.fsync(fd)  # the write is durable before the caller reports success
-                st = os.fstat(fd)
+                size = os.fstat(fd).st_size
+                if size > self._offset and self._file_id is not None:
+                    # bytes after the last complete line: an append that died part way (a crash,
+                    # a full disk) and so was never acknowledged; the next line must not join it
+                    log.warning("%s: dropping %d bytes of an unfinished write", self.path,
+                                size - self._offset)
+                    os.ftruncate(fd, self._offset)
+                    size = self._offset
+                if size == 0:  # a new log starts with a header naming it (see _file_token)
+                    line = _lines([_header(self.last_seq, generation)]) + line
+                _write_all(fd, line, size)
             finally:
                 os.close(fd)
             if created:
                 fsync_path(self.index_dir)
-            self._file_id = (st.st_dev, st.st_ino)
-            self._offset = st.st_size
-            self.last_seq = seq
+            self.poll()  # past the header (if any) and this line, so no one's line is taken for ours
+            self.last_seq = max(self.last_seq, seq)
         mine = WriteEntry(seq, entry.op, entry.threads, entry.ids, generation)
         return unseen, mine
 
     def truncate_through(self, seq: int, generation: int) -> None:
         """Drop entries up to ``seq`` (now part of ``generation``). Call with :meth:`locked` held."""
-        header = {"header": {"format": FORMAT, "compacted_through": seq, "generation": generation}}
+        header = _header(seq, generation)
         kept = []
         with open(self.path, "rb") as src:
             for raw in src:
@@ -302,8 +362,15 @@ class WriteLog:
         self._rewrite(_lines([header]) + b"".join(kept))
 
 
-def publish_with_log(index: ForumIndex, index_dir: str | Path, *, progress=None) -> tuple[Path, int]:
-    """Apply the pending live writes of ``index_dir`` to ``index``, publish it as the next
+def publish_with_log(
+    index: ForumIndex,
+    index_dir: str | Path,
+    *,
+    progress=None,
+    then: Callable[[ForumIndex], None] | None = None,
+) -> tuple[Path, int]:
+    """Apply the pending live writes of ``index_dir`` to ``index``, then ``then(index)`` (an
+    operator's update or delete, which must win over older live writes), publish it as the next
     generation and compact the log. Returns (snapshot path, number of writes folded in).
 
     The log stays locked throughout, so no write can slip between the read and the compaction;
@@ -311,9 +378,10 @@ def publish_with_log(index: ForumIndex, index_dir: str | Path, *, progress=None)
     """
     log = WriteLog(index_dir)
     with log.locked():
-        entries = log.read_all()
-        entries += log.poll()  # raises where a damaged line stopped the reading: nothing is published
+        entries = log.read_all_strict()  # a damaged line stops the publish: nothing is lost
         apply_entries(index, entries)
+        if then is not None:  # the caller's own change is newer than the pending writes
+            then(index)
         # kept in the snapshot too: a rollback past this generation puts them back in the log
         folded = {FOLDED_NAME: _lines(_record(e, e.seq) for e in entries)} if entries else None
         path = index.save(index_dir, progress=progress, extra_files=folded)

@@ -5,14 +5,23 @@ operating system's refusals and for a missing index."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
 
-from qa_search import ForumIndex, IncompatibleSnapshotError, LiveIndex, Thread, read_dump, write_dump
+from qa_search import (
+    ForumIndex,
+    IncompatibleSnapshotError,
+    LiveIndex,
+    SnapshotError,
+    Thread,
+    read_dump,
+    write_dump,
+)
 from qa_search.cli import main
-from qa_search.lifecycle import build_index, delete_threads, verify_snapshot
+from qa_search.lifecycle import build_index, delete_threads, update_index, verify_snapshot
 from qa_search.store import current_generation, generation_path, list_generations, read_history, rollback
 from qa_search.writelog import FOLDED_NAME, WriteLog
 
@@ -195,3 +204,92 @@ def test_verify_prints_one_line_per_problem(tmp_path, fake_cli, threads):
     assert r.exit_code == 1
     failed = [line for line in r.stderr.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 2 and "parts.jsonl has" in failed[0] and "threads.jsonl has" in failed[1]
+
+
+def test_an_operators_delete_and_update_win_over_older_pending_writes(tmp_path, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    first, second = threads[0].id, threads[1].id
+    live = LiveIndex(idx, FakeEmbedder())
+    live.upsert([Thread(first, "an edit the forum pushed before the moderator's delete")])
+    live.upsert([Thread(second, "the back end's edit")])
+    live.upsert([Thread("live-only", "a thread only the write log holds")])
+    report = delete_threads(idx, [first, "live-only"], FakeEmbedder())
+    assert report.deleted == 2 and report.live_writes == 3
+    update_index(idx, [Thread(second, "the operator's later correction")], FakeEmbedder())
+    for index in (ForumIndex.load(idx, FakeEmbedder()), LiveIndex(idx, FakeEmbedder()).index):
+        assert first not in index and "live-only" not in index
+        assert index.get(second).title == "the operator's later correction"
+
+
+def test_a_rollback_refuses_a_damaged_log_and_changes_nothing(tmp_path, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    live = LiveIndex(idx, FakeEmbedder())
+    live.upsert([Thread("w1", "folded into generation 2")])
+    build_index(idx, threads, FakeEmbedder())
+    for i in range(3):
+        live.upsert([Thread(f"p{i}", f"pending write {i}")])
+    log_path = idx / "writes.jsonl"
+    lines = log_path.read_bytes().splitlines(keepends=True)
+    lines[2] = b'{"seq": 3, "op": "upsert", "threads": [{"id": "x"}]}\n'  # the middle write, damaged
+    log_path.write_bytes(b"".join(lines))
+    damaged = log_path.read_bytes()
+    with pytest.raises(SnapshotError, match="damaged entry"):
+        rollback(idx)
+    assert current_generation(idx) == 2 and log_path.read_bytes() == damaged
+
+
+def test_a_write_not_wholly_on_disk_is_refused_and_leaves_nothing(tmp_path, threads, monkeypatch):
+    import errno
+    import os
+
+    from qa_search import writelog
+
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    live = LiveIndex(idx, FakeEmbedder())
+    live.upsert([Thread("w1", "a first write")])
+    log_path = idx / "writes.jsonl"
+    before = log_path.read_bytes()
+    real_write = os.write
+    calls = []
+
+    def full_disk(fd, data):  # takes part of the line, then the disk is full
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writelog.os, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        live.upsert([Thread("w2", "a write the disk only half took")])
+    monkeypatch.setattr(writelog.os, "write", real_write)
+    assert log_path.read_bytes() == before  # nothing of it stays behind
+    # a torn fragment left by a crash mid-append is dropped by the next write, not joined to it
+    with open(log_path, "ab") as fh:
+        fh.write(b'{"seq": 2, "op": "upsert", "threads": [{"id": "torn"')
+    live.upsert([Thread("w3", "the next write")])
+    entries = WriteLog(idx).read_all_strict()
+    assert [t.id for e in entries for t in e.threads] == ["w1", "w3"] and [e.seq for e in entries] == [1, 2]
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "w1" in index and "w3" in index and "w2" not in index
+
+
+def test_a_rewritten_log_is_noticed_even_when_it_keeps_the_inode(tmp_path, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    writer, reader = WriteLog(idx), WriteLog(idx)
+    for i in range(3):
+        writer.append_upsert([Thread(f"a{i}", f"write {i}")])
+    assert len(reader.poll()) == 3
+    log_path, keep = idx / "writes.jsonl", tmp_path / "old-inode"
+    os.link(log_path, keep)  # hold on to the inode the reader knows
+    with writer.locked():
+        writer.restore([], 1)  # a rewrite: a new file, a new header token
+    keep.write_bytes(log_path.read_bytes())  # ... given the old inode back, as a file system may
+    os.replace(keep, log_path)
+    writer.append_upsert([Thread("b", "after the rewrite")])
+    assert reader.changed()
+    got = reader.poll()
+    assert [t.id for e in got for t in e.threads] == ["a0", "a1", "a2", "b"]  # renumbered, none missed
