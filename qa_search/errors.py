@@ -64,3 +64,7 @@ class IndexLockedError(QASearchError):
             f"index {index_dir} is locked by {who}: one writer at a time; wait for it to finish "
             "(a writer that died has released its lock, so a retry then succeeds)"
         )
+
+
+class ReadOnlyIndexError(QASearchError):
+    """A write to an index served read-only (a single snapshot, which no build updates)."""

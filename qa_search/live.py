@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .embedding import Embedder
-from .errors import QASearchError, SnapshotError
+from .errors import QASearchError, ReadOnlyIndexError, SnapshotError
 from .index import ForumIndex, as_str_list
 from .querycache import QueryCache
 from .store import current_generation, generation_path, resolve_snapshot
@@ -83,7 +83,7 @@ class LiveIndex:
     """A served index directory: its current generation with the write log applied on top.
 
     ``index_dir`` is an index directory (generations + ``CURRENT``) or a single snapshot; a
-    single snapshot is served as is, and writes go to a log beside it.
+    single snapshot is served as is, read-only (a write raises :class:`ReadOnlyIndexError`).
     """
 
     def __init__(self, index_dir: Path, embedder: Embedder | None = None, cache_size: int = 1024) -> None:
@@ -130,6 +130,13 @@ class LiveIndex:
             apply_entries(index, entries, vectors)
         self.applied += len(entries)
 
+    def _check_writable(self) -> None:
+        if not self._watch:
+            raise ReadOnlyIndexError(
+                f"{self.index_dir} is a single snapshot, served read-only: no build would ever fold "
+                "writes into it. Serve the index directory to take writes"
+            )
+
     def _catch_up_or_log(self) -> None:
         # a damaged log line stops writes (they poll first) but not searches: they go on over
         # what was applied before it, and the error is logged once per damage
@@ -150,6 +157,7 @@ class LiveIndex:
         as it is). Each is checked first as a dump line would be (``ValueError`` naming it), so
         the log never holds an entry that another process could not read back. Returns the
         log entry."""
+        self._check_writable()
         threads = [checked_thread(t) for t in ([threads] if isinstance(threads, Thread) else threads)]
         with self._sync:
             unseen, entry = self.log.append_upsert(threads)
@@ -159,6 +167,7 @@ class LiveIndex:
     def delete(self, thread_ids: Iterable[str]) -> WriteEntry:
         """Log a delete durably, then apply it here (a single string is one id). Returns the
         log entry."""
+        self._check_writable()
         with self._sync:
             unseen, entry = self.log.append_delete(as_str_list(thread_ids))
             self._apply([*unseen, entry])
@@ -200,7 +209,7 @@ class LiveIndex:
             try:
                 self.check_generation()
                 if self.log.changed():
-                    self.catch_up()
+                    self._catch_up_or_log()  # a damaged line is logged once, not every tick
             except Exception:  # the watcher must survive anything; the next tick retries
                 log.exception("index watcher failed")
 

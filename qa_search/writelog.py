@@ -142,7 +142,7 @@ def folded_writes(snapshot: str | Path) -> list[WriteEntry]:
     if not path.is_file():
         return []
     with open(path, "rb") as fh:
-        items = [_parse(line, path) for line in fh if line.strip()]
+        items = [_parse(line, path, n) for n, line in enumerate(fh, 1) if line.strip()]
     return [e for e in items if isinstance(e, WriteEntry)]
 
 
@@ -161,8 +161,9 @@ def restore_folded_writes(index_dir: str | Path, to: int, current: int) -> int:
     return len(restored)
 
 
-def _parse(line: bytes, path: Path) -> WriteEntry | dict:
-    """An entry, or the header dict. A damaged line is an error: skipping it would lose a write."""
+def _parse(line: bytes, path: Path, lineno: int | None = None) -> WriteEntry | dict:
+    """An entry, or the header dict. A damaged line is an error: skipping it would lose a write.
+    ``lineno`` (the line's number in the file) goes into the message where it is known."""
     try:
         obj = json.loads(line)
         if "header" in obj:
@@ -176,7 +177,8 @@ def _parse(line: bytes, path: Path) -> WriteEntry | dict:
             return WriteEntry(int(obj["seq"]), op, ids=ids, generation=obj.get("generation"))
         raise ValueError(f"unknown op {op!r}")
     except (ValueError, KeyError, TypeError) as exc:
-        raise SnapshotError(f"{path} holds a damaged entry ({exc}); repair or remove that line") from exc
+        where = f"{path}, line {lineno}," if lineno else f"{path}"
+        raise SnapshotError(f"{where} holds a damaged entry ({exc}); repair or remove that line") from exc
 
 
 class WriteLog:
@@ -237,8 +239,13 @@ class WriteLog:
             if line.strip():
                 try:
                     item = _parse(line, self.path)
-                except SnapshotError as exc:
-                    return out, (file_id, offset + pos, last_seq, st.st_mtime_ns), exc
+                except SnapshotError:
+                    with open(self.path, "rb") as again:  # only now: which line of the file it is
+                        lineno = again.read(offset + pos).count(b"\n") + 1
+                    try:
+                        _parse(line, self.path, lineno)
+                    except SnapshotError as exc:
+                        return out, (file_id, offset + pos, last_seq, st.st_mtime_ns), exc
                 if isinstance(item, dict):
                     last_seq = max(last_seq, int(item.get("compacted_through", 0)))
                 elif item.seq > last_seq:
@@ -355,8 +362,8 @@ class WriteLog:
         header = _header(seq, generation)
         kept = []
         with open(self.path, "rb") as src:
-            for raw in src:
-                item = _parse(raw, self.path) if raw.strip() else None
+            for lineno, raw in enumerate(src, 1):
+                item = _parse(raw, self.path, lineno) if raw.strip() else None
                 if isinstance(item, WriteEntry) and item.seq > seq:
                     kept.append(raw if raw.endswith(b"\n") else raw + b"\n")
         self._rewrite(_lines([header]) + b"".join(kept))

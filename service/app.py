@@ -27,6 +27,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from fastapi.staticfiles import StaticFiles
 
 from qa_search import Embedder, LiveIndex, SnapshotError, Thread, thread_from_dict
+from qa_search.errors import ReadOnlyIndexError
 
 from .metrics import Metrics
 from .schemas import (
@@ -166,11 +167,13 @@ class _Guard:
 
 
 @contextmanager
-def _writes_suspended_on_damage() -> Iterator[None]:
-    """A damaged write-log line refuses writes (a 503 naming it) until an operator repairs it;
-    searches go on over what was applied."""
+def _write_errors() -> Iterator[None]:
+    """A single snapshot is served read-only (409). A damaged write-log line refuses writes (a
+    503 naming it) until an operator repairs it; searches go on over what was applied."""
     try:
         yield
+    except ReadOnlyIndexError as exc:
+        raise HTTPException(409, str(exc)) from None
     except SnapshotError as exc:
         raise HTTPException(503, f"writes are suspended: {exc}") from None
 
@@ -349,7 +352,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
                                 examples=["How do therapists deal with their mistakes?"])],
         k: Annotated[int | None, Query(ge=1, description="Most duplicates to return [default: 5].")] = None,
         threshold: Annotated[float | None, Query(ge=-1, le=1, description="Lowest question cosine "
-                                                 "[default: the index's duplicate_threshold].")] = None,
+                                                 "[default: the index's duplicate_threshold, or its "
+                                                 "tiers once it is calibrated].")] = None,
     ) -> DuplicatesResponse:
         return duplicates_of(live, check_query(q), check_k(k, 5), threshold)
 
@@ -376,7 +380,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
                 threads.append(thread_from_dict(t.model_dump(exclude_none=True)))
             except ValueError as exc:
                 raise HTTPException(422, f"threads[{i}]: {exc}") from None
-        with _writes_suspended_on_damage():
+        with _write_errors():
             entry = live.upsert(threads)
         return WriteResponse(seq=entry.seq, threads=len({t.id for t in threads}), generation=live.generation)
 
@@ -392,7 +396,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             present = thread_id in index
         if not present:
             raise HTTPException(404, f"no thread with id {thread_id!r} in the index; nothing was deleted")
-        with _writes_suspended_on_damage():
+        with _write_errors():
             entry = live.delete([thread_id])
         return WriteResponse(seq=entry.seq, threads=1, generation=live.generation)
 

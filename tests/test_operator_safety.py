@@ -293,3 +293,12 @@ def test_a_rewritten_log_is_noticed_even_when_it_keeps_the_inode(tmp_path, threa
     assert reader.changed()
     got = reader.poll()
     assert [t.id for e in got for t in e.threads] == ["a0", "a1", "a2", "b"]  # renumbered, none missed
+
+
+def test_warnings_reach_stderr_with_json_too(tmp_path, fake_cli):
+    dump = tmp_path / "d.jsonl"
+    write_dump([Thread("1", "first"), Thread("2", "second")], dump)
+    args = ["build", str(dump), str(dump), "--index", str(tmp_path / "idx"), "-q", "--json"]
+    r = fake_cli.invoke(main, args)
+    assert r.exit_code == 0 and json.loads(r.stdout)["repeated_ids"] == ["1", "2"]
+    assert "2 thread id(s) appear more than once" in r.stderr

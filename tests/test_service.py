@@ -262,3 +262,12 @@ def test_a_damaged_write_log_suspends_writes_with_a_503_but_searches_go_on(clien
     assert resp.status_code == 503 and "writes are suspended" in resp.json()["detail"]
     assert "damaged entry" in resp.json()["detail"]
     assert client.delete("/v1/threads/t1", headers={"X-API-Key": KEY}).status_code == 503
+
+
+def test_a_served_snapshot_refuses_writes_with_a_409(index_dir):
+    with _client(index_dir / "generations" / "000001", api_key=KEY) as c:
+        thread = {"id": "t3", "title": "Why do I wake up at 4am?"}
+        resp = c.post("/v1/threads", json={"threads": [thread]}, headers={"X-API-Key": KEY})
+        assert resp.status_code == 409 and "read-only" in resp.json()["detail"]
+        assert c.delete("/v1/threads/t1", headers={"X-API-Key": KEY}).status_code == 409
+        assert c.get("/v1/search", params={"q": "panic attack"}).status_code == 200

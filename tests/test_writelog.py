@@ -63,7 +63,8 @@ def test_a_damaged_line_stops_writes_but_not_searches_and_skips_nothing(index_di
         with b.reading() as index:
             assert "c" in index and "a" in index
     damaged = log_path.read_bytes()
-    with pytest.raises(SnapshotError, match="damaged entry"):  # a write is refused, not renumbered
+    # a write is refused, not renumbered, and the message names the line of the file
+    with pytest.raises(SnapshotError, match=r"writes.jsonl, line 3, holds a damaged entry"):
         b.upsert([Thread("d", "new thread")])
     with LiveIndex(index_dir, FakeEmbedder()).reading() as index:  # a (re)starting worker serves too
         assert "c" in index and "a" in index
@@ -212,3 +213,26 @@ def test_a_write_embeds_before_it_locks_so_searches_are_not_held_up(index_dir):
     assert not writer.is_alive()
     with live.reading() as index:
         assert index.search("gated thread about sleep", k=1)[0].thread_id == "g"
+
+
+def test_the_watcher_logs_a_damaged_line_once_and_a_snapshot_is_served_read_only(index_dir, caplog):
+    import logging
+    import time
+
+    from qa_search.errors import ReadOnlyIndexError
+
+    live = LiveIndex(index_dir, FakeEmbedder())
+    with open(index_dir / "writes.jsonl", "ab") as fh:
+        fh.write(b'{"seq": 1, "op": "delete"}\n')
+    caplog.set_level(logging.INFO, logger="qa_search")
+    live.start(0.01)
+    time.sleep(0.3)
+    live.stop()
+    damage = [r for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(damage) == 1 and not any("watcher failed" in r.getMessage() for r in caplog.records)
+    snapshot = LiveIndex(index_dir / "generations" / "000001", FakeEmbedder())
+    with pytest.raises(ReadOnlyIndexError, match="single snapshot, served read-only"):
+        snapshot.upsert([Thread("x", "a write no build would fold in")])
+    with pytest.raises(ReadOnlyIndexError):
+        snapshot.delete(["a"])
+    assert not (index_dir / "generations" / "000001" / "writes.jsonl").exists()

@@ -23,6 +23,10 @@ def keep_option(fn):
 
 def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb: str) -> None:
     """Print a build's summary (and what was skipped) as text or JSON."""
+    # warnings go to stderr in both modes (--json's stdout stays one JSON object)
+    if source is not None:
+        source.report_skipped()
+        source.report_repeated()
     if summary.calibration_dropped:
         click.echo(f"warning: the duplicate calibration was not kept: {summary.calibration_dropped}",
                    err=True)
@@ -33,9 +37,6 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
             out["repeated_ids"] = source.repeated
         echo_json(out)
     else:
-        if source is not None:
-            source.report_skipped()
-            source.report_repeated()
         click.echo(
             f"{verb}: {summary.threads} threads ({summary.vectors} vectors) in the index; "
             f"embedded {summary.embedded}, reused {summary.reused}, in {summary.seconds:.1f} s; "

@@ -35,13 +35,14 @@ def import_command(
     build and update read these formats directly too.
     """
     source = ThreadInput(sources, fmt, mappings, site_url, skip_invalid, quiet)
-    n = write_dump(source, out)
+    with source.reported_on_failure():
+        n = write_dump(source, out)
+    source.report_skipped()  # stderr, in both modes
+    source.report_repeated()
     if as_json:
         skipped = source.skipped_json()
         echo_json({"threads": n, "out": out, "skipped": skipped, "repeated_ids": source.repeated})
     else:
-        source.report_skipped()
-        source.report_repeated()
         click.echo(f"wrote {n} threads to {out}")
 
 
