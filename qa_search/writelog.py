@@ -161,24 +161,33 @@ def restore_folded_writes(index_dir: str | Path, to: int, current: int) -> int:
     return len(restored)
 
 
+def _entry(line: bytes) -> WriteEntry | dict:
+    """An entry, or the header dict; ``ValueError``, ``KeyError`` or ``TypeError`` if damaged."""
+    obj = json.loads(line)
+    if "header" in obj:
+        return obj["header"]
+    op = obj["op"]
+    if op == UPSERT:
+        threads = tuple(thread_from_dict(t) for t in obj["threads"])
+        return WriteEntry(int(obj["seq"]), op, threads=threads, generation=obj.get("generation"))
+    if op == DELETE:
+        ids = tuple(str(i) for i in obj["ids"])
+        return WriteEntry(int(obj["seq"]), op, ids=ids, generation=obj.get("generation"))
+    raise ValueError(f"unknown op {op!r}")
+
+
+def _damaged(path: Path, lineno: int | None, exc: Exception) -> SnapshotError:
+    where = f"{path}, line {lineno}," if lineno else f"{path}"
+    return SnapshotError(f"{where} holds a damaged entry ({exc}); repair or remove that line")
+
+
 def _parse(line: bytes, path: Path, lineno: int | None = None) -> WriteEntry | dict:
     """An entry, or the header dict. A damaged line is an error: skipping it would lose a write.
     ``lineno`` (the line's number in the file) goes into the message where it is known."""
     try:
-        obj = json.loads(line)
-        if "header" in obj:
-            return obj["header"]
-        op = obj["op"]
-        if op == UPSERT:
-            threads = tuple(thread_from_dict(t) for t in obj["threads"])
-            return WriteEntry(int(obj["seq"]), op, threads=threads, generation=obj.get("generation"))
-        if op == DELETE:
-            ids = tuple(str(i) for i in obj["ids"])
-            return WriteEntry(int(obj["seq"]), op, ids=ids, generation=obj.get("generation"))
-        raise ValueError(f"unknown op {op!r}")
+        return _entry(line)
     except (ValueError, KeyError, TypeError) as exc:
-        where = f"{path}, line {lineno}," if lineno else f"{path}"
-        raise SnapshotError(f"{where} holds a damaged entry ({exc}); repair or remove that line") from exc
+        raise _damaged(path, lineno, exc) from exc
 
 
 class WriteLog:
@@ -238,14 +247,13 @@ class WriteLog:
         for line in data[:complete].splitlines(keepends=True):
             if line.strip():
                 try:
-                    item = _parse(line, self.path)
-                except SnapshotError:
+                    item = _entry(line)
+                except (ValueError, KeyError, TypeError) as exc:
                     with open(self.path, "rb") as again:  # only now: which line of the file it is
                         lineno = again.read(offset + pos).count(b"\n") + 1
-                    try:
-                        _parse(line, self.path, lineno)
-                    except SnapshotError as exc:
-                        return out, (file_id, offset + pos, last_seq, st.st_mtime_ns), exc
+                    return out, (file_id, offset + pos, last_seq, st.st_mtime_ns), _damaged(
+                        self.path, lineno, exc
+                    )
                 if isinstance(item, dict):
                     last_seq = max(last_seq, int(item.get("compacted_through", 0)))
                 elif item.seq > last_seq:

@@ -282,9 +282,18 @@ def test_demo_page_in_headless_chromium(server, tmp_path):
             items = b.find_elements(By.CSS_SELECTOR, "#results li")
             return [li.get_attribute("data-thread-id") for li in items]
 
+        # a thread whose data tries to run script: its title must show as text, its url not link
+        hostile = {"id": "hostile", "title": DEMO_PARAPHRASE + " <img src=x onerror=alert(1)>",
+                   "url": "javascript:alert(1)"}
+        assert server.call("POST", "/v1/threads", {"threads": [hostile]}, key=KEY)[0] == 200
         box.send_keys(DEMO_PARAPHRASE)  # typed a key at a time: the page debounces
-        wait.until(lambda b: DEMO_TARGET in listed(b))
+        wait.until(lambda b: DEMO_TARGET in listed(b) and "hostile" in listed(b))
         assert not browser.find_element(By.ID, "duplicate").is_displayed()
+        item = browser.find_element(By.CSS_SELECTOR, '#results li[data-thread-id="hostile"] a')
+        assert item.text.endswith("<img src=x onerror=alert(1)>") and not browser.find_elements(
+            By.CSS_SELECTOR, "#results img")
+        assert item.get_attribute("href").endswith("#hostile")
+        assert server.call("DELETE", "/v1/threads/hostile", key=KEY)[0] == 200
         box.clear()
         box.send_keys(DEMO_DUPLICATE)
         wait.until(lambda b: b.find_element(By.ID, "duplicate").is_displayed())

@@ -21,7 +21,10 @@ function el(tag, cls, text) {
 
 function link(item) {
   const a = el("a", "", item.title);
-  a.href = item.url || "#" + encodeURIComponent(item.thread_id);
+  // a thread's url comes from the forum's data: only web addresses become links, so a
+  // "javascript:" url can never run in the page
+  const web = typeof item.url === "string" && /^https?:\/\//i.test(item.url);
+  a.href = web ? item.url : "#" + encodeURIComponent(item.thread_id);
   return a;
 }
 
