@@ -127,6 +127,23 @@ def thread_id(value: Any, what: str) -> str:
     return text
 
 
+#: Deepest nesting of lists and objects allowed in a thread's extra fields.
+MAX_EXTRA_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            if deepest > MAX_EXTRA_DEPTH:
+                return deepest
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def thread_from_dict(obj: Any) -> Thread:
     """Validate one dump object and build a :class:`Thread`.
 
@@ -170,8 +187,10 @@ def thread_from_dict(obj: Any) -> Thread:
     category = _expect(obj.get("category"), str, "'category'", nullable=True)
     extra = {k: v for k, v in obj.items() if k not in _THREAD_FIELDS}
     if extra:
+        if _depth(extra) > MAX_EXTRA_DEPTH:  # every reader must be able to parse it back
+            raise ValueError(f"the extra fields nest deeper than {MAX_EXTRA_DEPTH} levels")
         try:
-            json.dumps(extra, ensure_ascii=False).encode("utf-8")
+            json.dumps(extra, ensure_ascii=False, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             raise ValueError(f"the extra fields cannot be stored as JSON text: {exc}") from None
     return Thread(

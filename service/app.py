@@ -38,6 +38,7 @@ from .schemas import (
     Hit,
     Problem,
     Ready,
+    SearchRequest,
     SearchResponse,
     UpsertRequest,
     WriteResponse,
@@ -103,7 +104,7 @@ class _Guard:
             await send(message)
 
         try:
-            await self._guarded(scope, receive, send_status)
+            await self._guarded(scope, receive, send_status, status)
         except Exception as exc:
             self._log_error(scope, exc)
             if status["code"] == 500:  # nothing sent yet
@@ -113,9 +114,10 @@ class _Guard:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(template, scope["method"], status["code"], time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "other"  # labels stay few
+            self.metrics.observe(template, method, status["code"], time.perf_counter() - started)
 
-    async def _guarded(self, scope, receive, send) -> None:
+    async def _guarded(self, scope, receive, send, status: dict) -> None:
         try:
             unquote_to_bytes(scope.get("query_string", b"").replace(b"+", b" ")).decode("utf-8")
         except UnicodeDecodeError:
@@ -134,6 +136,7 @@ class _Guard:
             while True:  # read it all here (it is bounded), so a lying Content-Length cannot pass
                 message = await receive()
                 if message["type"] == "http.disconnect":
+                    status["code"] = CLIENT_GONE  # nothing was sent: not a server error
                     return
                 chunk = message.get("body", b"")
                 size += len(chunk)
@@ -176,6 +179,13 @@ def _write_errors() -> Iterator[None]:
         raise HTTPException(409, str(exc)) from None
     except SnapshotError as exc:
         raise HTTPException(503, f"writes are suspended: {exc}") from None
+
+
+#: Methods counted under their own name in the metrics; any other (HTTP allows made-up ones)
+#: is counted as "other", so a client cannot grow the label set without bound.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Status recorded for a request whose client went away before its body arrived (nginx's 499).
+CLIENT_GONE = 499
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -298,7 +308,9 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
 
     @app.get("/", include_in_schema=False)
     def demo() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        # the page loads only its own files; nothing inline, nothing from elsewhere, no framing
+        policy = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": policy})
 
     @app.head("/healthz", include_in_schema=False)
     @app.get("/healthz", response_model=Health, summary="Liveness")
@@ -326,6 +338,16 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             description="Keep threads with any of these tags (an empty value is ignored).")] = None,
         category: Annotated[str | None, Query(
             description="Keep threads of this category (empty: no filter).")] = None,
+    ) -> SearchResponse:
+        return run_search(live, q, k, tags, category)
+
+    @app.post("/v1/search", response_model=SearchResponse, summary="Similar threads, the text in the body",
+              responses=_ERRORS)
+    def search_posted(live: LiveDep, request: SearchRequest) -> SearchResponse:
+        return run_search(live, request.q, request.k, request.tags, request.category)
+
+    def run_search(
+        live: LiveIndex, q: str, k: int | None, tags: list[str] | None, category: str | None
     ) -> SearchResponse:
         k = check_k(k, 10)
         text = check_query(q)

@@ -17,6 +17,17 @@ class Hit(BaseModel):
     url: str | None = None
 
 
+class SearchRequest(BaseModel):
+    """A typeahead search in a request body, which keeps the user's text out of URLs (and so out
+    of the access logs of any proxy in front)."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: str = Field(examples=["my therapist made a mistake"], description="The text typed so far.")
+    k: int | None = Field(None, ge=1, description="Threads to return [default: 10].")
+    tags: list[str] | None = Field(None, description="Keep threads with any of these tags.")
+    category: str | None = Field(None, description="Keep threads of this category.")
+
+
 class SearchResponse(BaseModel):
     hits: list[Hit]
 

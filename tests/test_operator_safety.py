@@ -302,3 +302,10 @@ def test_warnings_reach_stderr_with_json_too(tmp_path, fake_cli):
     r = fake_cli.invoke(main, args)
     assert r.exit_code == 0 and json.loads(r.stdout)["repeated_ids"] == ["1", "2"]
     assert "2 thread id(s) appear more than once" in r.stderr
+
+
+def test_query_text_that_is_not_utf8_is_a_usage_error(tmp_path, fake_cli, threads):
+    build_index(tmp_path / "idx", threads, FakeEmbedder())
+    for command in ("search", "duplicates"):
+        r = fake_cli.invoke(main, [command, str(tmp_path / "idx"), "text \udcff"])  # a stray byte 0xff
+        assert r.exit_code == 2 and "is not valid UTF-8 text" in r.stderr and "Traceback" not in r.output

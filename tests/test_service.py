@@ -271,3 +271,59 @@ def test_a_served_snapshot_refuses_writes_with_a_409(index_dir):
         assert resp.status_code == 409 and "read-only" in resp.json()["detail"]
         assert c.delete("/v1/threads/t1", headers={"X-API-Key": KEY}).status_code == 409
         assert c.get("/v1/search", params={"q": "panic attack"}).status_code == 200
+
+
+def test_search_by_post_keeps_the_text_out_of_the_url_and_answers_as_get(client):
+    params = {"q": "slow breathing in for four", "k": 2, "tags": ["anxiety"]}
+    posted = client.post("/v1/search", json=params)
+    assert posted.status_code == 200
+    assert posted.json() == client.get("/v1/search", params=params).json() and posted.json()["hits"]
+    assert client.post("/v1/search", json={"q": "  "}).json() == {"hits": []}
+    assert client.post("/v1/search", json={"q": "panic", "k": 6}).status_code == 422  # max_k is 5
+    assert client.post("/v1/search", json={"q": "panic", "sort": "new"}).status_code == 422
+    page = client.get("/")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_metrics_labels_stay_bounded_and_a_vanished_client_is_not_a_500(client):
+    import asyncio
+
+    resp = client.request("BREW", "/healthz")
+    assert resp.status_code == 405
+    app = client.app
+
+    async def gone():
+        scope = {"type": "http", "method": "POST", "path": "/v1/threads", "raw_path": b"/v1/threads",
+                 "query_string": b"", "headers": [(b"content-length", b"1000")], "root_path": "",
+                 "scheme": "http", "server": ("testserver", 80), "client": ("testclient", 1),
+                 "http_version": "1.1", "asgi": {"version": "3.0"}}
+        messages = iter([{"type": "http.request", "body": b"0123456789", "more_body": True},
+                         {"type": "http.disconnect"}])
+
+        async def receive():
+            return next(messages)
+
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent
+
+    assert asyncio.run(gone()) == []  # nothing answered to a client that left
+    metrics = client.get("/metrics").text
+    assert 'method="BREW"' not in metrics and 'method="other"' in metrics
+    assert 'status="499"' in metrics and 'route="unmatched",status="500"' not in metrics
+
+
+def test_extra_fields_every_reader_can_parse_back(client):
+    nested: list = [0]
+    for _ in range(40):
+        nested = [nested]
+    deep = {"id": "deep", "title": "deep nesting", "x": nested}
+    resp = client.post("/v1/threads", json={"threads": [deep]}, headers={"X-API-Key": KEY})
+    assert resp.status_code == 422 and "nest deeper than 32 levels" in resp.text
+    resp = client.post("/v1/threads", content='{"threads": [{"id": "n", "title": "t", "x": NaN}]}',
+                       headers={"X-API-Key": KEY, "Content-Type": "application/json"})
+    assert resp.status_code == 422 and "Out of range float values are not JSON compliant" in resp.text

@@ -11,6 +11,10 @@ from ._common import FiniteRange, echo_json, library_errors
 def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if not value.strip():
         raise click.BadParameter("is empty: give the question text to look for")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the shell passed that are not UTF-8 (surrogate-escaped)
+        raise click.BadParameter("is not valid UTF-8 text") from None
     return value
 
 

@@ -71,7 +71,12 @@ async function update() {
   const q = body ? title + "\n" + body : title;
   try {
     const [search, dups] = await Promise.all([
-      fetch("/v1/search?" + new URLSearchParams({ q: q.slice(0, 2000), k: "5" })),
+      // POST keeps what the person types out of URLs, and so out of any proxy's access log
+      fetch("/v1/search", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ q: q.slice(0, 2000), k: 5 }),
+      }),
       fetch("/v1/duplicates", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
