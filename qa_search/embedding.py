@@ -90,14 +90,44 @@ def resolve_model(name: str | None) -> tuple[str, str]:
     return name, name
 
 
+#: Where a model name that is not on this machine would be downloaded from.
+HUB_HOST = ("huggingface.co", 443)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub answers a TCP connection within ``timeout`` seconds."""
+    import socket
+
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _quiet_load(source: str, device: str):  # noqa: ANN202 - a SentenceTransformer
-    """Load a SentenceTransformer without transformers' per-load progress bar on stderr."""
+    """Load a SentenceTransformer without transformers' per-load progress bar on stderr.
+
+    A name that is not a local directory is looked up in the local hub cache first; only when it
+    is not there is it downloaded, and only if the hub can be reached at all: offline, the
+    download would retry for a minute or more before failing.
+    """
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
+        if Path(source).is_dir():
+            return SentenceTransformer(source, device=device)
+        try:
+            return SentenceTransformer(source, device=device, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - not in the local cache (or not a model at all)
+            if not hub_reachable():
+                raise ModelLoadError(
+                    f"{source!r} is neither a local directory nor in the local model cache, and the "
+                    f"model hub ({HUB_HOST[0]}) cannot be reached to download it"
+                ) from exc
         return SentenceTransformer(source, device=device)
     finally:
         if was_enabled:
@@ -208,14 +238,14 @@ def load_embedder(
     return OnnxEmbedder(model, precision=precision, cache_dir=onnx_cache_dir, threads=threads)
 
 
-def load_recorded_embedder(model: Mapping[str, object]) -> Embedder:
+def load_recorded_embedder(model: Mapping[str, object], *, threads: int | None = None) -> Embedder:
     """The embedder a snapshot was built with, from its manifest's ``model`` record.
 
     The recorded model loads on the recorded backend, so an index built with ``backend="onnx"``
     or ``"torch"`` keeps it for its queries and updates. The default backend (and a record
     without one) loads as ``"auto"``; a recorded backend this machine cannot run (no
     onnxruntime, say) falls back to ``"auto"`` with a warning: the vectors still match within
-    the probe tolerance.
+    the probe tolerance. ``threads`` is passed on to :func:`load_embedder`.
     """
     name = str(model["name"])
     if Path(name).is_absolute() and not Path(name).is_dir():
@@ -228,10 +258,10 @@ def load_recorded_embedder(model: Mapping[str, object]) -> Embedder:
     backend = model.get("backend")
     if backend in BACKENDS and backend not in ("auto", AUTO_BACKEND):
         try:
-            return load_embedder(name, backend=str(backend))
+            return load_embedder(name, backend=str(backend), threads=threads)
         except (ModelLoadError, ImportError) as exc:
             log.warning("the index was built on backend %s, unavailable here (%s); using auto", backend, exc)
-    return load_embedder(name)
+    return load_embedder(name, threads=threads)
 
 
 def probe_vectors(embedder: Embedder) -> np.ndarray:

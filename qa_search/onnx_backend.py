@@ -82,14 +82,17 @@ def _model_layout(model_dir: Path) -> tuple[Path, int]:
     """
     try:
         modules = json.loads((model_dir / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{model_dir} is not a sentence-transformers model directory: {exc}") from exc
-    kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(f"{model_dir} is not a sentence-transformers model directory: {exc!r}") from exc
     if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
         raise ModelLoadError(
             f"the ONNX backend supports Transformer + Pooling models, {model_dir} has {kinds}"
         )
-    pooling = json.loads((model_dir / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+    try:
+        pooling = json.loads((model_dir / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{model_dir}: cannot read its pooling configuration: {exc!r}") from exc
     # sentence-transformers >= 6 saves {"pooling_mode": "mean"}; older versions one flag per mode
     legacy_mean = pooling.get("pooling_mode_mean_tokens") and not any(
         v for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens"
@@ -209,7 +212,11 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=max_len)
     dyn = {name: {0: batch, 1: seq} for name in ("input_ids", "attention_mask", "token_type_ids")}
     tmp = out_dir.parent / f".tmp-{out_dir.name}.{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+        _remove_stale_exports(out_dir.parent)
+    except OSError as exc:  # a read-only home, a file in the way: the caller may fall back to torch
+        raise ModelLoadError(f"cannot write the ONNX export under {out_dir.parent}: {exc}") from exc
     try:
         # the exporter prints progress to stdout and warns about axis names: neither may reach
         # a caller's stdout (``qa-search build --json``) or trip warnings-as-errors
@@ -258,6 +265,8 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
             "min_cosine_to_torch": agreement,
             "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__,
+            "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)}
+                      for f in _FILES.values()},
         }
         (tmp / "export.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if out_dir.exists():  # another process finished first: keep its copy
@@ -268,6 +277,51 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _remove_stale_exports(root: Path, older_than: float = 3600.0) -> None:
+    """Temporary export folders an interrupted export left (each about 100 MB)."""
+    import time
+
+    for tmp in root.glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            if time.time() - tmp.stat().st_mtime > older_than:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _discard_export(out: Path) -> None:
+    doomed = out.parent / f".tmp-discarded-{out.name}.{uuid.uuid4().hex[:8]}"
+    try:
+        os.replace(out, doomed)  # out of the way at once, so no other process picks it up
+    except OSError as exc:
+        raise ModelLoadError(f"cannot remove the damaged ONNX export {out}: {exc}") from exc
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _export_problem(out: Path, precision: str) -> str | None:
+    """Why the cached export in ``out`` cannot be used for ``precision`` (None: it can): a file
+    missing, truncated or changed since the export recorded its checksum."""
+    try:
+        record = json.loads((out / "export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"export.json cannot be read ({exc})"
+    path = out / _FILES[precision]
+    if not path.is_file():
+        return f"{path.name} is missing"
+    meta = record.get("files", {}).get(path.name) if isinstance(record, dict) else None
+    if meta is None:  # an export made before checksums were recorded: the session load checks it
+        return None
+    if path.stat().st_size != meta.get("bytes") or _sha256(path) != meta.get("sha256"):
+        return f"{path.name} does not match the checksum recorded at export (truncated or changed)"
+    return None
 
 
 class OnnxEmbedder:
@@ -303,12 +357,24 @@ class OnnxEmbedder:
         transformer_dir, max_len = _model_layout(model_dir)
         root = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
         out = root / model_files_key(model_dir)
-        if not (out / "export.json").is_file():
+        for attempt in (1, 2):
+            if (out / "export.json").is_file():
+                problem = _export_problem(out, precision)
+                if problem is None:
+                    try:
+                        self._init(out / _FILES[precision], transformer_dir, max_len, name, threads)
+                        break
+                    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own kinds
+                        problem = f"ONNX Runtime cannot load it ({exc})"
+                if attempt == 2:
+                    raise ModelLoadError(f"the ONNX export of {name} in {out} is unusable: {problem}")
+                # a damaged cache (a full disk, an interrupted copy) is made again, not trusted
+                log.warning("the cached ONNX export in %s is unusable (%s); exporting again", out, problem)
+                _discard_export(out)
             log.info("exporting %s to ONNX in %s (once per model)", name, out)
             export_model(model_dir, out)
         self.export_dir = out
         self.export_record = json.loads((out / "export.json").read_text(encoding="utf-8"))
-        self._init(out / _FILES[precision], transformer_dir, max_len, name, threads)
         self.precision = precision
 
     @classmethod

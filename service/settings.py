@@ -5,10 +5,11 @@ Only the service reads the environment; the library takes typed objects.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -36,7 +37,7 @@ class Settings(BaseSettings):
     #: CPU threads for the model and FAISS per process (unset: the libraries' defaults).
     threads: int | None = Field(None, ge=1)
     #: Seconds between checks for a newly published generation and for other processes' writes.
-    poll_seconds: float = Field(0.5, gt=0)
+    poll_seconds: float = Field(0.5, ge=0.01, le=3600)
     #: Write query text to the logs (off: access logs show the route only). For debugging.
     log_queries: bool = False
 
@@ -46,3 +47,49 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        # a browser sends "https://forum.example.org": no path, no trailing slash, no spaces
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin like https://forum.example.org (scheme and host, "
+                    "optionally a port; no path or trailing slash; separate several with commas)"
+                )
+        return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("index_dir", mode="before")
+    @classmethod
+    def _index_dir_given(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: name the index directory to serve")
+        return value
+
+    @model_validator(mode="after")
+    def _query_lengths(self) -> Settings:
+        if self.min_query_chars > self.max_query_chars:
+            raise ValueError(
+                f"min_query_chars ({self.min_query_chars}) is above max_query_chars "
+                f"({self.max_query_chars}): every query would find nothing"
+            )
+        return self
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A settings error as one line per problem, naming the environment variable."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err.get("loc", ())) or "settings"
+        name = f"QA_SEARCH_{field.upper()}" if field != "settings" else "QA_SEARCH_* settings"
+        lines.append(f"{name}: {err.get('msg', 'invalid')}")
+    return "; ".join(lines)

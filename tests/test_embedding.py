@@ -49,3 +49,13 @@ def test_a_directory_that_is_not_a_model_fails_clearly(tmp_path):
     (tmp_path / "README.txt").write_text("not a model")
     with pytest.raises(ModelLoadError, match="cannot load embedding model"):
         SentenceTransformerEmbedder(str(tmp_path))
+
+
+def test_a_model_name_not_on_this_machine_fails_at_once_when_the_hub_is_out_of_reach(monkeypatch):
+    from qa_search import embedding
+
+    # the message comes from the check made before any download is tried (offline, a download
+    # retries for a minute or more before it fails)
+    monkeypatch.setattr(embedding, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(ModelLoadError, match="cannot be reached to download it"):
+        embedding.load_embedder("no-such-org/no-such-model", backend="torch")

@@ -112,3 +112,49 @@ def test_onnx_backend_refuses_models_it_cannot_export_faithfully(tmp_path):
         OnnxEmbedder(str(tmp_path), cache_dir=tmp_path / "cache")
     with pytest.raises(ValueError, match="backend must be one of"):
         load_embedder(backend="tensorrt")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "overwrite"])
+def test_a_damaged_cached_export_is_made_again_not_trusted(tmp_path, onnx_cache, onnx_int8, monkeypatch,
+                                                          caplog, damage):
+    import shutil
+
+    from qa_search import onnx_backend
+
+    (pristine,) = [p for p in onnx_cache.iterdir() if not p.name.startswith(".")]
+    assert "files" in json.loads((pristine / "export.json").read_text())  # checksums are recorded
+    cache = tmp_path / "cache"
+    shutil.copytree(pristine, cache / pristine.name)
+    target = cache / pristine.name / "model.int8.onnx"
+    data = bytearray(target.read_bytes())
+    if damage == "truncate":  # a full disk, an interrupted copy
+        target.write_bytes(bytes(data[: len(data) // 3]))
+    else:  # same size, different bytes in the middle: still parses, gives wrong vectors
+        mid = len(data) // 2
+        data[mid : mid + 200_000] = b"\x7f" * 200_000
+        target.write_bytes(bytes(data))
+    exports = []
+
+    def export_again(model_dir, out_dir):  # stands in for the minute-long export
+        exports.append(out_dir)
+        shutil.copytree(pristine, out_dir)
+        return json.loads((out_dir / "export.json").read_text())
+
+    monkeypatch.setattr(onnx_backend, "export_model", export_again)
+    again = OnnxEmbedder(precision="int8", cache_dir=cache)
+    assert exports == [cache / pristine.name] and "exporting again" in caplog.text
+    assert np.array_equal(again.encode(TEXTS[:3]), onnx_int8.encode(TEXTS[:3]))
+
+
+def test_an_unwritable_export_cache_or_a_malformed_model_is_a_model_load_error(tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ModelLoadError, match="cannot write the ONNX export"):
+        load_embedder(backend="onnx-int8", onnx_cache_dir=blocker / "onnx")
+    # auto falls back to torch, saying why, rather than failing
+    emb = load_embedder(backend="auto", onnx_cache_dir=blocker / "onnx")
+    assert emb.backend == "torch" and "cannot write the ONNX export" in caplog.text
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "modules.json").write_text('{"a": 1}')
+    with pytest.raises(ModelLoadError, match="not a sentence-transformers model directory"):
+        OnnxEmbedder(str(tmp_path / "model"), cache_dir=tmp_path / "cache")

@@ -327,3 +327,54 @@ def test_extra_fields_every_reader_can_parse_back(client):
     resp = client.post("/v1/threads", content='{"threads": [{"id": "n", "title": "t", "x": NaN}]}',
                        headers={"X-API-Key": KEY, "Content-Type": "application/json"})
     assert resp.status_code == 422 and "Out of range float values are not JSON compliant" in resp.text
+
+
+def test_bad_settings_are_one_line_naming_the_variable_before_any_worker_starts(index_dir, monkeypatch):
+    from click.testing import CliRunner
+    from pydantic import ValidationError
+
+    from qa_search.cli import main
+    from service.settings import describe_errors
+
+    for env, message in [
+        ({"QA_SEARCH_MAX_K": "abc"}, "QA_SEARCH_MAX_K: Input should be a valid integer"),
+        ({"QA_SEARCH_CORS_ORIGINS": "https://a.org/"}, "QA_SEARCH_CORS_ORIGINS: Value error, 'https://a.org/'"),
+        ({"QA_SEARCH_CORS_ORIGINS": "https://a.org https://b.org"}, "is not an origin"),
+        ({"QA_SEARCH_POLL_SECONDS": "inf"}, "QA_SEARCH_POLL_SECONDS"),
+        ({"QA_SEARCH_MIN_QUERY_CHARS": "5000"}, "every query would find nothing"),
+    ]:
+        r = CliRunner().invoke(main, ["serve", str(index_dir), "--workers", "2"], env=env)
+        assert r.exit_code == 1 and message in r.stderr and "Traceback" not in r.output, env
+    assert Settings(index_dir=index_dir, api_key="  ").api_key is None  # blank: writes disabled
+    with pytest.raises(ValidationError) as err:
+        Settings(index_dir="")
+    assert describe_errors(err.value).startswith("QA_SEARCH_INDEX_DIR:")
+    assert Settings(index_dir=index_dir, cors_origins="https://a.org, http://b.org:8080").cors_origins == [
+        "https://a.org", "http://b.org:8080"]
+
+
+def test_the_encoder_keeps_to_qa_search_threads(index_dir, monkeypatch):
+    import service.app as app_module
+
+    calls = []
+
+    def recorded(record, *, threads=None):
+        calls.append((record["name"], threads))
+        return FakeEmbedder()
+
+    monkeypatch.setattr(app_module, "load_recorded_embedder", recorded)
+    with TestClient(create_app(Settings(index_dir=index_dir, threads=1))) as c:
+        assert c.get("/readyz").status_code == 200
+    assert calls == [("fake-bow", 1)]
+
+
+def test_serve_says_at_once_when_the_indexs_local_model_is_gone(tmp_path):
+    from click.testing import CliRunner
+
+    from qa_search.cli import main
+
+    index = ForumIndex(FakeEmbedder(name="/no/such/tuned-model"))
+    index.upsert(THREADS)
+    index.save(tmp_path / "index")
+    r = CliRunner().invoke(main, ["serve", str(tmp_path / "index"), "--workers", "2"])
+    assert r.exit_code == 1 and "/no/such/tuned-model, which is not there any more" in r.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..snapshot import read_manifest
 from ..store import resolve_snapshot
 from ._common import library_errors
 
@@ -21,8 +22,25 @@ from ._common import library_errors
 def serve(index_dir: str, host: str, port: int, workers: int) -> None:
     """Serve INDEX_DIR over HTTP (see the README for the endpoints and QA_SEARCH_* settings)."""
     import uvicorn
+    from pydantic import ValidationError
 
-    resolve_snapshot(index_dir)  # a missing index is a one-line error rather than a traceback
+    from service.settings import Settings, describe_errors
+
+    snapshot = resolve_snapshot(index_dir)  # a missing index is a one-line error, not a traceback
+    model = str(read_manifest(snapshot)["model"]["name"])
+    if Path(model).is_absolute() and not Path(model).is_dir():
+        # checked here too: with several workers, uvicorn's exit status would not say it
+        raise click.ClickException(
+            f"the index was built with the model in {model}, which is not there any more: put it "
+            "back, or rebuild with `qa-search build --model M`"
+        )
+    # the workers read their settings from the environment: a bad value is said here, once, in
+    # the operator's terms (each worker would otherwise fail with a traceback, and with several
+    # workers uvicorn would restart them for ever)
+    try:
+        Settings(index_dir=Path(index_dir))
+    except ValidationError as exc:
+        raise click.ClickException(describe_errors(exc)) from None
     click.echo(f"serving {index_dir} on http://{host}:{port} with {workers} worker(s)", err=True)
     # workers are separate processes that build the app from the environment (service.settings)
     os.environ["QA_SEARCH_INDEX_DIR"] = str(Path(index_dir).resolve())
