@@ -90,16 +90,32 @@ def resolve_model(name: str | None) -> tuple[str, str]:
     return name, name
 
 
-#: Where a model name that is not on this machine would be downloaded from.
-HUB_HOST = ("huggingface.co", 443)
+def _hub_address() -> tuple[str, int]:
+    """The host and port models are downloaded from (huggingface_hub's endpoint, a mirror if
+    one is configured)."""
+    from urllib.parse import urlsplit
+
+    try:
+        from huggingface_hub import constants
+
+        endpoint = urlsplit(constants.ENDPOINT)
+    except (ImportError, AttributeError, ValueError):
+        return "huggingface.co", 443
+    return endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the model hub answers a TCP connection within ``timeout`` seconds."""
+    """Whether the model hub answers a TCP connection within ``timeout`` seconds. Where the
+    machine reaches the web through a proxy, a direct connection says nothing: it counts as
+    reachable and the download itself decides."""
     import socket
+    import urllib.request
 
+    proxies = urllib.request.getproxies()
+    if proxies.get("https") or proxies.get("all"):
+        return True
     try:
-        with socket.create_connection(HUB_HOST, timeout=timeout):
+        with socket.create_connection(_hub_address(), timeout=timeout):
             return True
     except OSError:
         return False
@@ -126,7 +142,7 @@ def _quiet_load(source: str, device: str):  # noqa: ANN202 - a SentenceTransform
             if not hub_reachable():
                 raise ModelLoadError(
                     f"{source!r} is neither a local directory nor in the local model cache, and the "
-                    f"model hub ({HUB_HOST[0]}) cannot be reached to download it"
+                    f"model hub ({_hub_address()[0]}) cannot be reached to download it"
                 ) from exc
         return SentenceTransformer(source, device=device)
     finally:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import sqlite3
 import tempfile
@@ -28,7 +27,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from .errors import DumpFormatError
-from .threads import Thread, read_dump, thread_from_dict
+from .threads import Thread, read_dump, replacing, thread_from_dict
 
 OnError = Callable[[DumpFormatError], None]
 
@@ -450,16 +449,9 @@ def write_pairs(pairs: Iterable[tuple[str, str]], path: str | Path) -> int:
     The file is written beside ``path`` and renamed into place once every pair is written, so
     an error while reading ``pairs`` leaves an existing ``path`` as it was.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for a, b in pairs:
-                fh.write(json.dumps({"id1": a, "id2": b, "label": 1}) + "\n")
-                n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with replacing(Path(path)) as target, open(target, "w", encoding="utf-8") as fh:
+        for a, b in pairs:
+            fh.write(json.dumps({"id1": a, "id2": b, "label": 1}) + "\n")
+            n += 1
     return n

@@ -859,7 +859,12 @@ class ForumIndex:
             (out / "calibration.json").write_text(json.dumps(self.calibration.to_dict(), indent=2) + "\n")
 
     def save(
-        self, index_dir: str | Path, *, progress=None, extra_files: Mapping[str, bytes] | None = None
+        self,
+        index_dir: str | Path,
+        *,
+        progress=None,
+        extra_files: Mapping[str, bytes] | None = None,
+        manifest_extra: Mapping[str, object] | None = None,
     ) -> Path:
         """Publish the index as a new snapshot generation of ``index_dir``; returns its path.
 
@@ -867,7 +872,8 @@ class ForumIndex:
         ``index_dir`` never see a partial snapshot, even if this process dies midway.
         ``progress(done, total)`` reports vectors indexed when a vector index is rebuilt (a
         change of index type, or tombstones compacted away). ``extra_files`` (name to content)
-        are written into the snapshot beside the index's own and checksummed with them.
+        are written into the snapshot beside the index's own and checksummed with them;
+        ``manifest_extra`` adds entries to its manifest.
         """
         # the index type follows the size, and tombstones (HNSW) are compacted away, here
         limit = self.config.exact_search_limit
@@ -882,7 +888,7 @@ class ForumIndex:
             for name, data in (extra_files or {}).items():
                 (out / name).write_bytes(data)
 
-        _, path = publish(index_dir, write, self._manifest())
+        _, path = publish(index_dir, write, {**self._manifest(), **(manifest_extra or {})})
         return path
 
     @classmethod

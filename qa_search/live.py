@@ -20,8 +20,8 @@ from .errors import QASearchError, ReadOnlyIndexError, SnapshotError
 from .index import ForumIndex, as_str_list
 from .querycache import QueryCache
 from .store import current_generation, generation_path, resolve_snapshot
-from .threads import Thread, checked_thread
-from .writelog import UPSERT, WriteEntry, WriteLog, apply_entries
+from .threads import Thread, check_portable, checked_thread
+from .writelog import UPSERT, WriteEntry, WriteLog, apply_entries, folded_through
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class LiveIndex:
         self.index = ForumIndex.load(snap, embedder)
         self.cache = QueryCache(self.index.embedder, cache_size)
         self.index.query_embedder = self.cache
-        self.log = WriteLog(self.index_dir)
+        self.log = WriteLog(self.index_dir, after=folded_through(snap))
         self._log_damage: str | None = None
         self.applied = 0
         self._rw = RWLock()
@@ -158,7 +158,8 @@ class LiveIndex:
         the log never holds an entry that another process could not read back. Returns the
         log entry."""
         self._check_writable()
-        threads = [checked_thread(t) for t in ([threads] if isinstance(threads, Thread) else threads)]
+        threads = [check_portable(checked_thread(t))
+                   for t in ([threads] if isinstance(threads, Thread) else threads)]
         with self._sync:
             unseen, entry = self.log.append_upsert(threads)
             self._apply([*unseen, entry])
@@ -193,7 +194,7 @@ class LiveIndex:
             self._failed_generation = number
             return False
         fresh.query_embedder = self.cache
-        fresh_log = WriteLog(self.index_dir)
+        fresh_log = WriteLog(self.index_dir, after=folded_through(generation_path(self.index_dir, number)))
         # the bulk of the log is applied while the old index still serves and takes writes
         applied = apply_entries(fresh, _readable(fresh_log))
         with self._sync:

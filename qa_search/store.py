@@ -197,11 +197,14 @@ def rollback(index_dir: str | Path, to: int | None = None) -> int:
         problems = verify_files(snap, read_manifest(snap))
         if problems:
             raise SnapshotError(f"generation {to} is damaged, not switching to it: " + "; ".join(problems))
-        from .writelog import restore_folded_writes
+        from .writelog import drop_restored_writes, restore_folded_writes
 
-        # the service's writes that later generations folded in go back into the log first (a
-        # crash before the switch leaves them applied twice, which is harmless)
+        # back: the service's writes that the generations left behind had folded in go back into
+        # the log first; forward: the writes an earlier rollback put back from the generations
+        # now current again leave it (they hold them)
         restored = restore_folded_writes(index_dir, to, current) if to < current else 0
+        if to > current:
+            drop_restored_writes(index_dir, current, to)
         _set_current(index_dir, to, "rollback", restored_writes=restored)
     return to
 

@@ -12,6 +12,7 @@ Only ``id`` and ``title`` are required. Files ending in ``.gz`` are read as gzip
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -144,6 +145,24 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def check_portable(thread: Thread) -> Thread:
+    """``thread``, if its extra fields are plain JSON that every reader can parse back: no NaN
+    or infinity, nested at most :data:`MAX_EXTRA_DEPTH` deep; else ``ValueError`` naming it.
+
+    For what enters the service's shared write log (which every worker replays on start); data
+    already stored is read as it is."""
+    if thread.extra:
+        if _depth(thread.extra) > MAX_EXTRA_DEPTH:
+            raise ValueError(
+                f"thread {thread.id!r}: the extra fields nest deeper than {MAX_EXTRA_DEPTH} levels"
+            )
+        try:
+            json.dumps(thread.extra, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError(f"thread {thread.id!r}: the extra fields are not plain JSON: {exc}") from None
+    return thread
+
+
 def thread_from_dict(obj: Any) -> Thread:
     """Validate one dump object and build a :class:`Thread`.
 
@@ -187,10 +206,8 @@ def thread_from_dict(obj: Any) -> Thread:
     category = _expect(obj.get("category"), str, "'category'", nullable=True)
     extra = {k: v for k, v in obj.items() if k not in _THREAD_FIELDS}
     if extra:
-        if _depth(extra) > MAX_EXTRA_DEPTH:  # every reader must be able to parse it back
-            raise ValueError(f"the extra fields nest deeper than {MAX_EXTRA_DEPTH} levels")
         try:
-            json.dumps(extra, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            json.dumps(extra, ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             raise ValueError(f"the extra fields cannot be stored as JSON text: {exc}") from None
     return Thread(
@@ -314,16 +331,28 @@ def write_dump(threads: Iterable[Thread], path: str | Path) -> int:
     """Write threads as a JSONL dump (gzip if the name ends in ``.gz``); returns the count."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    # written beside the target and renamed, so a failure part way leaves no half a dump
-    tmp = path.with_name(f".{path.name}.tmp")
     n = 0
+    with replacing(path) as target, opener(target, "wt", encoding="utf-8") as fh:
+        for t in threads:
+            fh.write(json.dumps(checked_thread(t).to_dict(), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Where to write a new ``path``: a file beside it, renamed over it on success (removed on
+    failure, so a failure part way leaves the old file as it was). A link is followed, so its
+    target gets the new content; a pipe or a device (``/dev/stdout``) is written to directly."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        yield path
+        return
+    path = path.resolve() if path.is_symlink() else path
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with opener(tmp, "wt", encoding="utf-8") as fh:
-            for t in threads:
-                fh.write(json.dumps(checked_thread(t).to_dict(), ensure_ascii=False) + "\n")
-                n += 1
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return n

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,8 @@ class WriteEntry:
     threads: tuple[Thread, ...] = ()
     ids: tuple[str, ...] = ()
     generation: int | None = None
+    #: For a write a rollback put back: the generation that had folded it in.
+    restored_from: int | None = None
 
 
 def apply_entries(
@@ -94,8 +96,11 @@ def _record(entry: WriteEntry, seq: int) -> dict:
         body = {"op": UPSERT, "threads": [t.to_dict() for t in entry.threads]}
     else:
         body = {"op": DELETE, "ids": list(entry.ids)}
-    return {"seq": seq, **body, "generation": entry.generation,
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = {"seq": seq, **body, "generation": entry.generation,
+              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if entry.restored_from is not None:
+        record["restored_from"] = entry.restored_from
+    return record
 
 
 def _lines(records: Iterable[dict]) -> bytes:
@@ -136,6 +141,13 @@ def _write_all(fd: int, data: bytes, size: int) -> None:
         raise
 
 
+def folded_through(snapshot: str | Path) -> int:
+    """The last write-log seq a generation folded in when it was published (0: none recorded)."""
+    from .snapshot import read_manifest
+
+    return int(read_manifest(Path(snapshot)).get("write_log", {}).get("folded_through", 0))
+
+
 def folded_writes(snapshot: str | Path) -> list[WriteEntry]:
     """The live writes a generation folded in when it was published (none for older ones)."""
     path = Path(snapshot) / FOLDED_NAME
@@ -152,7 +164,7 @@ def restore_folded_writes(index_dir: str | Path, to: int, current: int) -> int:
     from .store import generation_path, list_generations
 
     index_dir = Path(index_dir)
-    restored = [e for g in list_generations(index_dir) if to < g <= current
+    restored = [replace(e, restored_from=g) for g in list_generations(index_dir) if to < g <= current
                 for e in folded_writes(generation_path(index_dir, g))]
     if restored:
         log = WriteLog(index_dir)
@@ -161,18 +173,36 @@ def restore_folded_writes(index_dir: str | Path, to: int, current: int) -> int:
     return len(restored)
 
 
+def drop_restored_writes(index_dir: str | Path, current: int, to: int) -> int:
+    """Before rolling forward from ``current`` to ``to``: drop the writes an earlier rollback put
+    back from the generations up to ``to``, which hold them already (applied again on top, they
+    would undo what those generations did after them, such as a moderator's delete)."""
+    log = WriteLog(index_dir)
+    if not log.path.exists():
+        return 0
+    with log.locked():
+        entries = log.read_all_strict()
+        doomed = {e.seq for e in entries if e.restored_from is not None and current < e.restored_from <= to}
+        if doomed:
+            log.rewrite_without(doomed)
+    return len(doomed)
+
+
 def _entry(line: bytes) -> WriteEntry | dict:
     """An entry, or the header dict; ``ValueError``, ``KeyError`` or ``TypeError`` if damaged."""
     obj = json.loads(line)
     if "header" in obj:
         return obj["header"]
     op = obj["op"]
+    origin = obj.get("restored_from")
     if op == UPSERT:
         threads = tuple(thread_from_dict(t) for t in obj["threads"])
-        return WriteEntry(int(obj["seq"]), op, threads=threads, generation=obj.get("generation"))
+        return WriteEntry(int(obj["seq"]), op, threads=threads, generation=obj.get("generation"),
+                          restored_from=origin)
     if op == DELETE:
         ids = tuple(str(i) for i in obj["ids"])
-        return WriteEntry(int(obj["seq"]), op, ids=ids, generation=obj.get("generation"))
+        return WriteEntry(int(obj["seq"]), op, ids=ids, generation=obj.get("generation"),
+                          restored_from=origin)
     raise ValueError(f"unknown op {op!r}")
 
 
@@ -198,16 +228,19 @@ class WriteLog:
     (the caller applies them before its own, keeping every process in log order).
     """
 
-    def __init__(self, index_dir: str | Path) -> None:
+    def __init__(self, index_dir: str | Path, after: int = 0) -> None:
         self.index_dir = Path(index_dir)
         self.path = self.index_dir / LOG_NAME
-        #: The highest seq read (or compacted away) so far.
-        self.last_seq = 0
+        #: The highest seq read (or compacted away) so far. ``after``: the entries up to it are
+        #: in the generation being served already (see :func:`folded_through`), so they are
+        #: skipped, even in the moment between a publish and its compaction of the log.
+        self.last_seq = after
         # the file read: (device, inode, the token its header carries); an inode number can come
         # back for a later file after two rewrites, the token cannot
         self._file_id: tuple | None = None
         self._offset = 0
         self._mtime = 0
+        self._damage: tuple | None = None  # (position, error, file state) of a damaged line met
 
     # -- reading ------------------------------------------------------------------------
 
@@ -232,6 +265,13 @@ class WriteLog:
     def _read(self) -> tuple[list[WriteEntry], tuple, SnapshotError | None]:
         """What a poll would return, the read position after it and the error of a damaged
         line (reading stops before it), without moving this handle."""
+        if self._damage is not None:  # the same damaged file as last time: not read again
+            st = self._stat()
+            position, error, seen = self._damage
+            here = (self._file_id, self._offset) == position[:2]
+            if here and st is not None and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == seen:
+                return [], position, error
+            self._damage = None
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed below; the fd's identity matters
         except FileNotFoundError:
@@ -251,9 +291,12 @@ class WriteLog:
                 except (ValueError, KeyError, TypeError) as exc:
                     with open(self.path, "rb") as again:  # only now: which line of the file it is
                         lineno = again.read(offset + pos).count(b"\n") + 1
-                    return out, (file_id, offset + pos, last_seq, st.st_mtime_ns), _damaged(
-                        self.path, lineno, exc
-                    )
+                    error = _damaged(self.path, lineno, exc)
+                    position = (file_id, offset + pos, last_seq, st.st_mtime_ns)
+                    if not out:  # remembered: until the file changes, every poll gives this
+                        state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                        self._damage = (position, error, state)
+                    return out, position, error
                 if isinstance(item, dict):
                     last_seq = max(last_seq, int(item.get("compacted_through", 0)))
                 elif item.seq > last_seq:
@@ -371,10 +414,27 @@ class WriteLog:
         kept = []
         with open(self.path, "rb") as src:
             for lineno, raw in enumerate(src, 1):
+                if not raw.endswith(b"\n"):  # an unfinished append, never acknowledged
+                    break
                 item = _parse(raw, self.path, lineno) if raw.strip() else None
                 if isinstance(item, WriteEntry) and item.seq > seq:
-                    kept.append(raw if raw.endswith(b"\n") else raw + b"\n")
+                    kept.append(raw)
         self._rewrite(_lines([header]) + b"".join(kept))
+
+    def rewrite_without(self, seqs: set[int]) -> None:
+        """The log without the entries numbered ``seqs``. Call with :meth:`locked` held."""
+        out = []
+        with open(self.path, "rb") as src:
+            for lineno, raw in enumerate(src, 1):
+                if not raw.endswith(b"\n"):
+                    break
+                item = _parse(raw, self.path, lineno) if raw.strip() else None
+                if isinstance(item, dict):  # a header: a new token, the same compaction point
+                    header = _header(int(item.get("compacted_through", 0)), item.get("generation"))
+                    out.append(_lines([header]))
+                elif item is not None and item.seq not in seqs:
+                    out.append(raw)
+        self._rewrite(b"".join(out))
 
 
 def publish_with_log(
@@ -399,7 +459,10 @@ def publish_with_log(
             then(index)
         # kept in the snapshot too: a rollback past this generation puts them back in the log
         folded = {FOLDED_NAME: _lines(_record(e, e.seq) for e in entries)} if entries else None
-        path = index.save(index_dir, progress=progress, extra_files=folded)
+        # the generation says which log entries it holds, so a worker that loads it before the
+        # log is compacted below does not apply them (and undo ``then``) a second time
+        path = index.save(index_dir, progress=progress, extra_files=folded,
+                          manifest_extra={"write_log": {"folded_through": log.last_seq}})
         if entries or log.path.exists():
             log.truncate_through(log.last_seq, int(path.name))
     return path, len(entries)

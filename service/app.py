@@ -31,6 +31,7 @@ from qa_search.embedding import load_recorded_embedder
 from qa_search.errors import ReadOnlyIndexError
 from qa_search.snapshot import read_manifest
 from qa_search.store import resolve_snapshot
+from qa_search.threads import check_portable
 
 from .metrics import Metrics
 from .schemas import (
@@ -406,7 +407,8 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         threads = []
         for i, t in enumerate(request.threads):
             try:
-                threads.append(thread_from_dict(t.model_dump(exclude_none=True)))
+                # fields the request set, nulls included (an extra field may be null, as in a dump)
+                threads.append(check_portable(thread_from_dict(t.model_dump(exclude_unset=True))))
             except ValueError as exc:
                 raise HTTPException(422, f"threads[{i}]: {exc}") from None
         with _write_errors():

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     def _check_origins(cls, value: list[str]) -> list[str]:
         # a browser sends "https://forum.example.org": no path, no trailing slash, no spaces
         for origin in value:
-            if not _ORIGIN.fullmatch(origin):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(
                     f"{origin!r} is not an origin like https://forum.example.org (scheme and host, "
                     "optionally a port; no path or trailing slash; separate several with commas)"
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         return self
 
 
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?", re.IGNORECASE)
 
 
 def describe_errors(exc: ValidationError) -> str:

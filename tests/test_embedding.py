@@ -59,3 +59,12 @@ def test_a_model_name_not_on_this_machine_fails_at_once_when_the_hub_is_out_of_r
     monkeypatch.setattr(embedding, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelLoadError, match="cannot be reached to download it"):
         embedding.load_embedder("no-such-org/no-such-model", backend="torch")
+
+
+def test_behind_a_proxy_the_hub_check_leaves_the_decision_to_the_download(monkeypatch):
+    import urllib.request
+
+    from qa_search import embedding
+
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: {"https": "http://proxy.internal:3128"})
+    assert embedding.hub_reachable(timeout=0.01) is True

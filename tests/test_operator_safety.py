@@ -309,3 +309,59 @@ def test_query_text_that_is_not_utf8_is_a_usage_error(tmp_path, fake_cli, thread
     for command in ("search", "duplicates"):
         r = fake_cli.invoke(main, [command, str(tmp_path / "idx"), "text \udcff"])  # a stray byte 0xff
         assert r.exit_code == 2 and "is not valid UTF-8 text" in r.stderr and "Traceback" not in r.output
+
+
+def test_a_worker_loading_a_generation_before_the_log_is_compacted_keeps_the_operators_delete(
+    tmp_path, threads, monkeypatch
+):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    LiveIndex(idx, FakeEmbedder()).upsert([Thread("x", "a thread the moderator then deletes")])
+    # the moment between the publish and the log's compaction, held open
+    monkeypatch.setattr(WriteLog, "truncate_through", lambda self, seq, generation: None)
+    delete_threads(idx, ["x"], FakeEmbedder())
+    assert len(WriteLog(idx).read_all()) == 1  # the folded write is still in the log
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "x" not in index
+
+
+def test_rolling_forward_after_a_rollback_does_not_undo_the_newer_generation(tmp_path, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    LiveIndex(idx, FakeEmbedder()).upsert([Thread("x", "a write, then deleted by the moderator")])
+    delete_threads(idx, ["x"], FakeEmbedder())  # generation 2 folds the write, then deletes x
+    rollback(idx, to=1)
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "x" in index  # generation 1 plus the write put back
+    rollback(idx, to=2)
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "x" not in index
+    assert WriteLog(idx).read_all_strict() == []
+
+
+def test_data_stored_by_an_earlier_version_still_loads(tmp_path, threads):
+    import math
+
+    idx = tmp_path / "idx"
+    index = ForumIndex(FakeEmbedder())
+    nested: list = [0]
+    for _ in range(40):
+        nested = [nested]
+    index.upsert([*threads[:5], Thread("odd", "odd extras", extra={"ratio": math.nan, "deep": nested})])
+    index.save(idx)
+    with open(idx / "writes.jsonl", "wb") as fh:  # a log line as the earlier version wrote it
+        fh.write(b'{"seq": 1, "op": "upsert", "threads": [{"id": "w", "title": "old write", "r": NaN}]}\n')
+    live = LiveIndex(idx, FakeEmbedder())
+    with live.reading() as served:
+        assert "odd" in served and "w" in served
+    with pytest.raises(ValueError, match="not plain JSON"):  # new writes to the log are checked
+        live.upsert([Thread("n", "new", extra={"r": math.inf})])
+
+
+def test_writing_a_dump_through_a_link_keeps_the_link(tmp_path):
+    target = tmp_path / "real.jsonl"
+    link = tmp_path / "link.jsonl"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    write_dump([Thread("1", "a question")], link)
+    assert link.is_symlink() and [t.id for t in read_dump(target)] == ["1"]

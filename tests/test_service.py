@@ -349,8 +349,9 @@ def test_bad_settings_are_one_line_naming_the_variable_before_any_worker_starts(
     with pytest.raises(ValidationError) as err:
         Settings(index_dir="")
     assert describe_errors(err.value).startswith("QA_SEARCH_INDEX_DIR:")
-    assert Settings(index_dir=index_dir, cors_origins="https://a.org, http://b.org:8080").cors_origins == [
-        "https://a.org", "http://b.org:8080"]
+    origins = "https://a.org, http://b.org:8080, http://[::1]:8080, HTTPS://C.org, *"
+    assert Settings(index_dir=index_dir, cors_origins=origins).cors_origins == [
+        "https://a.org", "http://b.org:8080", "http://[::1]:8080", "HTTPS://C.org", "*"]
 
 
 def test_the_encoder_keeps_to_qa_search_threads(index_dir, monkeypatch):
