@@ -9,7 +9,6 @@ gzip-compressed (``.gz``). A line that cannot be read, an unreadable ``.gz`` inc
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from .metrics import (
     recall_at_k,
     recall_at_precision,
 )
-from .threads import json_line, pair_label, thread_id
+from .threads import json_line, numbered_lines, pair_label, thread_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,25 +48,16 @@ def _json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
     Lines are read as bytes and decoded one by one, so a bad byte is pinned to its line.
     """
     path = Path(path)
-    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
-        n = 0
-        while True:
-            try:
-                raw = fh.readline()
-            except (OSError, EOFError) as exc:  # truncated, corrupt or not gzip at all
-                raise DumpFormatError(str(path), n + 1, f"cannot read: {exc}") from exc
-            if not raw:
-                return
-            n += 1
-            try:
-                obj = json_line(raw)
-            except ValueError as exc:
-                raise DumpFormatError(str(path), n, str(exc)) from exc
-            if obj is None:
-                continue
-            if not isinstance(obj, dict):
-                raise DumpFormatError(str(path), n, "expected a JSON object")
-            yield n, obj
+    for n, raw in numbered_lines(path):
+        try:
+            obj = json_line(raw)
+        except ValueError as exc:
+            raise DumpFormatError(str(path), n, str(exc)) from exc
+        if obj is None:
+            continue
+        if not isinstance(obj, dict):
+            raise DumpFormatError(str(path), n, "expected a JSON object")
+        yield n, obj
 
 
 def read_queries(path: str | Path) -> list[LabelledQuery]:

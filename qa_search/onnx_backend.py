@@ -35,6 +35,7 @@ import numpy as np
 
 from .embedding import PROBE_MIN_COSINE, normalize_rows, resolve_model
 from .errors import ModelLoadError
+from .snapshot import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
             "min_cosine_to_torch": agreement,
             "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__,
-            "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)}
+            "files": {f: {"bytes": (tmp / f).stat().st_size, "sha256": file_sha256(tmp / f)}
                       for f in _FILES.values()},
         }
         (tmp / "export.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -277,14 +278,6 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _remove_stale_exports(root: Path, older_than: float = 3600.0) -> None:
@@ -319,7 +312,7 @@ def _export_problem(out: Path, precision: str) -> str | None:
     meta = record.get("files", {}).get(path.name) if isinstance(record, dict) else None
     if meta is None:  # an export made before checksums were recorded: the session load checks it
         return None
-    if path.stat().st_size != meta.get("bytes") or _sha256(path) != meta.get("sha256"):
+    if path.stat().st_size != meta.get("bytes") or file_sha256(path) != meta.get("sha256"):
         return f"{path.name} does not match the checksum recorded at export (truncated or changed)"
     return None
 

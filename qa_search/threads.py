@@ -268,27 +268,39 @@ def read_dump(
         raise FileNotFoundError(f"dump file not found: {path}")
     if path.is_dir():  # anything else, a pipe or /dev/stdin too, is read
         raise IsADirectoryError(f"{path} is a directory, not a dump file")
-    # lines are read as bytes and decoded one by one, so a bad byte is pinned to its line
+    for lineno, raw in numbered_lines(path):
+        try:
+            thread = _parse_line(raw)
+        except ValueError as exc:
+            err = DumpFormatError(str(path), lineno, str(exc))
+            if on_error is None:
+                raise err from exc
+            on_error(err)
+            continue
+        if thread is not None:
+            yield thread
+
+
+def numbered_lines(
+    path: Path, error: type[DumpFormatError] = DumpFormatError
+) -> Iterator[tuple[int, bytes]]:
+    """``(1-based number, raw bytes)`` of each line of ``path`` (gzip if it ends in ``.gz``).
+
+    Lines are read as bytes, for the caller to decode one by one, so a bad byte is pinned to its
+    line; a file that cannot be read any further (a truncated or false gzip) raises ``error``
+    naming the line reached.
+    """
     with _open_binary(path) as fh:
         lineno = 0
         while True:
             try:
                 raw = fh.readline()
-            except (OSError, EOFError) as exc:  # truncated or corrupt gzip
-                raise DumpFormatError(str(path), lineno + 1, f"cannot read: {exc}") from exc
+            except (OSError, EOFError) as exc:
+                raise error(str(path), lineno + 1, f"cannot read: {exc}") from exc
             if not raw:
                 return
             lineno += 1
-            try:
-                thread = _parse_line(raw)
-            except ValueError as exc:
-                err = DumpFormatError(str(path), lineno, str(exc))
-                if on_error is None:
-                    raise err from exc
-                on_error(err)
-                continue
-            if thread is not None:
-                yield thread
+            yield lineno, raw
 
 
 def json_line(raw: bytes) -> object | None:

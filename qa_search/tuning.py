@@ -19,7 +19,6 @@ The output is a plain sentence-transformers directory: ``load_embedder(out)`` an
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import shutil
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from .embedding import resolve_model
 from .errors import DumpFormatError, ModelLoadError, QASearchError
-from .threads import json_line, pair_label, read_dumps, thread_id
+from .threads import json_line, numbered_lines, pair_label, read_dumps, thread_id
 
 #: Defaults chosen on SemEval-2016 train part 2 (see README, "Tuning on your forum's duplicates").
 DEFAULT_EPOCHS = 1
@@ -134,10 +133,6 @@ def model_index_settings(model: str | None) -> dict[str, float]:
     return settings
 
 
-def _open_text_lines(path: Path) -> Iterable[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
 def _text(obj: dict, key: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -176,22 +171,13 @@ def read_pairs(paths: Iterable[str | Path], corpus: Iterable[str | Path] = ()) -
             raise FileNotFoundError(f"pair file not found: {path}")
         if path.is_dir():
             raise IsADirectoryError(f"{path} is a directory, not a pair file")
-        with _open_text_lines(path) as fh:
-            lineno = 0
-            while True:
-                try:
-                    raw = fh.readline()
-                except (OSError, EOFError) as exc:  # a truncated or false gzip file
-                    raise PairFormatError(str(path), lineno + 1, f"cannot read: {exc}") from exc
-                if not raw:
-                    break
-                lineno += 1
-                try:
-                    parsed = _parse_pair_line(raw)
-                except ValueError as exc:
-                    raise PairFormatError(str(path), lineno, str(exc)) from exc
-                if parsed is not None:
-                    raw_pairs.append(parsed)
+        for lineno, raw in numbered_lines(path, PairFormatError):
+            try:
+                parsed = _parse_pair_line(raw)
+            except ValueError as exc:
+                raise PairFormatError(str(path), lineno, str(exc)) from exc
+            if parsed is not None:
+                raw_pairs.append(parsed)
     wanted = {x for a, b, _, by_id in raw_pairs if by_id for x in (a, b)}
     texts: dict[str, str] = {}
     if wanted:

@@ -92,6 +92,22 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def calibrated_sample_index():
+    """The sample forum indexed with the fake embedder and calibrated on every pair of its
+    threads (a pair inside one duplicate group is a duplicate)."""
+    import json
+
+    from qa_search import ForumIndex, read_dump
+
+    threads = list(read_dump(SAMPLE_DUMP))
+    groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
+    index = ForumIndex(FakeEmbedder())
+    index.upsert(threads)
+    pairs = labelled_pairs(threads, groups)
+    index.calibrate([(a, b) for a, b, _ in pairs], [y for *_, y in pairs])
+    return index
+
+
 def labelled_pairs(threads, groups) -> list[tuple[str, str, int]]:
     """Every pair of ``threads``' ids, labelled 1 when some group (a set of ids) holds both."""
     ids = [t.id for t in threads]

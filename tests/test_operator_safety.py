@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
+from conftest import SAMPLE_DUMP, FakeEmbedder, calibrated_sample_index
 
 from qa_search import (
     ForumIndex,
@@ -79,11 +79,7 @@ def test_cli_rollback_says_how_many_writes_it_restored(tmp_path, fake_cli, threa
 
 def test_a_rebuild_keeps_the_calibration_of_the_same_model_and_says_when_it_cannot(tmp_path, fake_cli):
     all_threads = list(read_dump(SAMPLE_DUMP))
-    groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
-    index = ForumIndex(FakeEmbedder())
-    index.upsert(all_threads)
-    pairs = labelled_pairs(all_threads, groups)
-    index.calibrate([(a, b) for a, b, _ in pairs], [y for *_, y in pairs])
+    index = calibrated_sample_index()
     index.save(tmp_path / "idx")
     dump = tmp_path / "d.jsonl"
     write_dump(all_threads, dump)

@@ -3,13 +3,12 @@ numbers, ties between canonical threads, and the benchmarks' arguments."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
+from conftest import ROOT, SAMPLE_DUMP, FakeEmbedder, calibrated_sample_index
 
 from qa_search import ForumIndex, Thread, find_duplicate_clusters, read_dump
 from qa_search.calibration import FEATURES, fit_calibration
@@ -94,11 +93,7 @@ def test_the_canonical_threads_tie_break_orders_numeric_ids_by_value():
 
 
 def test_duplicates_show_the_probability_below_the_tiers_too(tmp_path, fake_cli, threads):
-    groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
-    index = ForumIndex(FakeEmbedder())
-    index.upsert(threads)
-    pairs = labelled_pairs(threads, groups)
-    index.calibrate([(a, b) for a, b, _ in pairs], [y for *_, y in pairs])
+    index = calibrated_sample_index()
     index.save(tmp_path / "idx")
     text = threads[0].question_text
     r = fake_cli.invoke(main, ["duplicates", str(tmp_path / "idx"), text, "--threshold", "-1", "-k", "5"])
