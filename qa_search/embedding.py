@@ -99,9 +99,10 @@ def _hub_address() -> tuple[str, int]:
         from huggingface_hub import constants
 
         endpoint = urlsplit(constants.ENDPOINT)
-    except (ImportError, AttributeError, ValueError):
+        port = endpoint.port or (80 if endpoint.scheme == "http" else 443)  # ValueError if out of range
+        return endpoint.hostname or "huggingface.co", port
+    except (ImportError, AttributeError, ValueError):  # no hub library, or a malformed endpoint
         return "huggingface.co", 443
-    return endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

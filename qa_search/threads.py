@@ -185,7 +185,8 @@ def thread_from_dict(obj: Any) -> Thread:
     for i, raw in enumerate(raw_answers):
         where = f"answers[{i}]"
         _expect(raw, dict, where)
-        aid = thread_id(raw.get("id", f"{tid}#{i + 1}"), f"{where}.id")
+        given = raw.get("id")  # null, like an absent field, gets the default
+        aid = thread_id(given if given is not None else f"{tid}#{i + 1}", f"{where}.id")
         if aid in seen:
             raise ValueError(f"{where}.id {aid!r} is repeated in this thread")
         seen.add(aid)

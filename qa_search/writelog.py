@@ -27,6 +27,7 @@ back at the head of the log, so a write the service acknowledged is never lost t
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -267,10 +268,13 @@ class WriteLog:
         line (reading stops before it), without moving this handle."""
         if self._damage is not None:  # the same damaged file as last time: not read again
             st = self._stat()
-            position, error, seen = self._damage
+            position, error, seen, line = self._damage
             here = (self._file_id, self._offset) == position[:2]
             if here and st is not None and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == seen:
-                return [], position, error
+                # the same damaged bytes still there (a repair in place may keep size and mtime)
+                with contextlib.suppress(OSError), open(self.path, "rb") as fh:
+                    if os.pread(fh.fileno(), len(line), position[1]) == line:
+                        return [], position, error
             self._damage = None
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - closed below; the fd's identity matters
@@ -295,7 +299,7 @@ class WriteLog:
                     position = (file_id, offset + pos, last_seq, st.st_mtime_ns)
                     if not out:  # remembered: until the file changes, every poll gives this
                         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-                        self._damage = (position, error, state)
+                        self._damage = (position, error, state, line)
                     return out, position, error
                 if isinstance(item, dict):
                     last_seq = max(last_seq, int(item.get("compacted_through", 0)))

@@ -58,7 +58,8 @@ class Settings(BaseSettings):
                     f"{origin!r} is not an origin like https://forum.example.org (scheme and host, "
                     "optionally a port; no path or trailing slash; separate several with commas)"
                 )
-        return value
+        # browsers send scheme and host in lower case, and the match is exact
+        return [o.lower() for o in value]
 
     @field_validator("api_key", mode="before")
     @classmethod

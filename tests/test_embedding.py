@@ -68,3 +68,12 @@ def test_behind_a_proxy_the_hub_check_leaves_the_decision_to_the_download(monkey
 
     monkeypatch.setattr(urllib.request, "getproxies", lambda: {"https": "http://proxy.internal:3128"})
     assert embedding.hub_reachable(timeout=0.01) is True
+
+
+def test_a_malformed_hub_endpoint_falls_back_to_the_default_host(monkeypatch):
+    from huggingface_hub import constants
+
+    from qa_search import embedding
+
+    monkeypatch.setattr(constants, "ENDPOINT", "https://mirror.example:99999")
+    assert embedding._hub_address() == ("huggingface.co", 443)

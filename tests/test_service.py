@@ -351,7 +351,7 @@ def test_bad_settings_are_one_line_naming_the_variable_before_any_worker_starts(
     assert describe_errors(err.value).startswith("QA_SEARCH_INDEX_DIR:")
     origins = "https://a.org, http://b.org:8080, http://[::1]:8080, HTTPS://C.org, *"
     assert Settings(index_dir=index_dir, cors_origins=origins).cors_origins == [
-        "https://a.org", "http://b.org:8080", "http://[::1]:8080", "HTTPS://C.org", "*"]
+        "https://a.org", "http://b.org:8080", "http://[::1]:8080", "https://c.org", "*"]
 
 
 def test_the_encoder_keeps_to_qa_search_threads(index_dir, monkeypatch):
@@ -379,3 +379,10 @@ def test_serve_says_at_once_when_the_indexs_local_model_is_gone(tmp_path):
     index.save(tmp_path / "index")
     r = CliRunner().invoke(main, ["serve", str(tmp_path / "index"), "--workers", "2"])
     assert r.exit_code == 1 and "/no/such/tuned-model, which is not there any more" in r.stderr
+
+
+def test_an_answer_id_given_as_null_gets_the_default(client):
+    thread = {"id": "t9", "title": "A thread with an answer", "answers": [{"id": None, "body": "An answer."}]}
+    resp = client.post("/v1/threads", json={"threads": [thread]}, headers={"X-API-Key": KEY})
+    assert resp.status_code == 200, resp.text
+    assert client.app.state.live.index.get("t9").answers[0].id == "t9#1"

@@ -236,3 +236,25 @@ def test_the_watcher_logs_a_damaged_line_once_and_a_snapshot_is_served_read_only
     with pytest.raises(ReadOnlyIndexError):
         snapshot.delete(["a"])
     assert not (index_dir / "generations" / "000001" / "writes.jsonl").exists()
+
+
+def test_a_line_repaired_in_place_with_the_same_size_is_read_again(index_dir):
+    import os
+
+    a = LiveIndex(index_dir, FakeEmbedder())
+    log_path = index_dir / "writes.jsonl"
+    a.upsert(Thread("c", "feeling lonely after moving city"))
+    good = b'{"seq": 2, "op": "delete", "ids": ["a"]}\n'
+    bad = b'{"seq": 2, "op": "delete", "idz": ["a"]}\n'  # the same length as the good line
+    with open(log_path, "ab") as fh:
+        fh.write(bad)
+    stamp = os.stat(log_path)
+    with pytest.raises(SnapshotError, match="damaged entry"):
+        a.catch_up()
+    with pytest.raises(SnapshotError, match="damaged entry"):  # remembered, not re-read
+        a.catch_up()
+    log_path.write_bytes(log_path.read_bytes().replace(bad, good))  # repaired in place
+    os.utime(log_path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # a coarse clock: same mtime
+    a.catch_up()
+    with a.reading() as index:
+        assert "a" not in index
