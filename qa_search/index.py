@@ -162,6 +162,14 @@ class IndexConfig:
 _KINDS: dict[str, type] = {f.name: {"int": int, "float": float}[str(f.type)] for f in fields(IndexConfig)}
 
 
+def stored_calibration(snapshot: Path, manifest: Mapping) -> Calibration | None:
+    """The duplicate calibration a snapshot holds (None without one); ``ValueError`` for one
+    made by another version (other signals)."""
+    if "calibration.json" not in manifest.get("files", {}):
+        return None
+    return Calibration.from_dict(json.loads((snapshot / "calibration.json").read_text(encoding="utf-8")))
+
+
 def config_of(snapshot: str | Path, manifest: Mapping) -> IndexConfig:
     """The settings recorded in a snapshot's manifest; :class:`SnapshotError` if this version
     refuses them (a value out of its range)."""
@@ -944,9 +952,8 @@ class ForumIndex:
             if "lexical.npz" in manifest.get("files", {}):
                 self._lexical = LexicalIndex.load(snap / "lexical.npz")
             if "calibration.json" in manifest.get("files", {}):
-                cal = json.loads((snap / "calibration.json").read_text(encoding="utf-8"))
                 try:
-                    self.calibration = Calibration.from_dict(cal)
+                    self.calibration = stored_calibration(snap, manifest)
                 except ValueError as exc:
                     # an old calibration is dropped, not fatal: search works, verdicts are raw
                     log.warning("snapshot %s: %s; duplicates are uncalibrated until then", snap, exc)

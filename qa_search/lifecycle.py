@@ -28,7 +28,7 @@ from .embedding import (
     same_model,
 )
 from .errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
-from .index import ForumIndex, IndexConfig, as_str_list, config_of, probe_tolerance
+from .index import ForumIndex, IndexConfig, as_str_list, config_of, probe_tolerance, stored_calibration
 from .lock import writer_lock
 from .snapshot import read_manifest, verify_files
 from .store import current_generation, generation_path, list_generations, prune, resolve_snapshot
@@ -236,8 +236,7 @@ def _kept_calibration(index_dir: Path, index: ForumIndex) -> tuple[Calibration |
     ):
         return None, f"it was fitted with model {model['name']!r}; run qa-search calibrate again"
     try:
-        stored = json.loads((snap / "calibration.json").read_text(encoding="utf-8"))
-        return Calibration.from_dict(stored), None
+        return stored_calibration(snap, manifest), None
     except (OSError, ValueError) as exc:
         return None, f"{exc}; run qa-search calibrate again"
 

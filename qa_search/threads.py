@@ -96,7 +96,7 @@ def _expect(value: Any, kind: type | tuple[type, ...], what: str, nullable: bool
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ValueError(f"{what} must be {names}, got {type(value).__name__}")
     if isinstance(value, str):
-        _check_unicode(value, what)
+        check_text(value, what)
     return value
 
 
@@ -107,7 +107,8 @@ def _optional(obj: dict, key: str, kind: type, what: str, default: Any) -> Any:
     return default if value is None else _expect(value, kind, what)
 
 
-def _check_unicode(text: str, what: str) -> None:
+def check_text(text: str, what: str) -> None:
+    """``ValueError`` naming ``what`` if ``text`` holds a lone surrogate (no UTF-8 can store it)."""
     # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 file or response can hold
     if not text.isascii():
         try:
@@ -124,7 +125,7 @@ def thread_id(value: Any, what: str) -> str:
     text = str(value).strip()
     if not text:
         raise ValueError(f"{what} must not be empty")
-    _check_unicode(text, what)
+    check_text(text, what)
     return text
 
 

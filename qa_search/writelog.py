@@ -348,14 +348,11 @@ class WriteLog:
 
     def append_upsert(self, threads: Iterable[Thread]) -> tuple[list[WriteEntry], WriteEntry]:
         """Durably log an upsert. Returns (entries appended by others and not yet seen, this one)."""
-        threads = tuple(threads)
-        return self._append({"op": UPSERT, "threads": [t.to_dict() for t in threads]},
-                            WriteEntry(0, UPSERT, threads=threads))
+        return self._append(WriteEntry(0, UPSERT, threads=tuple(threads)))
 
     def append_delete(self, ids: Iterable[str]) -> tuple[list[WriteEntry], WriteEntry]:
         """Durably log a delete. Returns (entries appended by others and not yet seen, this one)."""
-        ids = tuple(ids)
-        return self._append({"op": DELETE, "ids": list(ids)}, WriteEntry(0, DELETE, ids=ids))
+        return self._append(WriteEntry(0, DELETE, ids=tuple(ids)))
 
     def restore(self, restored: list[WriteEntry], generation: int) -> None:
         """Rewrite the log as ``restored`` followed by its own entries, numbered on from the
@@ -377,18 +374,15 @@ class WriteLog:
         fsync_path(self.index_dir)
         self.read_all()
 
-    def _append(self, body: dict, entry: WriteEntry) -> tuple[list[WriteEntry], WriteEntry]:
+    def _append(self, entry: WriteEntry) -> tuple[list[WriteEntry], WriteEntry]:
         with self.locked():
             # a damaged line refuses the write (its seq could not be known) and consumes nothing
             unseen, position, error = self._read()
             if error is not None:
                 raise error
             self._file_id, self._offset, self.last_seq, self._mtime = position
-            seq = self.last_seq + 1
-            generation = current_generation(self.index_dir)
-            record = {"seq": seq, **body, "generation": generation,
-                      "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+            mine = replace(entry, seq=self.last_seq + 1, generation=current_generation(self.index_dir))
+            data = _lines([_record(mine, mine.seq)])
             created = not self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -400,16 +394,20 @@ class WriteLog:
                                 size - self._offset)
                     os.ftruncate(fd, self._offset)
                     size = self._offset
-                if size == 0:  # a new log starts with a header naming it (see _file_token)
-                    line = _lines([_header(self.last_seq, generation)]) + line
-                _write_all(fd, line, size)
+                header = _header(self.last_seq, mine.generation) if size == 0 else None
+                if header is not None:  # a new log starts with a header naming it (see _file_token)
+                    data = _lines([header]) + data
+                _write_all(fd, data, size)
+                st = os.fstat(fd)
             finally:
                 os.close(fd)
             if created:
                 fsync_path(self.index_dir)
-            self.poll()  # past the header (if any) and this line, so no one's line is taken for ours
-            self.last_seq = max(self.last_seq, seq)
-        mine = WriteEntry(seq, entry.op, entry.threads, entry.ids, generation)
+            # this handle moves past what it wrote, so its next read starts after its own line
+            token = header["header"]["file"] if header is not None else self._file_id[2]
+            self._file_id, self._offset = (st.st_dev, st.st_ino, token), size + len(data)
+            self._mtime = st.st_mtime_ns
+            self.last_seq = mine.seq
         return unseen, mine
 
     def truncate_through(self, seq: int, generation: int) -> None:

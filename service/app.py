@@ -32,6 +32,7 @@ from qa_search.errors import ReadOnlyIndexError
 from qa_search.snapshot import read_manifest
 from qa_search.store import resolve_snapshot
 from qa_search.threads import check_portable
+from qa_search.threads import check_text as threads_check_text
 
 from .metrics import Metrics
 from .schemas import (
@@ -292,12 +293,10 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def check_text(text: str, what: str) -> None:
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # JSON's "\ud83d" escapes: half an emoji, cut by a client
-                raise HTTPException(422, f"{what} holds a lone surrogate (an invalid \\u escape), "
-                                    "not text") from None
+        try:  # JSON's "\ud83d" escapes: half an emoji, cut by a client
+            threads_check_text(text, what)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
 
     def check_query(q: str, what: str = "q") -> str | None:
         """The query to run, or None when it is too short to be worth a search."""
