@@ -94,6 +94,38 @@ def read_history(index_dir: str | Path) -> list[dict]:
     return out
 
 
+def lineage(index_dir: str | Path, generation: int) -> list[int]:
+    """``generation`` and the generations it was made on top of, newest first.
+
+    Each publish records the generation that was current then (``"parent"`` in its manifest).
+    For generations that predate that record, or whose directory was pruned, the history says
+    it: a publish's parent is the generation current just before it. Where neither knows, the
+    one numbered below it is taken (publishes before any rollback are a straight line).
+    """
+    index_dir = Path(index_dir)
+    parents: dict[int, int | None] = {}
+    before: int | None = None
+    for rec in read_history(index_dir):
+        if rec.get("action") == "publish":
+            parents.setdefault(rec["generation"], before)
+        before = rec["generation"]
+    chain = [generation]
+    while True:
+        g = chain[-1]
+        manifest_path = generation_path(index_dir, g) / MANIFEST
+        try:
+            recorded = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = {}
+        if isinstance(recorded, dict) and "parent" in recorded:
+            parent = recorded["parent"]
+        else:
+            parent = parents.get(g, g - 1)
+        if not isinstance(parent, int) or parent < 1 or parent >= g:  # the first, or nonsense
+            return chain
+        chain.append(parent)
+
+
 def _append_history(index_dir: Path, generation: int, action: str, **record) -> None:
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     rec = {"generation": generation, "action": action, "at": at, **record}
@@ -164,7 +196,8 @@ def publish(index_dir: str | Path, write_files: Callable[[Path], None], manifest
     with writer_lock(index_dir):
         clean_debris(index_dir)
         number = max(list_generations(index_dir) + [last_published(index_dir)]) + 1
-        manifest = {**manifest, "generation": number}
+        # the generation this one was made on top of: what a rollback follows (see lineage)
+        manifest = {**manifest, "generation": number, "parent": current_generation(index_dir)}
         snap = write_snapshot(generation_path(index_dir, number), write_files, manifest)
         _set_current(index_dir, number, "publish")
     return number, snap
@@ -197,15 +230,12 @@ def rollback(index_dir: str | Path, to: int | None = None) -> int:
         problems = verify_files(snap, read_manifest(snap))
         if problems:
             raise SnapshotError(f"generation {to} is damaged, not switching to it: " + "; ".join(problems))
-        from .writelog import drop_restored_writes, restore_folded_writes
+        from .writelog import writes_for_switch
 
-        # back: the service's writes that the generations left behind had folded in go back into
-        # the log first; forward: the writes an earlier rollback put back from the generations
-        # now current again leave it (they hold them)
-        restored = restore_folded_writes(index_dir, to, current) if to < current else 0
-        if to > current:
-            drop_restored_writes(index_dir, current, to)
-        _set_current(index_dir, to, "rollback", restored_writes=restored)
+        # the service's writes that the current generation's line holds and the target's does
+        # not go back into the log; those in the log that the target holds already leave it
+        restored, dropped = writes_for_switch(index_dir, current, to)
+        _set_current(index_dir, to, "rollback", restored_writes=restored, dropped_writes=dropped)
     return to
 
 

@@ -9,8 +9,8 @@ index it is about to publish, then rewrites the log without them.
 Layout of ``DIR/writes.jsonl``::
 
     {"header": {"format": 1, "compacted_through": 17, "generation": 4}}   (after a compaction)
-    {"seq": 18, "op": "upsert", "threads": [{...dump format...}], "generation": 4, "at": "..."}
-    {"seq": 19, "op": "delete", "ids": ["t042"], "generation": 4, "at": "..."}
+    {"seq": 18, "op": "upsert", "threads": [{...dump format...}], "generation": 4, "at": "...", "id": "..."}
+    {"seq": 19, "op": "delete", "ids": ["t042"], "generation": 4, "at": "...", "id": "..."}
 
 ``seq`` numbers writes across compactions; ``generation`` is the generation the writer was
 serving, for the record. Every entry sets the state of the threads it names, so replaying a
@@ -21,8 +21,9 @@ Appends and compactions hold an exclusive ``flock`` on ``DIR/writes.lock``; read
 lock and only consume complete lines.
 
 The writes a build folds in are also kept in the generation it publishes (``live_writes.jsonl``,
-the same records). A rollback to an earlier generation puts those of the generations it leaves
-back at the head of the log, so a write the service acknowledged is never lost to a rollback.
+the same records, each with the ``id`` it was given when logged). A rollback puts the writes the
+current generation's line holds and the target's does not back at the head of the log (see
+:func:`writes_for_switch`), so a write the service acknowledged is never lost to a rollback.
 """
 
 from __future__ import annotations
@@ -71,8 +72,11 @@ class WriteEntry:
     threads: tuple[Thread, ...] = ()
     ids: tuple[str, ...] = ()
     generation: int | None = None
-    #: For a write a rollback put back: the generation that had folded it in.
+    #: For a write a rollback put back: the generation that first folded it in.
     restored_from: int | None = None
+    #: The write's own identity, kept when a build folds it in and a rollback puts it back
+    #: (None for entries logged before identities were recorded).
+    id: str | None = None
 
 
 def apply_entries(
@@ -101,6 +105,8 @@ def _record(entry: WriteEntry, seq: int) -> dict:
               "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if entry.restored_from is not None:
         record["restored_from"] = entry.restored_from
+    if entry.id is not None:
+        record["id"] = entry.id
     return record
 
 
@@ -159,34 +165,53 @@ def folded_writes(snapshot: str | Path) -> list[WriteEntry]:
     return [e for e in items if isinstance(e, WriteEntry)]
 
 
-def restore_folded_writes(index_dir: str | Path, to: int, current: int) -> int:
-    """Put the writes folded into the generations after ``to`` (up to ``current``) back at the
-    head of the log, oldest first, before a rollback to ``to``. Returns how many."""
-    from .store import generation_path, list_generations
+def writes_for_switch(index_dir: str | Path, current: int, to: int) -> tuple[int, int]:
+    """Make the log right for switching from generation ``current`` to ``to`` (a rollback, or a
+    roll forward after one). Returns (writes put back, writes taken out).
+
+    Generations form a tree: each was made on top of the one current then
+    (:func:`~qa_search.store.lineage`), and holds the writes folded into it and into the
+    generations below it. The writes that ``current``'s line holds and ``to``'s does not (those
+    folded in since the two lines parted) go back at the head of the log, oldest first, so no
+    acknowledged write is lost. Pending entries that ``to`` holds already leave the log: applied
+    again on top, they would undo what ``to`` did after them, such as a moderator's delete.
+    Call it holding the writer lock.
+    """
+    from .store import generation_path, lineage
 
     index_dir = Path(index_dir)
-    restored = [replace(e, restored_from=g) for g in list_generations(index_dir) if to < g <= current
-                for e in folded_writes(generation_path(index_dir, g))]
-    if restored:
-        log = WriteLog(index_dir)
-        with log.locked():
-            log.restore(restored, to)
-    return len(restored)
+    target_line = lineage(index_dir, to)
+    held_by_target = set(target_line)
+    held_ids = {e.id for g in target_line for e in folded_writes(generation_path(index_dir, g))
+                if e.id is not None}
 
+    def held(entry: WriteEntry) -> bool:
+        return (entry.id is not None and entry.id in held_ids) or entry.restored_from in held_by_target
 
-def drop_restored_writes(index_dir: str | Path, current: int, to: int) -> int:
-    """Before rolling forward from ``current`` to ``to``: drop the writes an earlier rollback put
-    back from the generations up to ``to``, which hold them already (applied again on top, they
-    would undo what those generations did after them, such as a moderator's delete)."""
+    parted: list[int] = []  # current's line down to (not including) the generation the lines share
+    for g in lineage(index_dir, current):
+        if g in held_by_target:
+            break
+        parted.append(g)
+    restored: list[WriteEntry] = []
+    seen: set[str] = set()
+    for g in reversed(parted):
+        for e in folded_writes(generation_path(index_dir, g)):
+            if held(e) or (e.id is not None and e.id in seen):
+                continue
+            if e.id is not None:
+                seen.add(e.id)
+            # a write keeps the generation that first folded it in, through later rollbacks
+            restored.append(e if e.restored_from is not None else replace(e, restored_from=g))
     log = WriteLog(index_dir)
-    if not log.path.exists():
-        return 0
+    if not restored and not log.path.exists():
+        return 0, 0
     with log.locked():
-        entries = log.read_all_strict()
-        doomed = {e.seq for e in entries if e.restored_from is not None and current < e.restored_from <= to}
-        if doomed:
-            log.rewrite_without(doomed)
-    return len(doomed)
+        pending = log.read_all_strict()  # a damaged line stops the switch: nothing is lost
+        doomed = {e.seq for e in pending if held(e)}
+        if restored or doomed:
+            log.restore(restored, to, drop=doomed)
+    return len(restored), len(doomed)
 
 
 def _entry(line: bytes) -> WriteEntry | dict:
@@ -195,15 +220,14 @@ def _entry(line: bytes) -> WriteEntry | dict:
     if "header" in obj:
         return obj["header"]
     op = obj["op"]
-    origin = obj.get("restored_from")
+    common = {"generation": obj.get("generation"), "restored_from": obj.get("restored_from"),
+              "id": obj.get("id")}
     if op == UPSERT:
         threads = tuple(thread_from_dict(t) for t in obj["threads"])
-        return WriteEntry(int(obj["seq"]), op, threads=threads, generation=obj.get("generation"),
-                          restored_from=origin)
+        return WriteEntry(int(obj["seq"]), op, threads=threads, **common)
     if op == DELETE:
         ids = tuple(str(i) for i in obj["ids"])
-        return WriteEntry(int(obj["seq"]), op, ids=ids, generation=obj.get("generation"),
-                          restored_from=origin)
+        return WriteEntry(int(obj["seq"]), op, ids=ids, **common)
     raise ValueError(f"unknown op {op!r}")
 
 
@@ -354,11 +378,11 @@ class WriteLog:
         """Durably log a delete. Returns (entries appended by others and not yet seen, this one)."""
         return self._append(WriteEntry(0, DELETE, ids=tuple(ids)))
 
-    def restore(self, restored: list[WriteEntry], generation: int) -> None:
-        """Rewrite the log as ``restored`` followed by its own entries, numbered on from the
-        highest seq so far (so every process applies them, in this order). Call with
-        :meth:`locked` held."""
-        existing = self.read_all_strict()
+    def restore(self, restored: list[WriteEntry], generation: int, drop: set[int] = frozenset()) -> None:
+        """Rewrite the log as ``restored`` followed by its own entries (less the seqs in
+        ``drop``), numbered on from the highest seq so far (so every process applies them, in
+        this order). Call with :meth:`locked` held."""
+        existing = [e for e in self.read_all_strict() if e.seq not in drop]
         top = self.last_seq
         header = _header(top, generation)
         records = [_record(e, top + i) for i, e in enumerate([*restored, *existing], 1)]
@@ -381,7 +405,8 @@ class WriteLog:
             if error is not None:
                 raise error
             self._file_id, self._offset, self.last_seq, self._mtime = position
-            mine = replace(entry, seq=self.last_seq + 1, generation=current_generation(self.index_dir))
+            mine = replace(entry, seq=self.last_seq + 1, generation=current_generation(self.index_dir),
+                           id=uuid.uuid4().hex)
             data = _lines([_record(mine, mine.seq)])
             created = not self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -422,21 +447,6 @@ class WriteLog:
                 if isinstance(item, WriteEntry) and item.seq > seq:
                     kept.append(raw)
         self._rewrite(_lines([header]) + b"".join(kept))
-
-    def rewrite_without(self, seqs: set[int]) -> None:
-        """The log without the entries numbered ``seqs``. Call with :meth:`locked` held."""
-        out = []
-        with open(self.path, "rb") as src:
-            for lineno, raw in enumerate(src, 1):
-                if not raw.endswith(b"\n"):
-                    break
-                item = _parse(raw, self.path, lineno) if raw.strip() else None
-                if isinstance(item, dict):  # a header: a new token, the same compaction point
-                    header = _header(int(item.get("compacted_through", 0)), item.get("generation"))
-                    out.append(_lines([header]))
-                elif item is not None and item.seq not in seqs:
-                    out.append(raw)
-        self._rewrite(b"".join(out))
 
 
 def publish_with_log(

@@ -55,22 +55,32 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 class _DropQueryString(logging.Filter):
-    """Strip the query string from uvicorn's access-log lines: queries are users' private text."""
+    """Strip the query string from the request lines uvicorn logs: queries are users' private
+    text. Access-log lines carry the path as their third argument; the lines uvicorn's WebSocket
+    protocols log on ``uvicorn.error`` (``'%s - "WebSocket %s" 403'``, when a WebSocket library
+    is installed) as their second."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg:
+            at = 1
+        elif record.name == "uvicorn.access":
+            at = 2
+        else:  # the server's other lines name no request
+            return True
+        if isinstance(args, tuple) and len(args) > at and isinstance(args[at], str):
+            record.args = (*args[:at], args[at].split("?", 1)[0], *args[at + 1:])
         return True
 
 
 def _protect_access_log(settings: Settings) -> None:
-    access = logging.getLogger("uvicorn.access")
-    for f in list(access.filters):
-        if isinstance(f, _DropQueryString):
-            access.removeFilter(f)
-    if not settings.log_queries:
-        access.addFilter(_DropQueryString())
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        for f in list(logger.filters):
+            if isinstance(f, _DropQueryString):
+                logger.removeFilter(f)
+        if not settings.log_queries:
+            logger.addFilter(_DropQueryString())
 
 
 def _set_threads(n: int | None) -> None:

@@ -22,7 +22,15 @@ from qa_search import (
 )
 from qa_search.cli import main
 from qa_search.lifecycle import build_index, delete_threads, update_index, verify_snapshot
-from qa_search.store import current_generation, generation_path, list_generations, read_history, rollback
+from qa_search.snapshot import read_manifest
+from qa_search.store import (
+    current_generation,
+    generation_path,
+    lineage,
+    list_generations,
+    read_history,
+    rollback,
+)
 from qa_search.writelog import FOLDED_NAME, WriteLog
 
 
@@ -65,6 +73,52 @@ def test_a_rollback_puts_the_writes_later_generations_folded_in_back_into_the_lo
         assert "w1" not in index and "w2" in index and "w3" in index
 
 
+def test_a_rollback_follows_the_line_generations_were_built_on_not_their_numbers(tmp_path, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())  # 1
+    live = LiveIndex(idx, FakeEmbedder())
+    live.upsert([Thread("w1", "a write a moderator removes later")])
+    delete_threads(idx, ["w1"], FakeEmbedder())  # 2: folds the write in, then deletes w1
+    live.upsert([Thread("w2", "a write generation 3 folds in")])
+    build_index(idx, threads, FakeEmbedder())  # 3, on top of 2
+    assert rollback(idx, to=1) == 1  # puts both writes back
+    build_index(idx, threads, FakeEmbedder())  # 4, on top of 1: holds w1 and w2 again
+    assert read_manifest(generation_path(idx, 4))["parent"] == 1
+    assert lineage(idx, 4) == [4, 1] and lineage(idx, 3) == [3, 2, 1]
+
+    # generation 2 holds the first write and the moderator's delete after it: only the write
+    # that 4 holds and 2 does not (w2) goes back; the first must not bring w1 back
+    assert rollback(idx, to=2) == 2
+    assert read_history(idx)[-1]["restored_writes"] == 1
+    assert [[t.id for t in e.threads] for e in WriteLog(idx).read_all()] == [["w2"]]
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "w1" not in index and "w2" in index
+    # forward to 3, which holds w2 already: the log gives it up, nothing comes back
+    assert rollback(idx, to=3) == 3
+    assert read_history(idx)[-1] == {**read_history(idx)[-1], "restored_writes": 0, "dropped_writes": 1}
+    assert WriteLog(idx).read_all() == []
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "w1" not in index and "w2" in index
+
+
+def test_lineage_of_generations_published_before_parents_were_recorded_comes_from_the_history(
+    tmp_path, threads
+):
+    idx = tmp_path / "idx"
+    for _ in range(3):
+        build_index(idx, threads, FakeEmbedder())
+    rollback(idx, to=1)
+    build_index(idx, threads, FakeEmbedder())  # 4, on top of 1
+    for g in list_generations(idx):  # as an earlier version wrote them: no parent
+        path = generation_path(idx, g) / "manifest.json"
+        manifest = json.loads(path.read_text())
+        del manifest["parent"]
+        path.write_text(json.dumps(manifest))
+    assert lineage(idx, 4) == [4, 1] and lineage(idx, 3) == [3, 2, 1]
+    (idx / "HISTORY").unlink()  # nothing to say otherwise: numbers in a line
+    assert lineage(idx, 4) == [4, 3, 2, 1]
+
+
 def test_cli_rollback_says_how_many_writes_it_restored(tmp_path, fake_cli, threads):
     idx = tmp_path / "idx"
     build_index(idx, threads, FakeEmbedder())
@@ -72,7 +126,9 @@ def test_cli_rollback_says_how_many_writes_it_restored(tmp_path, fake_cli, threa
     build_index(idx, threads, FakeEmbedder())
     r = fake_cli.invoke(main, ["rollback", str(idx), "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {"from": 2, "current": 1, "restored_writes": 1}
+    assert json.loads(r.stdout) == {"from": 2, "current": 1, "restored_writes": 1, "dropped_writes": 0}
+    r = fake_cli.invoke(main, ["rollback", str(idx), "--to", "2", "--json"])
+    assert json.loads(r.stdout) == {"from": 1, "current": 2, "restored_writes": 0, "dropped_writes": 1}
     r = fake_cli.invoke(main, ["info", str(idx)])
     assert "last publishes and rollbacks" in r.output and "rollback  generation 1" in r.output
 

@@ -180,6 +180,15 @@ def test_access_log_lines_drop_the_query_string():
                                ("127.0.0.1:5", "GET", "/v1/search?q=my+secret", "1.1", 200), None)
     assert _DropQueryString().filter(record)
     assert "secret" not in record.getMessage() and "/v1/search" in record.getMessage()
+    # the line uvicorn's WebSocket protocols log for an upgrade (on uvicorn.error)
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" 403',
+                               ("127.0.0.1:5", "/v1/search?q=my+secret"), None)
+    assert _DropQueryString().filter(record)
+    assert record.getMessage() == '127.0.0.1:5 - "WebSocket /v1/search" 403'
+    # other error-log lines pass untouched
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]",
+                               (42,), None)
+    assert _DropQueryString().filter(record) and record.getMessage() == "Started server process [42]"
 
 
 def test_demo_page_is_served(client):

@@ -124,23 +124,27 @@ def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool
     "--to", "to", type=int, default=None, help="Generation to make current [default: the previous one]."
 )
 @click.option(
-    "--json", "as_json", is_flag=True, help='Print {"from", "current", "restored_writes"} as JSON.'
+    "--json", "as_json", is_flag=True,
+    help='Print {"from", "current", "restored_writes", "dropped_writes"} as JSON.',
 )
 @library_errors
 def rollback_command(index_dir: str, to: int | None, as_json: bool) -> None:
     """Make an earlier generation current again (atomically).
 
-    The service's live writes that later generations had folded in are put back into the write
-    log, so the rolled-back index still has every acknowledged write."""
+    The service's live writes that the current generation holds and the target does not are put
+    back into the write log, so the rolled-back index still has every acknowledged write; pending
+    writes the target holds already are taken out of it."""
     before = current_generation(index_dir)
     now = rollback(index_dir, to)
-    restored = read_history(index_dir)[-1].get("restored_writes", 0)
+    record = read_history(index_dir)[-1]
+    restored, dropped = record.get("restored_writes", 0), record.get("dropped_writes", 0)
     if as_json:
-        echo_json({"from": before, "current": now, "restored_writes": restored})
+        echo_json({"from": before, "current": now, "restored_writes": restored, "dropped_writes": dropped})
     else:
         click.echo(f"{index_dir}: generation {now} is current (was {before})"
-                   + (f"; {restored} live write(s) from later generations restored to the write log"
-                      if restored else ""))
+                   + (f"; {restored} live write(s) it lacks restored to the write log" if restored else "")
+                   + (f"; {dropped} pending write(s) it holds already taken out of the log"
+                      if dropped else ""))
 
 
 def _dir_bytes(path: Path) -> int:
