@@ -28,6 +28,7 @@ from qa_search.store import (
     generation_path,
     lineage,
     list_generations,
+    prune,
     read_history,
     rollback,
 )
@@ -99,6 +100,23 @@ def test_a_rollback_follows_the_line_generations_were_built_on_not_their_numbers
     assert WriteLog(idx).read_all() == []
     with LiveIndex(idx, FakeEmbedder()).reading() as index:
         assert "w1" not in index and "w2" in index
+
+
+def test_a_write_held_by_a_pruned_ancestor_of_the_target_is_not_put_back(tmp_path, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())  # 1
+    LiveIndex(idx, FakeEmbedder()).upsert([Thread("w1", "a write a moderator removes later")])
+    delete_threads(idx, ["w1"], FakeEmbedder())  # 2: the write, then the delete
+    update_index(idx, [threads[0]], FakeEmbedder())  # 3, on top of 2
+    assert rollback(idx, to=1) == 1
+    build_index(idx, threads, FakeEmbedder())  # 4, on top of 1, folds the write in again
+    prune(idx, keep=2)  # 1 and 2 go, with the record of what 2 folded in
+    assert list_generations(idx) == [3, 4]
+    # the write says which generation first folded it in (2), and 3 is built on 2
+    assert rollback(idx, to=3) == 3
+    assert read_history(idx)[-1]["restored_writes"] == 0
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "w1" not in index
 
 
 def test_lineage_of_generations_published_before_parents_were_recorded_comes_from_the_history(
