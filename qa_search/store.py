@@ -274,6 +274,8 @@ class GenerationInfo:
     error: str | None = None
     #: The encoder it was built on (``"onnx-int8"``, ``"onnx"``, ``"torch"``), where recorded.
     backend: str | None = None
+    #: The generation it was made on top of (None for the first; see :func:`lineage`).
+    parent: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -288,10 +290,13 @@ def describe(index_dir: str | Path) -> list[GenerationInfo]:
     for g in list_generations(index_dir):
         snap = generation_path(index_dir, g)
         size = sum(f.stat().st_size for f in snap.iterdir() if f.is_file())
+        line = lineage(index_dir, g)
+        parent = line[1] if len(line) > 1 else None
         try:
             m = read_manifest(snap)
         except SnapshotError as exc:
-            info = GenerationInfo(g, g == current, None, None, None, None, size, g <= published, str(exc))
+            info = GenerationInfo(g, g == current, None, None, None, None, size, g <= published, str(exc),
+                                  parent=parent)
             out.append(info)
             continue
         counts = m.get("counts", {})
@@ -300,7 +305,7 @@ def describe(index_dir: str | Path) -> list[GenerationInfo]:
             GenerationInfo(
                 g, g == current, m.get("created_at"), m.get("model", {}).get("name"),
                 counts.get("threads"), vectors, size, g <= published,
-                backend=m.get("model", {}).get("backend"),
+                backend=m.get("model", {}).get("backend"), parent=parent,
             )
         )
     return out

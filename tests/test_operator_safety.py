@@ -149,6 +149,13 @@ def test_cli_rollback_says_how_many_writes_it_restored(tmp_path, fake_cli, threa
     assert json.loads(r.stdout) == {"from": 1, "current": 2, "restored_writes": 0, "dropped_writes": 1}
     r = fake_cli.invoke(main, ["info", str(idx)])
     assert "last publishes and rollbacks" in r.output and "rollback  generation 1" in r.output
+    # info says which generation each was made on top of
+    rollback(idx, to=1)
+    build_index(idx, threads, FakeEmbedder())
+    gens = json.loads(fake_cli.invoke(main, ["info", str(idx), "--json"]).stdout)["generations"]
+    assert [(g["number"], g["parent"]) for g in gens] == [(1, None), (2, 1), (3, 1)]
+    rows = fake_cli.invoke(main, ["info", str(idx)]).output.splitlines()
+    assert rows[1].split()[:2] == ["gen", "on"] and rows[4].split()[:3] == ["*", "3", "1"]
 
 
 def test_a_rebuild_keeps_the_calibration_of_the_same_model_and_says_when_it_cannot(tmp_path, fake_cli):

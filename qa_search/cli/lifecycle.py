@@ -176,12 +176,13 @@ def info(index_dir: str, as_json: bool) -> None:
         echo_json(out)
         return
     click.echo(f"{index_dir}: current generation {out['current']}")
-    click.echo(f"  {'gen':>6}  {'created (UTC)':<20}  {'threads':>8}  {'vectors':>8}  {'MiB':>8}  model")
+    click.echo(f"  {'gen':>6}  {'on':>4}  {'created (UTC)':<20}  {'threads':>8}  {'vectors':>8}  {'MiB':>8}"
+               "  model")
     for g in gens:
         mark = "*" if g.current else " "
         click.echo(
-            f"{mark} {g.number:>6}  {g.created_at or '?':<20}  {g.threads or 0:>8}  {g.vectors or 0:>8}  "
-            f"{g.bytes / 2**20:>8.1f}  {g.model or g.error}"
+            f"{mark} {g.number:>6}  {g.parent or '-':>4}  {g.created_at or '?':<20}  {g.threads or 0:>8}  "
+            f"{g.vectors or 0:>8}  {g.bytes / 2**20:>8.1f}  {g.model or g.error}"
             + (f" ({g.backend})" if g.backend else "")
             + ("" if g.published else "  (never published: removed by the next writer)")
         )
