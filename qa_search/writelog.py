@@ -449,6 +449,19 @@ class WriteLog:
         self._rewrite(_lines([header]) + b"".join(kept))
 
 
+def _embed_pending(index: ForumIndex, log: WriteLog) -> dict[str, np.ndarray]:
+    """Embeddings, by text, of the new texts the log's pending upserts bring to ``index``."""
+    if not log.path.exists():
+        return {}
+    entries = log.read_all_strict()
+    new = (text for e in entries if e.op == UPSERT for text in index.pending_texts(e.threads))
+    texts = sorted(dict.fromkeys(new), key=len)  # batches of similar length pad little
+    if not texts:
+        return {}
+    embedded = index.embedder.encode(texts, batch_size=index.config.batch_size)
+    return dict(zip(texts, embedded, strict=True))
+
+
 def publish_with_log(
     index: ForumIndex,
     index_dir: str | Path,
@@ -463,10 +476,14 @@ def publish_with_log(
     The log stays locked throughout, so no write can slip between the read and the compaction;
     searches are never blocked (serving processes only read).
     """
+    # the pending writes' new texts are embedded before the log is locked: the service's writes
+    # wait on that lock, and a day of writes can take the encoder a while; only the few that
+    # come in meanwhile are embedded under it
+    vectors = _embed_pending(index, WriteLog(index_dir))
     log = WriteLog(index_dir)
     with log.locked():
         entries = log.read_all_strict()  # a damaged line stops the publish: nothing is lost
-        apply_entries(index, entries)
+        apply_entries(index, entries, vectors)
         if then is not None:  # the caller's own change is newer than the pending writes
             then(index)
         # kept in the snapshot too: a rollback past this generation puts them back in the log

@@ -1,15 +1,16 @@
 """The durable write log, the query cache, and a serving process's live index (fake embedder)."""
 
+import fcntl
 import threading
 
 import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
-from qa_search import ForumIndex, LiveIndex, SnapshotError, Thread
+from qa_search import Answer, ForumIndex, LiveIndex, SnapshotError, Thread
 from qa_search.querycache import QueryCache
 from qa_search.store import current_generation, rollback
-from qa_search.writelog import WriteLog, publish_with_log
+from qa_search.writelog import LOCK_NAME, WriteLog, publish_with_log
 
 BASE = [Thread("a", "how to sleep better at night"), Thread("b", "arguing with my sister about money")]
 
@@ -101,6 +102,44 @@ def test_a_build_folds_the_log_into_the_next_generation(index_dir):
     assert after.read_all() == [] and after.last_seq == 2  # seq keeps counting after compaction
     _, entry = after.append_delete(["b"])
     assert entry.seq == 3 and entry.generation == 2
+
+
+class _LockProbingEmbedder(FakeEmbedder):
+    """Records, for each text it embeds, whether the write log's lock was free at the time."""
+
+    def __init__(self, index_dir):
+        super().__init__()
+        self.lock_path = index_dir / LOCK_NAME
+        self.seen: dict[str, bool] = {}
+
+    def encode(self, texts, batch_size=64):
+        with open(self.lock_path, "a+b") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                free = True
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            except BlockingIOError:
+                free = False
+        self.seen.update(dict.fromkeys(texts, free))
+        return super().encode(texts, batch_size=batch_size)
+
+
+def test_a_build_embeds_the_pending_writes_before_it_locks_the_log(index_dir):
+    # the service's writes wait on the log's lock: a build must not hold it while it embeds
+    log = WriteLog(index_dir)
+    log.append_upsert([Thread("c", "feeling lonely after moving", answers=(Answer("c1", "join a club"),))])
+    log.append_upsert([Thread("c", "feeling lonely after moving, edited")])
+    model = _LockProbingEmbedder(index_dir)
+    fresh = ForumIndex(model)
+    fresh.upsert(BASE)
+    model.seen.clear()
+    path, folded = publish_with_log(fresh, index_dir)
+    assert folded == 2
+    assert any("join a club" in t for t in model.seen) and any("edited" in t for t in model.seen)
+    assert all(model.seen.values()), model.seen  # every one embedded with the lock free
+    rebuilt = ForumIndex.load(index_dir, FakeEmbedder())
+    assert rebuilt.search("lonely after moving edited", k=1)[0].thread_id == "c"
+    assert [t.title for t in rebuilt.threads() if t.id == "c"] == ["feeling lonely after moving, edited"]
 
 
 def test_query_cache_is_an_lru_with_counters():
