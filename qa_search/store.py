@@ -20,6 +20,7 @@ never leaves a partial generation under a generation's name.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -36,10 +37,27 @@ from .snapshot import MANIFEST, TMP_PREFIX, read_manifest, verify_files, write_s
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
 HISTORY = "HISTORY"
+#: ``DIR/pruned/N.jsonl``: what a pruned generation N folded in (its ``live_writes.jsonl``, after
+#: a header naming its parent), kept while a rollback between kept generations may need it.
+PRUNED = "pruned"
+#: The name of a generation's own record of the live writes it folded in (see writelog).
+FOLDED_NAME = "live_writes.jsonl"
 
 
 def generation_path(index_dir: Path, number: int) -> Path:
     return index_dir / GENERATIONS / f"{number:06d}"
+
+
+def pruned_record(index_dir: Path, number: int) -> Path:
+    """Where the record of a pruned generation's parent and folded writes is kept."""
+    return index_dir / PRUNED / f"{number:06d}.jsonl"
+
+
+def generation_writes_file(index_dir: Path, number: int) -> Path:
+    """The file holding the live writes generation ``number`` folded in: its own while it is
+    kept, the pruned record after (the path may not exist: none were, or none are recorded)."""
+    own = generation_path(index_dir, number)
+    return own / FOLDED_NAME if (own / MANIFEST).is_file() else pruned_record(index_dir, number)
 
 
 def list_generations(index_dir: str | Path) -> list[int]:
@@ -97,10 +115,11 @@ def read_history(index_dir: str | Path) -> list[dict]:
 def lineage(index_dir: str | Path, generation: int) -> list[int]:
     """``generation`` and the generations it was made on top of, newest first.
 
-    Each publish records the generation that was current then (``"parent"`` in its manifest).
-    For generations that predate that record, or whose directory was pruned, the history says
-    it: a publish's parent is the generation current just before it. Where neither knows, the
-    one numbered below it is taken (publishes before any rollback are a straight line).
+    Each publish records the generation that was current then (``"parent"`` in its manifest,
+    and in the record a prune keeps, see :func:`prune`). For generations that predate that
+    record, the history says it: a publish's parent is the generation current just before it.
+    Where neither knows, the one numbered below it is taken (publishes before any rollback are a
+    straight line).
     """
     index_dir = Path(index_dir)
     parents: dict[int, int | None] = {}
@@ -112,11 +131,7 @@ def lineage(index_dir: str | Path, generation: int) -> list[int]:
     chain = [generation]
     while True:
         g = chain[-1]
-        manifest_path = generation_path(index_dir, g) / MANIFEST
-        try:
-            recorded = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            recorded = {}
+        recorded = _recorded_parent(index_dir, g)
         if isinstance(recorded, dict) and "parent" in recorded:
             parent = recorded["parent"]
         else:
@@ -124,6 +139,19 @@ def lineage(index_dir: str | Path, generation: int) -> list[int]:
         if not isinstance(parent, int) or parent < 1 or parent >= g:  # the first, or nonsense
             return chain
         chain.append(parent)
+
+
+def _recorded_parent(index_dir: Path, g: int) -> object:
+    """The manifest of generation ``g``, or the header of its pruned record ({} if neither)."""
+    for path in (generation_path(index_dir, g) / MANIFEST, pruned_record(index_dir, g)):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                first = fh.read() if path.name == MANIFEST else fh.readline()
+            recorded = json.loads(first)
+        except (OSError, ValueError):
+            continue
+        return recorded.get("header", recorded) if isinstance(recorded, dict) else {}
+    return {}
 
 
 def _append_history(index_dir: Path, generation: int, action: str, **record) -> None:
@@ -175,10 +203,10 @@ def clean_debris(index_dir: Path) -> list[str]:
             elif p.name.isdigit() and int(p.name) > published:
                 _discard(p)
                 removed.append(f"{GENERATIONS}/{p.name}")
-    for p in index_dir.glob(f"{TMP_PREFIX}*"):
+    for p in [*index_dir.glob(f"{TMP_PREFIX}*"), *(index_dir / PRUNED).glob(f"{TMP_PREFIX}*")]:
         if p.is_file():
             p.unlink(missing_ok=True)
-            removed.append(p.name)
+            removed.append(str(p.relative_to(index_dir)))
     return removed
 
 
@@ -252,9 +280,41 @@ def prune(index_dir: str | Path, keep: int) -> list[int]:
         gens = list_generations(index_dir)
         retained = set(gens[-keep:]) | {current}
         doomed = [g for g in gens if g not in retained]
+        needed = _between_kept(index_dir, sorted(retained - {None}))
         for g in doomed:
+            if g in needed:
+                _keep_record(index_dir, g)
             _discard(generation_path(index_dir, g))
+        records = index_dir / PRUNED
+        if records.is_dir():  # records no rollback between the kept generations can reach
+            for path in records.glob("*.jsonl"):
+                if path.stem.isdigit() and int(path.stem) not in needed:
+                    path.unlink()
     return doomed
+
+
+def _between_kept(index_dir: Path, kept: list[int]) -> set[int]:
+    """The generations on the paths between kept ones (each line down to where it meets the
+    other's): a rollback from one kept generation to another puts back the writes they folded
+    in, and tells by them which writes the target holds."""
+    lines = {k: lineage(index_dir, k) for k in kept}
+    needed: set[int] = set()
+    for a, b in itertools.combinations(kept, 2):
+        for mine, other in ((lines[a], set(lines[b])), (lines[b], set(lines[a]))):
+            needed.update(itertools.takewhile(lambda g, other=other: g not in other, mine))
+    return needed
+
+
+def _keep_record(index_dir: Path, g: int) -> None:
+    """Copy what generation ``g`` folded in, after a header naming its parent, out of its
+    directory before a prune deletes it."""
+    line = lineage(index_dir, g)
+    header = {"header": {"generation": g, "parent": line[1] if len(line) > 1 else None}}
+    own = generation_path(index_dir, g) / FOLDED_NAME
+    body = own.read_text(encoding="utf-8") if own.is_file() else ""
+    path = pruned_record(index_dir, g)
+    path.parent.mkdir(exist_ok=True)
+    write_text_atomic(path, json.dumps(header) + "\n" + body)
 
 
 @dataclass(frozen=True, slots=True)

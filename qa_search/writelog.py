@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from .errors import SnapshotError
 from .snapshot import fsync_path
-from .store import current_generation
+from .store import FOLDED_NAME, current_generation, generation_writes_file
 from .threads import Thread, thread_from_dict
 
 if TYPE_CHECKING:
@@ -56,8 +56,6 @@ log = logging.getLogger(__name__)
 
 LOG_NAME = "writes.jsonl"
 LOCK_NAME = "writes.lock"
-#: The writes a generation folded in, kept in its snapshot for a rollback to restore.
-FOLDED_NAME = "live_writes.jsonl"
 FORMAT = 1
 UPSERT = "upsert"
 DELETE = "delete"
@@ -155,9 +153,13 @@ def folded_through(snapshot: str | Path) -> int:
     return int(read_manifest(Path(snapshot)).get("write_log", {}).get("folded_through", 0))
 
 
-def folded_writes(snapshot: str | Path) -> list[WriteEntry]:
-    """The live writes a generation folded in when it was published (none for older ones)."""
-    path = Path(snapshot) / FOLDED_NAME
+def generation_writes(index_dir: str | Path, generation: int) -> list[WriteEntry]:
+    """The live writes generation ``generation`` folded in, from its directory or, once pruned,
+    from the record the prune kept (none where neither is there)."""
+    return _writes_in(generation_writes_file(Path(index_dir), generation))
+
+
+def _writes_in(path: Path) -> list[WriteEntry]:
     if not path.is_file():
         return []
     with open(path, "rb") as fh:
@@ -177,13 +179,12 @@ def writes_for_switch(index_dir: str | Path, current: int, to: int) -> tuple[int
     again on top, they would undo what ``to`` did after them, such as a moderator's delete.
     Call it holding the writer lock.
     """
-    from .store import generation_path, lineage
+    from .store import lineage
 
     index_dir = Path(index_dir)
     target_line = lineage(index_dir, to)
     held_by_target = set(target_line)
-    held_ids = {e.id for g in target_line for e in folded_writes(generation_path(index_dir, g))
-                if e.id is not None}
+    held_ids = {e.id for g in target_line for e in generation_writes(index_dir, g) if e.id is not None}
 
     def held(entry: WriteEntry) -> bool:
         return (entry.id is not None and entry.id in held_ids) or entry.restored_from in held_by_target
@@ -196,7 +197,7 @@ def writes_for_switch(index_dir: str | Path, current: int, to: int) -> tuple[int
     restored: list[WriteEntry] = []
     seen: set[str] = set()
     for g in reversed(parted):
-        for e in folded_writes(generation_path(index_dir, g)):
+        for e in generation_writes(index_dir, g):
             if held(e) or (e.id is not None and e.id in seen):
                 continue
             if e.id is not None:
