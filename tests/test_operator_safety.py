@@ -119,6 +119,57 @@ def test_a_write_held_by_a_pruned_ancestor_of_the_target_is_not_put_back(tmp_pat
         assert "w1" not in index
 
 
+def test_a_rollback_killed_between_the_log_and_the_pointer_ends_right_when_run_again(
+    tmp_path, threads, monkeypatch
+):
+    import qa_search.store as store
+
+    def served(idx) -> dict[str, str]:
+        with LiveIndex(idx, FakeEmbedder()).reading() as index:
+            return {t.id: t.title for t in index.threads()}
+
+    def history(idx) -> None:
+        build_index(idx, threads, FakeEmbedder())  # 1
+        live = LiveIndex(idx, FakeEmbedder())
+        live.upsert([Thread("w1", "a write a moderator removes later")])
+        delete_threads(idx, ["w1"], FakeEmbedder())  # 2
+        live.upsert([Thread("w2", "a write generation 3 folds in")])
+        build_index(idx, threads, FakeEmbedder())  # 3
+        assert rollback(idx, to=1) == 1
+        live.upsert([Thread("w3", "a write pending on generation 1")])
+
+    history(tmp_path / "a")
+    rollback(tmp_path / "a", to=3)
+    expected = served(tmp_path / "a")
+    assert "w2" in expected and "w3" in expected and "w1" not in expected
+
+    idx = tmp_path / "b"
+    history(idx)
+    real = store._set_current
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies after the log is rewritten, before CURRENT
+
+    monkeypatch.setattr(store, "_set_current", die)
+    with pytest.raises(KeyboardInterrupt):
+        rollback(idx, to=3)
+    monkeypatch.setattr(store, "_set_current", real)
+    assert current_generation(idx) == 1
+    assert rollback(idx, to=3) == 3  # the operator runs it again
+    assert served(idx) == expected
+
+    # and back: the writes put back twice are applied twice, which changes nothing
+    rollback(tmp_path / "a", to=2)
+    expected = served(tmp_path / "a")
+    assert "w1" not in expected and "w2" in expected and "w3" in expected
+    monkeypatch.setattr(store, "_set_current", die)
+    with pytest.raises(KeyboardInterrupt):
+        rollback(idx, to=2)
+    monkeypatch.setattr(store, "_set_current", real)
+    assert rollback(idx, to=2) == 2
+    assert served(idx) == expected
+
+
 def test_lineage_of_generations_published_before_parents_were_recorded_comes_from_the_history(
     tmp_path, threads
 ):
