@@ -153,6 +153,14 @@ def folded_through(snapshot: str | Path) -> int:
     return int(read_manifest(Path(snapshot)).get("write_log", {}).get("folded_through", 0))
 
 
+def current_folded_through(index_dir: str | Path) -> int:
+    """:func:`folded_through` of the index directory's current generation (0 when none)."""
+    from .store import generation_path
+
+    number = current_generation(index_dir)
+    return 0 if number is None else folded_through(generation_path(Path(index_dir), number))
+
+
 def generation_writes(index_dir: str | Path, generation: int) -> list[WriteEntry]:
     """The live writes generation ``generation`` folded in, from its directory or, once pruned,
     from the record the prune kept (none where neither is there)."""
@@ -450,11 +458,17 @@ class WriteLog:
         self._rewrite(_lines([header]) + b"".join(kept))
 
 
-def _embed_pending(index: ForumIndex, log: WriteLog) -> dict[str, np.ndarray]:
+def _pending(log: WriteLog, done: int) -> list[WriteEntry]:
+    """The log's entries after ``done``, the last one the current generation folded in (a
+    publish killed before it compacted the log leaves those in it)."""
+    return [e for e in log.read_all_strict() if e.seq > done]
+
+
+def _embed_pending(index: ForumIndex, log: WriteLog, done: int) -> dict[str, np.ndarray]:
     """Embeddings, by text, of the new texts the log's pending upserts bring to ``index``."""
     if not log.path.exists():
         return {}
-    entries = log.read_all_strict()
+    entries = _pending(log, done)
     new = (text for e in entries if e.op == UPSERT for text in index.pending_texts(e.threads))
     texts = sorted(dict.fromkeys(new), key=len)  # batches of similar length pad little
     if not texts:
@@ -480,10 +494,11 @@ def publish_with_log(
     # the pending writes' new texts are embedded before the log is locked: the service's writes
     # wait on that lock, and a day of writes can take the encoder a while; only the few that
     # come in meanwhile are embedded under it
-    vectors = _embed_pending(index, WriteLog(index_dir))
+    vectors = _embed_pending(index, WriteLog(index_dir), current_folded_through(index_dir))
     log = WriteLog(index_dir)
     with log.locked():
-        entries = log.read_all_strict()  # a damaged line stops the publish: nothing is lost
+        # a damaged line stops the publish: nothing is lost
+        entries = _pending(log, current_folded_through(index_dir))
         apply_entries(index, entries, vectors)
         if then is not None:  # the caller's own change is newer than the pending writes
             then(index)

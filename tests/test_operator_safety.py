@@ -170,6 +170,26 @@ def test_a_rollback_killed_between_the_log_and_the_pointer_ends_right_when_run_a
     assert served(idx) == expected
 
 
+def test_a_publish_killed_before_it_compacted_the_log_is_not_folded_in_twice(tmp_path, threads, monkeypatch):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    LiveIndex(idx, FakeEmbedder()).upsert([Thread("w1", "a write a moderator removes")])
+
+    def die(self, *args, **kwargs):
+        raise KeyboardInterrupt  # killed after CURRENT moved on, before the log was compacted
+
+    monkeypatch.setattr(WriteLog, "truncate_through", die)
+    with pytest.raises(KeyboardInterrupt):
+        delete_threads(idx, ["w1"], FakeEmbedder())  # generation 2: the write, then the delete
+    monkeypatch.undo()
+    assert current_generation(idx) == 2 and len(WriteLog(idx).read_all()) == 1  # still in the log
+    # the next publish leaves out what generation 2 folded in already: the delete sticks
+    report = update_index(idx, [threads[0]], FakeEmbedder())
+    assert report.live_writes == 0 and WriteLog(idx).read_all() == []
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "w1" not in index
+
+
 def test_lineage_of_generations_published_before_parents_were_recorded_comes_from_the_history(
     tmp_path, threads
 ):
