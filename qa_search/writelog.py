@@ -477,6 +477,24 @@ def _embed_pending(index: ForumIndex, log: WriteLog, done: int) -> dict[str, np.
     return dict(zip(texts, embedded, strict=True))
 
 
+def _superseded_dropped(entries: list[WriteEntry]) -> list[WriteEntry]:
+    """``entries`` without the threads of upserts that a later entry among them sets again (an
+    edit, a delete): applied in order, the result is the same (a thread ends as its last entry
+    leaves it), and a thread deleted through the service leaves no copy of its text in the
+    record a generation keeps. Each entry stays, with its id, for a rollback to tell by."""
+    later: set[str] = set()
+    out = []
+    for e in reversed(entries):
+        if e.op == UPSERT:
+            kept = tuple(t for t in e.threads if t.id not in later)
+            later.update(t.id for t in e.threads)
+            out.append(e if len(kept) == len(e.threads) else replace(e, threads=kept))
+        else:
+            later.update(e.ids)
+            out.append(e)
+    return out[::-1]
+
+
 def publish_with_log(
     index: ForumIndex,
     index_dir: str | Path,
@@ -503,7 +521,8 @@ def publish_with_log(
         if then is not None:  # the caller's own change is newer than the pending writes
             then(index)
         # kept in the snapshot too: a rollback past this generation puts them back in the log
-        folded = {FOLDED_NAME: _lines(_record(e, e.seq) for e in entries)} if entries else None
+        folded = {FOLDED_NAME: _lines(_record(e, e.seq) for e in _superseded_dropped(entries))} \
+            if entries else None
         # the generation says which log entries it holds, so a worker that loads it before the
         # log is compacted below does not apply them (and undo ``then``) a second time
         path = index.save(index_dir, progress=progress, extra_files=folded,

@@ -56,10 +56,11 @@ def test_a_rollback_puts_the_writes_later_generations_folded_in_back_into_the_lo
 
     assert rollback(idx, to=1) == 1
     assert read_history(idx)[-1]["restored_writes"] == 4
-    # the log now holds the writes of generations 2 and 3, oldest first, then its own
+    # the log now holds the writes of generations 2 and 3, oldest first, then its own (the first
+    # write's thread, which the edit after it superseded, is not kept in generation 2's record)
     entries = WriteLog(idx).read_all()
     assert [(e.op, [t.id for t in e.threads] or list(e.ids)) for e in entries] == [
-        ("upsert", ["w1"]), ("upsert", ["w1"]), ("delete", ["w1"]), ("upsert", ["w2"]), ("upsert", ["w3"])
+        ("upsert", []), ("upsert", ["w1"]), ("delete", ["w1"]), ("upsert", ["w2"]), ("upsert", ["w3"])
     ]
     fresh = LiveIndex(idx, FakeEmbedder())
     with fresh.reading() as index:
@@ -188,6 +189,26 @@ def test_a_publish_killed_before_it_compacted_the_log_is_not_folded_in_twice(tmp
     assert report.live_writes == 0 and WriteLog(idx).read_all() == []
     with LiveIndex(idx, FakeEmbedder()).reading() as index:
         assert "w1" not in index
+
+
+def test_a_thread_deleted_through_the_service_leaves_no_copy_after_a_rebuild_and_prune(tmp_path, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    live = LiveIndex(idx, FakeEmbedder())
+    live.upsert([Thread("px", "my secretword7731 and what happened"), Thread("w2", "a thread that stays")])
+    live.upsert([Thread("px", "edited: my secretword7731 again")])
+    live.delete(["px"])
+    build_index(idx, threads, FakeEmbedder(), keep=1)  # the README's recipe
+    copies = [p for p in idx.rglob("*") if p.is_file() and b"secretword7731" in p.read_bytes()]
+    assert copies == []
+    # the generation's record keeps every write (with its id), less the superseded thread
+    record = [json.loads(line) for line in (generation_path(idx, 2) / FOLDED_NAME).read_text().splitlines()]
+    assert [(r["op"], [t["id"] for t in r.get("threads", [])]) for r in record] == [
+        ("upsert", ["w2"]), ("upsert", []), ("delete", [])
+    ]
+    assert all(r["id"] for r in record)
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "px" not in index and "w2" in index
 
 
 def test_lineage_of_generations_published_before_parents_were_recorded_comes_from_the_history(
