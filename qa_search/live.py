@@ -19,9 +19,9 @@ from .embedding import Embedder
 from .errors import QASearchError, ReadOnlyIndexError, SnapshotError
 from .index import ForumIndex, as_str_list
 from .querycache import QueryCache
-from .store import current_generation, generation_path, resolve_snapshot
+from .store import generation_path, resolve_snapshot, serving_generation
 from .threads import Thread, check_portable, checked_thread
-from .writelog import UPSERT, WriteEntry, WriteLog, apply_entries, folded_through
+from .writelog import UPSERT, WriteEntry, WriteLog, apply_entries, folded_through, log_switch
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class LiveIndex:
     def __init__(self, index_dir: Path, embedder: Embedder | None = None, cache_size: int = 1024) -> None:
         self.index_dir = Path(index_dir)
         self._watch = resolve_snapshot(self.index_dir) != self.index_dir  # a directory, not one snapshot
-        self.generation = current_generation(self.index_dir) if self._watch else None
+        self.generation = serving_generation(self.index_dir) if self._watch else None
         snap = generation_path(self.index_dir, self.generation) if self._watch else self.index_dir
         self.index = ForumIndex.load(snap, embedder)
         self.cache = QueryCache(self.index.embedder, cache_size)
@@ -148,9 +148,24 @@ class LiveIndex:
                 log.error("not applying the write log past a damaged line until it is repaired: %s", exc)
 
     def catch_up(self) -> None:
-        """Apply what other processes appended to the log."""
+        """Apply what other processes appended to the log, or, when a rollback has set the log
+        for another generation, swap to that one (never apply its log to this one)."""
         with self._sync:
-            self._apply(self.log.poll())
+            before = self.log.file
+            swap = self._take(before, self.log.poll())
+        if swap:
+            self.check_generation()
+
+    def _take(self, before: tuple | None, entries: list[WriteEntry]) -> bool:
+        """Apply entries read from the log, unless the log has become another generation's (a
+        rollback rewrote it: ``before`` is the file this handle read until now), in which case
+        they are left for the swap; returns whether a swap is due."""
+        if self._watch and self.log.file != before:
+            switch = log_switch(self.index_dir)
+            if switch is not None and switch["from"] == self.generation != switch["to"]:
+                return True
+        self._apply(entries)
+        return False
 
     def upsert(self, threads: Iterable[Thread] | Thread) -> WriteEntry:
         """Log the threads durably, then apply them here (a single :class:`Thread` may be passed
@@ -161,8 +176,11 @@ class LiveIndex:
         threads = [check_portable(checked_thread(t))
                    for t in ([threads] if isinstance(threads, Thread) else threads)]
         with self._sync:
+            before = self.log.file
             unseen, entry = self.log.append_upsert(threads)
-            self._apply([*unseen, entry])
+            swap = self._take(before, [*unseen, entry])
+        if swap:  # the write is in the log of the generation swapped to
+            self.check_generation()
         return entry
 
     def delete(self, thread_ids: Iterable[str]) -> WriteEntry:
@@ -170,8 +188,11 @@ class LiveIndex:
         log entry."""
         self._check_writable()
         with self._sync:
+            before = self.log.file
             unseen, entry = self.log.append_delete(as_str_list(thread_ids))
-            self._apply([*unseen, entry])
+            swap = self._take(before, [*unseen, entry])
+        if swap:
+            self.check_generation()
         return entry
 
     # -- generations --------------------------------------------------------------------
@@ -181,7 +202,7 @@ class LiveIndex:
         if not self._watch:
             return False
         try:
-            number = current_generation(self.index_dir)
+            number = serving_generation(self.index_dir)
         except QASearchError as exc:
             log.error("cannot read the current generation: %s", exc)
             return False

@@ -86,6 +86,9 @@ def writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[N
     os.pwrite(fd, (json.dumps(holder) + "\n").encode("utf-8"), 0)
     _held[key] = [fd, 1]
     try:
+        from .store import finish_switch
+
+        finish_switch(index_dir)  # a rollback killed midway is finished before anything is read
         yield
     finally:
         del _held[key]

@@ -175,6 +175,37 @@ def _set_current(index_dir: Path, number: int, action: str, **record) -> None:
     _append_history(index_dir, number, action, **record)
 
 
+def serving_generation(index_dir: str | Path) -> int | None:
+    """The generation to serve: ``CURRENT``'s, unless a rollback has set the write log for
+    another and not yet moved ``CURRENT`` (see :func:`~qa_search.writelog.log_switch`)."""
+    from .writelog import log_switch
+
+    number = current_generation(index_dir)
+    switch = log_switch(index_dir)
+    if switch is None or number != switch["from"] or switch["to"] == number:
+        return number
+    target = switch["to"]
+    return target if (generation_path(Path(index_dir), target) / MANIFEST).is_file() else number
+
+
+def finish_switch(index_dir: str | Path) -> int | None:
+    """Move ``CURRENT`` to where a rollback killed midway had set the write log for; returns
+    the generation it moved to (None when there was nothing to finish). Writers call it when
+    they take the writer lock, before they read anything."""
+    from .writelog import log_switch
+
+    index_dir = Path(index_dir)
+    if not (index_dir / CURRENT).is_file():
+        return None
+    target, number = serving_generation(index_dir), current_generation(index_dir)
+    if target == number:
+        return None
+    switch = log_switch(index_dir) or {}
+    _set_current(index_dir, target, "rollback", restored_writes=switch.get("restored", 0),
+                 dropped_writes=switch.get("dropped", 0), finished_after_a_crash=True)
+    return target
+
+
 def last_published(index_dir: str | Path) -> int:
     """The highest generation number ever made current (0 when none)."""
     numbers = [r["generation"] for r in read_history(index_dir)]

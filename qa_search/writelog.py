@@ -8,12 +8,13 @@ index it is about to publish, then rewrites the log without them.
 
 Layout of ``DIR/writes.jsonl``::
 
-    {"header": {"format": 1, "compacted_through": 17, "generation": 4}}   (after a compaction)
+    {"header": {"format": 1, "compacted_through": 17, "generation": 4, "file": "..."}}
     {"seq": 18, "op": "upsert", "threads": [{...dump format...}], "generation": 4, "at": "...", "id": "..."}
     {"seq": 19, "op": "delete", "ids": ["t042"], "generation": 4, "at": "...", "id": "..."}
 
-``seq`` numbers writes across compactions; ``generation`` is the generation the writer was
-serving, for the record. Every entry sets the state of the threads it names, so replaying a
+(a log a rollback wrote also has ``"switch": {"from", "to", ...}`` in its header, see
+:func:`log_switch`). ``seq`` numbers writes across compactions; ``generation`` is the generation
+the writer was serving, for the record. Every entry sets the state of the threads it names, so replaying a
 suffix of the log on an index that already reflects it changes nothing: a process may apply an
 entry twice (for instance around a compaction) without harm, but never skips one.
 
@@ -112,10 +113,39 @@ def _lines(records: Iterable[dict]) -> bytes:
     return b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records)
 
 
-def _header(compacted_through: int, generation: int | None) -> dict:
-    """A log file's first line; ``file`` is a token of its own, whatever inode it gets."""
-    return {"header": {"format": FORMAT, "compacted_through": compacted_through,
-                       "generation": generation, "file": uuid.uuid4().hex}}
+def _header(compacted_through: int, generation: int | None, switch: dict | None = None) -> dict:
+    """A log file's first line; ``file`` is a token of its own, whatever inode it gets.
+    ``switch``: written by a rollback, see :func:`log_switch`."""
+    header = {"format": FORMAT, "compacted_through": compacted_through, "generation": generation,
+              "file": uuid.uuid4().hex}
+    if switch is not None:
+        header["switch"] = switch
+    return {"header": header}
+
+
+def log_switch(index_dir: str | Path) -> dict | None:
+    """The switch a rollback recorded in the log's header: ``{"from", "to", "restored",
+    "dropped"}``, or None.
+
+    A rollback sets the log for its target first and moves ``CURRENT`` after; while ``CURRENT``
+    still names ``from`` (a moment, or for good if the rollback was killed), the log already
+    belongs to ``to``, so readers serve ``to`` (:func:`~qa_search.store.serving_generation`) and
+    the next writer finishes the switch (:func:`~qa_search.store.finish_switch`). Any later
+    rewrite of the log (a build's compaction) drops the record; appends keep the header."""
+    try:
+        with open(Path(index_dir) / LOG_NAME, "rb") as fh:
+            first = os.pread(fh.fileno(), 65536, 0)
+    except OSError:
+        return None
+    end = first.find(b"\n")
+    if not first.startswith(b'{"header"') or end < 0:
+        return None
+    try:
+        switch = json.loads(first[:end])["header"].get("switch")
+    except (ValueError, KeyError, AttributeError):
+        return None
+    ok = isinstance(switch, dict) and all(isinstance(switch.get(k), int) for k in ("from", "to"))
+    return switch if ok else None
 
 
 def _file_token(fh) -> str | None:
@@ -213,13 +243,12 @@ def writes_for_switch(index_dir: str | Path, current: int, to: int) -> tuple[int
             # a write keeps the generation that first folded it in, through later rollbacks
             restored.append(e if e.restored_from is not None else replace(e, restored_from=g))
     log = WriteLog(index_dir)
-    if not restored and not log.path.exists():
-        return 0, 0
     with log.locked():
         pending = log.read_all_strict()  # a damaged line stops the switch: nothing is lost
         doomed = {e.seq for e in pending if held(e)}
-        if restored or doomed:
-            log.restore(restored, to, drop=doomed)
+        # rewritten even when nothing changes: its header says which generation it now belongs to
+        switch = {"from": current, "to": to, "restored": len(restored), "dropped": len(doomed)}
+        log.restore(restored, to, drop=doomed, switch=switch)
     return len(restored), len(doomed)
 
 
@@ -277,6 +306,11 @@ class WriteLog:
         self._damage: tuple | None = None  # (position, error, file state) of a damaged line met
 
     # -- reading ------------------------------------------------------------------------
+
+    @property
+    def file(self) -> tuple | None:
+        """Which log file this handle reads ((device, inode, header token); None before any)."""
+        return self._file_id
 
     def _stat(self) -> os.stat_result | None:
         try:
@@ -387,13 +421,16 @@ class WriteLog:
         """Durably log a delete. Returns (entries appended by others and not yet seen, this one)."""
         return self._append(WriteEntry(0, DELETE, ids=tuple(ids)))
 
-    def restore(self, restored: list[WriteEntry], generation: int, drop: set[int] = frozenset()) -> None:
+    def restore(
+        self, restored: list[WriteEntry], generation: int, drop: set[int] = frozenset(),
+        switch: dict | None = None,
+    ) -> None:
         """Rewrite the log as ``restored`` followed by its own entries (less the seqs in
         ``drop``), numbered on from the highest seq so far (so every process applies them, in
-        this order). Call with :meth:`locked` held."""
+        this order), under a header recording ``switch``. Call with :meth:`locked` held."""
         existing = [e for e in self.read_all_strict() if e.seq not in drop]
         top = self.last_seq
-        header = _header(top, generation)
+        header = _header(top, generation, switch)
         records = [_record(e, top + i) for i, e in enumerate([*restored, *existing], 1)]
         self._rewrite(_lines([header, *records]))
 

@@ -120,14 +120,15 @@ def test_a_write_held_by_a_pruned_ancestor_of_the_target_is_not_put_back(tmp_pat
         assert "w1" not in index
 
 
-def test_a_rollback_killed_between_the_log_and_the_pointer_ends_right_when_run_again(
+def test_a_rollback_killed_between_the_log_and_the_pointer_is_served_and_finished_as_meant(
     tmp_path, threads, monkeypatch
 ):
     import qa_search.store as store
 
-    def served(idx) -> dict[str, str]:
-        with LiveIndex(idx, FakeEmbedder()).reading() as index:
-            return {t.id: t.title for t in index.threads()}
+    def served(idx) -> tuple[int, dict[str, str]]:
+        live = LiveIndex(idx, FakeEmbedder())
+        with live.reading() as index:
+            return live.generation, {t.id: t.title for t in index.threads()}
 
     def history(idx) -> None:
         build_index(idx, threads, FakeEmbedder())  # 1
@@ -142,7 +143,7 @@ def test_a_rollback_killed_between_the_log_and_the_pointer_ends_right_when_run_a
     history(tmp_path / "a")
     rollback(tmp_path / "a", to=3)
     expected = served(tmp_path / "a")
-    assert "w2" in expected and "w3" in expected and "w1" not in expected
+    assert expected[0] == 3 and "w2" in expected[1] and "w3" in expected[1] and "w1" not in expected[1]
 
     idx = tmp_path / "b"
     history(idx)
@@ -155,20 +156,49 @@ def test_a_rollback_killed_between_the_log_and_the_pointer_ends_right_when_run_a
     with pytest.raises(KeyboardInterrupt):
         rollback(idx, to=3)
     monkeypatch.setattr(store, "_set_current", real)
-    assert current_generation(idx) == 1
-    assert rollback(idx, to=3) == 3  # the operator runs it again
-    assert served(idx) == expected
+    # CURRENT still names 1, but the log is 3's: the service serves 3, never 1 with 3's log
+    assert current_generation(idx) == 1 and served(idx) == expected
+    assert rollback(idx, to=3) == 3  # the operator runs it again: the same end
+    assert served(idx) == expected and current_generation(idx) == 3
 
-    # and back: the writes put back twice are applied twice, which changes nothing
+    # and back, killed the same way; the next writer of any kind finishes the switch
     rollback(tmp_path / "a", to=2)
     expected = served(tmp_path / "a")
-    assert "w1" not in expected and "w2" in expected and "w3" in expected
+    assert expected[0] == 2 and "w1" not in expected[1] and "w2" in expected[1] and "w3" in expected[1]
     monkeypatch.setattr(store, "_set_current", die)
     with pytest.raises(KeyboardInterrupt):
         rollback(idx, to=2)
     monkeypatch.setattr(store, "_set_current", real)
-    assert rollback(idx, to=2) == 2
-    assert served(idx) == expected
+    assert current_generation(idx) == 3 and served(idx) == expected
+    prune(idx, keep=100)
+    assert current_generation(idx) == 2 and served(idx) == expected
+    record = read_history(idx)[-1]
+    assert record["action"] == "rollback" and record["finished_after_a_crash"] is True
+
+
+def test_a_running_worker_swaps_when_a_rollback_has_set_the_log_and_never_applies_it_to_the_old_one(
+    tmp_path, threads
+):
+    from qa_search.writelog import writes_for_switch
+
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())  # 1
+    reader, writer = LiveIndex(idx, FakeEmbedder()), LiveIndex(idx, FakeEmbedder())
+    reader.upsert([Thread("ma", "a write a moderator removes")])
+    delete_threads(idx, ["ma"], FakeEmbedder())  # 2: the write, then the delete
+    for live in (reader, writer):
+        live.check_generation()
+        with live.reading() as index:
+            assert live.generation == 2 and "ma" not in index
+    # the first half of a rollback to 1: the log now holds the write again, for generation 1
+    writes_for_switch(idx, 2, 1)
+    assert current_generation(idx) == 2
+    with reader.reading() as index:  # a request: it swaps instead of bringing "ma" back on 2
+        assert reader.generation == 1 and "ma" in index
+    writer.upsert([Thread("nw", "a write in the moment between")])  # a write, likewise
+    assert writer.generation == 1
+    with writer.reading() as index:
+        assert "ma" in index and "nw" in index
 
 
 def test_a_publish_killed_before_it_compacted_the_log_is_not_folded_in_twice(tmp_path, threads, monkeypatch):
