@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import SAMPLE_DUMP, FakeEmbedder, calibrated_sample_index
 
 from qa_search import (
@@ -170,6 +171,9 @@ def test_a_rollback_killed_between_the_log_and_the_pointer_is_served_and_finishe
         rollback(idx, to=2)
     monkeypatch.setattr(store, "_set_current", real)
     assert current_generation(idx) == 3 and served(idx) == expected
+    info = CliRunner().invoke(main, ["info", str(idx), "--json"])
+    assert json.loads(info.stdout)["current"] == 3 and json.loads(info.stdout)["serving"] == 2
+    assert "a rollback to generation 2 was stopped" in CliRunner().invoke(main, ["info", str(idx)]).output
     prune(idx, keep=100)
     assert current_generation(idx) == 2 and served(idx) == expected
     record = read_history(idx)[-1]

@@ -13,7 +13,7 @@ from ..cache import cache_root
 from ..index import IndexConfig, check_scoring_settings
 from ..lifecycle import current_config, delete_threads, reconfigure_index, update_index, verify_index
 from ..lock import read_holder, writer_lock
-from ..store import current_generation, describe, read_history, resolve_snapshot, rollback
+from ..store import current_generation, describe, read_history, resolve_snapshot, rollback, serving_generation
 from ._common import echo_json, library_errors, settings_option
 from ._input import StepBar, ThreadInput, input_options
 from .build import keep_option, report
@@ -169,6 +169,8 @@ def info(index_dir: str, as_json: bool) -> None:
         },
         "history": read_history(index_dir)[-10:],
         "last_writer": read_holder(index_dir) or None,
+        # differs from "current" only while a rollback killed midway waits for the next writer
+        "serving": serving_generation(index_dir),
     }
     if not gens and out["current"] is None:
         resolve_snapshot(index_dir)  # says why: no directory, or nothing published in it
@@ -176,6 +178,9 @@ def info(index_dir: str, as_json: bool) -> None:
         echo_json(out)
         return
     click.echo(f"{index_dir}: current generation {out['current']}")
+    if out["serving"] != out["current"]:
+        click.echo(f"  a rollback to generation {out['serving']} was stopped before it moved CURRENT: the "
+                   "service already serves it, and the next build, update, delete or rollback finishes it")
     click.echo(f"  {'gen':>6}  {'on':>4}  {'created (UTC)':<20}  {'threads':>8}  {'vectors':>8}  {'MiB':>8}"
                "  model")
     for g in gens:
