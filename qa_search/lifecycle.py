@@ -31,7 +31,14 @@ from .errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadE
 from .index import ForumIndex, IndexConfig, as_str_list, config_of, probe_tolerance, stored_calibration
 from .lock import writer_lock
 from .snapshot import read_manifest, verify_files
-from .store import current_generation, generation_path, list_generations, prune, resolve_snapshot
+from .store import (
+    current_generation,
+    generation_path,
+    list_generations,
+    prune,
+    resolve_snapshot,
+    serving_generation,
+)
 from .threads import Thread
 from .tuning import model_index_settings
 from .writelog import publish_with_log
@@ -449,7 +456,7 @@ def verify_index(
     out = {}
     for snap in targets:
         label = f"generation {int(snap.name)}" if snap.name.isdigit() else str(snap)
-        if snap.name.isdigit() and int(snap.name) == current_generation(path):
+        if snap.name.isdigit() and int(snap.name) == serving_generation(path):
             label += " (current)"
         out[label] = verify_snapshot(snap, embedder, check_model=check_model)
     return out

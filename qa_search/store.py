@@ -81,11 +81,11 @@ def current_generation(index_dir: str | Path) -> int | None:
 
 def resolve_snapshot(path: str | Path) -> Path:
     """The snapshot directory to load for ``path``: a snapshot itself, or an index directory's
-    current generation."""
+    current generation (the one it serves: see :func:`serving_generation`)."""
     path = Path(path)
     if (path / MANIFEST).is_file():
         return path
-    number = current_generation(path)
+    number = serving_generation(path)
     if number is None:
         if not path.exists():
             raise SnapshotError(f"no index at {path}: build one with `qa-search build DUMP --index {path}`")
@@ -269,10 +269,17 @@ def rollback(index_dir: str | Path, to: int | None = None) -> int:
     checked against its manifest first; a damaged generation is refused.
     """
     index_dir = Path(index_dir)
+    # a rollback killed before it moved CURRENT, which taking the lock finishes: this one repeats
+    # it, and without --to it must not go a generation further
+    unfinished = index_dir.is_dir() and (index_dir / CURRENT).is_file() \
+        and serving_generation(index_dir) != current_generation(index_dir)
     with writer_lock(index_dir):
+        clean_debris(index_dir)
         current = current_generation(index_dir)
         if current is None:
             raise SnapshotError(f"{index_dir} holds no published generation to roll back from")
+        if to is None and unfinished:
+            return current
         published = last_published(index_dir)
         available = [g for g in list_generations(index_dir) if g <= published]  # not a crash's debris
         if to is None:
@@ -307,6 +314,7 @@ def prune(index_dir: str | Path, keep: int) -> list[int]:
         raise ValueError(f"keep must be at least 1, got {keep}")
     index_dir = Path(index_dir)
     with writer_lock(index_dir):
+        clean_debris(index_dir)
         current = current_generation(index_dir)
         gens = list_generations(index_dir)
         retained = set(gens[-keep:]) | {current}

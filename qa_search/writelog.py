@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from .errors import SnapshotError
 from .snapshot import fsync_path
-from .store import FOLDED_NAME, current_generation, generation_writes_file
+from .store import FOLDED_NAME, current_generation, generation_writes_file, serving_generation
 from .threads import Thread, thread_from_dict
 
 if TYPE_CHECKING:
@@ -451,7 +451,7 @@ class WriteLog:
             if error is not None:
                 raise error
             self._file_id, self._offset, self.last_seq, self._mtime = position
-            mine = replace(entry, seq=self.last_seq + 1, generation=current_generation(self.index_dir),
+            mine = replace(entry, seq=self.last_seq + 1, generation=serving_generation(self.index_dir),
                            id=uuid.uuid4().hex)
             data = _lines([_record(mine, mine.seq)])
             created = not self.path.exists()

@@ -22,7 +22,7 @@ from qa_search import (
     write_dump,
 )
 from qa_search.cli import main
-from qa_search.lifecycle import build_index, delete_threads, update_index, verify_snapshot
+from qa_search.lifecycle import build_index, delete_threads, update_index, verify_index, verify_snapshot
 from qa_search.snapshot import read_manifest
 from qa_search.store import (
     current_generation,
@@ -31,6 +31,7 @@ from qa_search.store import (
     list_generations,
     prune,
     read_history,
+    resolve_snapshot,
     rollback,
 )
 from qa_search.writelog import FOLDED_NAME, WriteLog
@@ -171,6 +172,9 @@ def test_a_rollback_killed_between_the_log_and_the_pointer_is_served_and_finishe
         rollback(idx, to=2)
     monkeypatch.setattr(store, "_set_current", real)
     assert current_generation(idx) == 3 and served(idx) == expected
+    # loading, searching and verifying go by the generation served, too
+    assert int(resolve_snapshot(idx).name) == 2
+    assert "generation 2 (current)" in verify_index(idx, check_model=False)
     info = CliRunner().invoke(main, ["info", str(idx), "--json"])
     assert json.loads(info.stdout)["current"] == 3 and json.loads(info.stdout)["serving"] == 2
     assert "a rollback to generation 2 was stopped" in CliRunner().invoke(main, ["info", str(idx)]).output
@@ -178,6 +182,22 @@ def test_a_rollback_killed_between_the_log_and_the_pointer_is_served_and_finishe
     assert current_generation(idx) == 2 and served(idx) == expected
     record = read_history(idx)[-1]
     assert record["action"] == "rollback" and record["finished_after_a_crash"] is True
+
+    # a plain `rollback` (to the previous generation) killed, then run again, stops where the
+    # first one meant to go, not a generation further; --json counts both steps' writes
+    rollback(tmp_path / "a", to=1)
+    expected = served(tmp_path / "a")
+    monkeypatch.setattr(store, "_set_current", die)
+    with pytest.raises(KeyboardInterrupt):
+        rollback(idx)
+    monkeypatch.setattr(store, "_set_current", real)
+    (idx / ".tmp-CURRENT.dead1234").write_text("1\n")  # what a kill in the middle of its write leaves
+    r = CliRunner().invoke(main, ["rollback", str(idx), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert (out["from"], out["current"]) == (2, 1) and out["restored_writes"] >= 1
+    assert served(idx) == expected
+    assert not list(idx.glob(".tmp-*"))  # the killed one's leftovers are cleaned up
 
 
 def test_a_running_worker_swaps_when_a_rollback_has_set_the_log_and_never_applies_it_to_the_old_one(

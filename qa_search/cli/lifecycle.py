@@ -135,9 +135,12 @@ def rollback_command(index_dir: str, to: int | None, as_json: bool) -> None:
     back into the write log, so the rolled-back index still has every acknowledged write; pending
     writes the target holds already are taken out of it."""
     before = current_generation(index_dir)
+    seen = len(read_history(index_dir))
     now = rollback(index_dir, to)
-    record = read_history(index_dir)[-1]
-    restored, dropped = record.get("restored_writes", 0), record.get("dropped_writes", 0)
+    # this command's switches: one, or two when it first finished a rollback killed midway
+    records = [r for r in read_history(index_dir)[seen:] if r.get("action") == "rollback"]
+    restored = sum(r.get("restored_writes", 0) for r in records)
+    dropped = sum(r.get("dropped_writes", 0) for r in records)
     if as_json:
         echo_json({"from": before, "current": now, "restored_writes": restored, "dropped_writes": dropped})
     else:
