@@ -1,7 +1,8 @@
 """Generations, the live-write log, rollbacks and pruning against a small reference model of what
 they mean: random sequences of live writes, builds, updates, operator deletes, rollbacks (to any
-kept generation, older or newer) and prunes, and after every step a freshly started LiveIndex must
-serve what the model says.
+kept generation, older or newer; some killed after they set the write log and before they moved
+CURRENT) and prunes, and after every step a freshly started LiveIndex must serve what the model
+says.
 
 The model: each generation G has a state S(G) and the set held(G) of live writes it holds,
 held(G) = held(parent) + the writes folded into G. The service serves S(current) with the pending
@@ -19,7 +20,9 @@ from conftest import FakeEmbedder
 
 from qa_search import LiveIndex, Thread, UnknownThreadError
 from qa_search.lifecycle import build_index, delete_threads, update_index
-from qa_search.store import current_generation, list_generations, prune, rollback
+from qa_search.lock import writer_lock
+from qa_search.store import current_generation, list_generations, prune, rollback, serving_generation
+from qa_search.writelog import writes_for_switch
 
 #: The dumps a build may index (each a few threads; some ids and titles shared, some not).
 DUMPS = [
@@ -108,8 +111,9 @@ def _next_op(rng: random.Random, model: Model, step: int) -> tuple:
     targets = sorted(model.kept - {model.current})
     while True:
         kind = rng.choices(
-            ["live_upsert", "live_delete", "build", "update", "delete", "rollback", "prune"],
-            weights=[6, 3, 3, 2, 2, 4, 1],
+            ["live_upsert", "live_delete", "build", "update", "delete", "rollback", "rollback_killed",
+             "prune"],
+            weights=[6, 3, 3, 2, 2, 4, 1, 1],
         )[0]
         keep = rng.choice([3, 100, 100])  # what a publish prunes to afterwards
         if kind == "live_upsert":
@@ -123,7 +127,7 @@ def _next_op(rng: random.Random, model: Model, step: int) -> tuple:
         if kind == "delete":
             ids = tuple(rng.sample([*POOL, "d3", "nowhere"], rng.choice([1, 2])))
             return (kind, ids, rng.random() < 0.8, keep)
-        if kind == "rollback" and targets:
+        if kind in ("rollback", "rollback_killed") and targets:
             return (kind, rng.choice(targets))
         if kind == "prune":
             return (kind, rng.choice([2, 3]))
@@ -161,6 +165,10 @@ def apply_op(op: tuple, idx, model: Model, embedder: FakeEmbedder) -> None:
     elif kind == "rollback":
         assert rollback(idx, to=op[1]) == op[1]
         model.rollback(op[1])
+    elif kind == "rollback_killed":  # killed after it set the log, before it moved CURRENT
+        with writer_lock(idx):  # as a rollback holds it (which finishes an earlier killed one)
+            writes_for_switch(idx, current_generation(idx), op[1])
+        model.rollback(op[1])  # served as meant at once; the next writer finishes it
     elif kind == "prune":
         prune(idx, keep=op[1])
         model.prune(op[1])
@@ -170,8 +178,8 @@ def apply_op(op: tuple, idx, model: Model, embedder: FakeEmbedder) -> None:
 
 def check(idx, model: Model, embedder: FakeEmbedder) -> str | None:
     """What differs between the index directory and the model (None when nothing does)."""
-    if current_generation(idx) != model.current or list_generations(idx) != sorted(model.kept):
-        return (f"generations {list_generations(idx)} (current {current_generation(idx)}), "
+    if serving_generation(idx) != model.current or list_generations(idx) != sorted(model.kept):
+        return (f"generations {list_generations(idx)} (serving {serving_generation(idx)}), "
                 f"the model keeps {sorted(model.kept)} (current {model.current})")
     with LiveIndex(idx, embedder).reading() as index:
         served = {t.id: t.title for t in index.threads()}
@@ -191,7 +199,7 @@ def run_ops(ops: list[tuple], idx, embedder: FakeEmbedder | None = None) -> tupl
     for step, op in enumerate(ops):
         if model.current is None and op[0] != "build":
             continue
-        if op[0] == "rollback" and (op[1] not in model.kept or op[1] == model.current):
+        if op[0].startswith("rollback") and (op[1] not in model.kept or op[1] == model.current):
             continue
         apply_op(op, idx, model, embedder)
         problem = check(idx, model, embedder)
