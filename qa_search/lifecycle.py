@@ -41,7 +41,7 @@ from .store import (
 )
 from .threads import Thread
 from .tuning import model_index_settings
-from .writelog import publish_with_log
+from .writelog import UPSERT, WriteLog, current_folded_through, publish_with_log
 
 #: Generations kept after a publish, by default (the current one is always kept).
 DEFAULT_KEEP = 3
@@ -248,6 +248,17 @@ def _kept_calibration(index_dir: Path, index: ForumIndex) -> tuple[Calibration |
         return None, f"{exc}; run qa-search calibrate again"
 
 
+def _log_brings_texts(index_dir: Path) -> bool:
+    """Whether the write log holds upserts that a publish would fold in: their new texts are then
+    embedded through the embedding cache, so they are counted and kept for the next build (a
+    publish that embeds nothing of its own need not open the cache otherwise)."""
+    done = current_folded_through(index_dir)
+    try:
+        return any(e.op == UPSERT and e.seq > done for e in WriteLog(index_dir).read_all())
+    except SnapshotError:  # a damaged log: the publish itself stops at it, naming the line
+        return False
+
+
 def _load_current(index_dir: Path, embedder: Embedder | None, use_cache: bool):
     manifest = read_manifest(resolve_snapshot(index_dir))
     if embedder is None:
@@ -322,9 +333,9 @@ def delete_threads(
             raise _NothingDeleted
 
     with writer_lock(index_dir):
-        index, _ = _load_current(index_dir, embedder, use_cache=False)
+        index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
         try:
-            report = _publish(index_dir, index, None, 0, 0, started, keep, then=delete)
+            report = _publish(index_dir, index, cached, 0, 0, started, keep, then=delete)
         except _NothingDeleted:  # no change, no new generation
             snap = resolve_snapshot(index_dir)
             counts = index.counts
@@ -351,9 +362,9 @@ def reconfigure_index(
     index_dir = Path(index_dir)
     started = time.perf_counter()
     with writer_lock(index_dir):
-        index, _ = _load_current(index_dir, embedder, use_cache=False)
+        index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
         index.reconfigure(settings)
-        return _publish(index_dir, index, None, 0, 0, started, keep)
+        return _publish(index_dir, index, cached, 0, 0, started, keep)
 
 
 def calibrate_index(
@@ -372,9 +383,9 @@ def calibrate_index(
     index_dir = Path(index_dir)
     started = time.perf_counter()
     with writer_lock(index_dir):
-        index, _ = _load_current(index_dir, embedder, use_cache=False)
+        index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
         calibration = index.calibrate(pairs, labels, None if targets is None else dict(targets))
-        return calibration, _publish(index_dir, index, None, 0, 0, started, keep)
+        return calibration, _publish(index_dir, index, cached, 0, 0, started, keep)
 
 
 # -- verification ---------------------------------------------------------------------------

@@ -335,6 +335,14 @@ def test_live_writes_a_build_folds_in_are_counted_and_cached(tmp_path, fake_cli,
     again = fake_cli.invoke(main, ["build", str(dump), "--index", str(idx), "--quiet", "--json"])
     out = json.loads(again.stdout)
     assert out["embedded"] == 0  # taken from the cache the fold filled
+    # a delete, configure or calibrate folds writes in too, and counts and caches them the same way
+    LiveIndex(idx, FakeEmbedder()).upsert([Thread("w2", "another brand new question")])
+    r = fake_cli.invoke(main, ["delete", str(idx), "w1", "--json"])
+    out = json.loads(r.stdout)
+    assert out["live_writes"] == 1 and out["embedded"] == 1 and out["reused"] == 0
+    write_dump([*threads, Thread("w2", "another brand new question")], dump)
+    again = fake_cli.invoke(main, ["build", str(dump), "--index", str(idx), "--quiet", "--json"])
+    assert json.loads(again.stdout)["embedded"] == 0
 
 
 def test_skip_invalid_says_what_it_skipped_even_when_nothing_is_left(tmp_path, fake_cli):
