@@ -121,7 +121,9 @@ def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool
 @click.command("rollback")
 @INDEX_DIR
 @click.option(
-    "--to", "to", type=int, default=None, help="Generation to make current [default: the previous one]."
+    "--to", "to", type=int, default=None,
+    help="Generation to make current, older or newer [default: the newest kept one numbered below the "
+    "current one].",
 )
 @click.option(
     "--json", "as_json", is_flag=True,
@@ -129,7 +131,7 @@ def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool
 )
 @library_errors
 def rollback_command(index_dir: str, to: int | None, as_json: bool) -> None:
-    """Make an earlier generation current again (atomically).
+    """Make another kept generation current again (atomically).
 
     The service's live writes that the current generation holds and the target does not are put
     back into the write log, so the rolled-back index still has every acknowledged write; pending
@@ -183,7 +185,8 @@ def info(index_dir: str, as_json: bool) -> None:
     click.echo(f"{index_dir}: current generation {out['current']}")
     if out["serving"] != out["current"]:
         click.echo(f"  a rollback to generation {out['serving']} was stopped before it moved CURRENT: the "
-                   "service already serves it, and the next build, update, delete or rollback finishes it")
+                   "service already serves it, and the next writer (build, update, delete, configure, "
+                   "calibrate, rollback) finishes it")
     click.echo(f"  {'gen':>6}  {'on':>4}  {'created (UTC)':<20}  {'threads':>8}  {'vectors':>8}  {'MiB':>8}"
                "  model")
     for g in gens:
