@@ -323,6 +323,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
             raise HTTPException(422, f"k must be at most {settings.max_k}")
         return k
 
+    @app.head("/", include_in_schema=False)  # uptime checkers often ask with HEAD
     @app.get("/", include_in_schema=False)
     def demo() -> FileResponse:
         # the page loads only its own files; nothing inline, nothing from elsewhere, no framing

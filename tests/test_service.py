@@ -194,6 +194,9 @@ def test_access_log_lines_drop_the_query_string():
 def test_demo_page_is_served(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="title"' in page.text and "/static/app.js" in page.text
+    head = client.head("/")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-security-policy"] == page.headers["content-security-policy"]
     assert "debounce" in client.get("/static/app.js").text.lower()
 
 
