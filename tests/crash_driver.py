@@ -9,6 +9,7 @@
 - ``write``     while writing a snapshot: after questions.faiss, before answers.faiss
 - ``publish``   after the new generation is complete, before CURRENT is switched to it
 - ``prune``     after publishing, midway through deleting an old generation
+- ``rollback``  after a rollback set the write log for its target, before it moved CURRENT
 
 ``--hang FILE`` creates FILE at the first embedding batch, then sleeps (to hold the writer lock).
 Used by tests/test_crash.py; the library itself reads no environment and has no test hooks.
@@ -85,6 +86,15 @@ def install(kill: str | None, hang: str | None) -> None:
             rmtree(path, *args, **kwargs)
 
         qa_search.store.shutil.rmtree = rmtree_then_die
+    elif kill == "rollback":
+        set_current = qa_search.store._set_current
+
+        def set_current_unless_rollback(index_dir, number, action, **record):
+            if action == "rollback":
+                die()
+            set_current(index_dir, number, action, **record)
+
+        qa_search.store._set_current = set_current_unless_rollback
 
 
 if __name__ == "__main__":

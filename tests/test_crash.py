@@ -14,7 +14,7 @@ import pytest
 from conftest import FakeEmbedder
 from test_lifecycle import edit, forum, results
 
-from qa_search import write_dump
+from qa_search import LiveIndex, Thread, write_dump
 from qa_search.lifecycle import verify_index
 from qa_search.snapshot import TMP_PREFIX
 from qa_search.store import current_generation, list_generations
@@ -99,6 +99,30 @@ def test_kill_9_during_a_build_leaves_a_servable_verifiable_index(tmp_path, dump
         assert summary["embedded"] == changed
     else:  # died embedding, from an empty cache, before the first shard was due
         assert summary["embedded"] == summary["vectors"]
+
+
+def test_kill_9_during_a_rollback_serves_its_target_and_running_it_again_finishes_it(tmp_path, dumps):
+    v1, v2, _ = dumps
+    idx = tmp_path / "idx"
+    assert qa("build", str(v1), "--index", str(idx), "--quiet").returncode == 0
+    LiveIndex(idx, FakeEmbedder()).upsert([Thread("w1", "a write the service acknowledged")])
+    assert qa("build", str(v2), "--index", str(idx), "--quiet").returncode == 0  # 2 folds it in
+
+    killed = qa("rollback", str(idx), kill="rollback")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    info = json.loads(qa("info", str(idx), "--json").stdout)
+    assert (info["current"], info["serving"]) == (2, 1)
+    live = LiveIndex(idx, FakeEmbedder())  # a worker (re)starting now serves the target
+    with live.reading() as index:
+        assert live.generation == 1 and "w1" in index  # generation 1 and the write put back
+
+    again = qa("rollback", str(idx), "--json")  # the operator runs it again: it stops at 1
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"from": 2, "current": 1, "restored_writes": 1, "dropped_writes": 0}
+    assert current_generation(idx) == 1 and not list(idx.rglob(f"{TMP_PREFIX}*"))
+    assert verify_index(idx, FakeEmbedder()) == {"generation 1 (current)": []}
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "w1" in index
 
 
 def test_two_concurrent_builds_one_wins_the_other_fails_at_once(tmp_path, dumps):
