@@ -291,6 +291,13 @@ def _probe_min_cosine(embedder: Embedder) -> float:
     return float(getattr(embedder, "probe_min_cosine", PROBE_MIN_COSINE))
 
 
+def matches_recorded_model(model: Mapping, embedder: Embedder, probe: np.ndarray) -> bool:
+    """Whether ``embedder``, whose probe vectors are ``probe``, is the model a manifest records
+    (``model``): its probe vectors agree within :func:`probe_tolerance` (another dimension never
+    does)."""
+    return same_model(np.asarray(model["probe"], np.float32), probe, probe_tolerance(model, embedder))
+
+
 def probe_tolerance(model: Mapping, embedder: Embedder) -> float:
     """The least probe cosine at which ``embedder`` counts as the model a manifest records.
 
@@ -923,9 +930,7 @@ class ForumIndex:
         if embedder is None:
             embedder = load_recorded_embedder(model)
         index = cls(embedder, config_of(snap, manifest))
-        stored_probe = np.asarray(model["probe"], dtype=np.float32)
-        min_cos = probe_tolerance(model, embedder)
-        if embedder.dimension != model["dimension"] or not same_model(stored_probe, index._probe, min_cos):
+        if not matches_recorded_model(model, embedder, index._probe):
             raise IncompatibleSnapshotError(
                 f"snapshot {snap} was built with model {model['name']!r} "
                 f"(dimension {model['dimension']}, fingerprint {model['fingerprint']}), but the "

@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from .ann import VectorIndex
 from .cache import CachedEmbedder, EmbeddingCache, cache_root
 from .calibration import Calibration
@@ -25,10 +23,9 @@ from .embedding import (
     model_fingerprint,
     probe_vectors,
     resolve_model,
-    same_model,
 )
 from .errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
-from .index import ForumIndex, IndexConfig, as_str_list, config_of, probe_tolerance, stored_calibration
+from .index import ForumIndex, IndexConfig, as_str_list, config_of, matches_recorded_model, stored_calibration
 from .lock import writer_lock
 from .snapshot import read_manifest, verify_files
 from .store import (
@@ -41,7 +38,7 @@ from .store import (
 )
 from .threads import Thread
 from .tuning import model_index_settings
-from .writelog import UPSERT, WriteLog, current_folded_through, publish_with_log
+from .writelog import UPSERT, WriteLog, current_folded_through, pending_entries, publish_with_log
 
 #: Generations kept after a publish, by default (the current one is always kept).
 DEFAULT_KEEP = 3
@@ -103,7 +100,6 @@ def _publish(
     written_vectors: int,
     started: float,
     keep: int,
-    deleted: int = 0,
     index_progress: Progress | None = None,
     then: Callable[[ForumIndex], None] | None = None,
 ) -> BuildReport:
@@ -128,7 +124,6 @@ def _publish(
         seconds=round(time.perf_counter() - started, 3),
         generation=int(path.name),
         snapshot=str(path),
-        deleted=deleted,
         pruned=tuple(pruned),
         live_writes=live_writes,
     )
@@ -238,9 +233,8 @@ def _kept_calibration(index_dir: Path, index: ForumIndex) -> tuple[Calibration |
     if "calibration.json" not in manifest.get("files", {}):
         return None, None
     model = manifest["model"]
-    if model["name"] != index.embedder.name or not same_model(
-        np.asarray(model["probe"], np.float32), index._probe, probe_tolerance(model, index.embedder)
-    ):
+    embedder = index.embedder
+    if model["name"] != embedder.name or not matches_recorded_model(model, embedder, index._probe):
         return None, f"it was fitted with model {model['name']!r}; run qa-search calibrate again"
     try:
         return stored_calibration(snap, manifest), None
@@ -252,9 +246,9 @@ def _log_brings_texts(index_dir: Path) -> bool:
     """Whether the write log holds upserts that a publish would fold in: their new texts are then
     embedded through the embedding cache, so they are counted and kept for the next build (a
     publish that embeds nothing of its own need not open the cache otherwise)."""
-    done = current_folded_through(index_dir)
     try:
-        return any(e.op == UPSERT and e.seq > done for e in WriteLog(index_dir).read_all())
+        pending = pending_entries(WriteLog(index_dir), current_folded_through(index_dir))
+        return any(e.op == UPSERT for e in pending)
     except SnapshotError:  # a damaged log: the publish itself stops at it, naming the line
         return False
 
@@ -434,9 +428,7 @@ def verify_snapshot(snap: Path, embedder: Embedder | None = None, *, check_model
         except ModelLoadError as exc:
             return [*problems, f"the model cannot be loaded to check its fingerprint: {exc}"]
         probe = probe_vectors(embedder)
-        tolerance = probe_tolerance(model, embedder)  # the rule loading applies
-        if embedder.dimension != model["dimension"] or not same_model(np.asarray(model["probe"]), probe,
-                                                                      tolerance):
+        if not matches_recorded_model(model, embedder, probe):  # the rule loading applies
             problems.append(
                 f"the model {model['name']!r} no longer matches: the snapshot recorded fingerprint "
                 f"{model['fingerprint']}, the model now gives {model_fingerprint(probe)}"

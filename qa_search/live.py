@@ -68,15 +68,10 @@ class RWLock:
 def _readable(wlog: WriteLog) -> list[WriteEntry]:
     """The entries ``wlog`` has not returned yet, up to a damaged line if there is one (which
     the serving process has logged already)."""
-    entries: list[WriteEntry] = []
-    while True:
-        try:
-            more = wlog.poll()
-        except SnapshotError:
-            return entries
-        if not more:
-            return entries
-        entries += more
+    try:
+        return wlog.poll()  # reads to the end, or up to a damaged line
+    except SnapshotError:
+        return []
 
 
 class LiveIndex:

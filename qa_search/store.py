@@ -132,26 +132,26 @@ def lineage(index_dir: str | Path, generation: int) -> list[int]:
     while True:
         g = chain[-1]
         recorded = _recorded_parent(index_dir, g)
-        if isinstance(recorded, dict) and "parent" in recorded:
-            parent = recorded["parent"]
-        else:
-            parent = parents.get(g, g - 1)
+        parent = recorded["parent"] if "parent" in recorded else parents.get(g, g - 1)
         if not isinstance(parent, int) or parent < 1 or parent >= g:  # the first, or nonsense
             return chain
         chain.append(parent)
 
 
-def _recorded_parent(index_dir: Path, g: int) -> object:
+def _recorded_parent(index_dir: Path, g: int) -> dict:
     """The manifest of generation ``g``, or the header of its pruned record ({} if neither)."""
-    for path in (generation_path(index_dir, g) / MANIFEST, pruned_record(index_dir, g)):
+    snap = generation_path(index_dir, g)
+    if (snap / MANIFEST).is_file():
         try:
-            with open(path, encoding="utf-8") as fh:
-                first = fh.read() if path.name == MANIFEST else fh.readline()
-            recorded = json.loads(first)
-        except (OSError, ValueError):
-            continue
-        return recorded.get("header", recorded) if isinstance(recorded, dict) else {}
-    return {}
+            return read_manifest(snap)
+        except SnapshotError:
+            return {}
+    try:
+        with open(pruned_record(index_dir, g), encoding="utf-8") as fh:
+            header = json.loads(fh.readline()).get("header")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return header if isinstance(header, dict) else {}
 
 
 def _append_history(index_dir: Path, generation: int, action: str, **record) -> None:

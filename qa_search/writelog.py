@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import SnapshotError
-from .snapshot import fsync_path
+from .snapshot import fsync_path, write_bytes_atomic
 from .store import FOLDED_NAME, current_generation, generation_writes_file, serving_generation
 from .threads import Thread, thread_from_dict
 
@@ -134,30 +134,29 @@ def log_switch(index_dir: str | Path) -> dict | None:
     rewrite of the log (a build's compaction) drops the record; appends keep the header."""
     try:
         with open(Path(index_dir) / LOG_NAME, "rb") as fh:
-            first = os.pread(fh.fileno(), 65536, 0)
+            switch = _read_header(fh).get("switch")
     except OSError:
-        return None
-    end = first.find(b"\n")
-    if not first.startswith(b'{"header"') or end < 0:
-        return None
-    try:
-        switch = json.loads(first[:end])["header"].get("switch")
-    except (ValueError, KeyError, AttributeError):
         return None
     ok = isinstance(switch, dict) and all(isinstance(switch.get(k), int) for k in ("from", "to"))
     return switch if ok else None
 
 
-def _file_token(fh) -> str | None:
-    """The token in the header of the open log ``fh`` (None for a log without one)."""
-    first = os.pread(fh.fileno(), 4096, 0)
+def _read_header(fh) -> dict:
+    """The header of the open log ``fh`` ({} for a log without one)."""
+    first = os.pread(fh.fileno(), 4096, 0)  # a header is a few hundred bytes
     end = first.find(b"\n")
     if not first.startswith(b'{"header"') or end < 0:
-        return None
+        return {}
     try:
-        return json.loads(first[:end])["header"].get("file")
-    except (ValueError, KeyError, AttributeError):
-        return None
+        header = json.loads(first[:end])["header"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
+def _file_token(fh) -> str | None:
+    """The token in the header of the open log ``fh`` (None for a log without one)."""
+    return _read_header(fh).get("file")
 
 
 def _write_all(fd: int, data: bytes, size: int) -> None:
@@ -435,13 +434,7 @@ class WriteLog:
         self._rewrite(_lines([header, *records]))
 
     def _rewrite(self, data: bytes) -> None:
-        tmp = self.path.with_name(f".{LOG_NAME}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        fsync_path(self.index_dir)
+        write_bytes_atomic(self.path, data)
         self.read_all()
 
     def _append(self, entry: WriteEntry) -> tuple[list[WriteEntry], WriteEntry]:
@@ -495,17 +488,15 @@ class WriteLog:
         self._rewrite(_lines([header]) + b"".join(kept))
 
 
-def _pending(log: WriteLog, done: int) -> list[WriteEntry]:
+def pending_entries(log: WriteLog, done: int) -> list[WriteEntry]:
     """The log's entries after ``done``, the last one the current generation folded in (a
-    publish killed before it compacted the log leaves those in it)."""
+    publish killed before it compacted the log leaves those in it); :class:`SnapshotError` if a
+    line is damaged."""
     return [e for e in log.read_all_strict() if e.seq > done]
 
 
-def _embed_pending(index: ForumIndex, log: WriteLog, done: int) -> dict[str, np.ndarray]:
-    """Embeddings, by text, of the new texts the log's pending upserts bring to ``index``."""
-    if not log.path.exists():
-        return {}
-    entries = _pending(log, done)
+def _embed_pending(index: ForumIndex, entries: list[WriteEntry]) -> dict[str, np.ndarray]:
+    """Embeddings, by text, of the new texts the pending upserts ``entries`` bring to ``index``."""
     new = (text for e in entries if e.op == UPSERT for text in index.pending_texts(e.threads))
     texts = sorted(dict.fromkeys(new), key=len)  # batches of similar length pad little
     if not texts:
@@ -549,11 +540,11 @@ def publish_with_log(
     # the pending writes' new texts are embedded before the log is locked: the service's writes
     # wait on that lock, and a day of writes can take the encoder a while; only the few that
     # come in meanwhile are embedded under it
-    vectors = _embed_pending(index, WriteLog(index_dir), current_folded_through(index_dir))
+    done = current_folded_through(index_dir)  # the caller holds the writer lock: CURRENT stays
+    vectors = _embed_pending(index, pending_entries(WriteLog(index_dir), done))
     log = WriteLog(index_dir)
     with log.locked():
-        # a damaged line stops the publish: nothing is lost
-        entries = _pending(log, current_folded_through(index_dir))
+        entries = pending_entries(log, done)  # a damaged line stops the publish: nothing is lost
         apply_entries(index, entries, vectors)
         if then is not None:  # the caller's own change is newer than the pending writes
             then(index)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..calibration import check_targets
 from ..evaluation import evaluate_pairs, evaluate_queries, read_pairs, read_queries
 from ..index import ForumIndex
 from ..lifecycle import calibrate_index
@@ -94,18 +95,18 @@ def calibrate(
     as_json: bool,
 ) -> None:
     """Fit duplicate probabilities and tiers on labelled pairs; publish them with the index."""
-    if duplicate_precision < related_precision:  # a "duplicate" verdict is the surer one
-        raise click.BadParameter(
-            f"{duplicate_precision} is below --related-precision {related_precision}",
-            param_hint="--duplicate-precision",
-        )
+    targets = {"duplicate": duplicate_precision, "related": related_precision}
+    try:  # before anything is read or locked: a usage error
+        check_targets(targets)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duplicate-precision") from None
     pairs = read_pairs(pairs_file)
     try:
         cal, summary = calibrate_index(
             index_dir,
             [(p.id1, p.id2) for p in pairs],
             [p.label for p in pairs],
-            {"duplicate": duplicate_precision, "related": related_precision},
+            targets,
             keep=keep,
         )
     except ValueError as exc:
