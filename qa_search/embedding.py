@@ -255,6 +255,19 @@ def load_embedder(
     return OnnxEmbedder(model, precision=precision, cache_dir=onnx_cache_dir, threads=threads)
 
 
+def check_recorded_model(model: Mapping) -> None:
+    """:class:`ModelLoadError` when a manifest's model (``model``) is a local path that has gone.
+
+    A local model (a tuned one, say) is recorded by its path; moved or deleted, the hub cannot
+    have it, so this says so at once rather than after a minute of network retries."""
+    name = str(model["name"])
+    if Path(name).is_absolute() and not Path(name).is_dir():
+        raise ModelLoadError(
+            f"the index was built with the model in {name}, which is not there any more: put it "
+            "back, or rebuild with `qa-search build --model M` (everything is embedded again)"
+        )
+
+
 def load_recorded_embedder(model: Mapping[str, object], *, threads: int | None = None) -> Embedder:
     """The embedder a snapshot was built with, from its manifest's ``model`` record.
 
@@ -264,14 +277,8 @@ def load_recorded_embedder(model: Mapping[str, object], *, threads: int | None =
     onnxruntime, say) falls back to ``"auto"`` with a warning: the vectors still match within
     the probe tolerance. ``threads`` is passed on to :func:`load_embedder`.
     """
+    check_recorded_model(model)
     name = str(model["name"])
-    if Path(name).is_absolute() and not Path(name).is_dir():
-        # a local model (a tuned one, say) recorded by its path, since moved or deleted: the
-        # hub cannot have it, so say so at once rather than after a minute of network retries
-        raise ModelLoadError(
-            f"the index was built with the model in {name}, which is not there any more: put it "
-            "back, or rebuild with `qa-search build --model M` (everything is embedded again)"
-        )
     backend = model.get("backend")
     if backend in BACKENDS and backend not in ("auto", AUTO_BACKEND):
         try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..embedding import check_recorded_model
 from ..snapshot import read_manifest
 from ..store import resolve_snapshot
 from ._common import library_errors
@@ -27,13 +28,8 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
     from service.settings import Settings, describe_errors
 
     snapshot = resolve_snapshot(index_dir)  # a missing index is a one-line error, not a traceback
-    model = str(read_manifest(snapshot)["model"]["name"])
-    if Path(model).is_absolute() and not Path(model).is_dir():
-        # checked here too: with several workers, uvicorn's exit status would not say it
-        raise click.ClickException(
-            f"the index was built with the model in {model}, which is not there any more: put it "
-            "back, or rebuild with `qa-search build --model M`"
-        )
+    # checked here too: with several workers, uvicorn's exit status would not say it
+    check_recorded_model(read_manifest(snapshot)["model"])
     # the workers read their settings from the environment: a bad value is said here, once, in
     # the operator's terms (each worker would otherwise fail with a traceback, and with several
     # workers uvicorn would restart them for ever)
