@@ -913,10 +913,12 @@ class ForumIndex:
         embedder: Embedder | None = None,
         *,
         verify: bool = True,
+        threads: int | None = None,
     ) -> ForumIndex:
         """Load a snapshot (or an index directory's current generation).
 
-        Without ``embedder`` the model named in the manifest is loaded. A snapshot from another
+        Without ``embedder`` the model named in the manifest is loaded (with ``threads`` CPU
+        threads, as :func:`~qa_search.load_embedder` takes them). A snapshot from another
         model, dimension or format version raises :class:`IncompatibleSnapshotError`; one whose
         files do not match their recorded checksums (``verify``) raises :class:`SnapshotError`.
         """
@@ -928,7 +930,7 @@ class ForumIndex:
                 raise SnapshotError(f"snapshot {snap} failed verification: " + "; ".join(problems))
         model = manifest["model"]
         if embedder is None:
-            embedder = load_recorded_embedder(model)
+            embedder = load_recorded_embedder(model, threads=threads)
         index = cls(embedder, config_of(snap, manifest))
         if not matches_recorded_model(model, embedder, index._probe):
             raise IncompatibleSnapshotError(

@@ -81,12 +81,15 @@ class LiveIndex:
     single snapshot is served as is, read-only (a write raises :class:`ReadOnlyIndexError`).
     """
 
-    def __init__(self, index_dir: Path, embedder: Embedder | None = None, cache_size: int = 1024) -> None:
+    def __init__(
+        self, index_dir: Path, embedder: Embedder | None = None, cache_size: int = 1024, *,
+        threads: int | None = None,
+    ) -> None:
         self.index_dir = Path(index_dir)
         self._watch = resolve_snapshot(self.index_dir) != self.index_dir  # a directory, not one snapshot
         self.generation = serving_generation(self.index_dir) if self._watch else None
         snap = generation_path(self.index_dir, self.generation) if self._watch else self.index_dir
-        self.index = ForumIndex.load(snap, embedder)
+        self.index = ForumIndex.load(snap, embedder, threads=threads)
         self.cache = QueryCache(self.index.embedder, cache_size)
         self.index.query_embedder = self.cache
         self.log = WriteLog(self.index_dir, after=folded_through(snap))

@@ -27,10 +27,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from fastapi.staticfiles import StaticFiles
 
 from qa_search import Embedder, LiveIndex, SnapshotError, Thread, thread_from_dict
-from qa_search.embedding import load_recorded_embedder
 from qa_search.errors import ReadOnlyIndexError
-from qa_search.snapshot import read_manifest
-from qa_search.store import resolve_snapshot
 from qa_search.threads import check_portable
 from qa_search.threads import check_text as threads_check_text
 
@@ -273,11 +270,9 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         _protect_access_log(settings)
         _set_threads(settings.threads)
         app.state.settings = settings
-        model = embedder
-        if model is None and settings.threads:  # the encoder too keeps to QA_SEARCH_THREADS
-            record = read_manifest(resolve_snapshot(settings.index_dir))["model"]
-            model = load_recorded_embedder(record, threads=settings.threads)
-        live = LiveIndex(settings.index_dir, model, cache_size=settings.cache_size)
+        # without a given embedder, the recorded model's encoder too keeps to QA_SEARCH_THREADS
+        live = LiveIndex(settings.index_dir, embedder, cache_size=settings.cache_size,
+                         threads=settings.threads)
         metrics.track(live)
         live.start(settings.poll_seconds)
         app.state.live = live

@@ -367,7 +367,7 @@ def test_bad_settings_are_one_line_naming_the_variable_before_any_worker_starts(
 
 
 def test_the_encoder_keeps_to_qa_search_threads(index_dir, monkeypatch):
-    import service.app as app_module
+    import qa_search.index as index_module
 
     calls = []
 
@@ -375,7 +375,7 @@ def test_the_encoder_keeps_to_qa_search_threads(index_dir, monkeypatch):
         calls.append((record["name"], threads))
         return FakeEmbedder()
 
-    monkeypatch.setattr(app_module, "load_recorded_embedder", recorded)
+    monkeypatch.setattr(index_module, "load_recorded_embedder", recorded)
     with TestClient(create_app(Settings(index_dir=index_dir, threads=1))) as c:
         assert c.get("/readyz").status_code == 200
     assert calls == [("fake-bow", 1)]
