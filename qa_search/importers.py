@@ -27,7 +27,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from .errors import DumpFormatError
-from .threads import Thread, read_dump, replacing, thread_from_dict
+from .threads import Thread, check_input, read_dump, replacing, thread_from_dict
 
 OnError = Callable[[DumpFormatError], None]
 
@@ -104,14 +104,6 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "y", "t"}
 
 
-def _check_input(path: Path) -> None:
-    """Refuse a missing path or a directory; anything else (a file, a pipe, /dev/stdin) is read."""
-    if not path.exists():
-        raise FileNotFoundError(f"dump file not found: {path}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not a dump file")
-
-
 # -- CSV -------------------------------------------------------------------------------------
 
 
@@ -127,7 +119,7 @@ def read_csv(
     A line that is not UTF-8 raises :class:`DumpFormatError` naming it, even with ``on_error``.
     """
     path = Path(path)
-    _check_input(path)
+    check_input(path)
     unknown = set(mapping) - set(CSV_FIELDS)
     if unknown:
         raise ValueError(
@@ -297,7 +289,7 @@ def html_to_text(html: str) -> str:
 
 def _iter_rows(path: Path) -> Iterator[tuple[dict, int]]:
     """The attributes and line of every ``<row>`` of a Stack Exchange XML file, streamed."""
-    _check_input(path)
+    check_input(path)
     parser = xml.parsers.expat.ParserCreate()
     rows: list[tuple[dict, int]] = []
 

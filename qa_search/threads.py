@@ -266,10 +266,7 @@ def read_dump(
     A file that cannot be read any further (a truncated gzip) always raises.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"dump file not found: {path}")
-    if path.is_dir():  # anything else, a pipe or /dev/stdin too, is read
-        raise IsADirectoryError(f"{path} is a directory, not a dump file")
+    check_input(path)
     for lineno, raw in numbered_lines(path):
         try:
             thread = _parse_line(raw)
@@ -281,6 +278,15 @@ def read_dump(
             continue
         if thread is not None:
             yield thread
+
+
+def check_input(path: Path, kind: str = "dump file") -> None:
+    """Refuse a missing path or a directory, calling it a ``kind``; anything else (a file, a
+    pipe, /dev/stdin) is read."""
+    if not path.exists():
+        raise FileNotFoundError(f"{kind} not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a {kind}")
 
 
 def numbered_lines(

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .embedding import resolve_model
 from .errors import DumpFormatError, ModelLoadError, QASearchError
-from .threads import json_line, numbered_lines, pair_label, read_dumps, thread_id
+from .threads import check_input, json_line, numbered_lines, pair_label, read_dumps, thread_id
 
 #: Defaults chosen on SemEval-2016 train part 2 (see README, "Tuning on your forum's duplicates").
 DEFAULT_EPOCHS = 1
@@ -167,10 +167,7 @@ def read_pairs(paths: Iterable[str | Path], corpus: Iterable[str | Path] = ()) -
     raw_pairs: list[tuple[str, str, int, bool]] = []
     for p in paths:
         path = Path(p)
-        if not path.exists():
-            raise FileNotFoundError(f"pair file not found: {path}")
-        if path.is_dir():
-            raise IsADirectoryError(f"{path} is a directory, not a pair file")
+        check_input(path, "pair file")
         for lineno, raw in numbered_lines(path, PairFormatError):
             try:
                 parsed = _parse_pair_line(raw)
