@@ -115,17 +115,24 @@ def _publish(
     pruned = prune(index_dir, keep)
     if cached is not None and cached.cache.shard_count > COMPACT_SHARDS:
         cached.cache.compact(_referenced_hashes(index_dir))
+    return _report(index, path, started, embedded=embedded, reused=written_vectors - embedded,
+                   pruned=tuple(pruned), live_writes=live_writes)
+
+
+def _report(
+    index: ForumIndex, snapshot: Path, started: float, embedded: int = 0, reused: int = 0, **fields
+) -> BuildReport:
+    """The report of ``index``, published as ``snapshot``, by a run that began at ``started``."""
     counts = index.counts
     return BuildReport(
         threads=counts["threads"],
         vectors=counts["question_vectors"] + counts["answer_vectors"],
         embedded=embedded,
-        reused=written_vectors - embedded,
+        reused=reused,
         seconds=round(time.perf_counter() - started, 3),
-        generation=int(path.name),
-        snapshot=str(path),
-        pruned=tuple(pruned),
-        live_writes=live_writes,
+        generation=int(snapshot.name),
+        snapshot=str(snapshot),
+        **fields,
     )
 
 
@@ -331,13 +338,7 @@ def delete_threads(
         try:
             report = _publish(index_dir, index, cached, 0, 0, started, keep, then=delete)
         except _NothingDeleted:  # no change, no new generation
-            snap = resolve_snapshot(index_dir)
-            counts = index.counts
-            return BuildReport(
-                threads=counts["threads"], vectors=counts["question_vectors"] + counts["answer_vectors"],
-                embedded=0, reused=0, seconds=round(time.perf_counter() - started, 3),
-                generation=int(snap.name), snapshot=str(snap),
-            )
+            return _report(index, resolve_snapshot(index_dir), started)
         return replace(report, deleted=deleted)
 
 
