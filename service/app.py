@@ -26,7 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from qa_search import Embedder, LiveIndex, SnapshotError, Thread, thread_from_dict
+from qa_search import Embedder, LiveIndex, QASearchError, SnapshotError, Thread, thread_from_dict
 from qa_search.errors import ReadOnlyIndexError
 from qa_search.threads import check_portable
 from qa_search.threads import check_text as threads_check_text
@@ -88,6 +88,20 @@ def _set_threads(n: int | None) -> None:
 
     torch.set_num_threads(n)
     faiss.omp_set_num_threads(n)
+
+
+def _report_startup_failure(settings: Settings, exc: Exception) -> None:
+    """Append why this worker cannot start to ``settings.startup_errors``, if set: with several
+    workers uvicorn's exit status does not say that one failed, so ``qa-search serve`` reads it.
+    Loading reads no request, so the reason holds no user text."""
+    if settings.startup_errors is None:
+        return
+    reason = str(exc) if isinstance(exc, QASearchError) else f"{type(exc).__name__}: {exc}"
+    try:
+        with open(settings.startup_errors, "a", encoding="utf-8") as fh:
+            fh.write(" ".join(reason.split()) + "\n")
+    except OSError as err:  # the failure itself is what matters; uvicorn logs it
+        log.warning("could not write the startup error to %s: %s", settings.startup_errors, err)
 
 
 class _Guard:
@@ -271,8 +285,12 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         _set_threads(settings.threads)
         app.state.settings = settings
         # without a given embedder, the recorded model's encoder too keeps to QA_SEARCH_THREADS
-        live = LiveIndex(settings.index_dir, embedder, cache_size=settings.cache_size,
-                         threads=settings.threads)
+        try:
+            live = LiveIndex(settings.index_dir, embedder, cache_size=settings.cache_size,
+                             threads=settings.threads)
+        except Exception as exc:
+            _report_startup_failure(settings, exc)
+            raise
         metrics.track(live)
         live.start(settings.poll_seconds)
         app.state.live = live

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(0.5, ge=0.01, le=3600)
     #: Write query text to the logs (off: access logs show the route only). For debugging.
     log_queries: bool = False
+    #: File a worker that fails to start appends the reason to, one line (``qa-search serve``
+    #: sets it, to exit with that reason and status 1 however many workers it runs).
+    startup_errors: Path | None = None
 
     @field_validator("cors_origins", mode="before")
     @classmethod

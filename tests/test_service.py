@@ -1,6 +1,7 @@
 """The HTTP service with the fake embedder, in process: every route, auth, bad input, privacy."""
 
 import logging
+import os
 
 import pytest
 from conftest import FakeEmbedder
@@ -379,6 +380,35 @@ def test_the_encoder_keeps_to_qa_search_threads(index_dir, monkeypatch):
     with TestClient(create_app(Settings(index_dir=index_dir, threads=1))) as c:
         assert c.get("/readyz").status_code == 200
     assert calls == [("fake-bow", 1)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_exits_1_with_the_reason_when_a_worker_cannot_start(tmp_path, workers):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    index = ForumIndex(FakeEmbedder())
+    index.upsert(THREADS)
+    index.save(tmp_path / "index")
+    # damaged after the build: serve's own checks pass, each worker's load refuses it
+    with open(tmp_path / "index" / "generations" / "000001" / "questions.faiss", "ab") as fh:
+        fh.write(b"x")
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_SEARCH_")}
+    env["TMPDIR"] = str(tmp_path / "tmp")  # where serve keeps the workers' startup errors
+    (tmp_path / "tmp").mkdir()
+    r = subprocess.run(
+        [sys.executable, "-m", "qa_search.cli", "serve", str(tmp_path / "index"), "--port", "0",
+         "--workers", str(workers)],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+    )
+    # uvicorn alone exits 3 for one worker and 0 when one of several fails to start
+    assert r.returncode == 1, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: the service stopped: a worker could not start: snapshot ")
+    assert "failed verification: questions.faiss has" in last
+    assert list((tmp_path / "tmp").iterdir()) == []  # and it cleans up after itself
 
 
 def test_serve_says_at_once_when_the_indexs_local_model_is_gone(tmp_path):

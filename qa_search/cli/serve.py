@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import tempfile
 from pathlib import Path
 
 import click
@@ -40,5 +42,29 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
     click.echo(f"serving {index_dir} on http://{host}:{port} with {workers} worker(s)", err=True)
     # workers are separate processes that build the app from the environment (service.settings)
     os.environ["QA_SEARCH_INDEX_DIR"] = str(Path(index_dir).resolve())
-    uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info")
+    # a worker that cannot start writes why to this file (created only then): uvicorn exits 3
+    # for one worker but 0 when one of several fails, and either way the reason is buried in a
+    # traceback. Not a temporary directory: a SIGTERM'ed uvicorn re-raises the signal on its way
+    # out, so no cleanup would run.
+    errors = Path(tempfile.gettempdir()) / f"qa-search-serve-{secrets.token_hex(8)}.errors"
+    os.environ["QA_SEARCH_STARTUP_ERRORS"] = str(errors)
+    try:
+        try:
+            uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,
+                        log_level="info")
+        except SystemExit:
+            if not _first_line(errors):
+                raise
+        reason = _first_line(errors)
+    finally:
+        errors.unlink(missing_ok=True)
+    if reason:
+        raise click.ClickException(f"the service stopped: a worker could not start: {reason}")
+
+
+def _first_line(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    return lines[0].strip() if lines else ""
