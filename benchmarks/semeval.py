@@ -22,13 +22,57 @@ from pathlib import Path
 
 from qa_search import ForumIndex, IndexConfig, QASearchError, Thread, load_embedder
 from qa_search.embedding import Embedder
+from qa_search.errors import DumpFormatError
 from qa_search.metrics import semeval_map
 from qa_search.tuning import model_index_settings
 
+LABELS = ("PerfectMatch", "Relevant", "Irrelevant")
+
 
 def read_semeval(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """The questions of a SemEval file (one per line, as ../shared/data/semeval_cqa/README.md
+    describes); a line that is not such a question raises DumpFormatError naming it."""
+    questions = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    questions.append(_check_question(json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    reason = f"not valid JSON: {exc.msg} (column {exc.colno})"
+                    raise DumpFormatError(str(path), n, reason) from None
+                except ValueError as exc:  # JSONDecodeError and UnicodeEncodeError are ValueErrors
+                    raise DumpFormatError(str(path), n, str(exc)) from None
+    if not questions:
+        raise QASearchError(f"{path} holds no questions")
+    return questions
+
+
+def _check_question(q: object) -> dict:
+    if not isinstance(q, dict):
+        raise ValueError("expected a JSON object")
+    for key in ("query_id", "subject", "body", "candidates"):
+        if key not in q:
+            raise ValueError(f"missing required field {key!r}")
+    if not isinstance(q["candidates"], list) or not q["candidates"]:
+        raise ValueError("'candidates' must be a non-empty list")
+    for i, c in enumerate(q["candidates"]):
+        where = f"candidate {i + 1}"
+        if not isinstance(c, dict):
+            raise ValueError(f"{where}: expected a JSON object")
+        for key in ("id", "subject", "body", "label", "ir_rank"):
+            if key not in c:
+                raise ValueError(f"{where}: missing required field {key!r}")
+        if c["label"] not in LABELS:
+            raise ValueError(f"{where}: label {c['label']!r} is not one of {', '.join(LABELS)}")
+        if isinstance(c["ir_rank"], bool) or not isinstance(c["ir_rank"], int):
+            raise ValueError(f"{where}: 'ir_rank' must be an integer")
+    for x in (q, *q["candidates"]):
+        for key in ("subject", "body"):
+            if not isinstance(x[key], str):
+                raise ValueError(f"{key!r} must be a string")
+            x[key].encode("utf-8")  # bytes that are not UTF-8 (surrogate-escaped) raise here
+    return q
 
 
 def question_text(subject: str, body: str) -> str:
@@ -69,7 +113,12 @@ def library_runs(questions: list[dict], embedder: Embedder, config: IndexConfig)
 
 def semeval_file_map(path: str | Path, embedder: Embedder, config: IndexConfig) -> float:
     """MAP (percent) of the library's ranking of one file's candidates."""
-    return round(100 * semeval_map(library_runs(read_semeval(path), embedder, config)), 2)
+    return questions_map(read_semeval(path), embedder, config)
+
+
+def questions_map(questions: list[dict], embedder: Embedder, config: IndexConfig) -> float:
+    """MAP (percent) of the library's ranking of ``questions``' candidates."""
+    return round(100 * semeval_map(library_runs(questions, embedder, config)), 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         ap.error(str(exc))
     try:
+        files = {f: read_semeval(f) for f in args.files}  # every file checked before the model loads
         embedder = load_embedder(args.model)
         names = [Path(f).name for f in args.files]
         # keyed by file name, or by the path given where two files share a name
         result = {
-            (name if names.count(name) == 1 else f): {"map": semeval_file_map(f, embedder, config)}
+            (name if names.count(name) == 1 else f): {"map": questions_map(files[f], embedder, config)}
             for name, f in zip(names, args.files, strict=True)
         }
     except QASearchError as exc:

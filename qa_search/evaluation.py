@@ -10,12 +10,12 @@ gzip-compressed (``.gz``). A line that cannot be read, an unreadable ``.gz`` inc
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DumpFormatError, QASearchError
+from .errors import DumpFormatError, QASearchError, UnknownThreadError
 from .index import ForumIndex
 from .metrics import (
     average_precision,
@@ -40,6 +40,8 @@ class LabelledPair:
     id1: str
     id2: str
     label: int
+    #: The pair's 1-based line in its file (0: not read from a file).
+    line: int = field(default=0, compare=False)
 
 
 def _json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
@@ -99,16 +101,27 @@ def read_pairs(path: str | Path) -> list[LabelledPair]:
     for n, obj in _json_lines(path):
         try:
             pair = LabelledPair(
-                thread_id(obj["id1"], "'id1'"), thread_id(obj["id2"], "'id2'"), pair_label(obj["label"])
+                thread_id(obj["id1"], "'id1'"), thread_id(obj["id2"], "'id2'"), pair_label(obj["label"]), n
             )
         except KeyError as exc:
             raise DumpFormatError(str(path), n, f"missing required field {exc.args[0]!r}") from None
         except ValueError as exc:
             raise DumpFormatError(str(path), n, str(exc)) from None
+        if pair.id1 == pair.id2:
+            raise DumpFormatError(str(path), n, f"'id1' and 'id2' are the same thread ({pair.id1!r})")
         out.append(pair)
     if not out:
         raise QASearchError(f'{path} holds no pairs: expected one {{"id1", "id2", "label"}} a line')
     return out
+
+
+def locate_unknown(
+    path: str | Path, pairs: Sequence[LabelledPair], exc: UnknownThreadError
+) -> DumpFormatError:
+    """``exc`` (a pair names a thread the index lacks) as an error naming the first line of
+    ``path`` that holds that id."""
+    line = next((p.line for p in pairs if exc.thread_id in (p.id1, p.id2)), 0)
+    return DumpFormatError(str(path), line, str(exc))
 
 
 RANKING_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")

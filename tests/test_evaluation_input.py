@@ -33,6 +33,7 @@ QUERY = json.dumps({"query_id": "a", "text": "trouble sleeping", "relevant_ids":
         ('{"id1": "a", "id2": " ", "label": 0}', "'id2' must not be empty"),
         ('{"id1": "a", "id2": "b", "label": 1', "invalid JSON"),
         ("[1, 2]", "expected a JSON object"),
+        ('{"id1": "a", "id2": " a", "label": 1}', "'id1' and 'id2' are the same thread ('a')"),
     ],
 )
 def test_a_bad_pair_line_is_named_by_its_line(tmp_path, line, reason):
@@ -130,6 +131,12 @@ def _bad_files() -> dict[str, tuple[bytes, str]]:
         "cut.jsonl.gz": (whole[: len(whole) // 2], ": cannot read: "),
         "plain.jsonl.gz": (f"{PAIR}\n".encode(), "line 1: cannot read: Not a gzipped file"),
         "empty.jsonl": (b"", "holds no pairs"),
+        # a thread the index lacks is named with the first line that holds it
+        "unknown.jsonl": (
+            f'{PAIR}\n{{"id1": "zz", "id2": "a", "label": 0}}\n'
+            f'{{"id1": "b", "id2": "zz", "label": 0}}\n'.encode(),
+            "line 2: no thread with id 'zz' in the index",
+        ),
     }
 
 

@@ -3,6 +3,7 @@ numbers, ties between canonical threads, and the benchmarks' arguments."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -119,3 +120,26 @@ def test_benchmark_scripts_refuse_bad_arguments_in_one_line(args):
            *(str(dev) if a == "SEMEVAL_DEV" else a for a in rest)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "error:" in r.stderr, r.stderr
+
+
+def test_semeval_benchmark_names_a_bad_line_of_its_input(tmp_path):
+    dev = ROOT.parent / "shared" / "data" / "semeval_cqa" / "semeval2016_subtaskB_dev.jsonl"
+    first = dev.read_text(encoding="utf-8").splitlines()[0]
+    question = json.loads(first)
+    unlabelled = json.loads(first)
+    del unlabelled["candidates"][2]["label"]
+    maybe = json.loads(first)
+    maybe["candidates"][0]["label"] = "Maybe"  # would otherwise count as relevant
+    cases = {
+        "json.jsonl": (f"{first}\n{{bad\n", "line 2: not valid JSON"),
+        "nolabel.jsonl": (json.dumps(unlabelled), "line 1: candidate 3: missing required field 'label'"),
+        "maybe.jsonl": (json.dumps(maybe), "line 1: candidate 1: label 'Maybe' is not one of PerfectMatch"),
+        "object.jsonl": (f"{json.dumps(question)}\n[1]\n", "line 2: expected a JSON object"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_text(content + "\n", encoding="utf-8")
+        r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "semeval.py"), str(tmp_path / name)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (name, r.stderr)
+        assert r.stderr.startswith(f"error: {tmp_path / name}, {message}"), (name, r.stderr)
+        assert r.stderr.count("\n") == 1, (name, r.stderr)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ..calibration import check_targets
-from ..evaluation import evaluate_pairs, evaluate_queries, read_pairs, read_queries
+from ..errors import UnknownThreadError
+from ..evaluation import evaluate_pairs, evaluate_queries, locate_unknown, read_pairs, read_queries
 from ..index import ForumIndex
 from ..lifecycle import calibrate_index
 from ._common import FiniteRange, echo_json, library_errors
@@ -52,7 +53,11 @@ def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, a
                 err=True,
             )
     else:
-        result = evaluate_pairs(index, read_pairs(pairs_file))
+        pairs = read_pairs(pairs_file)
+        try:
+            result = evaluate_pairs(index, pairs)
+        except UnknownThreadError as exc:
+            raise locate_unknown(pairs_file, pairs, exc) from None
     if as_json:
         echo_json(result)
         return
@@ -109,6 +114,8 @@ def calibrate(
             targets,
             keep=keep,
         )
+    except UnknownThreadError as exc:
+        raise locate_unknown(pairs_file, pairs, exc) from None
     except ValueError as exc:
         raise click.ClickException(f"{pairs_file}: {exc}") from exc
     if as_json:

@@ -54,7 +54,8 @@ def search(
     "--threshold",
     type=FiniteRange(-1, 1),
     default=None,
-    help="Minimum question cosine, in [-1, 1] [default: the index's duplicate_threshold].",
+    help="Minimum question cosine, in [-1, 1] [default: on a calibrated index, reaching a tier; "
+    "else the index's duplicate_threshold].",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"duplicates": [...]} as JSON.')
 @library_errors
