@@ -23,7 +23,9 @@ from pathlib import Path
 from qa_search import ForumIndex, IndexConfig, QASearchError, Thread, load_embedder
 from qa_search.embedding import Embedder
 from qa_search.errors import DumpFormatError
+from qa_search.evaluation import json_objects
 from qa_search.metrics import semeval_map
+from qa_search.threads import check_text
 from qa_search.tuning import model_index_settings
 
 LABELS = ("PerfectMatch", "Relevant", "Irrelevant")
@@ -33,24 +35,17 @@ def read_semeval(path: str | Path) -> list[dict]:
     """The questions of a SemEval file (one per line, as ../shared/data/semeval_cqa/README.md
     describes); a line that is not such a question raises DumpFormatError naming it."""
     questions = []
-    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    questions.append(_check_question(json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    reason = f"not valid JSON: {exc.msg} (column {exc.colno})"
-                    raise DumpFormatError(str(path), n, reason) from None
-                except ValueError as exc:  # JSONDecodeError and UnicodeEncodeError are ValueErrors
-                    raise DumpFormatError(str(path), n, str(exc)) from None
+    for n, obj in json_objects(path):
+        try:
+            questions.append(_check_question(obj))
+        except ValueError as exc:
+            raise DumpFormatError(str(path), n, str(exc)) from None
     if not questions:
         raise QASearchError(f"{path} holds no questions")
     return questions
 
 
-def _check_question(q: object) -> dict:
-    if not isinstance(q, dict):
-        raise ValueError("expected a JSON object")
+def _check_question(q: dict) -> dict:
     for key in ("query_id", "subject", "body", "candidates"):
         if key not in q:
             raise ValueError(f"missing required field {key!r}")
@@ -71,7 +66,7 @@ def _check_question(q: object) -> dict:
         for key in ("subject", "body"):
             if not isinstance(x[key], str):
                 raise ValueError(f"{key!r} must be a string")
-            x[key].encode("utf-8")  # bytes that are not UTF-8 (surrogate-escaped) raise here
+            check_text(x[key], repr(key))
     return q
 
 

@@ -44,7 +44,7 @@ class LabelledPair:
     line: int = field(default=0, compare=False)
 
 
-def _json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+def json_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
     """The 1-based number and JSON object of each non-blank line of ``path`` (``.gz``: gzip).
 
     Lines are read as bytes and decoded one by one, so a bad byte is pinned to its line.
@@ -69,7 +69,7 @@ def read_queries(path: str | Path) -> list[LabelledQuery]:
     without a query.
     """
     out = []
-    for n, obj in _json_lines(path):
+    for n, obj in json_objects(path):
         try:
             query_id, text, relevant = obj["query_id"], obj["text"], obj["relevant_ids"]
         except KeyError as exc:
@@ -98,7 +98,7 @@ def read_pairs(path: str | Path) -> list[LabelledPair]:
     without a pair.
     """
     out = []
-    for n, obj in _json_lines(path):
+    for n, obj in json_objects(path):
         try:
             pair = LabelledPair(
                 thread_id(obj["id1"], "'id1'"), thread_id(obj["id2"], "'id2'"), pair_label(obj["label"]), n

@@ -958,12 +958,11 @@ class ForumIndex:
             self._answers = VectorIndex.load(snap / "answers.faiss", dim)
             if "lexical.npz" in manifest.get("files", {}):
                 self._lexical = LexicalIndex.load(snap / "lexical.npz")
-            if "calibration.json" in manifest.get("files", {}):
-                try:
-                    self.calibration = stored_calibration(snap, manifest)
-                except ValueError as exc:
-                    # an old calibration is dropped, not fatal: search works, verdicts are raw
-                    log.warning("snapshot %s: %s; duplicates are uncalibrated until then", snap, exc)
+            try:
+                self.calibration = stored_calibration(snap, manifest)
+            except ValueError as exc:
+                # an old calibration is dropped, not fatal: search works, verdicts are raw
+                log.warning("snapshot %s: %s; duplicates are uncalibrated until then", snap, exc)
         except (OSError, ValueError, RuntimeError) as exc:
             raise SnapshotError(f"cannot read snapshot {snap}: {exc}") from exc
         self._next_id = int(manifest["index"]["next_part_id"])

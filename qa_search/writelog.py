@@ -44,8 +44,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import SnapshotError
-from .snapshot import fsync_path, write_bytes_atomic
-from .store import FOLDED_NAME, current_generation, generation_writes_file, serving_generation
+from .snapshot import fsync_path, read_manifest, write_bytes_atomic
+from .store import (
+    FOLDED_NAME,
+    current_generation,
+    generation_path,
+    generation_writes_file,
+    lineage,
+    serving_generation,
+)
 from .threads import Thread, thread_from_dict
 
 if TYPE_CHECKING:
@@ -177,15 +184,11 @@ def _write_all(fd: int, data: bytes, size: int) -> None:
 
 def folded_through(snapshot: str | Path) -> int:
     """The last write-log seq a generation folded in when it was published (0: none recorded)."""
-    from .snapshot import read_manifest
-
     return int(read_manifest(Path(snapshot)).get("write_log", {}).get("folded_through", 0))
 
 
 def current_folded_through(index_dir: str | Path) -> int:
     """:func:`folded_through` of the index directory's current generation (0 when none)."""
-    from .store import generation_path
-
     number = current_generation(index_dir)
     return 0 if number is None else folded_through(generation_path(Path(index_dir), number))
 
@@ -216,8 +219,6 @@ def writes_for_switch(index_dir: str | Path, current: int, to: int) -> tuple[int
     again on top, they would undo what ``to`` did after them, such as a moderator's delete.
     Call it holding the writer lock.
     """
-    from .store import lineage
-
     index_dir = Path(index_dir)
     target_line = lineage(index_dir, to)
     held_by_target = set(target_line)

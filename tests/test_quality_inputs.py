@@ -131,7 +131,7 @@ def test_semeval_benchmark_names_a_bad_line_of_its_input(tmp_path):
     maybe = json.loads(first)
     maybe["candidates"][0]["label"] = "Maybe"  # would otherwise count as relevant
     cases = {
-        "json.jsonl": (f"{first}\n{{bad\n", "line 2: not valid JSON"),
+        "json.jsonl": (f"{first}\n{{bad\n", "line 2: invalid JSON"),
         "nolabel.jsonl": (json.dumps(unlabelled), "line 1: candidate 3: missing required field 'label'"),
         "maybe.jsonl": (json.dumps(maybe), "line 1: candidate 1: label 'Maybe' is not one of PerfectMatch"),
         "object.jsonl": (f"{json.dumps(question)}\n[1]\n", "line 2: expected a JSON object"),

@@ -30,7 +30,7 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
     from service.settings import Settings, describe_errors
 
     snapshot = resolve_snapshot(index_dir)  # a missing index is a one-line error, not a traceback
-    # checked here too: with several workers, uvicorn's exit status would not say it
+    # checked here too, before any worker starts: one line, not a traceback from each worker
     check_recorded_model(read_manifest(snapshot)["model"])
     # the workers read their settings from the environment: a bad value is said here, once, in
     # the operator's terms (each worker would otherwise fail with a traceback, and with several
