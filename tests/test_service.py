@@ -2,6 +2,9 @@
 
 import logging
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import FakeEmbedder
@@ -384,10 +387,6 @@ def test_the_encoder_keeps_to_qa_search_threads(index_dir, monkeypatch):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_exits_1_with_the_reason_when_a_worker_cannot_start(tmp_path, workers):
-    import subprocess
-    import sys
-    from pathlib import Path
-
     index = ForumIndex(FakeEmbedder())
     index.upsert(THREADS)
     index.save(tmp_path / "index")
