@@ -38,7 +38,7 @@ from .store import (
 )
 from .threads import Thread
 from .tuning import model_index_settings
-from .writelog import UPSERT, WriteLog, current_folded_through, pending_entries, publish_with_log
+from .writelog import LOG_NAME, UPSERT, WriteLog, current_folded_through, pending_entries, publish_with_log
 
 #: Generations kept after a publish, by default (the current one is always kept).
 DEFAULT_KEEP = 3
@@ -446,7 +446,9 @@ def verify_index(
 ) -> dict[str, list[str]]:
     """Verify an index directory's current generation (or every generation), or one snapshot.
 
-    Returns ``{what: problems}`` for each snapshot checked, e.g. ``{"generation 3": []}``.
+    Returns ``{what: problems}`` for each snapshot checked, e.g. ``{"generation 3": []}``, and,
+    for an index directory with a write log, ``"write log"``: a damaged line in the service's log
+    of live writes (which stops writes, builds and rollbacks until it is repaired).
     """
     path = Path(path)
     try:
@@ -463,4 +465,18 @@ def verify_index(
         if snap.name.isdigit() and int(snap.name) == serving_generation(path):
             label += " (current)"
         out[label] = verify_snapshot(snap, embedder, check_model=check_model)
+    if current.resolve() != path.resolve() and (path / LOG_NAME).exists():  # an index directory's
+        out["write log"] = _verify_log(path)
     return out
+
+
+def _verify_log(index_dir: Path) -> list[str]:
+    """The write log's problems: a line that does not parse as an entry, read the way a build
+    reads it (a line still being appended is not one)."""
+    try:
+        WriteLog(index_dir).read_all_strict()
+    except SnapshotError as exc:
+        return [str(exc)]
+    except OSError as exc:
+        return [f"cannot read the write log: {exc}"]
+    return []

@@ -120,7 +120,7 @@ def test_kill_9_during_a_rollback_serves_its_target_and_running_it_again_finishe
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"from": 2, "current": 1, "restored_writes": 1, "dropped_writes": 0}
     assert current_generation(idx) == 1 and not list(idx.rglob(f"{TMP_PREFIX}*"))
-    assert verify_index(idx, FakeEmbedder()) == {"generation 1 (current)": []}
+    assert verify_index(idx, FakeEmbedder()) == {"generation 1 (current)": [], "write log": []}
     with LiveIndex(idx, FakeEmbedder()).reading() as index:
         assert "w1" in index
 

@@ -437,6 +437,32 @@ def test_verify_prints_one_line_per_problem(tmp_path, fake_cli, threads):
     assert len(failed) == 2 and "parts.jsonl has" in failed[0] and "threads.jsonl has" in failed[1]
 
 
+def test_verify_finds_a_damaged_write_log_line_before_a_restart_would(tmp_path, fake_cli, threads):
+    idx = tmp_path / "idx"
+    build_index(idx, threads, FakeEmbedder())
+    live = LiveIndex(idx, FakeEmbedder())
+    live.upsert([Thread("w1", "a live write the service logged")])
+    live.upsert([Thread("w2", "another one")])
+    r = fake_cli.invoke(main, ["verify", str(idx), "--no-model"])
+    assert r.exit_code == 0 and f"ok {idx}: write log" in r.stdout
+    log = idx / "writes.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b'"title"', b'"titel"')  # a flipped byte after every worker read it
+    log.write_bytes(b"".join(lines))
+    with live.reading() as index:  # the running service still holds both writes, and says nothing
+        assert "w1" in index and "w2" in index
+    r = fake_cli.invoke(main, ["verify", str(idx), "--no-model"])
+    assert r.exit_code == 1
+    failed = [line for line in r.stderr.splitlines() if line.startswith("FAILED")]
+    assert failed == [f"FAILED {idx}: write log: {log}, line 3, holds a damaged entry "
+                      "(missing required field 'title'); repair or remove that line"]
+    checked = json.loads(fake_cli.invoke(main, ["verify", str(idx), "--no-model", "--json"]).stdout)
+    assert not checked["ok"] and checked["checked"]["generation 1 (current)"] == []
+    assert log.read_bytes() == b"".join(lines)  # verify only reads
+    # a bare snapshot directory has no write log to check
+    assert list(verify_index(generation_path(idx, 1), check_model=False)) == ["generation 1"]
+
+
 def test_an_operators_delete_and_update_win_over_older_pending_writes(tmp_path, threads):
     idx = tmp_path / "idx"
     build_index(idx, threads, FakeEmbedder())
