@@ -229,11 +229,11 @@ def tuned_model(work: Path, given: str | None) -> str:
     from qa_search import tuning
 
     out = work / "tuned-semeval-train2"
-    if (out / tuning.SETTINGS_FILE).is_file():
+    if tuning.tuned_recipe(out) == tuning.RECIPE:
         log(f"reusing the tuned model in {out}")
         return str(out)
     if out.exists():
-        log(f"{out} was tuned by an older version (no {tuning.SETTINGS_FILE}): tuning again")
+        log(f"{out} was tuned by an older recipe: tuning again")
         shutil.rmtree(out)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,8 @@ score, official MAP. For every lexical weight the table shows the stock and the 
 side by side, on the held-out halves (the mean of the two) and on dev, and, for dev, the paired
 bootstrap standard error of the tuned model's gain (10,000 resamples of the 50 questions):
 differences well inside it are noise. Tuned models are kept under ``--work`` (default
-~/.cache/qa_search/semeval_weights) and reused.
+~/.cache/qa_search/semeval_weights) and reused while the recipe that made them is
+``tuning.RECIPE``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -44,8 +46,10 @@ def halves(questions: list[dict], seed: int = 0) -> tuple[list[dict], list[dict]
 
 
 def tuned(questions: list[dict], out: Path, seed: int) -> str:
-    """A model tuned (defaults, ``seed``) on ``questions``' pairs, made once under ``out``."""
-    if not (out / "modules.json").is_file():
+    """A model tuned (defaults, ``seed``) on ``questions``' pairs, made once under ``out`` (again
+    where an older recipe made the one there)."""
+    if tuning.tuned_recipe(out) != tuning.RECIPE:
+        shutil.rmtree(out, ignore_errors=True)
         pairs = [
             tuning.LabelledPair(
                 semeval_pairs.text(q), semeval_pairs.text(c), int(c["label"] in semeval_pairs.RELEVANT)

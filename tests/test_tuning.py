@@ -14,14 +14,18 @@ from qa_search.cli import main
 from qa_search.lifecycle import current_config
 from qa_search.threads import write_dump
 from qa_search.tuning import (
+    RECIPE,
+    SETTINGS_FILE,
     TUNED_INDEX_SETTINGS,
     LabelledPair,
     PairFormatError,
     UnknownPairIdsError,
     model_index_settings,
+    ranking_loss,
     read_pairs,
     training_examples,
     tune,
+    tuned_recipe,
 )
 
 THREADS = [
@@ -149,6 +153,47 @@ def test_tune_refuses_pairs_without_duplicates_and_a_used_out_dir(tmp_path):
         tune(TEXT_PAIRS, tmp_path / "used")
 
 
+@pytest.mark.slow
+def test_the_ranking_loss_holds_a_duplicate_pair_in_both_directions():
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from qa_search.embedding import resolve_model
+
+    model = SentenceTransformer(resolve_model(None)[1], device="cpu")
+    unit = torch.nn.functional.normalize
+    anchors = unit(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    # each anchor's own positive is its nearest, but the second positive is nearer the first
+    # anchor than its own: right one way round, wrong the other
+    positives = unit(torch.tensor([[1.0, 0.0], [1.2, 1.0]]))
+    loss = ranking_loss(model)
+    forward_only = MultipleNegativesRankingLoss(model)
+    pair, swapped = [anchors, positives], [positives, anchors]
+    assert float(forward_only.compute_loss_from_embeddings(pair, None)) != pytest.approx(
+        float(forward_only.compute_loss_from_embeddings(swapped, None)), rel=0.05
+    )
+    # the tuning loss sees the pair both ways: swapping anchors and positives changes nothing,
+    # and it charges for the positive that is nearer another anchor
+    assert float(loss.compute_loss_from_embeddings(pair, None)) == pytest.approx(
+        float(loss.compute_loss_from_embeddings(swapped, None))
+    )
+    assert float(loss.compute_loss_from_embeddings(pair, None)) > float(
+        forward_only.compute_loss_from_embeddings(pair, None)
+    )
+
+
+def test_a_tuned_models_recipe_tells_older_tunings_apart(tmp_path):
+    (tmp_path / "older").mkdir()  # what tune wrote before it recorded the recipe
+    (tmp_path / "older" / SETTINGS_FILE).write_text(json.dumps({"tuned_from": "x", "index_settings": {}}))
+    (tmp_path / "plain").mkdir()  # any other sentence-transformers directory
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / SETTINGS_FILE).write_text("{")
+    assert tuned_recipe(tmp_path / "older") == 1
+    assert tuned_recipe(tmp_path / "plain") is None and tuned_recipe(tmp_path / "missing") is None
+    assert tuned_recipe(tmp_path / "damaged") is None
+
+
 PROBES = ["night panic attacks", "burnout and my manager", "a couple's budget"]
 
 
@@ -157,6 +202,7 @@ def test_tuning_changes_the_model_reproducibly_and_the_result_builds_an_index(tm
     first = tune(TEXT_PAIRS, tmp_path / "m1", epochs=1, batch_size=4, seed=7)
     assert (first.pairs, first.duplicates, first.non_duplicates, first.epochs) == (5, 2, 3, 1)
     assert first.steps >= 1 and first.seconds > 0
+    assert tuned_recipe(first.out_dir) == RECIPE == 2
     tuned = load_embedder(first.out_dir, backend="torch")
     assert tuned.dimension == real_embedder.dimension
     base = load_embedder(None, backend="torch").encode(PROBES)
@@ -187,6 +233,7 @@ def test_cli_tunes_from_id_pairs_and_build_takes_the_model(tmp_path):
     assert summary["learning_rate"] == 3e-5
     assert (out / "modules.json").is_file()
     assert summary["index_settings"] == TUNED_INDEX_SETTINGS == model_index_settings(str(out))
+    assert summary["recipe"] == RECIPE == tuned_recipe(out)
     built = runner.invoke(
         main,
         [
