@@ -455,17 +455,19 @@ def verify_index(
         current = resolve_snapshot(path)
     except SnapshotError as exc:
         return {str(path): [str(exc)]}
-    if current.parent.name != "generations" or not all_generations:
-        targets = [current]
-    else:
+    index_dir = current != path  # else ``path`` is one snapshot
+    if index_dir and all_generations:
         targets = [generation_path(path, g) for g in list_generations(path)]
+    else:
+        targets = [current]
+    serving = serving_generation(path) if index_dir else None
     out = {}
     for snap in targets:
         label = f"generation {int(snap.name)}" if snap.name.isdigit() else str(snap)
-        if snap.name.isdigit() and int(snap.name) == serving_generation(path):
+        if snap.name.isdigit() and int(snap.name) == serving:
             label += " (current)"
         out[label] = verify_snapshot(snap, embedder, check_model=check_model)
-    if current.resolve() != path.resolve() and (path / LOG_NAME).exists():  # an index directory's
+    if index_dir and (path / LOG_NAME).exists():
         out["write log"] = _verify_log(path)
     return out
 

@@ -461,6 +461,10 @@ def test_verify_finds_a_damaged_write_log_line_before_a_restart_would(tmp_path, 
     assert log.read_bytes() == b"".join(lines)  # verify only reads
     # a bare snapshot directory has no write log to check
     assert list(verify_index(generation_path(idx, 1), check_model=False)) == ["generation 1"]
+    # nor is there more than itself to check with --all (it used to check nothing and pass)
+    assert verify_index(generation_path(idx, 1), all_generations=True, check_model=False) == {
+        "generation 1": []
+    }
 
 
 def test_an_operators_delete_and_update_win_over_older_pending_writes(tmp_path, threads):
