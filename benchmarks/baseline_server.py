@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 from sentence_transformers import SentenceTransformer
 
-from qa_search.embedding import resolve_model
+from qa_search.embedding.models import resolve_model
 
 
 def create_app(vectors_path: str) -> FastAPI:

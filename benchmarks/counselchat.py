@@ -7,7 +7,7 @@ The protocol (issue 6): every CounselChat thread is indexed as its title (the qu
 body left out) and its therapists' answers; each thread's *body* is then a query, and the
 thread it came from is the one relevant result. Queries and answers were written for each
 other, the title is a one-line summary, so this measures what answers add to a question's
-match. Metrics are qa_search.evaluation's (recall@1/5/10, mrr@10, ndcg@10, fractions), for
+match. Metrics are qa_search.tools.evaluation's (recall@1/5/10, mrr@10, ndcg@10, fractions), for
 all 824 queries and per ``source_split`` (the data's own train/val/test column: weights were
 chosen on train).
 
@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from qa_search import Answer, ForumIndex, IndexConfig, Thread, load_embedder, read_dump
-from qa_search.embedding import Embedder
-from qa_search.evaluation import RANKING_METRICS, LabelledQuery, evaluate_queries, score_rankings
-from qa_search.retrieval import brute_force_topk
+from qa_search.embedding.models import Embedder
+from qa_search.scoring.fusion import brute_force_topk
+from qa_search.tools.evaluation import RANKING_METRICS, LabelledQuery, evaluate_queries, score_rankings
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNSELCHAT = ROOT.parent / "shared" / "data" / "counselchat" / "threads.jsonl.gz"

@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from qa_search import ForumIndex, SnapshotError, Thread, find_duplicate_clusters, load_embedder
-from qa_search.ann import single_threaded
-from qa_search.dedupe import cluster_edges, neighbour_pairs, symmetric_scorer
-from qa_search.store import resolve_snapshot
+from qa_search.scoring.ann import single_threaded
+from qa_search.storage.generations import resolve_snapshot
+from qa_search.tools.dedupe import cluster_edges, neighbour_pairs, symmetric_scorer
 
 QUORA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "quora"
 NEIGHBOURS = 10

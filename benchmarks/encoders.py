@@ -67,7 +67,7 @@ def ndcg_at_10(vectors: np.ndarray, ids: list[str], queries: list[dict]) -> floa
 
 
 def make_embedder(backend: str, threads: int | None, onnx_cache: Path | None):
-    from qa_search.embedding import load_embedder
+    from qa_search.embedding.loading import load_embedder
 
     return load_embedder(backend=backend, threads=threads, onnx_cache_dir=onnx_cache)
 

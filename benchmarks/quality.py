@@ -7,11 +7,11 @@ Four systems, measured in one run on the same data:
 - **by hand**: all-MiniLM-L6-v2 in fp32 (ONNX Runtime, identical to torch: cosine >= 0.9999999,
   see benchmarks/encoders.py) and exact cosine between question texts; for duplicate pairs the
   raw cosine;
-- **BM25**: bm25s with Snowball stemming (qa_search.lexical) alone;
+- **BM25**: bm25s with Snowball stemming (qa_search.scoring.lexical) alone;
 - **qa_search**: the library's defaults (ONNX int8 encoder, hybrid dense + BM25, answer-aware
   thread score, snapshot built and loaded as `qa-search build` does it: HNSW over 8-bit vectors
   for the 137k Quora questions); duplicate pairs scored by `calibrate`'s scorer;
-- **qa_search tuned**: the same with a model fine-tuned by `qa_search.tuning.tune` (defaults,
+- **qa_search tuned**: the same with a model fine-tuned by `qa_search.tools.tuning.tune` (defaults,
   seed 0) on SemEval-2016 train part 2 (``--tuned-model`` reuses one made earlier), and the
   index settings it recommends (``qa_search.json`` beside it: lexical weight 0.25), as
   `qa-search build --model` applies them. Quora's train pairs are left out: the model was
@@ -52,21 +52,21 @@ import semeval  # noqa: E402
 import semeval_pairs  # noqa: E402
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder  # noqa: E402
-from qa_search.cache import CachedEmbedder, EmbeddingCache  # noqa: E402
-from qa_search.calibration import pair_groups  # noqa: E402
-from qa_search.embedding import model_fingerprint, probe_vectors  # noqa: E402
-from qa_search.evaluation import (  # noqa: E402
+from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache  # noqa: E402
+from qa_search.embedding.models import model_fingerprint, probe_vectors  # noqa: E402
+from qa_search.operations.lifecycle import build_index  # noqa: E402
+from qa_search.scoring.calibration import pair_groups  # noqa: E402
+from qa_search.scoring.fusion import brute_force_topk  # noqa: E402
+from qa_search.scoring.lexical import LexicalIndex  # noqa: E402
+from qa_search.scoring.metrics import average_precision, recall_at_precision, semeval_map  # noqa: E402
+from qa_search.tools.evaluation import (  # noqa: E402
     LabelledPair,
     evaluate_pairs,
     evaluate_queries,
     read_queries,
     score_rankings,
 )
-from qa_search.lexical import LexicalIndex  # noqa: E402
-from qa_search.lifecycle import build_index  # noqa: E402
-from qa_search.metrics import average_precision, recall_at_precision, semeval_map  # noqa: E402
-from qa_search.retrieval import brute_force_topk  # noqa: E402
-from qa_search.tuning import model_index_settings  # noqa: E402
+from qa_search.tools.tuning import model_index_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -226,7 +226,7 @@ def pick(d: dict) -> dict:
 def tuned_model(work: Path, given: str | None) -> str:
     if given:
         return given
-    from qa_search import tuning
+    from qa_search.tools import tuning
 
     out = work / "tuned-semeval-train2"
     if tuning.tuned_recipe(out) == tuning.RECIPE:

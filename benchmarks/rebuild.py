@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from qa_search import Answer, Thread, load_embedder, read_dump, write_dump
-from qa_search.lifecycle import build_index
+from qa_search.operations.lifecycle import build_index
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "quora" / "corpus.jsonl.gz"
 

@@ -10,7 +10,7 @@ search over the quantised vectors.) They are generated in
 seeded chunks, so the float vectors never sit in memory all at once and the exact top-10 can be
 recomputed chunk by chunk for the recall check.
 
-The index is the one :func:`qa_search.ann.choose_index_type` picks for that size (HNSW over
+The index is the one :func:`qa_search.scoring.ann.choose_index_type` picks for that size (HNSW over
 8-bit vectors at a million), built the way ``ForumIndex.save`` builds it. Reported: build
 seconds, index bytes (serialised) and the process's resident memory growth, single-query search
 p50/p99 (one query per call, as typeahead sends them), and recall@10 against exact search on a
@@ -33,7 +33,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from qa_search.ann import FLAT, HNSW_EF_SEARCH, VectorIndex, choose_index_type
+from qa_search.scoring.ann import FLAT, HNSW_EF_SEARCH, VectorIndex, choose_index_type
 
 CHUNK = 100_000
 

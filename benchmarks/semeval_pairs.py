@@ -57,7 +57,7 @@ def average_precision(relevant_in_rank_order: list[bool]) -> float:
 
 
 def dev_map(model: str | None, questions: list[dict]) -> float:
-    from qa_search.embedding import load_embedder
+    from qa_search.embedding.loading import load_embedder
 
     embedder = load_embedder(model, backend="torch")
     aps = []

@@ -3,7 +3,7 @@
     python benchmarks/semeval_weights.py [--seeds N] [--work DIR] [--backend onnx-int8|onnx|torch] [--json]
 
 Train part 2's questions are split in two halves (seeded shuffle); a model is tuned
-(``qa_search.tuning.tune``, defaults) on each half's pairs and scored on the other half, and one
+(``qa_search.tools.tuning.tune``, defaults) on each half's pairs and scored on the other half, and one
 on all of train part 2 is scored on dev. With ``--seeds N`` each is tuned with seeds 0..N-1 and
 the MAPs are averaged over the seeds as well (tuning varies with its seed). Scoring is
 ``benchmarks/semeval.py``'s: each question's 10 candidates ranked by the library's own search
@@ -33,7 +33,7 @@ import semeval  # noqa: E402
 import semeval_pairs  # noqa: E402
 
 from qa_search import IndexConfig, load_embedder, tuning  # noqa: E402
-from qa_search.metrics import semeval_map  # noqa: E402
+from qa_search.scoring.metrics import semeval_map  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     from sentence_transformers import SentenceTransformer
 
     from qa_search import ForumIndex, Thread
-    from qa_search.embedding import resolve_model
+    from qa_search.embedding.models import resolve_model
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     corpus = read_jsonl(QUORA / "corpus.jsonl.gz", args.corpus_size)

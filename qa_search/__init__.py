@@ -3,11 +3,10 @@
 The public API is the names in ``__all__``; every other module is internal.
 """
 
-__version__ = "0.1.0"
-
-from .dedupe import ClusterThread, DedupeResult, DuplicateCluster, ScoredPair, find_duplicate_clusters  # noqa: E402
-from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, load_embedder  # noqa: E402
-from .errors import (  # noqa: E402
+from qa_search._version import __version__
+from qa_search.embedding.loading import load_embedder
+from qa_search.embedding.models import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder  # noqa: E402
+from qa_search.errors import (  # noqa: E402
     DumpFormatError,
     IncompatibleSnapshotError,
     IndexLockedError,
@@ -16,10 +15,17 @@ from .errors import (  # noqa: E402
     SnapshotError,
     UnknownThreadError,
 )
-from .index import DuplicateHit, ForumIndex, IndexConfig, SearchHit, UpsertStats  # noqa: E402
-from .live import LiveIndex  # noqa: E402
-from .threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump  # noqa: E402
-from .tuning import TuneResult, tune  # noqa: E402
+from qa_search.index.forum import DuplicateHit, ForumIndex, IndexConfig, SearchHit, UpsertStats  # noqa: E402
+from qa_search.index.live import LiveIndex  # noqa: E402
+from qa_search.threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump  # noqa: E402
+from qa_search.tools.dedupe import (  # noqa: E402
+    ClusterThread,
+    DedupeResult,
+    DuplicateCluster,
+    ScoredPair,
+    find_duplicate_clusters,
+)
+from qa_search.tools.tuning import TuneResult, tune  # noqa: E402
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DumpFormatError
+from qa_search.errors import DumpFormatError
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ def fake_cli(monkeypatch):
     from click.testing import CliRunner
 
     fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
-    for module in ("qa_search.lifecycle", "qa_search.embedding"):
+    for module in ("qa_search.operations.lifecycle", "qa_search.embedding.loading"):
         monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
     return CliRunner()
 

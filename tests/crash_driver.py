@@ -28,14 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from conftest import FakeEmbedder  # noqa: E402
 
-import qa_search.cache  # noqa: E402
-import qa_search.embedding  # noqa: E402
-import qa_search.index  # noqa: E402
-import qa_search.lifecycle  # noqa: E402
-import qa_search.store  # noqa: E402
-from qa_search.ann import VectorIndex  # noqa: E402
+import qa_search.embedding.cache  # noqa: E402
+import qa_search.embedding.loading  # noqa: E402
+import qa_search.index.forum  # noqa: E402
+import qa_search.operations.lifecycle  # noqa: E402
+import qa_search.storage.generations  # noqa: E402
 from qa_search.cli import main  # noqa: E402
-from qa_search.embedding import PROBE_TEXTS  # noqa: E402
+from qa_search.embedding.models import PROBE_TEXTS  # noqa: E402
+from qa_search.scoring.ann import VectorIndex  # noqa: E402
 
 
 def die() -> None:
@@ -46,7 +46,7 @@ def install(kill: str | None, hang: str | None) -> None:
     def fake_model(name=None, **_options):
         return FakeEmbedder()
 
-    for module in (qa_search.embedding, qa_search.lifecycle):
+    for module in (qa_search.embedding.loading, qa_search.operations.lifecycle):
         module.load_embedder = fake_model
 
     batches = 0
@@ -65,7 +65,7 @@ def install(kill: str | None, hang: str | None) -> None:
 
     FakeEmbedder.encode = counting_encode
     if kill == "cache":
-        qa_search.cache.file_sha256 = lambda path: die()
+        qa_search.embedding.cache.file_sha256 = lambda path: die()
     elif kill == "write":
         save = VectorIndex.save
 
@@ -76,7 +76,7 @@ def install(kill: str | None, hang: str | None) -> None:
 
         VectorIndex.save = save_then_die
     elif kill == "publish":
-        qa_search.store.write_text_atomic = lambda path, text: die()
+        qa_search.storage.generations.write_text_atomic = lambda path, text: die()
     elif kill == "prune":
         rmtree = shutil.rmtree
 
@@ -85,16 +85,16 @@ def install(kill: str | None, hang: str | None) -> None:
                 die()
             rmtree(path, *args, **kwargs)
 
-        qa_search.store.shutil.rmtree = rmtree_then_die
+        qa_search.storage.generations.shutil.rmtree = rmtree_then_die
     elif kill == "rollback":
-        set_current = qa_search.store._set_current
+        set_current = qa_search.storage.generations._set_current
 
         def set_current_unless_rollback(index_dir, number, action, **record):
             if action == "rollback":
                 die()
             set_current(index_dir, number, action, **record)
 
-        qa_search.store._set_current = set_current_unless_rollback
+        qa_search.storage.generations._set_current = set_current_unless_rollback
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ import pytest
 from conftest import FakeEmbedder
 
 from qa_search import ForumIndex, IndexConfig, Thread
-from qa_search.ann import FLAT, HNSW_SQ8, VectorIndex, choose_index_type
-from qa_search.retrieval import brute_force_topk
+from qa_search.scoring.ann import FLAT, HNSW_SQ8, VectorIndex, choose_index_type
+from qa_search.scoring.fusion import brute_force_topk
 
 
 def clustered(n: int, d: int = 48, clusters: int = 40, seed: int = 0) -> np.ndarray:

@@ -9,9 +9,18 @@ import pytest
 from conftest import FakeEmbedder, labelled_pairs
 
 from qa_search import ForumIndex, IndexConfig, Thread
-from qa_search.calibration import BOOSTED, COSINE, Calibration, fit_boosted, fit_calibration, group_folds
 from qa_search.errors import DumpFormatError, QASearchError
-from qa_search.evaluation import (
+from qa_search.scoring.calibration import (
+    BOOSTED,
+    COSINE,
+    Calibration,
+    fit_boosted,
+    fit_calibration,
+    group_folds,
+)
+from qa_search.scoring.metrics import average_precision, precision_recall_at
+from qa_search.scoring.pairs import FEATURES, feature_rows
+from qa_search.tools.evaluation import (
     LabelledPair,
     LabelledQuery,
     evaluate_pairs,
@@ -19,8 +28,6 @@ from qa_search.evaluation import (
     read_pairs,
     read_queries,
 )
-from qa_search.metrics import average_precision, precision_recall_at
-from qa_search.pairfeatures import FEATURES, feature_rows
 
 
 def _synthetic_pairs(n, seed):
@@ -93,7 +100,7 @@ def test_exported_trees_score_exactly_as_scikit_learn():
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
-    from qa_search import calibration
+    from qa_search.scoring import calibration
 
     x, y = _synthetic_pairs(1500, seed=6)
     trees = fit_boosted(x, y, seed=0)
@@ -284,12 +291,12 @@ def test_cli_eval_and_calibrate_on_a_built_index(tmp_path, monkeypatch):
 
     from qa_search import read_dump
     from qa_search.cli import main
-    from qa_search.evaluation import RANKING_METRICS
-    from qa_search.lifecycle import current_model
-    from qa_search.store import current_generation, list_generations
+    from qa_search.operations.lifecycle import current_model
+    from qa_search.storage.generations import current_generation, list_generations
+    from qa_search.tools.evaluation import RANKING_METRICS
 
     fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
-    for module in ("qa_search.lifecycle", "qa_search.embedding"):
+    for module in ("qa_search.operations.lifecycle", "qa_search.embedding.loading"):
         monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
     cli, ix = CliRunner(), str(tmp_path / "ix")
     assert cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", ix, "-q"]).exit_code == 0

@@ -1,4 +1,4 @@
-"""Duplicate clusters among stored threads (qa_search.dedupe and ``qa-search dedupe``)."""
+"""Duplicate clusters among stored threads (qa_search.tools.dedupe and ``qa-search dedupe``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scipy.sparse.csgraph import connected_components
 
 from qa_search import Answer, ForumIndex, IndexConfig, Thread, find_duplicate_clusters, read_dump
 from qa_search.cli import main
-from qa_search.dedupe import cluster_edges, neighbour_pairs
+from qa_search.tools.dedupe import cluster_edges, neighbour_pairs
 
 # near-paraphrases (the fake embedder is a bag of words: shared words make the cosine)
 THREADS = [

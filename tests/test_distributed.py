@@ -11,7 +11,7 @@ import conftest  # noqa: E402
 from conftest import FakeEmbedder  # noqa: E402
 
 from qa_search import Answer, ForumIndex, Thread  # noqa: E402
-from qa_search.distributed import upsert_on_ray  # noqa: E402
+from qa_search.tools.distributed import upsert_on_ray  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from qa_search import DEFAULT_MODEL, ModelLoadError, SentenceTransformerEmbedder
-from qa_search import embedding as emb_mod
-from qa_search.embedding import model_fingerprint, probe_vectors, resolve_model, same_model
+from qa_search.embedding import models as emb_mod
+from qa_search.embedding.models import model_fingerprint, probe_vectors, resolve_model, same_model
 
 
 def test_default_model_uses_the_packaged_copy_when_installed():
@@ -52,19 +52,20 @@ def test_a_directory_that_is_not_a_model_fails_clearly(tmp_path):
 
 
 def test_a_model_name_not_on_this_machine_fails_at_once_when_the_hub_is_out_of_reach(monkeypatch):
-    from qa_search import embedding
+    from qa_search import load_embedder
+    from qa_search.embedding import models as embedding
 
     # the message comes from the check made before any download is tried (offline, a download
     # retries for a minute or more before it fails)
     monkeypatch.setattr(embedding, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelLoadError, match="cannot be reached to download it"):
-        embedding.load_embedder("no-such-org/no-such-model", backend="torch")
+        load_embedder("no-such-org/no-such-model", backend="torch")
 
 
 def test_behind_a_proxy_the_hub_check_leaves_the_decision_to_the_download(monkeypatch):
     import urllib.request
 
-    from qa_search import embedding
+    from qa_search.embedding import models as embedding
 
     monkeypatch.setattr(urllib.request, "getproxies", lambda: {"https": "http://proxy.internal:3128"})
     assert embedding.hub_reachable(timeout=0.01) is True
@@ -73,7 +74,7 @@ def test_behind_a_proxy_the_hub_check_leaves_the_decision_to_the_download(monkey
 def test_a_malformed_hub_endpoint_falls_back_to_the_default_host(monkeypatch):
     from huggingface_hub import constants
 
-    from qa_search import embedding
+    from qa_search.embedding import models as embedding
 
     monkeypatch.setattr(constants, "ENDPOINT", "https://mirror.example:99999")
     assert embedding._hub_address() == ("huggingface.co", 443)

@@ -13,8 +13,8 @@ from conftest import FakeEmbedder
 
 from qa_search.cli import main
 from qa_search.errors import DumpFormatError, QASearchError
-from qa_search.evaluation import LabelledPair, LabelledQuery, read_pairs, read_queries
-from qa_search.store import current_generation
+from qa_search.storage.generations import current_generation
+from qa_search.tools.evaluation import LabelledPair, LabelledQuery, read_pairs, read_queries
 
 PAIR = json.dumps({"id1": "a", "id2": "b", "label": 1})
 QUERY = json.dumps({"query_id": "a", "text": "trouble sleeping", "relevant_ids": ["b"]})
@@ -103,7 +103,7 @@ def test_a_file_without_pairs_or_queries_is_refused(tmp_path):
 def index_dir(tmp_path, monkeypatch):
     """A small index built by the CLI with the fake embedder in place of the real model."""
     fake = lambda name=None, **_options: FakeEmbedder()  # noqa: E731
-    for module in ("qa_search.lifecycle", "qa_search.embedding"):
+    for module in ("qa_search.operations.lifecycle", "qa_search.embedding.loading"):
         monkeypatch.setattr(sys.modules[module], "load_embedder", fake)
     dump = tmp_path / "forum.jsonl"
     titles = [

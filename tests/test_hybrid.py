@@ -13,8 +13,8 @@ from conftest import FakeEmbedder
 from test_index import brute_force_score
 
 from qa_search import Answer, ForumIndex, IndexConfig, Thread
-from qa_search.lexical import LexicalIndex
-from qa_search.retrieval import top_indices
+from qa_search.scoring.fusion import top_indices
+from qa_search.scoring.lexical import LexicalIndex
 
 WORDS = ["anxiety", "sleep", "therapist", "money", "partner", "breakup"]
 WORDS += ["panic", "work", "family", "anger", "grief", "school"]
@@ -128,8 +128,8 @@ import hashlib, json, sys
 import numpy as np
 from conftest import SAMPLE_DUMP
 from qa_search import read_dump
-from qa_search.lexical import LexicalIndex, tokenize
-from qa_search.pairfeatures import text_features
+from qa_search.scoring.lexical import LexicalIndex, tokenize
+from qa_search.scoring.pairs import text_features
 
 threads = list(read_dump(SAMPLE_DUMP))
 texts = [t.question_text for t in threads]

@@ -13,7 +13,7 @@ from conftest import FakeEmbedder
 
 from qa_search import Answer, DumpFormatError, ForumIndex, read_dump
 from qa_search.cli import main
-from qa_search.importers import (
+from qa_search.tools.importers import (
     FORMATS,
     html_to_text,
     parse_tags,

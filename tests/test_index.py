@@ -13,9 +13,9 @@ from qa_search import (
     Thread,
     UnknownThreadError,
 )
-from qa_search.ann import VectorIndex
-from qa_search.retrieval import brute_force_topk, thread_boost, thread_dense_score
-from qa_search.store import current_generation, list_generations
+from qa_search.scoring.ann import VectorIndex
+from qa_search.scoring.fusion import brute_force_topk, thread_boost, thread_dense_score
+from qa_search.storage.generations import current_generation, list_generations
 
 THREADS = [
     Thread(
@@ -480,7 +480,7 @@ def test_a_single_string_is_one_id_or_refused_where_a_list_of_texts_is_meant(tmp
         index.find_duplicates_many("first question")
     # the same for an index directory and for a serving process
     from qa_search import LiveIndex
-    from qa_search.lifecycle import build_index, delete_threads
+    from qa_search.operations.lifecycle import build_index, delete_threads
 
     build_index(tmp_path / "ix", numbered, FakeEmbedder())
     assert delete_threads(tmp_path / "ix", "12", FakeEmbedder()).threads == 2

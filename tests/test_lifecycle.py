@@ -16,11 +16,16 @@ import pytest
 from conftest import FakeEmbedder
 
 from qa_search import Answer, ForumIndex, SnapshotError, Thread, UnknownThreadError
-from qa_search.cache import EmbeddingCache, cache_root
+from qa_search.embedding.cache import EmbeddingCache, cache_root
 from qa_search.errors import IndexLockedError, QASearchError
-from qa_search.lifecycle import build_index, calibrate_index, delete_threads, update_index, verify_index
-from qa_search.lock import LOCK, writer_lock
-from qa_search.store import (
+from qa_search.operations.lifecycle import (
+    build_index,
+    calibrate_index,
+    delete_threads,
+    update_index,
+    verify_index,
+)
+from qa_search.storage.generations import (
     clean_debris,
     current_generation,
     describe,
@@ -30,6 +35,7 @@ from qa_search.store import (
     read_history,
     rollback,
 )
+from qa_search.storage.lock import LOCK, writer_lock
 
 WORDS = [
     "sleep",
@@ -283,7 +289,7 @@ def test_empty_input_publishes_nothing_and_leaves_no_directory(tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from qa_search.lock import writer_lock
+from qa_search.storage.lock import writer_lock
 with writer_lock(sys.argv[1], command="holder-test"):
     print("held", flush=True)
     time.sleep(60)

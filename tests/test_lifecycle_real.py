@@ -15,7 +15,7 @@ import pytest
 from conftest import SAMPLE_DUMP
 
 from qa_search import Answer, ForumIndex, IndexConfig, Thread, read_dump, write_dump
-from qa_search.parts import thread_parts
+from qa_search.index.parts import thread_parts
 
 pytestmark = pytest.mark.slow
 

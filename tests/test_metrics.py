@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from qa_search.metrics import (
+from qa_search.scoring.metrics import (
     average_precision,
     mrr_at_k,
     ndcg_at_k,

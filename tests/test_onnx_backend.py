@@ -9,7 +9,7 @@ import pytest
 from conftest import FakeEmbedder
 
 from qa_search import ForumIndex, IncompatibleSnapshotError, ModelLoadError, Thread, load_embedder
-from qa_search.onnx_backend import MIN_INT8_COSINE, OnnxEmbedder
+from qa_search.embedding.onnx import MIN_INT8_COSINE, OnnxEmbedder
 
 TEXTS = [
     "ok",
@@ -119,7 +119,7 @@ def test_a_damaged_cached_export_is_made_again_not_trusted(tmp_path, onnx_cache,
                                                           caplog, damage):
     import shutil
 
-    from qa_search import onnx_backend
+    from qa_search.embedding import onnx as onnx_backend
 
     (pristine,) = [p for p in onnx_cache.iterdir() if not p.name.startswith(".")]
     assert "files" in json.loads((pristine / "export.json").read_text())  # checksums are recorded

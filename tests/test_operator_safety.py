@@ -22,9 +22,14 @@ from qa_search import (
     write_dump,
 )
 from qa_search.cli import main
-from qa_search.lifecycle import build_index, delete_threads, update_index, verify_index, verify_snapshot
-from qa_search.snapshot import read_manifest
-from qa_search.store import (
+from qa_search.operations.lifecycle import (
+    build_index,
+    delete_threads,
+    update_index,
+    verify_index,
+    verify_snapshot,
+)
+from qa_search.storage.generations import (
     current_generation,
     generation_path,
     lineage,
@@ -34,7 +39,8 @@ from qa_search.store import (
     resolve_snapshot,
     rollback,
 )
-from qa_search.writelog import FOLDED_NAME, WriteLog
+from qa_search.storage.snapshot import read_manifest
+from qa_search.storage.writelog import FOLDED_NAME, WriteLog
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +131,7 @@ def test_a_write_held_by_a_pruned_ancestor_of_the_target_is_not_put_back(tmp_pat
 def test_a_rollback_killed_between_the_log_and_the_pointer_is_served_and_finished_as_meant(
     tmp_path, threads, monkeypatch
 ):
-    import qa_search.store as store
+    import qa_search.storage.generations as store
 
     def served(idx) -> tuple[int, dict[str, str]]:
         live = LiveIndex(idx, FakeEmbedder())
@@ -203,7 +209,7 @@ def test_a_rollback_killed_between_the_log_and_the_pointer_is_served_and_finishe
 def test_a_running_worker_swaps_when_a_rollback_has_set_the_log_and_never_applies_it_to_the_old_one(
     tmp_path, threads
 ):
-    from qa_search.writelog import writes_for_switch
+    from qa_search.storage.writelog import writes_for_switch
 
     idx = tmp_path / "idx"
     build_index(idx, threads, FakeEmbedder())  # 1
@@ -505,7 +511,7 @@ def test_a_write_not_wholly_on_disk_is_refused_and_leaves_nothing(tmp_path, thre
     import errno
     import os
 
-    from qa_search import writelog
+    from qa_search.storage import writelog
 
     idx = tmp_path / "idx"
     build_index(idx, threads, FakeEmbedder())

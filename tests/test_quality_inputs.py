@@ -12,9 +12,9 @@ import pytest
 from conftest import ROOT, SAMPLE_DUMP, FakeEmbedder, calibrated_sample_index
 
 from qa_search import ForumIndex, Thread, find_duplicate_clusters, read_dump
-from qa_search.calibration import FEATURES, fit_calibration
 from qa_search.cli import main
-from qa_search.dedupe import id_order
+from qa_search.scoring.calibration import FEATURES, fit_calibration
+from qa_search.tools.dedupe import id_order
 
 
 @pytest.fixture(scope="module")

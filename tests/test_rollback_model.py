@@ -19,10 +19,16 @@ import pytest
 from conftest import FakeEmbedder
 
 from qa_search import LiveIndex, Thread, UnknownThreadError
-from qa_search.lifecycle import build_index, delete_threads, update_index
-from qa_search.lock import writer_lock
-from qa_search.store import current_generation, list_generations, prune, rollback, serving_generation
-from qa_search.writelog import writes_for_switch
+from qa_search.operations.lifecycle import build_index, delete_threads, update_index
+from qa_search.storage.generations import (
+    current_generation,
+    list_generations,
+    prune,
+    rollback,
+    serving_generation,
+)
+from qa_search.storage.lock import writer_lock
+from qa_search.storage.writelog import writes_for_switch
 
 #: The dumps a build may index (each a few threads; some ids and titles shared, some not).
 DUMPS = [

@@ -14,15 +14,15 @@ from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
 from qa_search import ForumIndex, IndexConfig, read_dump
 from qa_search.cli import main
 from qa_search.errors import ModelLoadError, QASearchError
-from qa_search.lifecycle import (
+from qa_search.operations.lifecycle import (
     build_index,
     current_config,
     current_model,
     reconfigure_index,
     starting_config,
 )
-from qa_search.store import current_generation
-from qa_search.tuning import SETTINGS_FILE, model_index_settings
+from qa_search.storage.generations import current_generation
+from qa_search.tools.tuning import SETTINGS_FILE, model_index_settings
 
 QUERIES = [
     "my therapist forgot what I told her last week",
@@ -231,8 +231,8 @@ def test_a_damaged_settings_file_is_named(tmp_path):
 
 def test_a_snapshot_with_settings_this_version_refuses_names_itself(tmp_path, threads):
     from qa_search.errors import SnapshotError
-    from qa_search.snapshot import MANIFEST
-    from qa_search.store import resolve_snapshot
+    from qa_search.storage.generations import resolve_snapshot
+    from qa_search.storage.snapshot import MANIFEST
 
     index = ForumIndex(FakeEmbedder(), IndexConfig())
     index.upsert(threads[:5])
@@ -271,8 +271,8 @@ def _recorded(ix) -> tuple[str, str]:
 
 def test_a_rebuild_keeps_the_index_model_and_encoder(tmp_path, monkeypatch):
     loader = _RecordingLoader()
-    monkeypatch.setattr(sys.modules["qa_search.lifecycle"], "load_embedder", loader)
-    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", loader)
+    monkeypatch.setattr(sys.modules["qa_search.operations.lifecycle"], "load_embedder", loader)
+    monkeypatch.setattr(sys.modules["qa_search.embedding.loading"], "load_embedder", loader)
     cli, ix = CliRunner(), str(tmp_path / "ix")
 
     def run(*args):
@@ -304,7 +304,7 @@ def test_a_rebuild_keeps_the_index_model_and_encoder(tmp_path, monkeypatch):
 
 def test_a_recorded_encoder_missing_here_falls_back_to_auto(tmp_path, monkeypatch, caplog):
     loader = _RecordingLoader(unavailable=("onnx",))
-    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", loader)
+    monkeypatch.setattr(sys.modules["qa_search.embedding.loading"], "load_embedder", loader)
     index = ForumIndex(_RecordingLoader()("tuned-x", backend="onnx"))
     index.upsert(list(read_dump(SAMPLE_DUMP))[:5])
     index.save(tmp_path / "ix")
@@ -316,7 +316,7 @@ def test_a_recorded_encoder_missing_here_falls_back_to_auto(tmp_path, monkeypatc
 
 def test_a_recorded_model_directory_that_is_gone_is_named_at_once(tmp_path, monkeypatch):
     loader = _RecordingLoader()
-    monkeypatch.setattr(sys.modules["qa_search.embedding"], "load_embedder", loader)
+    monkeypatch.setattr(sys.modules["qa_search.embedding.loading"], "load_embedder", loader)
     gone = tmp_path / "tuned-model"
     index = ForumIndex(FakeEmbedder(name=str(gone)))
     index.upsert(list(read_dump(SAMPLE_DUMP))[:3])

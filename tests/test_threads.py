@@ -4,7 +4,7 @@ import json
 import pytest
 
 from qa_search import Answer, DumpFormatError, Thread, read_dump, write_dump
-from qa_search.parts import ANSWER, QUESTION, chunk_words, thread_parts
+from qa_search.index.parts import ANSWER, QUESTION, chunk_words, thread_parts
 from qa_search.threads import checked_thread
 
 

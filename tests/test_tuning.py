@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder
 from qa_search.cli import main
-from qa_search.lifecycle import current_config
+from qa_search.operations.lifecycle import current_config
 from qa_search.threads import write_dump
-from qa_search.tuning import (
+from qa_search.tools.tuning import (
     RECIPE,
     SETTINGS_FILE,
     TUNED_INDEX_SETTINGS,
@@ -159,7 +159,7 @@ def test_the_ranking_loss_holds_a_duplicate_pair_in_both_directions():
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    from qa_search.embedding import resolve_model
+    from qa_search.embedding.models import resolve_model
 
     model = SentenceTransformer(resolve_model(None)[1], device="cpu")
     unit = torch.nn.functional.normalize
@@ -256,8 +256,8 @@ def test_cli_tunes_from_id_pairs_and_build_takes_the_model(tmp_path):
 
 def test_onnx_export_accepts_the_layout_sentence_transformers_6_saves(tmp_path):
     """A tuned model is saved in the v6 layout: pooling mode as a word, max length in the tokenizer."""
+    from qa_search.embedding.onnx import _model_layout
     from qa_search.errors import ModelLoadError
-    from qa_search.onnx_backend import _model_layout
 
     modules = [
         {

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .build import build
-from .dedupe import dedupe
-from .imports import export_pairs, import_command
-from .lifecycle import configure, delete, info, rollback_command, update, verify
-from .quality import calibrate, evaluate
-from .query import duplicates, search
-from .serve import serve
-from .tune import tune_command
+from qa_search.cli.build import build
+from qa_search.cli.dedupe import dedupe
+from qa_search.cli.imports import export_pairs, import_command
+from qa_search.cli.lifecycle import configure, delete, info, rollback_command, update, verify
+from qa_search.cli.quality import calibrate, evaluate
+from qa_search.cli.query import duplicates, search
+from qa_search.cli.serve import serve
+from qa_search.cli.tune import tune_command
 
 
 @click.group()

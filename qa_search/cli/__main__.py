@@ -1,3 +1,3 @@
-from . import main
+from qa_search.cli import main
 
 main()

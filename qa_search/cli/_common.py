@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from ..errors import QASearchError
+from qa_search.errors import QASearchError
 
 
 class FiniteRange(click.FloatRange):
@@ -59,7 +59,7 @@ def echo_json(obj: object) -> None:
 
 
 def _parse_settings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    from ..index import IndexConfig
+    from qa_search.index.forum import IndexConfig
 
     settings: dict[str, str] = {}
     for item in values:

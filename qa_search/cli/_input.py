@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 import click
 
-from ..errors import DumpFormatError
-from ..importers import CSV_FIELDS, FORMATS, detect_format, read_threads
-from ._common import advance, progress_bar
+from qa_search.cli._common import advance, progress_bar
+from qa_search.errors import DumpFormatError
+from qa_search.tools.importers import CSV_FIELDS, FORMATS, detect_format, read_threads
 
 MAX_LISTED = 20
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import click
 
-from ..embedding import BACKENDS
-from ..lifecycle import DEFAULT_KEEP, BuildReport, build_embedder, build_index, starting_config
-from ..lock import writer_lock
-from ._common import echo_json, library_errors, settings_option
-from ._input import StepBar, ThreadInput, input_options
+from qa_search.cli._common import echo_json, library_errors, settings_option
+from qa_search.cli._input import StepBar, ThreadInput, input_options
+from qa_search.embedding.loading import BACKENDS
+from qa_search.operations.lifecycle import (
+    DEFAULT_KEEP,
+    BuildReport,
+    build_embedder,
+    build_index,
+    starting_config,
+)
+from qa_search.storage.lock import writer_lock
 
 
 def keep_option(fn):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..dedupe import DEFAULT_NEIGHBOURS, DedupeResult, find_duplicate_clusters
-from ..index import ForumIndex
-from ._common import FiniteRange, echo_json, library_errors
-from ._input import StepBar
+from qa_search.cli._common import FiniteRange, echo_json, library_errors
+from qa_search.cli._input import StepBar
+from qa_search.index.forum import ForumIndex
+from qa_search.tools.dedupe import DEFAULT_NEIGHBOURS, DedupeResult, find_duplicate_clusters
 
 
 def _threshold(index: ForumIndex, index_dir: str, min_probability: float | None, min_cosine: float | None):

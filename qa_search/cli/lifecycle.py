@@ -9,14 +9,27 @@ from pathlib import Path
 
 import click
 
-from ..cache import cache_root
-from ..index import IndexConfig, check_scoring_settings
-from ..lifecycle import current_config, delete_threads, reconfigure_index, update_index, verify_index
-from ..lock import read_holder, writer_lock
-from ..store import current_generation, describe, read_history, resolve_snapshot, rollback, serving_generation
-from ._common import echo_json, library_errors, settings_option
-from ._input import StepBar, ThreadInput, input_options
-from .build import keep_option, report
+from qa_search.cli._common import echo_json, library_errors, settings_option
+from qa_search.cli._input import StepBar, ThreadInput, input_options
+from qa_search.cli.build import keep_option, report
+from qa_search.embedding.cache import cache_root
+from qa_search.index.forum import IndexConfig, check_scoring_settings
+from qa_search.operations.lifecycle import (
+    current_config,
+    delete_threads,
+    reconfigure_index,
+    update_index,
+    verify_index,
+)
+from qa_search.storage.generations import (
+    current_generation,
+    describe,
+    read_history,
+    resolve_snapshot,
+    rollback,
+    serving_generation,
+)
+from qa_search.storage.lock import read_holder, writer_lock
 
 INDEX_DIR = click.argument("index_dir", type=click.Path(file_okay=False))
 

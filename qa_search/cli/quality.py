@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import click
 
-from ..calibration import check_targets
-from ..errors import UnknownThreadError
-from ..evaluation import evaluate_pairs, evaluate_queries, locate_unknown, read_pairs, read_queries
-from ..index import ForumIndex
-from ..lifecycle import calibrate_index
-from ._common import FiniteRange, echo_json, library_errors
-from .build import keep_option
+from qa_search.cli._common import FiniteRange, echo_json, library_errors
+from qa_search.cli.build import keep_option
+from qa_search.errors import UnknownThreadError
+from qa_search.index.forum import ForumIndex
+from qa_search.operations.lifecycle import calibrate_index
+from qa_search.scoring.calibration import check_targets
+from qa_search.tools.evaluation import (
+    evaluate_pairs,
+    evaluate_queries,
+    locate_unknown,
+    read_pairs,
+    read_queries,
+)
 
 _index_dir = click.argument("index_dir", type=click.Path(file_okay=False))
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from ..embedding import check_recorded_model
-from ..snapshot import read_manifest
-from ..store import resolve_snapshot
-from ._common import library_errors
+from qa_search.cli._common import library_errors
+from qa_search.embedding.loading import check_recorded_model
+from qa_search.storage.generations import resolve_snapshot
+from qa_search.storage.snapshot import read_manifest
 
 
 @click.command()

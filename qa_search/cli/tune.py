@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import click
 
-from ..tuning import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULT_SEED, read_pairs, tune
-from ._common import FiniteRange, echo_json, library_errors
+from qa_search.cli._common import FiniteRange, echo_json, library_errors
+from qa_search.tools.tuning import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_SEED,
+    read_pairs,
+    tune,
+)
 
 
 @click.command("tune")

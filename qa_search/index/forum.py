@@ -18,22 +18,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import __version__
-from .ann import EXACT_SEARCH_LIMIT, VectorIndex, choose_index_type
-from .calibration import Calibration, fit_calibration, pair_groups
-from .embedding import (
+from qa_search._version import __version__
+from qa_search.embedding.loading import load_recorded_embedder
+from qa_search.embedding.models import (
     PROBE_MIN_COSINE,
     Embedder,
-    load_recorded_embedder,
     model_fingerprint,
     probe_vectors,
     same_model,
 )
-from .errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
-from .lexical import LexicalIndex, tokenize
-from .pairfeatures import FEATURES, RANK_DEPTH, best_other, feature_rows, rank_feature, text_features
-from .parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
-from .retrieval import (
+from qa_search.errors import IncompatibleSnapshotError, SnapshotError, UnknownThreadError
+from qa_search.index.parts import ANSWER, QUESTION, Part, chunk_words, thread_parts
+from qa_search.scoring.ann import EXACT_SEARCH_LIMIT, VectorIndex, choose_index_type
+from qa_search.scoring.calibration import Calibration, fit_calibration, pair_groups
+from qa_search.scoring.fusion import (
     make_snippet,
     thread_boost,
     thread_dense_score,
@@ -41,9 +39,18 @@ from .retrieval import (
     top_threads,
     unseen_bound,
 )
-from .snapshot import read_manifest, verify_files
-from .store import publish, resolve_snapshot
-from .threads import Thread, checked_thread, thread_from_dict
+from qa_search.scoring.lexical import LexicalIndex, tokenize
+from qa_search.scoring.pairs import (
+    FEATURES,
+    RANK_DEPTH,
+    best_other,
+    feature_rows,
+    rank_feature,
+    text_features,
+)
+from qa_search.storage.generations import publish, resolve_snapshot
+from qa_search.storage.snapshot import read_manifest, verify_files
+from qa_search.threads import Thread, checked_thread, thread_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +81,7 @@ class IndexConfig:
     #: Texts per batch when embedding.
     batch_size: int = 64
     #: A vector index this size or larger is saved as HNSW over 8-bit vectors, smaller as exact
-    #: search (see :func:`qa_search.ann.choose_index_type`).
+    #: search (see :func:`qa_search.scoring.ann.choose_index_type`).
     exact_search_limit: int = EXACT_SEARCH_LIMIT
     #: Added to the score of a thread with an accepted answer. Off (0) by default: it did not
     #: help on the data measured (README, "Boosts").
@@ -302,7 +309,7 @@ def probe_tolerance(model: Mapping, embedder: Embedder) -> float:
     """The least probe cosine at which ``embedder`` counts as the model a manifest records.
 
     The encoder the index was built with gives the recorded probe almost exactly, so it is held
-    to :data:`~qa_search.embedding.PROBE_MIN_COSINE` (a model directory whose weights changed, a
+    to :data:`~qa_search.embedding.models.PROBE_MIN_COSINE` (a model directory whose weights changed, a
     lightly fine-tuned copy, fails it). Only another encoder of the model (int8 against fp32)
     gets the looser tolerance either side declares."""
     recorded = model.get("backend")

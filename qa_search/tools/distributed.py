@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .embedding import Embedder, load_embedder
-from .index import ForumIndex, UpsertStats
-from .threads import Thread
+from qa_search.embedding.loading import load_embedder
+from qa_search.embedding.models import Embedder
+from qa_search.index.forum import ForumIndex, UpsertStats
+from qa_search.threads import Thread
 
 
 @dataclass(frozen=True)

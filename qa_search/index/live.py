@@ -15,13 +15,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .embedding import Embedder
-from .errors import QASearchError, ReadOnlyIndexError, SnapshotError
-from .index import ForumIndex, as_str_list
-from .querycache import QueryCache
-from .store import generation_path, resolve_snapshot, serving_generation
-from .threads import Thread, check_portable, checked_thread
-from .writelog import UPSERT, WriteEntry, WriteLog, apply_entries, folded_through, log_switch
+from qa_search.embedding.models import Embedder
+from qa_search.embedding.querycache import QueryCache
+from qa_search.errors import QASearchError, ReadOnlyIndexError, SnapshotError
+from qa_search.index.forum import ForumIndex, as_str_list
+from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
+from qa_search.storage.writelog import UPSERT, WriteEntry, WriteLog, apply_entries, folded_through, log_switch
+from qa_search.threads import Thread, check_portable, checked_thread
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A raw cosine means different things on different forums, and a threshold on it says nothing
 about how often a flagged pair really is a duplicate. Calibration learns from labelled pairs:
 
-1. a *scorer* over the pair signals (``qa_search.pairfeatures.FEATURES``): either gradient-
+1. a *scorer* over the pair signals (``qa_search.scoring.pairs.FEATURES``): either gradient-
    boosted trees over all of them (fitted with scikit-learn, constrained to never lower the score
    when the cosine rises), or the cosine alone. Both are fitted on folds of the pairs and the one
    with the better out-of-fold average precision is kept, so a handful of labels gets the safe
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import average_precision, recall_at_precision
-from .pairfeatures import FEATURES
+from qa_search.scoring.metrics import average_precision, recall_at_precision
+from qa_search.scoring.pairs import FEATURES
 
 DEFAULT_TARGETS = {"duplicate": 0.9, "related": 0.6}
 

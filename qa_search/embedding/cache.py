@@ -1,6 +1,6 @@
 """A persistent embedding cache, so a rebuild embeds only the texts that changed.
 
-Entries are keyed by (model fingerprint, :func:`~qa_search.parts.text_hash` of the exact text
+Entries are keyed by (model fingerprint, :func:`text_hash` of the exact text
 embedded) and live beside the index::
 
     DIR/cache/<model fingerprint>/<sha256 prefix>.npy    one shard, never modified once written
@@ -19,6 +19,7 @@ and drops the vectors no retained generation uses.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import uuid
@@ -27,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import PROBE_MIN_COSINE
-from .parts import text_hash
-from .snapshot import TMP_PREFIX, file_sha256, fsync_path
+from qa_search.embedding.models import PROBE_MIN_COSINE
+from qa_search.storage.snapshot import TMP_PREFIX, file_sha256, fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,11 @@ def _dtype(dimension: int) -> np.dtype:
 
 def _key(h: str) -> bytes:
     return bytes.fromhex(h)
+
+
+def text_hash(text: str) -> str:
+    """A content hash of an embedded text (hex, 128 bits): equal texts share an embedding."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 class EmbeddingCache:
@@ -172,7 +177,7 @@ class EmbeddingCache:
 
 
 class CachedEmbedder:
-    """An :class:`~qa_search.embedding.Embedder` that answers from an :class:`EmbeddingCache`
+    """An :class:`~qa_search.embedding.models.Embedder` that answers from an :class:`EmbeddingCache`
     and embeds only the texts it has not seen; new vectors are added to the cache.
 
     ``embedded`` counts the texts actually passed to the wrapped model, ``cached`` those

@@ -30,9 +30,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import SnapshotError
-from .lock import writer_lock
-from .snapshot import MANIFEST, TMP_PREFIX, read_manifest, verify_files, write_snapshot, write_text_atomic
+from qa_search.errors import SnapshotError
+from qa_search.storage.lock import writer_lock
+from qa_search.storage.snapshot import (
+    MANIFEST,
+    TMP_PREFIX,
+    read_manifest,
+    verify_files,
+    write_snapshot,
+    write_text_atomic,
+)
 
 CURRENT = "CURRENT"
 GENERATIONS = "generations"
@@ -177,8 +184,8 @@ def _set_current(index_dir: Path, number: int, action: str, **record) -> None:
 
 def serving_generation(index_dir: str | Path) -> int | None:
     """The generation to serve: ``CURRENT``'s, unless a rollback has set the write log for
-    another and not yet moved ``CURRENT`` (see :func:`~qa_search.writelog.log_switch`)."""
-    from .writelog import log_switch
+    another and not yet moved ``CURRENT`` (see :func:`~qa_search.storage.writelog.log_switch`)."""
+    from qa_search.storage.writelog import log_switch
 
     number = current_generation(index_dir)
     switch = log_switch(index_dir)
@@ -192,7 +199,7 @@ def finish_switch(index_dir: str | Path) -> int | None:
     """Move ``CURRENT`` to where a rollback killed midway had set the write log for; returns
     the generation it moved to (None when there was nothing to finish). Writers call it when
     they take the writer lock, before they read anything."""
-    from .writelog import log_switch
+    from qa_search.storage.writelog import log_switch
 
     index_dir = Path(index_dir)
     if not (index_dir / CURRENT).is_file():
@@ -296,7 +303,7 @@ def rollback(index_dir: str | Path, to: int | None = None) -> int:
         problems = verify_files(snap, read_manifest(snap))
         if problems:
             raise SnapshotError(f"generation {to} is damaged, not switching to it: " + "; ".join(problems))
-        from .writelog import writes_for_switch
+        from qa_search.storage.writelog import writes_for_switch
 
         # the service's writes that the current generation's line holds and the target's does
         # not go back into the log; those in the log that the target holds already leave it

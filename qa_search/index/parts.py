@@ -6,10 +6,10 @@ long answer is cut into overlapping windows of words, each embedded on its own.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
-from .threads import Thread
+from qa_search.embedding.cache import text_hash
+from qa_search.threads import Thread
 
 QUESTION = "question"
 ANSWER = "answer"
@@ -29,10 +29,6 @@ class Part:
     def text_hash(self) -> str:
         return text_hash(self.text)
 
-
-def text_hash(text: str) -> str:
-    """A content hash of an embedded text (hex, 128 bits): equal texts share an embedding."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def chunk_words(text: str, size: int, overlap: int) -> list[str]:

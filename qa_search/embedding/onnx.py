@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import PROBE_MIN_COSINE, normalize_rows, resolve_model
-from .errors import ModelLoadError
-from .snapshot import file_sha256
+from qa_search.embedding.models import PROBE_MIN_COSINE, normalize_rows, resolve_model
+from qa_search.errors import ModelLoadError
+from qa_search.storage.snapshot import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from .embedding import SentenceTransformerEmbedder
+    from qa_search.embedding.models import SentenceTransformerEmbedder
 
     transformer_dir, max_len = _model_layout(model_dir)
     tokenizer = _Tokenizer(transformer_dir, max_len)
@@ -318,7 +318,7 @@ def _export_problem(out: Path, precision: str) -> str | None:
 
 
 class OnnxEmbedder:
-    """An :class:`~qa_search.embedding.Embedder` running an exported model on ONNX Runtime.
+    """An :class:`~qa_search.embedding.models.Embedder` running an exported model on ONNX Runtime.
 
     ``precision`` is ``"fp32"`` (the same vectors as torch, to ~1e-6) or ``"int8"`` (dynamic
     quantisation: faster, cosine about 0.99 to fp32). ``threads`` sets ONNX Runtime's intra-op

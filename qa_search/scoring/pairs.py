@@ -6,7 +6,7 @@ stored question that is the new one's single closest match, well ahead of the ne
 likely the same question than one of ten equally close. The index measures the dense and lexical
 signals and the neighbourhood; this module turns texts and token lists into the rest.
 
-Column order is :data:`FEATURES`; the duplicate scorer (``qa_search.calibration``) is fitted on
+Column order is :data:`FEATURES`; the duplicate scorer (``qa_search.scoring.calibration``) is fitted on
 these columns and stores their names, so a change here is detected when a calibration is loaded.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 #: The pair signals, in column order. ``cosine``: the two questions' cosine. ``lexical``:
-#: normalised BM25 of the stored question for the new one (``qa_search.lexical``). ``jaccard``:
+#: normalised BM25 of the stored question for the new one (``qa_search.scoring.lexical``). ``jaccard``:
 #: overlap of their stemmed content words; ``idf_jaccard``: the same weighted by idf.
 #: ``unmatched_max`` / ``unmatched_min``: the idf mass of the words only one side has, as a
 #: fraction of the pair's total (larger side, smaller side). ``numbers_differ``: 1 when the sets

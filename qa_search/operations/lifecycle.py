@@ -13,22 +13,21 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .ann import VectorIndex
-from .cache import CachedEmbedder, EmbeddingCache, cache_root
-from .calibration import Calibration
-from .embedding import (
-    Embedder,
-    load_embedder,
-    load_recorded_embedder,
-    model_fingerprint,
-    probe_vectors,
-    resolve_model,
+from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache, cache_root
+from qa_search.embedding.loading import load_embedder, load_recorded_embedder
+from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors, resolve_model
+from qa_search.errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
+from qa_search.index.forum import (
+    ForumIndex,
+    IndexConfig,
+    as_str_list,
+    config_of,
+    matches_recorded_model,
+    stored_calibration,
 )
-from .errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
-from .index import ForumIndex, IndexConfig, as_str_list, config_of, matches_recorded_model, stored_calibration
-from .lock import writer_lock
-from .snapshot import read_manifest, verify_files
-from .store import (
+from qa_search.scoring.ann import VectorIndex
+from qa_search.scoring.calibration import Calibration
+from qa_search.storage.generations import (
     current_generation,
     generation_path,
     list_generations,
@@ -36,9 +35,18 @@ from .store import (
     resolve_snapshot,
     serving_generation,
 )
-from .threads import Thread
-from .tuning import model_index_settings
-from .writelog import LOG_NAME, UPSERT, WriteLog, current_folded_through, pending_entries, publish_with_log
+from qa_search.storage.lock import writer_lock
+from qa_search.storage.snapshot import read_manifest, verify_files
+from qa_search.storage.writelog import (
+    LOG_NAME,
+    UPSERT,
+    WriteLog,
+    current_folded_through,
+    pending_entries,
+    publish_with_log,
+)
+from qa_search.threads import Thread
+from qa_search.tools.tuning import model_index_settings
 
 #: Generations kept after a publish, by default (the current one is always kept).
 DEFAULT_KEEP = 3
@@ -170,7 +178,7 @@ def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dic
 
     The current generation's settings are kept; where the index is new or was built with
     another model, the settings a tuned model recommends
-    (:func:`~qa_search.tuning.model_index_settings`) are applied on top. Returns
+    (:func:`~qa_search.tools.tuning.model_index_settings`) are applied on top. Returns
     ``(config, settings taken from the model)``.
     """
     if current_generation(index_dir) is None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import IncompatibleSnapshotError, SnapshotError
+from qa_search.errors import IncompatibleSnapshotError, SnapshotError
 
 FORMAT_NAME = "qa-search-snapshot"
 FORMAT_VERSION = 1

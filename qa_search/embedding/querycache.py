@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .embedding import Embedder
+from qa_search.embedding.models import Embedder
 
 
 class QueryCache:

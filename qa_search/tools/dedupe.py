@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .ann import single_threaded
-from .index import ForumIndex
+from qa_search.index.forum import ForumIndex
+from qa_search.scoring.ann import single_threaded
 
 #: Calibrated index: candidate pairs whose question cosine is below this are never scored (the
 #: scorer is the slow part). Measured on Quora with the packaged model (README, "Finding

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 
-from .errors import DumpFormatError
-from .threads import Thread, check_input, read_dump, replacing, thread_from_dict
+from qa_search.errors import DumpFormatError
+from qa_search.threads import Thread, check_input, read_dump, replacing, thread_from_dict
 
 OnError = Callable[[DumpFormatError], None]
 

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import IndexLockedError, SnapshotError
-from .snapshot import MANIFEST
+from qa_search.errors import IndexLockedError, SnapshotError
+from qa_search.storage.snapshot import MANIFEST
 
 LOCK = "LOCK"
 
@@ -86,7 +86,7 @@ def writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[N
     os.pwrite(fd, (json.dumps(holder) + "\n").encode("utf-8"), 0)
     _held[key] = [fd, 1]
     try:
-        from .store import finish_switch
+        from qa_search.storage.generations import finish_switch
 
         finish_switch(index_dir)  # a rollback killed midway is finished before anything is read
         yield

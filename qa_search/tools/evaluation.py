@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DumpFormatError, QASearchError, UnknownThreadError
-from .index import ForumIndex
-from .metrics import (
+from qa_search.errors import DumpFormatError, QASearchError, UnknownThreadError
+from qa_search.index.forum import ForumIndex
+from qa_search.scoring.metrics import (
     average_precision,
     mrr_at_k,
     ndcg_at_k,
@@ -25,7 +25,7 @@ from .metrics import (
     recall_at_k,
     recall_at_precision,
 )
-from .threads import json_line, numbered_lines, pair_label, thread_id
+from qa_search.threads import json_line, numbered_lines, pair_label, thread_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,9 +43,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import SnapshotError
-from .snapshot import fsync_path, read_manifest, write_bytes_atomic
-from .store import (
+from qa_search.errors import SnapshotError
+from qa_search.storage.generations import (
     FOLDED_NAME,
     current_generation,
     generation_path,
@@ -53,12 +52,13 @@ from .store import (
     lineage,
     serving_generation,
 )
-from .threads import Thread, thread_from_dict
+from qa_search.storage.snapshot import fsync_path, read_manifest, write_bytes_atomic
+from qa_search.threads import Thread, thread_from_dict
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .index import ForumIndex
+    from qa_search.index.forum import ForumIndex
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def log_switch(index_dir: str | Path) -> dict | None:
 
     A rollback sets the log for its target first and moves ``CURRENT`` after; while ``CURRENT``
     still names ``from`` (a moment, or for good if the rollback was killed), the log already
-    belongs to ``to``, so readers serve ``to`` (:func:`~qa_search.store.serving_generation`) and
-    the next writer finishes the switch (:func:`~qa_search.store.finish_switch`). Any later
+    belongs to ``to``, so readers serve ``to`` (:func:`~qa_search.storage.generations.serving_generation`) and
+    the next writer finishes the switch (:func:`~qa_search.storage.generations.finish_switch`). Any later
     rewrite of the log (a build's compaction) drops the record; appends keep the header."""
     try:
         with open(Path(index_dir) / LOG_NAME, "rb") as fh:
@@ -212,7 +212,7 @@ def writes_for_switch(index_dir: str | Path, current: int, to: int) -> tuple[int
     roll forward after one). Returns (writes put back, writes taken out).
 
     Generations form a tree: each was made on top of the one current then
-    (:func:`~qa_search.store.lineage`), and holds the writes folded into it and into the
+    (:func:`~qa_search.storage.generations.lineage`), and holds the writes folded into it and into the
     generations below it. The writes that ``current``'s line holds and ``to``'s does not (those
     folded in since the two lines parted) go back at the head of the log, oldest first, so no
     acknowledged write is lost. Pending entries that ``to`` holds already leave the log: applied

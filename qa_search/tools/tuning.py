@@ -32,9 +32,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .embedding import resolve_model
-from .errors import DumpFormatError, ModelLoadError, QASearchError
-from .threads import check_input, json_line, numbered_lines, pair_label, read_dumps, thread_id
+from qa_search.embedding.models import resolve_model
+from qa_search.errors import DumpFormatError, ModelLoadError, QASearchError
+from qa_search.threads import check_input, json_line, numbered_lines, pair_label, read_dumps, thread_id
 
 #: Defaults chosen on SemEval-2016 train part 2 (see README, "Tuning on your forum's duplicates").
 DEFAULT_EPOCHS = 1

@@ -1,0 +1,1 @@
+"""Text embedders: the protocol, torch and ONNX models, loading, the embedding and query caches."""

@@ -1,0 +1,1 @@
+"""The forum index: threads in memory, search, duplicate verdicts, persistence, the live index."""

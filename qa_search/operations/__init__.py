@@ -1,0 +1,1 @@
+"""Operating an index directory: build, update, delete, reconfigure, calibrate, verify."""

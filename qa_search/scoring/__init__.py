@@ -1,0 +1,1 @@
+"""Scoring: vector index, lexical index, fusion maths, pair signals, calibration, metrics."""
