@@ -1,4 +1,4 @@
-"""The lexical index: BM25 (bm25s, Snowball-stemmed, English stop words removed) over questions.
+"""The lexical index: BM25 (Lucene's variant, Snowball-stemmed, stop words removed) over questions.
 
 Raw BM25 is unbounded and its scale changes from query to query (long queries of rare words
 score high), so it cannot be added to a cosine or compared with a threshold. The index returns
@@ -7,15 +7,27 @@ of the idf of its distinct known terms (the BM25 term-frequency factor of Lucene
 below 1). The result is in [0, 1], means "how much of the query's idf mass this document
 covers", and depends only on the query and the document, not on the other results.
 
-bm25s builds the index (tokenising and precomputing each (term, document) weight); scoring a
-query is a few numpy slices over the precomputed column-sparse weights.
+The index is incremental. It keeps each document's term frequencies rather than precomputed
+weights, together with the corpus statistics BM25 needs (the number of documents, each term's
+document frequency, the total length); a query computes the weights of its few posting lists
+from them. A write therefore costs time in proportion to the documents written, never to the
+corpus, and after any sequence of writes the scores are those of an index built from scratch over
+the same documents (to float32 rounding: the statistics are exact).
+
+Documents live in numbered slots. Postings are kept in two segments: a main segment in
+compressed column form (term -> slots and term frequencies) and a small segment of documents
+added since the last merge, folded into the main one once it outgrows a fraction of it (a
+numpy merge, amortised over the writes that filled it). A removed document's slot is marked
+dead: its postings stay in the main segment, masked when a query runs, until the index is
+compacted, which :meth:`LexicalIndex.save` does (a published snapshot holds live slots only).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,103 +35,288 @@ import numpy as np
 #: BM25 saturation and length normalisation (bm25s' defaults for Lucene's variant are 1.5 / 0.75).
 K1 = 1.2
 B = 0.75
+#: The analyser's default language: its Snowball stemmer and stop-word list.
+DEFAULT_LANGUAGE = "english"
+#: Languages with both a Snowball stemmer and a stop-word list (bm25s' lists).
+LANGUAGES = (
+    "danish", "dutch", "english", "french", "german", "italian", "norwegian", "portuguese",
+    "russian", "spanish", "swedish", "turkish",
+)  # fmt: skip
+#: The new-document segment is merged once its postings exceed this many plus an eighth of the
+#: main segment's, so merging costs O(1) amortised per posting.
+_MERGE_FLOOR = 16_384
+#: Format of the saved ``.npz`` (1: precomputed bm25s weights, read by rebuilding; 2: frequencies).
+_FORMAT = 2
 
 
 @functools.cache
-def _stemmer():
+def _stemmer(language: str):  # noqa: ANN202 - a Stemmer.Stemmer
     import Stemmer
 
-    return Stemmer.Stemmer("english")
+    return Stemmer.Stemmer(language)
 
 
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
+def check_language(language: str) -> str:
+    """``language`` when the analyser supports it; ``ValueError`` naming the choices otherwise."""
+    if language not in LANGUAGES:
+        raise ValueError(f"lexical language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+    return language
+
+
+def tokenize(texts: Sequence[str], language: str = DEFAULT_LANGUAGE) -> list[list[str]]:
     """Lower-cased, stop words removed, Snowball-stemmed word tokens for each text."""
     import bm25s
 
     if not texts:
         return []
     return bm25s.tokenize(
-        list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False
+        list(texts), stopwords=language, stemmer=_stemmer(language), return_ids=False, show_progress=False
     )
 
 
-class LexicalIndex:
-    """BM25 over a fixed list of documents (rebuilt, not updated, when the corpus changes).
+def _idf(df: np.ndarray, n: int) -> np.ndarray:
+    """Lucene's idf: the largest weight a term can contribute to any document."""
+    return np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
 
-    ``doc_ids`` name the documents in order; scores come back as (n_docs,) float32 arrays in
-    that order, normalised to [0, 1] per query.
+
+class LexicalIndex:
+    """BM25 over a changing set of documents, each named by an id.
+
+    :meth:`scores` returns one float32 per slot (``len(slot_ids)`` of them), dead slots 0;
+    :attr:`position` maps a live id to its slot and :attr:`slot_ids` a slot to its id (``None``
+    when dead).
     """
 
-    def __init__(self, doc_ids: list[str], data, indices, indptr, vocab: dict[str, int]) -> None:
-        self.doc_ids = doc_ids
-        self.position = {d: i for i, d in enumerate(doc_ids)}
-        self._data = np.asarray(data, np.float32)
-        self._indices = np.asarray(indices, np.int64)
-        self._indptr = np.asarray(indptr, np.int64)
-        self._vocab = vocab
-        n = len(doc_ids)
-        df = np.diff(self._indptr).astype(np.float64)
-        # Lucene's idf, the largest weight a term can contribute to any document
-        self._idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        self._by_doc = None  # document-by-term weights, built on first pair scoring
+    def __init__(self, language: str = DEFAULT_LANGUAGE) -> None:
+        self.language = check_language(language)
+        self.slot_ids: list[str | None] = []
+        self.position: dict[str, int] = {}
+        self._alive = np.zeros(0, bool)
+        self._length = np.zeros(0, np.float32)  # tokens per slot (0 for a dead slot)
+        self._vocab: dict[str, int] = {}
+        self._df = np.zeros(0, np.int64)
+        self._live = 0
+        self._total_length = 0
+        # main segment: inverted (term -> slots, tf) and forward (slot -> terms, tf) for the
+        # first _main_slots slots
+        self._inv_indptr = np.zeros(1, np.int64)
+        self._inv_slots = np.zeros(0, np.int64)
+        self._inv_tf = np.zeros(0, np.float32)
+        self._fwd_indptr = np.zeros(1, np.int64)
+        self._fwd_terms = np.zeros(0, np.int64)
+        self._fwd_tf = np.zeros(0, np.float32)
+        # documents added since the last merge, by slot: (term ids, tfs); and their postings
+        self._new_docs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._new_postings: dict[int, tuple[list[int], list[float]]] = {}
+        self._new_count = 0
+
+    # ---- size and statistics -------------------------------------------------------------
+    @property
+    def doc_ids(self) -> list[str | None]:
+        """The id in each slot (``None`` for a removed document's slot), in slot order."""
+        return self.slot_ids
 
     def __len__(self) -> int:
-        return len(self.doc_ids)
+        """The number of live documents."""
+        return self._live
 
-    @classmethod
-    def build(cls, doc_ids: Sequence[str], texts: Sequence[str]) -> LexicalIndex:
-        """Index ``texts`` (one per id)."""
-        import bm25s
+    @property
+    def _main_slots(self) -> int:
+        return len(self._fwd_indptr) - 1
 
-        if len(doc_ids) != len(texts):
-            raise ValueError(f"{len(doc_ids)} ids for {len(texts)} texts")
-        tokens = tokenize(texts)
-        if not any(tokens):  # no texts, or none with an indexable word ("C#", "🙂", stop words)
-            return cls(list(doc_ids), [], [], [0], {})
-        model = bm25s.BM25(k1=K1, b=B, method="lucene")
-        model.index(tokens, show_progress=False)
-        s = model.scores
-        data, indices, indptr = np.asarray(s["data"]), np.asarray(s["indices"]), np.asarray(s["indptr"])
-        # bm25s numbers terms in set order, which Python salts per process; renumbered
-        # alphabetically, every sum over a query's terms runs in one order, so a score is the
-        # same to the last bit in every run
-        columns = len(indptr) - 1  # the "" token bm25s adds may have no column: it stays last
-        terms = sorted(t for t, i in model.vocab_dict.items() if i < columns)
-        terms += sorted(t for t, i in model.vocab_dict.items() if i >= columns)
-        old = np.array([model.vocab_dict[t] for t in terms[:columns]], np.int64)
-        lengths = np.diff(indptr)[old]
-        new_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(indptr.dtype)
-        # entry k of new column j is entry k of old column old[j]
-        take = np.repeat(indptr[old] - new_indptr[:-1], lengths) + np.arange(new_indptr[-1])
-        vocab = {t: i for i, t in enumerate(terms)}
-        return cls(list(doc_ids), data[take], indices[take], new_indptr, vocab)
-
-    def _term_ids(self, text: str) -> np.ndarray:
-        return self._ids_of(tokenize([text])[0])
-
-    def _ids_of(self, tokens: Sequence[str]) -> np.ndarray:
-        ids = {self._vocab[t] for t in tokens if t in self._vocab}
-        # the empty-string token bm25s adds for empty documents is never a query term
-        ids.discard(self._vocab.get("", -1))
-        return np.fromiter(sorted(ids), np.int64, len(ids))
+    def _avg_length(self) -> float:
+        return self._total_length / self._live if self._live else 1.0
 
     def idf(self, token: str) -> float:
         """Lucene's idf of a stemmed token; a token no document has gets the highest idf."""
         j = self._vocab.get(token)
-        if j is None or j >= len(self._idf):
-            return float(np.log1p((len(self.doc_ids) + 0.5) / 0.5))
-        return float(self._idf[j])
+        df = int(self._df[j]) if j is not None else 0
+        return float(_idf(np.array([df]), self._live)[0])
+
+    # ---- writing -------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls, doc_ids: Sequence[str], texts: Sequence[str], language: str = DEFAULT_LANGUAGE
+    ) -> LexicalIndex:
+        """Index ``texts`` (one per id)."""
+        if len(doc_ids) != len(texts):
+            raise ValueError(f"{len(doc_ids)} ids for {len(texts)} texts")
+        index = cls(language)
+        index.add(doc_ids, texts)
+        index.merge()
+        return index
+
+    def add(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Add documents, replacing any already indexed under the same id."""
+        if len(doc_ids) != len(texts):
+            raise ValueError(f"{len(doc_ids)} ids for {len(texts)} texts")
+        self.add_tokens(doc_ids, tokenize(texts, self.language))
+
+    def add_tokens(self, doc_ids: Sequence[str], tokens: Sequence[Sequence[str]]) -> None:
+        """:meth:`add` for documents already run through :func:`tokenize`."""
+        self.remove(d for d in doc_ids if d in self.position)
+        first = len(self.slot_ids)
+        n = len(doc_ids)
+        self._grow(first + n)
+        for k, (doc_id, toks) in enumerate(zip(doc_ids, tokens, strict=True)):
+            slot = first + k
+            if doc_id in self.position:  # the same id twice in one call: the last one wins
+                self._kill(self.position[doc_id])
+            self.slot_ids.append(doc_id)
+            self.position[doc_id] = slot
+            counts = Counter(toks)
+            terms = np.fromiter((self._term_id(t) for t in counts), np.int64, len(counts))
+            tfs = np.fromiter(counts.values(), np.float32, len(counts))
+            self._df[terms] += 1
+            self._alive[slot] = True
+            self._length[slot] = len(toks)
+            self._live += 1
+            self._total_length += len(toks)
+            self._new_docs[slot] = (terms, tfs)
+            for t, tf in zip(terms.tolist(), tfs.tolist(), strict=True):
+                slots, freqs = self._new_postings.setdefault(t, ([], []))
+                slots.append(slot)
+                freqs.append(tf)
+            self._new_count += len(terms)
+        if self._new_count > _MERGE_FLOOR + len(self._inv_slots) // 8:
+            self.merge()
+
+    def remove(self, doc_ids: Iterable[str]) -> int:
+        """Remove documents by id (ids not indexed are ignored); returns how many were removed."""
+        removed = 0
+        for doc_id in list(doc_ids):
+            slot = self.position.get(doc_id)
+            if slot is not None:
+                self._kill(slot)
+                removed += 1
+        return removed
+
+    def _kill(self, slot: int) -> None:
+        terms, _ = self._doc_terms(slot)
+        self._df[terms] -= 1
+        self._live -= 1
+        self._total_length -= int(self._length[slot])
+        self._alive[slot] = False
+        self._length[slot] = 0
+        del self.position[self.slot_ids[slot]]  # type: ignore[arg-type]
+        self.slot_ids[slot] = None
+
+    def _term_id(self, term: str) -> int:
+        j = self._vocab.get(term)
+        if j is None:
+            j = self._vocab[term] = len(self._vocab)
+            if j >= len(self._df):
+                self._df = np.concatenate([self._df, np.zeros(max(1024, j), np.int64)])
+        return j
+
+    def _grow(self, slots: int) -> None:
+        if slots > len(self._alive):
+            extra = max(slots - len(self._alive), len(self._alive), 1024)
+            self._alive = np.concatenate([self._alive, np.zeros(extra, bool)])
+            self._length = np.concatenate([self._length, np.zeros(extra, np.float32)])
+
+    def _doc_terms(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        if slot >= self._main_slots:
+            return self._new_docs[slot]
+        lo, hi = self._fwd_indptr[slot], self._fwd_indptr[slot + 1]
+        return self._fwd_terms[lo:hi], self._fwd_tf[lo:hi]
+
+    def merge(self) -> None:
+        """Fold the documents added since the last merge into the main segment."""
+        if not self._new_docs and self._main_slots == len(self.slot_ids):
+            return
+        slots = range(self._main_slots, len(self.slot_ids))
+        docs = [self._new_docs[s] for s in slots]
+        sizes = np.array([len(t) for t, _ in docs], np.int64)
+        new_terms = np.concatenate([t for t, _ in docs]) if docs else np.zeros(0, np.int64)
+        new_tf = np.concatenate([f for _, f in docs]) if docs else np.zeros(0, np.float32)
+        self._fwd_indptr = np.concatenate([self._fwd_indptr, self._fwd_indptr[-1] + np.cumsum(sizes)])
+        self._fwd_terms = np.concatenate([self._fwd_terms, new_terms])
+        self._fwd_tf = np.concatenate([self._fwd_tf, new_tf])
+        main_terms = np.repeat(np.arange(len(self._inv_indptr) - 1), np.diff(self._inv_indptr))
+        self._set_inverted(
+            np.concatenate([main_terms, new_terms]),
+            np.concatenate([self._inv_slots, np.repeat(np.arange(slots.start, slots.stop), sizes)]),
+            np.concatenate([self._inv_tf, new_tf]),
+        )
+        self._new_docs.clear()
+        self._new_postings.clear()
+        self._new_count = 0
+
+    def _set_inverted(self, terms: np.ndarray, slots: np.ndarray, tfs: np.ndarray) -> None:
+        # a stable sort by term keeps each posting list in slot order
+        order = np.argsort(terms, kind="stable")
+        counts = np.bincount(terms, minlength=len(self._vocab))
+        self._inv_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._inv_slots = slots[order].astype(np.int64)
+        self._inv_tf = tfs[order].astype(np.float32)
+
+    def compact(self) -> None:
+        """Drop dead slots and unused terms: slots are renumbered, scores do not change."""
+        self.merge()
+        keep = np.flatnonzero(self._alive[: len(self.slot_ids)])
+        used = np.flatnonzero(self._df[: len(self._vocab)] > 0)
+        term_map = np.full(len(self._vocab), -1, np.int64)
+        term_map[used] = np.arange(len(used))
+        sizes = np.diff(self._fwd_indptr)[keep]
+        entry_slot = np.repeat(np.arange(self._main_slots), np.diff(self._fwd_indptr))
+        take = self._alive[entry_slot]
+        terms = term_map[self._fwd_terms[take]]
+        tfs = self._fwd_tf[take]
+        names = sorted(self._vocab, key=self._vocab.__getitem__)
+        self._vocab = {names[j]: i for i, j in enumerate(used.tolist())}
+        self._df = self._df[used].copy()
+        ids = [self.slot_ids[s] for s in keep.tolist()]
+        self.slot_ids = list(ids)
+        self.position = {d: i for i, d in enumerate(ids)}  # type: ignore[misc]
+        self._length = self._length[keep].copy()
+        self._alive = np.ones(len(keep), bool)
+        self._fwd_indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._fwd_terms = terms
+        self._fwd_tf = tfs
+        self._set_inverted(terms, np.repeat(np.arange(len(keep)), sizes), tfs)
+
+    # ---- reading -------------------------------------------------------------------------
+    def _query_terms(self, tokens: Sequence[str]) -> list[int]:
+        # terms in alphabetical order, so every sum over them runs in one order and a score is
+        # the same to the last bit however the index was built; "" (bm25s' empty-document token)
+        # and terms whose documents were all removed are not query terms
+        known = sorted({t for t in tokens if t and t in self._vocab})
+        return [j for j in (self._vocab[t] for t in known) if self._df[j] > 0]
+
+    def _postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        if term < len(self._inv_indptr) - 1:
+            lo, hi = self._inv_indptr[term], self._inv_indptr[term + 1]
+            slots, tfs = self._inv_slots[lo:hi], self._inv_tf[lo:hi]
+        else:
+            slots, tfs = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        new = self._new_postings.get(term)
+        if new is not None:
+            slots = np.concatenate([slots, np.asarray(new[0], np.int64)])
+            tfs = np.concatenate([tfs, np.asarray(new[1], np.float32)])
+        return slots, tfs
+
+    def _weights(self, tfs: np.ndarray, slots: np.ndarray, idf: np.float32) -> np.ndarray:
+        norm = K1 * ((1 - B) + B * self._length[slots] / self._avg_length())
+        return idf * (tfs / (norm + tfs))
 
     def scores(self, text: str) -> np.ndarray:
-        """Normalised BM25 of every document for query ``text``: (n_docs,) float32 in [0, 1]."""
-        out = np.zeros(len(self.doc_ids), np.float32)
-        terms = self._term_ids(text)
-        if not len(terms):
+        """Normalised BM25 of every slot for query ``text``: (len(slot_ids),) float32 in [0, 1]."""
+        return self.scores_of_tokens(tokenize([text], self.language)[0])
+
+    def scores_of_tokens(self, tokens: Sequence[str]) -> np.ndarray:
+        """:meth:`scores` for a query already run through :func:`tokenize`."""
+        out = np.zeros(len(self.slot_ids), np.float32)
+        terms = self._query_terms(tokens)
+        if not terms:
             return out
-        for t in terms.tolist():
-            lo, hi = self._indptr[t], self._indptr[t + 1]
-            out[self._indices[lo:hi]] += self._data[lo:hi]
-        out /= self._idf[terms].sum()
+        idf = _idf(self._df[terms], self._live)
+        for t, w in zip(terms, idf, strict=True):
+            slots, tfs = self._postings(t)
+            live = self._alive[slots]
+            slots, tfs = slots[live], tfs[live]
+            out[slots] += self._weights(tfs, slots, w)
+        out /= idf.sum()
         return np.minimum(out, 1.0, out=out)
 
     def score_pairs(
@@ -127,49 +324,75 @@ class LexicalIndex:
     ) -> np.ndarray:
         """Normalised BM25 of document ``doc_ids[i]`` for query ``texts[i]``: (n,) float32.
 
-        The same values as :meth:`scores`, computed per pair from a document-by-term matrix, so
+        The same values as :meth:`scores`, computed per pair from the document's own terms, so
         scoring many pairs does not walk every posting list of every query. ``tokens`` maps texts
         to their :func:`tokenize` output where the caller has it already.
         """
-        from scipy.sparse import csc_matrix
-
-        if self._by_doc is None:
-            shape = (len(self.doc_ids), len(self._indptr) - 1)
-            self._by_doc = csc_matrix((self._data, self._indices, self._indptr), shape=shape).tocsr()
         out = np.zeros(len(texts), np.float32)
-        # each distinct text is tokenised once, in one batch (tokenising one by one dominates)
         distinct = list(dict.fromkeys(texts))
         if tokens is None:
-            tokens = dict(zip(distinct, tokenize(distinct), strict=True))
-        terms_of = {text: self._ids_of(tokens[text]) for text in distinct}
-        by_doc = self._by_doc
+            tokens = dict(zip(distinct, tokenize(distinct, self.language), strict=True))
+        terms_of = {text: np.asarray(self._query_terms(tokens[text]), np.int64) for text in distinct}
+        avg = self._avg_length()
         for i, (text, doc) in enumerate(zip(texts, doc_ids, strict=True)):
             terms = terms_of[text]
             if not len(terms):
                 continue
-            r = self.position[doc]
-            lo, hi = by_doc.indptr[r], by_doc.indptr[r + 1]
-            hit = np.isin(by_doc.indices[lo:hi], terms)
-            out[i] = min(float(by_doc.data[lo:hi][hit].sum()) / float(self._idf[terms].sum()), 1.0)
+            slot = self.position[doc]
+            doc_terms, doc_tf = self._doc_terms(slot)
+            idf = _idf(self._df[terms], self._live)
+            hit = np.isin(doc_terms, terms)
+            if hit.any():
+                w_idf = _idf(self._df[doc_terms[hit]], self._live)
+                tf = doc_tf[hit]
+                norm = K1 * ((1 - B) + B * float(self._length[slot]) / avg)
+                out[i] = min(float((w_idf * (tf / (norm + tf))).sum()) / float(idf.sum()), 1.0)
         return out
 
+    # ---- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """One ``.npz`` file (the weights, the vocabulary and the document ids)."""
-        vocab = sorted(self._vocab.items(), key=lambda kv: kv[1])
+        """One ``.npz`` file (frequencies, vocabulary, document ids); the index is compacted first."""
+        self.compact()
+        terms = sorted(self._vocab, key=self._vocab.__getitem__)
         with open(path, "wb") as fh:
             np.savez(
                 fh,
-                data=self._data,
-                indices=self._indices,
-                indptr=self._indptr,
-                vocab=np.array(json.dumps([t for t, _ in vocab])),
-                vocab_ids=np.array([i for _, i in vocab], np.int64),
-                doc_ids=np.array(json.dumps(self.doc_ids)),
+                format=np.array(_FORMAT),
+                language=np.array(self.language),
+                fwd_indptr=self._fwd_indptr,
+                fwd_terms=self._fwd_terms,
+                fwd_tf=self._fwd_tf,
+                length=self._length,
+                vocab=np.array(json.dumps(terms)),
+                doc_ids=np.array(json.dumps(self.slot_ids)),
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> LexicalIndex:
+    def load(cls, path: str | Path, texts: Mapping[str, str] | None = None) -> LexicalIndex:
+        """An index saved by :meth:`save`.
+
+        A file of the first format held precomputed weights that cannot be updated; it is
+        rebuilt from ``texts`` (document id -> text), which the caller must then pass.
+        """
         with np.load(path, allow_pickle=False) as z:
-            terms = json.loads(str(z["vocab"]))
-            vocab = dict(zip(terms, z["vocab_ids"].tolist(), strict=True))
-            return cls(json.loads(str(z["doc_ids"])), z["data"], z["indices"], z["indptr"], vocab)
+            if "format" not in z.files:
+                if texts is None:
+                    raise ValueError(f"{path} is an older lexical index: rebuild it from its texts")
+                ids = json.loads(str(z["doc_ids"]))
+                return cls.build(ids, [texts[d] for d in ids])
+            index = cls(str(z["language"]))
+            index._vocab = {t: i for i, t in enumerate(json.loads(str(z["vocab"])))}
+            index.slot_ids = json.loads(str(z["doc_ids"]))
+            index.position = {d: i for i, d in enumerate(index.slot_ids)}  # type: ignore[misc]
+            index._fwd_indptr = z["fwd_indptr"].astype(np.int64)
+            index._fwd_terms = z["fwd_terms"].astype(np.int64)
+            index._fwd_tf = z["fwd_tf"].astype(np.float32)
+            index._length = z["length"].astype(np.float32)
+        n = len(index.slot_ids)
+        index._alive = np.ones(n, bool)
+        index._live = n
+        index._total_length = int(index._length.sum())
+        index._df = np.bincount(index._fwd_terms, minlength=len(index._vocab)).astype(np.int64)
+        sizes = np.diff(index._fwd_indptr)
+        index._set_inverted(index._fwd_terms, np.repeat(np.arange(n), sizes), index._fwd_tf)
+        return index

@@ -1,0 +1,113 @@
+"""The incremental lexical index: writes never rebuild it, and scores match a fresh build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa_search.scoring.lexical import LexicalIndex, check_language, tokenize
+
+WORDS = [
+    "anxiety", "sleep", "therapist", "money", "partner", "breakup", "panic", "work", "family",
+    "anger", "grief", "school", "depression", "boyfriend", "explain", "mistakes", "trust",
+    "lonely", "exam", "sister", "mother", "job", "move",
+]  # fmt: skip
+#: Fresh and incremental scores agree to float32 rounding of the same sums.
+TOLERANCE = 1e-6
+
+
+def _texts(rng: np.random.Generator, n: int) -> list[str]:
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(0, 9)))) for _ in range(n)]
+
+
+def _aligned(index: LexicalIndex, fresh: LexicalIndex, query: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both indexes' scores for ``query``, in the fresh index's document order."""
+    got = index.scores(query)
+    ids = [d for d in fresh.doc_ids if d is not None]
+    return np.array([got[index.position[d]] for d in ids]), fresh.scores(query)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scores_after_many_writes_equal_a_fresh_build_of_the_same_documents(seed):
+    rng = np.random.default_rng(seed)
+    docs = {f"d{i}": t for i, t in enumerate(_texts(rng, 60))}
+    index = LexicalIndex.build(list(docs), list(docs.values()))
+    for step in range(300):
+        op = rng.integers(0, 3)
+        if op == 0:  # add new documents
+            new = {f"n{step}-{k}": t for k, t in enumerate(_texts(rng, int(rng.integers(1, 4))))}
+            index.add(list(new), list(new.values()))
+            docs.update(new)
+        elif op == 1 and docs:  # edit one
+            d = str(rng.choice(sorted(docs)))
+            docs[d] = _texts(rng, 1)[0]
+            index.add([d], [docs[d]])
+        elif docs:  # delete some
+            gone = list(rng.choice(sorted(docs), size=min(len(docs), 2), replace=False))
+            assert index.remove(gone) == len(gone)
+            for d in gone:
+                del docs[d]
+    fresh = LexicalIndex.build(list(docs), list(docs.values()))
+    assert len(index) == len(fresh) == len(docs)
+    for query in [*_texts(rng, 40), "anxiety anxiety", "zebra", ""]:
+        got, want = _aligned(index, fresh, query)
+        np.testing.assert_allclose(got, want, atol=TOLERANCE)
+        assert not index.scores(query)[[s for s, d in enumerate(index.slot_ids) if d is None]].any()
+    pairs = sorted(docs)[:20]
+    queries = _texts(rng, 20)
+    got, want = index.score_pairs(queries, pairs), fresh.score_pairs(queries, pairs)
+    np.testing.assert_allclose(got, want, atol=TOLERANCE)
+
+
+def test_a_write_touches_only_the_documents_written():
+    # a write appends to the small segment: the main segment's arrays are the same objects
+    index = LexicalIndex.build([f"d{i}" for i in range(50)], _texts(np.random.default_rng(3), 50))
+    main = index._inv_slots
+    index.add(["new"], ["panic at work"])
+    index.remove(["d3"])
+    assert index._inv_slots is main
+    assert index.scores("panic work")[index.position["new"]] > 0
+
+
+def test_a_removed_term_stops_counting_in_the_query_normalisation():
+    index = LexicalIndex.build(["a", "b"], ["grief counselling", "exam stress"])
+    index.remove(["a"])
+    fresh = LexicalIndex.build(["b"], ["exam stress"])
+    # "grief" no longer exists anywhere: the query's attainable maximum is the exam term alone
+    assert index.scores("grief exam")[index.position["b"]] == pytest.approx(fresh.scores("grief exam")[0])
+
+
+def test_save_compacts_and_load_round_trips(tmp_path):
+    rng = np.random.default_rng(4)
+    texts = _texts(rng, 40)
+    index = LexicalIndex.build([f"d{i}" for i in range(40)], texts)
+    index.remove([f"d{i}" for i in range(0, 40, 3)])
+    index.add(["x", "d1"], ["lonely at school", "mother and sister"])
+    index.save(tmp_path / "lex.npz")
+    assert None not in index.slot_ids  # compacted
+    back = LexicalIndex.load(tmp_path / "lex.npz")
+    assert back.slot_ids == index.slot_ids
+    for query in _texts(rng, 20):
+        np.testing.assert_array_equal(back.scores(query), index.scores(query))
+    # and it keeps taking writes after loading
+    back.add(["y"], ["boyfriend trust"])
+    assert back.scores("trust")[back.position["y"]] > 0
+
+
+def test_an_index_saved_in_the_first_format_is_rebuilt_from_its_texts(tmp_path):
+    # the first format held bm25s' precomputed weights, which cannot be updated
+    path = tmp_path / "old.npz"
+    np.savez(path, data=np.zeros(0, np.float32), indices=np.zeros(0, np.int64), indptr=np.zeros(1, np.int64),
+             vocab=np.array("[]"), vocab_ids=np.zeros(0, np.int64), doc_ids=np.array('["a", "b"]'))
+    with pytest.raises(ValueError, match="older lexical index"):
+        LexicalIndex.load(path)
+    back = LexicalIndex.load(path, texts={"a": "panic attacks", "b": "sleep"})
+    assert back.scores("panic")[back.position["a"]] > 0
+
+
+def test_the_analyser_language_is_a_setting():
+    assert tokenize(["Les enfants jouent dans les jardins"], "french") == [["enfant", "jouent", "jardin"]]
+    index = LexicalIndex.build(["a"], ["Les enfants jouent"], language="french")
+    assert index.scores("enfant")[0] > 0
+    with pytest.raises(ValueError, match="lexical language must be one of"):
+        check_language("klingon")
