@@ -54,6 +54,7 @@ import semeval_pairs  # noqa: E402
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder  # noqa: E402
 from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache  # noqa: E402
 from qa_search.embedding.models import model_fingerprint, probe_vectors  # noqa: E402
+from qa_search.embedding.tuned import model_index_settings  # noqa: E402
 from qa_search.operations.lifecycle import build_index  # noqa: E402
 from qa_search.scoring.calibration import pair_groups  # noqa: E402
 from qa_search.scoring.fusion import brute_force_topk  # noqa: E402
@@ -66,7 +67,6 @@ from qa_search.tools.evaluation import (  # noqa: E402
     read_queries,
     score_rankings,
 )
-from qa_search.tools.tuning import model_index_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from qa_search import ForumIndex, IndexConfig, QASearchError, Thread, load_embedder
 from qa_search.embedding.models import Embedder
+from qa_search.embedding.tuned import model_index_settings
 from qa_search.errors import DumpFormatError
 from qa_search.scoring.metrics import semeval_map
 from qa_search.threads import check_text
 from qa_search.tools.evaluation import json_objects
-from qa_search.tools.tuning import model_index_settings
 
 LABELS = ("PerfectMatch", "Relevant", "Irrelevant")
 

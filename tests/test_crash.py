@@ -15,7 +15,7 @@ from conftest import FakeEmbedder
 from test_lifecycle import edit, forum, results
 
 from qa_search import LiveIndex, Thread, write_dump
-from qa_search.operations.lifecycle import verify_index
+from qa_search.operations.verify import verify_index
 from qa_search.storage.generations import current_generation, list_generations
 from qa_search.storage.snapshot import TMP_PREFIX
 
@@ -176,7 +176,7 @@ def test_verify_command_names_a_flipped_byte_and_search_refuses_the_snapshot(tmp
 
 
 def test_a_torn_history_line_from_a_crash_is_ignored(tmp_path, dumps):
-    from qa_search.storage.generations import read_history
+    from qa_search.storage.layout import read_history
 
     v1, _, _ = dumps
     idx = tmp_path / "idx"

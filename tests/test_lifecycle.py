@@ -23,8 +23,8 @@ from qa_search.operations.lifecycle import (
     calibrate_index,
     delete_threads,
     update_index,
-    verify_index,
 )
+from qa_search.operations.verify import verify_index
 from qa_search.storage.generations import (
     clean_debris,
     current_generation,
@@ -32,10 +32,11 @@ from qa_search.storage.generations import (
     generation_path,
     list_generations,
     prune,
-    read_history,
     rollback,
+    writer_lock,
 )
-from qa_search.storage.lock import LOCK, writer_lock
+from qa_search.storage.layout import read_history
+from qa_search.storage.lock import LOCK
 
 WORDS = [
     "sleep",
@@ -289,7 +290,7 @@ def test_empty_input_publishes_nothing_and_leaves_no_directory(tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from qa_search.storage.lock import writer_lock
+from qa_search.storage.generations import writer_lock
 with writer_lock(sys.argv[1], command="holder-test"):
     print("held", flush=True)
     time.sleep(60)

@@ -26,21 +26,20 @@ from qa_search.operations.lifecycle import (
     build_index,
     delete_threads,
     update_index,
-    verify_index,
-    verify_snapshot,
 )
+from qa_search.operations.verify import verify_index, verify_snapshot
 from qa_search.storage.generations import (
     current_generation,
     generation_path,
     lineage,
     list_generations,
     prune,
-    read_history,
     resolve_snapshot,
     rollback,
 )
+from qa_search.storage.layout import FOLDED_NAME, read_history
 from qa_search.storage.snapshot import read_manifest
-from qa_search.storage.writelog import FOLDED_NAME, WriteLog
+from qa_search.storage.writelog import WriteLog
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ from qa_search.storage.generations import (
     prune,
     rollback,
     serving_generation,
+    writer_lock,
 )
-from qa_search.storage.lock import writer_lock
 from qa_search.storage.writelog import writes_for_switch
 
 #: The dumps a build may index (each a few threads; some ids and titles shared, some not).

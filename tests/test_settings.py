@@ -13,6 +13,7 @@ from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder, labelled_pairs
 
 from qa_search import ForumIndex, IndexConfig, read_dump
 from qa_search.cli import main
+from qa_search.embedding.tuned import SETTINGS_FILE, model_index_settings
 from qa_search.errors import ModelLoadError, QASearchError
 from qa_search.operations.lifecycle import (
     build_index,
@@ -22,7 +23,6 @@ from qa_search.operations.lifecycle import (
     starting_config,
 )
 from qa_search.storage.generations import current_generation
-from qa_search.tools.tuning import SETTINGS_FILE, model_index_settings
 
 QUERIES = [
     "my therapist forgot what I told her last week",

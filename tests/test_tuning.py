@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder
 from qa_search.cli import main
+from qa_search.embedding.tuned import model_index_settings
 from qa_search.operations.lifecycle import current_config
 from qa_search.threads import write_dump
 from qa_search.tools.tuning import (
@@ -20,7 +21,6 @@ from qa_search.tools.tuning import (
     LabelledPair,
     PairFormatError,
     UnknownPairIdsError,
-    model_index_settings,
     ranking_loss,
     read_pairs,
     training_examples,

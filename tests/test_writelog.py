@@ -9,8 +9,10 @@ from conftest import FakeEmbedder
 
 from qa_search import Answer, ForumIndex, LiveIndex, SnapshotError, Thread
 from qa_search.embedding.querycache import QueryCache
+from qa_search.operations.publishing import publish_with_log
 from qa_search.storage.generations import current_generation, rollback
-from qa_search.storage.writelog import LOCK_NAME, WriteLog, publish_with_log
+from qa_search.storage.logformat import LOCK_NAME
+from qa_search.storage.writelog import WriteLog
 
 BASE = [Thread("a", "how to sleep better at night"), Thread("b", "arguing with my sister about money")]
 

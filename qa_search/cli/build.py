@@ -14,7 +14,7 @@ from qa_search.operations.lifecycle import (
     build_index,
     starting_config,
 )
-from qa_search.storage.lock import writer_lock
+from qa_search.storage.generations import writer_lock
 
 
 def keep_option(fn):

@@ -19,17 +19,18 @@ from qa_search.operations.lifecycle import (
     delete_threads,
     reconfigure_index,
     update_index,
-    verify_index,
 )
+from qa_search.operations.verify import verify_index
 from qa_search.storage.generations import (
     current_generation,
     describe,
-    read_history,
     resolve_snapshot,
     rollback,
     serving_generation,
+    writer_lock,
 )
-from qa_search.storage.lock import read_holder, writer_lock
+from qa_search.storage.layout import read_history
+from qa_search.storage.lock import read_holder
 
 INDEX_DIR = click.argument("index_dir", type=click.Path(file_okay=False))
 

@@ -19,8 +19,10 @@ from qa_search.embedding.models import Embedder
 from qa_search.embedding.querycache import QueryCache
 from qa_search.errors import QASearchError, ReadOnlyIndexError, SnapshotError
 from qa_search.index.forum import ForumIndex, as_str_list
+from qa_search.index.replay import apply_entries
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
-from qa_search.storage.writelog import UPSERT, WriteEntry, WriteLog, apply_entries, folded_through, log_switch
+from qa_search.storage.logformat import UPSERT, WriteEntry, log_switch
+from qa_search.storage.writelog import WriteLog, folded_through
 from qa_search.threads import Thread, check_portable, checked_thread
 
 log = logging.getLogger(__name__)

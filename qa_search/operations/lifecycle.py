@@ -1,8 +1,9 @@
-"""Operating an index directory: build, update and delete (each publishing a new generation,
-with cached embeddings, under the writer lock), and verification.
+"""Operating an index directory: build, update, delete, reconfigure and calibrate, each
+publishing a new generation, with cached embeddings, under the writer lock.
 
-These compose the lower layers (``index.py``, ``cache.py``, ``store.py``, ``lock.py``) into the
-operations the ``qa-search`` command exposes; a Python caller can use them the same way.
+These compose the lower layers (the forum index, the embedding cache, the index directory's
+generations and write log) into the operations the ``qa-search`` command exposes; a Python
+caller can use them the same way. Verification is in verify.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache, cache_root
 from qa_search.embedding.loading import load_embedder, load_recorded_embedder
 from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors, resolve_model
-from qa_search.errors import ModelLoadError, QASearchError, SnapshotError, UnknownThreadError
+from qa_search.embedding.tuned import model_index_settings
+from qa_search.errors import QASearchError, SnapshotError, UnknownThreadError
 from qa_search.index.forum import (
     ForumIndex,
     IndexConfig,
@@ -25,28 +27,14 @@ from qa_search.index.forum import (
     matches_recorded_model,
     stored_calibration,
 )
-from qa_search.scoring.ann import VectorIndex
+from qa_search.operations.publishing import publish_with_log
 from qa_search.scoring.calibration import Calibration
-from qa_search.storage.generations import (
-    current_generation,
-    generation_path,
-    list_generations,
-    prune,
-    resolve_snapshot,
-    serving_generation,
-)
-from qa_search.storage.lock import writer_lock
-from qa_search.storage.snapshot import read_manifest, verify_files
-from qa_search.storage.writelog import (
-    LOG_NAME,
-    UPSERT,
-    WriteLog,
-    current_folded_through,
-    pending_entries,
-    publish_with_log,
-)
+from qa_search.storage.generations import prune, resolve_snapshot, writer_lock
+from qa_search.storage.layout import current_generation, generation_path, list_generations
+from qa_search.storage.logformat import UPSERT
+from qa_search.storage.snapshot import read_manifest
+from qa_search.storage.writelog import WriteLog, current_folded_through, pending_entries
 from qa_search.threads import Thread
-from qa_search.tools.tuning import model_index_settings
 
 #: Generations kept after a publish, by default (the current one is always kept).
 DEFAULT_KEEP = 3
@@ -178,7 +166,7 @@ def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dic
 
     The current generation's settings are kept; where the index is new or was built with
     another model, the settings a tuned model recommends
-    (:func:`~qa_search.tools.tuning.model_index_settings`) are applied on top. Returns
+    (:func:`~qa_search.embedding.tuned.model_index_settings`) are applied on top. Returns
     ``(config, settings taken from the model)``.
     """
     if current_generation(index_dir) is None:
@@ -389,104 +377,3 @@ def calibrate_index(
         index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
         calibration = index.calibrate(pairs, labels, None if targets is None else dict(targets))
         return calibration, _publish(index_dir, index, cached, 0, 0, started, keep)
-
-
-# -- verification ---------------------------------------------------------------------------
-
-
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as fh:
-        return sum(1 for line in fh if line.strip())
-
-
-def verify_snapshot(snap: Path, embedder: Embedder | None = None, *, check_model: bool = True) -> list[str]:
-    """The problems of one snapshot directory ([] when it is sound).
-
-    Checks the manifest, every file's size and SHA-256, that the counts in the manifest match
-    the files (threads, parts, vectors), and, with ``check_model``, that the model (``embedder``,
-    or the one the manifest names) still gives the recorded fingerprint.
-    """
-    try:
-        manifest = read_manifest(snap)
-    except SnapshotError as exc:
-        return [str(exc)]
-    problems = verify_files(snap, manifest)
-    if problems:
-        return problems
-    counts = manifest.get("counts", {})
-    dim = manifest["model"]["dimension"]
-    try:
-        found = {
-            "threads": _count_lines(snap / "threads.jsonl"),
-            "question_vectors": len(VectorIndex.load(snap / "questions.faiss", dim)),
-            "answer_vectors": len(VectorIndex.load(snap / "answers.faiss", dim)),
-        }
-        parts = _count_lines(snap / "parts.jsonl")
-    except (OSError, ValueError, RuntimeError) as exc:
-        return [f"cannot read the snapshot's files: {exc}"]
-    for key, n in found.items():
-        if counts.get(key) != n:
-            problems.append(f"the manifest counts {counts.get(key)} {key}, the files hold {n}")
-    vectors = found["question_vectors"] + found["answer_vectors"]
-    if parts != vectors:
-        problems.append(f"parts.jsonl lists {parts} parts for {vectors} vectors")
-    if check_model:
-        model = manifest["model"]
-        try:
-            embedder = embedder or load_recorded_embedder(model)
-        except ModelLoadError as exc:
-            return [*problems, f"the model cannot be loaded to check its fingerprint: {exc}"]
-        probe = probe_vectors(embedder)
-        if not matches_recorded_model(model, embedder, probe):  # the rule loading applies
-            problems.append(
-                f"the model {model['name']!r} no longer matches: the snapshot recorded fingerprint "
-                f"{model['fingerprint']}, the model now gives {model_fingerprint(probe)}"
-            )
-    return problems
-
-
-def verify_index(
-    path: str | Path,
-    embedder: Embedder | None = None,
-    *,
-    all_generations: bool = False,
-    check_model: bool = True,
-) -> dict[str, list[str]]:
-    """Verify an index directory's current generation (or every generation), or one snapshot.
-
-    Returns ``{what: problems}`` for each snapshot checked, e.g. ``{"generation 3": []}``, and,
-    for an index directory with a write log, ``"write log"``: a damaged line in the service's log
-    of live writes (which stops writes, builds and rollbacks until it is repaired).
-    """
-    path = Path(path)
-    try:
-        current = resolve_snapshot(path)
-    except SnapshotError as exc:
-        return {str(path): [str(exc)]}
-    index_dir = current != path  # else ``path`` is one snapshot
-    if index_dir and all_generations:
-        targets = [generation_path(path, g) for g in list_generations(path)]
-    else:
-        targets = [current]
-    serving = serving_generation(path) if index_dir else None
-    out = {}
-    for snap in targets:
-        label = f"generation {int(snap.name)}" if snap.name.isdigit() else str(snap)
-        if snap.name.isdigit() and int(snap.name) == serving:
-            label += " (current)"
-        out[label] = verify_snapshot(snap, embedder, check_model=check_model)
-    if index_dir and (path / LOG_NAME).exists():
-        out["write log"] = _verify_log(path)
-    return out
-
-
-def _verify_log(index_dir: Path) -> list[str]:
-    """The write log's problems: a line that does not parse as an entry, read the way a build
-    reads it (a line still being appended is not one)."""
-    try:
-        WriteLog(index_dir).read_all_strict()
-    except SnapshotError as exc:
-        return [str(exc)]
-    except OSError as exc:
-        return [f"cannot read the write log: {exc}"]
-    return []

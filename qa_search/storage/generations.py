@@ -1,16 +1,9 @@
-"""An index directory: numbered snapshot generations and a pointer to the current one.
+"""Changing an index directory: numbered snapshot generations and a pointer to the current one.
 
-Layout::
-
-    DIR/CURRENT              the current generation's number, e.g. "3"
-    DIR/generations/000003/  one complete snapshot (see snapshot.py)
-
-    DIR/HISTORY              one JSON line per publish or rollback (generation, action, time)
-    DIR/LOCK                 the writer lock (see lock.py)
-
-Publishing writes the new generation completely, then replaces ``CURRENT`` atomically, so a
-reader sees either the old generation or the new one, never a mixture. Every change to an index
-directory (publish, rollback, prune) holds the writer lock.
+The layout, and what can be read without the writer lock, is in layout.py. Publishing writes the
+new generation completely, then replaces ``CURRENT`` atomically, so a reader sees either the old
+generation or the new one, never a mixture. Every change to an index directory (publish,
+rollback, prune) holds the writer lock (:func:`writer_lock`).
 
 A generation numbered above every generation ever made current was written by a writer that
 died before publishing it: it is debris, removed by the next writer, like temporary directories.
@@ -26,12 +19,27 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qa_search.errors import SnapshotError
-from qa_search.storage.lock import writer_lock
+from qa_search.storage.layout import (
+    CURRENT,
+    FOLDED_NAME,
+    GENERATIONS,
+    HISTORY,
+    PRUNED,
+    current_generation,
+    generation_path,
+    last_published,
+    lineage,
+    list_generations,
+    pruned_record,
+)
+from qa_search.storage.lock import hold_writer_lock
+from qa_search.storage.logformat import log_switch
 from qa_search.storage.snapshot import (
     MANIFEST,
     TMP_PREFIX,
@@ -40,55 +48,30 @@ from qa_search.storage.snapshot import (
     write_snapshot,
     write_text_atomic,
 )
-
-CURRENT = "CURRENT"
-GENERATIONS = "generations"
-HISTORY = "HISTORY"
-#: ``DIR/pruned/N.jsonl``: what a pruned generation N folded in (its ``live_writes.jsonl``, after
-#: a header naming its parent), kept while a rollback between kept generations may need it.
-PRUNED = "pruned"
-#: The name of a generation's own record of the live writes it folded in (see writelog).
-FOLDED_NAME = "live_writes.jsonl"
+from qa_search.storage.writelog import serving_generation, writes_for_switch
 
 
-def generation_path(index_dir: Path, number: int) -> Path:
-    return index_dir / GENERATIONS / f"{number:06d}"
+@contextmanager
+def writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[None]:
+    """Hold the index directory's writer lock for the ``with`` block (see lock.py), having first
+    finished a rollback killed midway (:func:`finish_switch`), so a writer never reads a
+    directory whose write log and ``CURRENT`` disagree.
 
-
-def pruned_record(index_dir: Path, number: int) -> Path:
-    """Where the record of a pruned generation's parent and folded writes is kept."""
-    return index_dir / PRUNED / f"{number:06d}.jsonl"
-
-
-def generation_writes_file(index_dir: Path, number: int) -> Path:
-    """The file holding the live writes generation ``number`` folded in: its own while it is
-    kept, the pruned record after (the path may not exist: none were, or none are recorded)."""
-    own = generation_path(index_dir, number)
-    return own / FOLDED_NAME if (own / MANIFEST).is_file() else pruned_record(index_dir, number)
-
-
-def list_generations(index_dir: str | Path) -> list[int]:
-    """The numbers of the complete generations in an index directory, ascending."""
-    gens = Path(index_dir) / GENERATIONS
-    if not gens.is_dir():
-        return []
-    return sorted(int(p.name) for p in gens.iterdir() if p.name.isdigit() and (p / MANIFEST).is_file())
-
-
-def current_generation(index_dir: str | Path) -> int | None:
-    """The current generation's number, or None when nothing was published yet."""
-    pointer = Path(index_dir) / CURRENT
-    if not pointer.is_file():
-        return None
-    text = pointer.read_text(encoding="utf-8").strip()
-    if not text.isdigit():
-        raise SnapshotError(f"{pointer} is damaged: expected a generation number, found {text[:40]!r}")
-    return int(text)
+    Creates ``index_dir`` if needed (and removes it again on exit if the block left it empty).
+    Raises :class:`~qa_search.errors.IndexLockedError`, naming the holder, when another process
+    holds the lock. ``command`` is recorded for that message (default: this process's command
+    line).
+    """
+    with hold_writer_lock(index_dir, command) as first:
+        if first:  # a nested hold: the outer one has finished it already
+            finish_switch(index_dir)
+        yield
 
 
 def resolve_snapshot(path: str | Path) -> Path:
     """The snapshot directory to load for ``path``: a snapshot itself, or an index directory's
-    current generation (the one it serves: see :func:`serving_generation`)."""
+    current generation (the one it serves: see
+    :func:`~qa_search.storage.writelog.serving_generation`)."""
     path = Path(path)
     if (path / MANIFEST).is_file():
         return path
@@ -101,64 +84,6 @@ def resolve_snapshot(path: str | Path) -> Path:
     if not (snap / MANIFEST).is_file():
         raise SnapshotError(f"{path}: the current generation {number} is missing ({snap})")
     return snap
-
-
-def read_history(index_dir: str | Path) -> list[dict]:
-    """The publish and rollback records, oldest first (a torn last line from a crash is skipped)."""
-    path = Path(index_dir) / HISTORY
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("generation"), int):
-            out.append(rec)
-    return out
-
-
-def lineage(index_dir: str | Path, generation: int) -> list[int]:
-    """``generation`` and the generations it was made on top of, newest first.
-
-    Each publish records the generation that was current then (``"parent"`` in its manifest,
-    and in the record a prune keeps, see :func:`prune`). For generations that predate that
-    record, the history says it: a publish's parent is the generation current just before it.
-    Where neither knows, the one numbered below it is taken (publishes before any rollback are a
-    straight line).
-    """
-    index_dir = Path(index_dir)
-    parents: dict[int, int | None] = {}
-    before: int | None = None
-    for rec in read_history(index_dir):
-        if rec.get("action") == "publish":
-            parents.setdefault(rec["generation"], before)
-        before = rec["generation"]
-    chain = [generation]
-    while True:
-        g = chain[-1]
-        recorded = _recorded_parent(index_dir, g)
-        parent = recorded["parent"] if "parent" in recorded else parents.get(g, g - 1)
-        if not isinstance(parent, int) or parent < 1 or parent >= g:  # the first, or nonsense
-            return chain
-        chain.append(parent)
-
-
-def _recorded_parent(index_dir: Path, g: int) -> dict:
-    """The manifest of generation ``g``, or the header of its pruned record ({} if neither)."""
-    snap = generation_path(index_dir, g)
-    if (snap / MANIFEST).is_file():
-        try:
-            return read_manifest(snap)
-        except SnapshotError:
-            return {}
-    try:
-        with open(pruned_record(index_dir, g), encoding="utf-8") as fh:
-            header = json.loads(fh.readline()).get("header")
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return header if isinstance(header, dict) else {}
 
 
 def _append_history(index_dir: Path, generation: int, action: str, **record) -> None:
@@ -182,25 +107,10 @@ def _set_current(index_dir: Path, number: int, action: str, **record) -> None:
     _append_history(index_dir, number, action, **record)
 
 
-def serving_generation(index_dir: str | Path) -> int | None:
-    """The generation to serve: ``CURRENT``'s, unless a rollback has set the write log for
-    another and not yet moved ``CURRENT`` (see :func:`~qa_search.storage.writelog.log_switch`)."""
-    from qa_search.storage.writelog import log_switch
-
-    number = current_generation(index_dir)
-    switch = log_switch(index_dir)
-    if switch is None or number != switch["from"] or switch["to"] == number:
-        return number
-    target = switch["to"]
-    return target if (generation_path(Path(index_dir), target) / MANIFEST).is_file() else number
-
-
 def finish_switch(index_dir: str | Path) -> int | None:
     """Move ``CURRENT`` to where a rollback killed midway had set the write log for; returns
     the generation it moved to (None when there was nothing to finish). Writers call it when
     they take the writer lock, before they read anything."""
-    from qa_search.storage.writelog import log_switch
-
     index_dir = Path(index_dir)
     if not (index_dir / CURRENT).is_file():
         return None
@@ -211,13 +121,6 @@ def finish_switch(index_dir: str | Path) -> int | None:
     _set_current(index_dir, target, "rollback", restored_writes=switch.get("restored", 0),
                  dropped_writes=switch.get("dropped", 0), finished_after_a_crash=True)
     return target
-
-
-def last_published(index_dir: str | Path) -> int:
-    """The highest generation number ever made current (0 when none)."""
-    numbers = [r["generation"] for r in read_history(index_dir)]
-    current = current_generation(index_dir)
-    return max(numbers + [current or 0])
 
 
 def _discard(path: Path) -> None:
@@ -303,8 +206,6 @@ def rollback(index_dir: str | Path, to: int | None = None) -> int:
         problems = verify_files(snap, read_manifest(snap))
         if problems:
             raise SnapshotError(f"generation {to} is damaged, not switching to it: " + "; ".join(problems))
-        from qa_search.storage.writelog import writes_for_switch
-
         # the service's writes that the current generation's line holds and the target's does
         # not go back into the log; those in the log that the target holds already leave it
         restored, dropped = writes_for_switch(index_dir, current, to)

@@ -10,6 +10,9 @@ Readers (search, the service) take no lock: they only ever see complete generati
 The lock is reentrant within a process (a build takes it, and the publish inside the build takes
 it again), but not shared between threads: use one writer thread per index. ``flock`` is not
 reliable on network file systems; keep index directories on a local disk.
+
+Writers take it through :func:`qa_search.storage.generations.writer_lock`, which also finishes a
+rollback killed midway; this module only holds the ``flock``.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ def read_holder(index_dir: str | Path) -> dict:
 
 
 @contextmanager
-def writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[None]:
-    """Hold the index directory's writer lock for the ``with`` block.
+def hold_writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[bool]:
+    """Hold the index directory's writer lock for the ``with`` block; yields whether this is the
+    outermost hold in this process (False when the process held it already).
 
     Creates ``index_dir`` if needed (and removes it again on exit if the block left it empty).
     Raises :class:`IndexLockedError`, naming the holder, when another process holds the lock.
@@ -56,7 +60,7 @@ def writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[N
     if key in _held:
         _held[key][1] += 1
         try:
-            yield
+            yield False
         finally:
             _held[key][1] -= 1
         return
@@ -86,10 +90,7 @@ def writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[N
     os.pwrite(fd, (json.dumps(holder) + "\n").encode("utf-8"), 0)
     _held[key] = [fd, 1]
     try:
-        from qa_search.storage.generations import finish_switch
-
-        finish_switch(index_dir)  # a rollback killed midway is finished before anything is read
-        yield
+        yield True
     finally:
         del _held[key]
         try:

@@ -6,17 +6,10 @@ before the append returns) and every serving process applies the log, in order, 
 generation it serves. The next build compacts the log: it applies the pending writes to the
 index it is about to publish, then rewrites the log without them.
 
-Layout of ``DIR/writes.jsonl``::
-
-    {"header": {"format": 1, "compacted_through": 17, "generation": 4, "file": "..."}}
-    {"seq": 18, "op": "upsert", "threads": [{...dump format...}], "generation": 4, "at": "...", "id": "..."}
-    {"seq": 19, "op": "delete", "ids": ["t042"], "generation": 4, "at": "...", "id": "..."}
-
-(a log a rollback wrote also has ``"switch": {"from", "to", ...}`` in its header, see
-:func:`log_switch`). ``seq`` numbers writes across compactions; ``generation`` is the generation
-the writer was serving, for the record. Every entry sets the state of the threads it names, so replaying a
-suffix of the log on an index that already reflects it changes nothing: a process may apply an
-entry twice (for instance around a compaction) without harm, but never skips one.
+The file format (entries, the header and the switch a rollback records in it) is in
+logformat.py. Every entry sets the state of the threads it names, so replaying a suffix of the
+log on an index that already reflects it changes nothing: a process may apply an entry twice
+(for instance around a compaction) without harm, but never skips one.
 
 Appends and compactions hold an exclusive ``flock`` on ``DIR/writes.lock``; readers take no
 lock and only consume complete lines.
@@ -32,138 +25,46 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from qa_search.errors import SnapshotError
-from qa_search.storage.generations import (
-    FOLDED_NAME,
-    current_generation,
-    generation_path,
-    generation_writes_file,
-    lineage,
-    serving_generation,
+from qa_search.storage.layout import current_generation, generation_path, generation_writes_file, lineage
+from qa_search.storage.logformat import (
+    DELETE,
+    LOCK_NAME,
+    LOG_NAME,
+    UPSERT,
+    WriteEntry,
+    damaged_line,
+    decode_line,
+    entry_record,
+    file_token,
+    log_header,
+    log_lines,
+    log_switch,
+    parse_line,
 )
-from qa_search.storage.snapshot import fsync_path, read_manifest, write_bytes_atomic
-from qa_search.threads import Thread, thread_from_dict
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from qa_search.index.forum import ForumIndex
+from qa_search.storage.snapshot import MANIFEST, fsync_path, read_manifest, write_bytes_atomic
+from qa_search.threads import Thread
 
 log = logging.getLogger(__name__)
 
-LOG_NAME = "writes.jsonl"
-LOCK_NAME = "writes.lock"
-FORMAT = 1
-UPSERT = "upsert"
-DELETE = "delete"
 
-
-@dataclass(frozen=True, slots=True)
-class WriteEntry:
-    """One logged write: an upsert of ``threads`` or a delete of ``ids``."""
-
-    seq: int
-    op: str
-    threads: tuple[Thread, ...] = ()
-    ids: tuple[str, ...] = ()
-    generation: int | None = None
-    #: For a write a rollback put back: the generation that first folded it in.
-    restored_from: int | None = None
-    #: The write's own identity, kept when a build folds it in and a rollback puts it back
-    #: (None for entries logged before identities were recorded).
-    id: str | None = None
-
-
-def apply_entries(
-    index: ForumIndex, entries: Iterable[WriteEntry], vectors: Mapping[str, np.ndarray] | None = None
-) -> int:
-    """Apply logged writes to ``index`` in order; returns how many entries were applied.
-
-    ``vectors`` are embeddings made beforehand by text (see ``ForumIndex.pending_texts``)."""
-    n = 0
-    for entry in entries:
-        if entry.op == UPSERT:
-            index.upsert(entry.threads, vectors=vectors)
-        else:
-            index.delete(entry.ids)
-        n += 1
-    return n
-
-
-def _record(entry: WriteEntry, seq: int) -> dict:
-    """``entry`` as a log line's object, numbered ``seq``."""
-    if entry.op == UPSERT:
-        body = {"op": UPSERT, "threads": [t.to_dict() for t in entry.threads]}
-    else:
-        body = {"op": DELETE, "ids": list(entry.ids)}
-    record = {"seq": seq, **body, "generation": entry.generation,
-              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if entry.restored_from is not None:
-        record["restored_from"] = entry.restored_from
-    if entry.id is not None:
-        record["id"] = entry.id
-    return record
-
-
-def _lines(records: Iterable[dict]) -> bytes:
-    return b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records)
-
-
-def _header(compacted_through: int, generation: int | None, switch: dict | None = None) -> dict:
-    """A log file's first line; ``file`` is a token of its own, whatever inode it gets.
-    ``switch``: written by a rollback, see :func:`log_switch`."""
-    header = {"format": FORMAT, "compacted_through": compacted_through, "generation": generation,
-              "file": uuid.uuid4().hex}
-    if switch is not None:
-        header["switch"] = switch
-    return {"header": header}
-
-
-def log_switch(index_dir: str | Path) -> dict | None:
-    """The switch a rollback recorded in the log's header: ``{"from", "to", "restored",
-    "dropped"}``, or None.
-
-    A rollback sets the log for its target first and moves ``CURRENT`` after; while ``CURRENT``
-    still names ``from`` (a moment, or for good if the rollback was killed), the log already
-    belongs to ``to``, so readers serve ``to`` (:func:`~qa_search.storage.generations.serving_generation`) and
-    the next writer finishes the switch (:func:`~qa_search.storage.generations.finish_switch`). Any later
-    rewrite of the log (a build's compaction) drops the record; appends keep the header."""
-    try:
-        with open(Path(index_dir) / LOG_NAME, "rb") as fh:
-            switch = _read_header(fh).get("switch")
-    except OSError:
-        return None
-    ok = isinstance(switch, dict) and all(isinstance(switch.get(k), int) for k in ("from", "to"))
-    return switch if ok else None
-
-
-def _read_header(fh) -> dict:
-    """The header of the open log ``fh`` ({} for a log without one)."""
-    first = os.pread(fh.fileno(), 4096, 0)  # a header is a few hundred bytes
-    end = first.find(b"\n")
-    if not first.startswith(b'{"header"') or end < 0:
-        return {}
-    try:
-        header = json.loads(first[:end])["header"]
-    except (ValueError, KeyError, TypeError):
-        return {}
-    return header if isinstance(header, dict) else {}
-
-
-def _file_token(fh) -> str | None:
-    """The token in the header of the open log ``fh`` (None for a log without one)."""
-    return _read_header(fh).get("file")
+def serving_generation(index_dir: str | Path) -> int | None:
+    """The generation to serve: ``CURRENT``'s, unless a rollback has set the write log for
+    another and not yet moved ``CURRENT`` (see :func:`~qa_search.storage.logformat.log_switch`)."""
+    number = current_generation(index_dir)
+    switch = log_switch(index_dir)
+    if switch is None or number != switch["from"] or switch["to"] == number:
+        return number
+    target = switch["to"]
+    return target if (generation_path(Path(index_dir), target) / MANIFEST).is_file() else number
 
 
 def _write_all(fd: int, data: bytes, size: int) -> None:
@@ -203,7 +104,7 @@ def _writes_in(path: Path) -> list[WriteEntry]:
     if not path.is_file():
         return []
     with open(path, "rb") as fh:
-        items = [_parse(line, path, n) for n, line in enumerate(fh, 1) if line.strip()]
+        items = [parse_line(line, path, n) for n, line in enumerate(fh, 1) if line.strip()]
     return [e for e in items if isinstance(e, WriteEntry)]
 
 
@@ -212,7 +113,7 @@ def writes_for_switch(index_dir: str | Path, current: int, to: int) -> tuple[int
     roll forward after one). Returns (writes put back, writes taken out).
 
     Generations form a tree: each was made on top of the one current then
-    (:func:`~qa_search.storage.generations.lineage`), and holds the writes folded into it and into the
+    (:func:`~qa_search.storage.layout.lineage`), and holds the writes folded into it and into the
     generations below it. The writes that ``current``'s line holds and ``to``'s does not (those
     folded in since the two lines parted) go back at the head of the log, oldest first, so no
     acknowledged write is lost. Pending entries that ``to`` holds already leave the log: applied
@@ -250,37 +151,6 @@ def writes_for_switch(index_dir: str | Path, current: int, to: int) -> tuple[int
         switch = {"from": current, "to": to, "restored": len(restored), "dropped": len(doomed)}
         log.restore(restored, to, drop=doomed, switch=switch)
     return len(restored), len(doomed)
-
-
-def _entry(line: bytes) -> WriteEntry | dict:
-    """An entry, or the header dict; ``ValueError``, ``KeyError`` or ``TypeError`` if damaged."""
-    obj = json.loads(line)
-    if "header" in obj:
-        return obj["header"]
-    op = obj["op"]
-    common = {"generation": obj.get("generation"), "restored_from": obj.get("restored_from"),
-              "id": obj.get("id")}
-    if op == UPSERT:
-        threads = tuple(thread_from_dict(t) for t in obj["threads"])
-        return WriteEntry(int(obj["seq"]), op, threads=threads, **common)
-    if op == DELETE:
-        ids = tuple(str(i) for i in obj["ids"])
-        return WriteEntry(int(obj["seq"]), op, ids=ids, **common)
-    raise ValueError(f"unknown op {op!r}")
-
-
-def _damaged(path: Path, lineno: int | None, exc: Exception) -> SnapshotError:
-    where = f"{path}, line {lineno}," if lineno else f"{path}"
-    return SnapshotError(f"{where} holds a damaged entry ({exc}); repair or remove that line")
-
-
-def _parse(line: bytes, path: Path, lineno: int | None = None) -> WriteEntry | dict:
-    """An entry, or the header dict. A damaged line is an error: skipping it would lose a write.
-    ``lineno`` (the line's number in the file) goes into the message where it is known."""
-    try:
-        return _entry(line)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _damaged(path, lineno, exc) from exc
 
 
 class WriteLog:
@@ -349,7 +219,7 @@ class WriteLog:
             return [], (None, 0, self.last_seq, 0), None
         with fh:
             st = os.fstat(fh.fileno())
-            file_id = (st.st_dev, st.st_ino, _file_token(fh))
+            file_id = (st.st_dev, st.st_ino, file_token(fh))
             offset = self._offset if file_id == self._file_id else 0  # else a new file (rewritten)
             fh.seek(offset)
             data = fh.read()
@@ -358,11 +228,11 @@ class WriteLog:
         for line in data[:complete].splitlines(keepends=True):
             if line.strip():
                 try:
-                    item = _entry(line)
+                    item = decode_line(line)
                 except (ValueError, KeyError, TypeError) as exc:
                     with open(self.path, "rb") as again:  # only now: which line of the file it is
                         lineno = again.read(offset + pos).count(b"\n") + 1
-                    error = _damaged(self.path, lineno, exc)
+                    error = damaged_line(self.path, lineno, exc)
                     position = (file_id, offset + pos, last_seq, st.st_mtime_ns)
                     if not out:  # remembered: until the file changes, every poll gives this
                         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -430,9 +300,9 @@ class WriteLog:
         this order), under a header recording ``switch``. Call with :meth:`locked` held."""
         existing = [e for e in self.read_all_strict() if e.seq not in drop]
         top = self.last_seq
-        header = _header(top, generation, switch)
-        records = [_record(e, top + i) for i, e in enumerate([*restored, *existing], 1)]
-        self._rewrite(_lines([header, *records]))
+        header = log_header(top, generation, switch)
+        records = [entry_record(e, top + i) for i, e in enumerate([*restored, *existing], 1)]
+        self._rewrite(log_lines([header, *records]))
 
     def _rewrite(self, data: bytes) -> None:
         write_bytes_atomic(self.path, data)
@@ -447,7 +317,7 @@ class WriteLog:
             self._file_id, self._offset, self.last_seq, self._mtime = position
             mine = replace(entry, seq=self.last_seq + 1, generation=serving_generation(self.index_dir),
                            id=uuid.uuid4().hex)
-            data = _lines([_record(mine, mine.seq)])
+            data = log_lines([entry_record(mine, mine.seq)])
             created = not self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -459,9 +329,9 @@ class WriteLog:
                                 size - self._offset)
                     os.ftruncate(fd, self._offset)
                     size = self._offset
-                header = _header(self.last_seq, mine.generation) if size == 0 else None
-                if header is not None:  # a new log starts with a header naming it (see _file_token)
-                    data = _lines([header]) + data
+                header = log_header(self.last_seq, mine.generation) if size == 0 else None
+                if header is not None:  # a new log starts with a header naming it (see file_token)
+                    data = log_lines([header]) + data
                 _write_all(fd, data, size)
                 st = os.fstat(fd)
             finally:
@@ -477,16 +347,16 @@ class WriteLog:
 
     def truncate_through(self, seq: int, generation: int) -> None:
         """Drop entries up to ``seq`` (now part of ``generation``). Call with :meth:`locked` held."""
-        header = _header(seq, generation)
+        header = log_header(seq, generation)
         kept = []
         with open(self.path, "rb") as src:
             for lineno, raw in enumerate(src, 1):
                 if not raw.endswith(b"\n"):  # an unfinished append, never acknowledged
                     break
-                item = _parse(raw, self.path, lineno) if raw.strip() else None
+                item = parse_line(raw, self.path, lineno) if raw.strip() else None
                 if isinstance(item, WriteEntry) and item.seq > seq:
                     kept.append(raw)
-        self._rewrite(_lines([header]) + b"".join(kept))
+        self._rewrite(log_lines([header]) + b"".join(kept))
 
 
 def pending_entries(log: WriteLog, done: int) -> list[WriteEntry]:
@@ -494,68 +364,3 @@ def pending_entries(log: WriteLog, done: int) -> list[WriteEntry]:
     publish killed before it compacted the log leaves those in it); :class:`SnapshotError` if a
     line is damaged."""
     return [e for e in log.read_all_strict() if e.seq > done]
-
-
-def _embed_pending(index: ForumIndex, entries: list[WriteEntry]) -> dict[str, np.ndarray]:
-    """Embeddings, by text, of the new texts the pending upserts ``entries`` bring to ``index``."""
-    new = (text for e in entries if e.op == UPSERT for text in index.pending_texts(e.threads))
-    texts = sorted(dict.fromkeys(new), key=len)  # batches of similar length pad little
-    if not texts:
-        return {}
-    embedded = index.embedder.encode(texts, batch_size=index.config.batch_size)
-    return dict(zip(texts, embedded, strict=True))
-
-
-def _superseded_dropped(entries: list[WriteEntry]) -> list[WriteEntry]:
-    """``entries`` without the threads of upserts that a later entry among them sets again (an
-    edit, a delete): applied in order, the result is the same (a thread ends as its last entry
-    leaves it), and a thread deleted through the service leaves no copy of its text in the
-    record a generation keeps. Each entry stays, with its id, for a rollback to tell by."""
-    later: set[str] = set()
-    out = []
-    for e in reversed(entries):
-        if e.op == UPSERT:
-            kept = tuple(t for t in e.threads if t.id not in later)
-            later.update(t.id for t in e.threads)
-            out.append(e if len(kept) == len(e.threads) else replace(e, threads=kept))
-        else:
-            later.update(e.ids)
-            out.append(e)
-    return out[::-1]
-
-
-def publish_with_log(
-    index: ForumIndex,
-    index_dir: str | Path,
-    *,
-    progress=None,
-    then: Callable[[ForumIndex], None] | None = None,
-) -> tuple[Path, int]:
-    """Apply the pending live writes of ``index_dir`` to ``index``, then ``then(index)`` (an
-    operator's update or delete, which must win over older live writes), publish it as the next
-    generation and compact the log. Returns (snapshot path, number of writes folded in).
-
-    The log stays locked throughout, so no write can slip between the read and the compaction;
-    searches are never blocked (serving processes only read).
-    """
-    # the pending writes' new texts are embedded before the log is locked: the service's writes
-    # wait on that lock, and a day of writes can take the encoder a while; only the few that
-    # come in meanwhile are embedded under it
-    done = current_folded_through(index_dir)  # the caller holds the writer lock: CURRENT stays
-    vectors = _embed_pending(index, pending_entries(WriteLog(index_dir), done))
-    log = WriteLog(index_dir)
-    with log.locked():
-        entries = pending_entries(log, done)  # a damaged line stops the publish: nothing is lost
-        apply_entries(index, entries, vectors)
-        if then is not None:  # the caller's own change is newer than the pending writes
-            then(index)
-        # kept in the snapshot too: a rollback past this generation puts them back in the log
-        folded = {FOLDED_NAME: _lines(_record(e, e.seq) for e in _superseded_dropped(entries))} \
-            if entries else None
-        # the generation says which log entries it holds, so a worker that loads it before the
-        # log is compacted below does not apply them (and undo ``then``) a second time
-        path = index.save(index_dir, progress=progress, extra_files=folded,
-                          manifest_extra={"write_log": {"folded_through": log.last_seq}})
-        if entries or log.path.exists():
-            log.truncate_through(log.last_seq, int(path.name))
-    return path, len(entries)

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qa_search.embedding.models import resolve_model
+from qa_search.embedding.tuned import SETTINGS_FILE
 from qa_search.errors import DumpFormatError, ModelLoadError, QASearchError
 from qa_search.threads import check_input, json_line, numbered_lines, pair_label, read_dumps, thread_id
 
@@ -52,9 +53,6 @@ OBJECTIVES = ("ranking", "contrastive")
 #: cache of tuned models (the benchmarks keep them) can tell one made by an older recipe:
 #: 1, the ranking loss one way round (anchor to positives); 2, both ways round.
 RECIPE = 2
-#: Written into a tuned model's directory: the index settings that suit the model, which a new
-#: index built with it starts from (see :func:`model_index_settings`).
-SETTINGS_FILE = "qa_search.json"
 #: Index settings for a model tuned on a forum's pairs. A tuned model has learned the forum's
 #: words, so the lexical signal adds less: on SemEval-2016 (README, "Tuning";
 #: benchmarks/semeval_weights.py), lexical weight 0.25 was the best on held-out halves of train
@@ -136,25 +134,6 @@ def tuned_recipe(model_dir: str | Path) -> int | None:
         return int(record.get("recipe", 1))
     except (OSError, ValueError, TypeError, AttributeError):
         return None
-
-
-def model_index_settings(model: str | None) -> dict[str, float]:
-    """The index settings a model directory recommends (its :data:`SETTINGS_FILE`), or ``{}``.
-
-    Only tuned models written by :func:`tune` carry them; the packaged model, hub names and
-    other directories give ``{}``. A damaged file raises :class:`QASearchError`.
-    """
-    _, source = resolve_model(model)
-    path = Path(source) / SETTINGS_FILE
-    if not path.is_file():
-        return {}
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))["index_settings"]
-        if not isinstance(settings, dict):
-            raise TypeError("index_settings is not an object")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise QASearchError(f"{path} is damaged: {exc}") from exc
-    return settings
 
 
 def _text(obj: dict, key: str) -> str:

@@ -1,0 +1,80 @@
+"""Publishing a forum index as the next generation of an index directory, with the live writes
+logged since the current one folded in and compacted out of the write log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from qa_search.index.forum import ForumIndex
+from qa_search.index.replay import apply_entries
+from qa_search.storage.layout import FOLDED_NAME
+from qa_search.storage.logformat import UPSERT, WriteEntry, entry_lines
+from qa_search.storage.writelog import WriteLog, current_folded_through, pending_entries
+
+
+def _embed_pending(index: ForumIndex, entries: list[WriteEntry]) -> dict[str, np.ndarray]:
+    """Embeddings, by text, of the new texts the pending upserts ``entries`` bring to ``index``."""
+    new = (text for e in entries if e.op == UPSERT for text in index.pending_texts(e.threads))
+    texts = sorted(dict.fromkeys(new), key=len)  # batches of similar length pad little
+    if not texts:
+        return {}
+    embedded = index.embedder.encode(texts, batch_size=index.config.batch_size)
+    return dict(zip(texts, embedded, strict=True))
+
+
+def _superseded_dropped(entries: list[WriteEntry]) -> list[WriteEntry]:
+    """``entries`` without the threads of upserts that a later entry among them sets again (an
+    edit, a delete): applied in order, the result is the same (a thread ends as its last entry
+    leaves it), and a thread deleted through the service leaves no copy of its text in the
+    record a generation keeps. Each entry stays, with its id, for a rollback to tell by."""
+    later: set[str] = set()
+    out = []
+    for e in reversed(entries):
+        if e.op == UPSERT:
+            kept = tuple(t for t in e.threads if t.id not in later)
+            later.update(t.id for t in e.threads)
+            out.append(e if len(kept) == len(e.threads) else replace(e, threads=kept))
+        else:
+            later.update(e.ids)
+            out.append(e)
+    return out[::-1]
+
+
+def publish_with_log(
+    index: ForumIndex,
+    index_dir: str | Path,
+    *,
+    progress=None,
+    then: Callable[[ForumIndex], None] | None = None,
+) -> tuple[Path, int]:
+    """Apply the pending live writes of ``index_dir`` to ``index``, then ``then(index)`` (an
+    operator's update or delete, which must win over older live writes), publish it as the next
+    generation and compact the log. Returns (snapshot path, number of writes folded in).
+
+    The log stays locked throughout, so no write can slip between the read and the compaction;
+    searches are never blocked (serving processes only read).
+    """
+    # the pending writes' new texts are embedded before the log is locked: the service's writes
+    # wait on that lock, and a day of writes can take the encoder a while; only the few that
+    # come in meanwhile are embedded under it
+    done = current_folded_through(index_dir)  # the caller holds the writer lock: CURRENT stays
+    vectors = _embed_pending(index, pending_entries(WriteLog(index_dir), done))
+    log = WriteLog(index_dir)
+    with log.locked():
+        entries = pending_entries(log, done)  # a damaged line stops the publish: nothing is lost
+        apply_entries(index, entries, vectors)
+        if then is not None:  # the caller's own change is newer than the pending writes
+            then(index)
+        # kept in the snapshot too: a rollback past this generation puts them back in the log
+        folded = {FOLDED_NAME: entry_lines(_superseded_dropped(entries))} if entries else None
+        # the generation says which log entries it holds, so a worker that loads it before the
+        # log is compacted below does not apply them (and undo ``then``) a second time
+        path = index.save(index_dir, progress=progress, extra_files=folded,
+                          manifest_extra={"write_log": {"folded_through": log.last_seq}})
+        if entries or log.path.exists():
+            log.truncate_through(log.last_seq, int(path.name))
+    return path, len(entries)
