@@ -21,6 +21,7 @@ from qa_search.tools.importers import (
     read_stackexchange_duplicates,
     read_stackexchange_posts,
     read_threads,
+    stackexchange_question_ids,
 )
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -101,12 +102,15 @@ def test_stackexchange_orphans_and_malformed_xml(tmp_path):
     with pytest.raises(DumpFormatError, match="line 4: question 3 has no Title"):
         list(read_stackexchange_posts(posts))
     skipped: list[DumpFormatError] = []
-    assert [t.id for t in read_stackexchange_posts(posts, on_error=skipped.append)] == ["1"]
+    empty: list[DumpFormatError] = []
+    threads = list(read_stackexchange_posts(posts, on_error=skipped.append, on_skip=empty.append))
+    assert [t.id for t in threads] == ["1"]
     assert [(e.line, e.reason) for e in skipped] == [
         (4, "question 3 has no Title"),
         (3, "answer to question 99, which is not in the file"),
-        (5, "answer 4 has no text"),
     ]
+    # an answer with no text is passed over with a warning, not an error
+    assert [(e.line, e.reason) for e in empty] == [(5, "answer 4 has no text")]
     broken = tmp_path / "Broken.xml"
     broken.write_text('<posts>\n<row Id="1" PostTypeId="1" Title="Q" />\n<row Id="2"\n</posts>\n')
     with pytest.raises(DumpFormatError, match=r"Broken.xml, line 4: malformed XML"):
@@ -122,6 +126,43 @@ def test_postlinks_duplicates_are_exported_as_labelled_pairs(tmp_path):
         {"id1": "2", "id2": "1", "label": 1},
         {"id1": "9", "id2": "6", "label": 1},
     ]
+
+
+def test_an_image_only_answer_keeps_its_alt_text_and_an_empty_one_never_stops_the_import(tmp_path, caplog):
+    posts = tmp_path / "Posts.xml"
+    posts.write_text(
+        '<posts>\n<row Id="1" PostTypeId="1" Title="Which plant is this?" Body="" />\n'
+        '<row Id="2" PostTypeId="2" ParentId="1" Body="&lt;p&gt;&lt;img src=&quot;x.png&quot; '
+        'alt=&quot;a snake plant in a pot&quot;&gt;&lt;/p&gt;" />\n'
+        '<row Id="3" PostTypeId="2" ParentId="1" '
+        'Body="&lt;p&gt;&lt;img src=&quot;y.png&quot;&gt;&lt;/p&gt;" />\n'
+        "</posts>\n"
+    )
+    (thread,) = read_stackexchange_posts(posts)  # no on_error: nothing here is an error
+    assert [a.body for a in thread.answers] == ["a snake plant in a pot"]
+    assert "answer 3 has no text" in caplog.text
+
+
+def test_a_closed_questions_duplicate_notice_is_left_out_of_its_body():
+    old = (
+        "<blockquote><p><strong>Possible Duplicate:</strong><br><a href='/q/1'>How do I cope?</a></p>"
+        "</blockquote><p>My own words.</p><blockquote><p>A quote I keep.</p></blockquote>"
+    )
+    assert html_to_text(old) == "My own words.\nA quote I keep."
+    new = (
+        "<blockquote><div><strong>This question already has answers here</strong>:<ul><li>"
+        "<a href='/q/1'>How do I cope?</a></li></ul></div></blockquote><p>Body.</p>"
+    )
+    assert html_to_text(new) == "Body."
+
+
+def test_duplicate_links_to_posts_not_in_the_dump_are_skipped_and_reported():
+    questions = stackexchange_question_ids(POSTS)
+    assert {"1", "2", "6"} <= questions and "9" not in questions
+    skipped: list[DumpFormatError] = []
+    pairs = list(read_stackexchange_duplicates(LINKS, questions=questions, on_skip=skipped.append))
+    assert pairs == [("2", "1")]
+    assert [(e.line, e.reason) for e in skipped] == [(5, "duplicate link of post 9, not in Posts.xml")]
 
 
 def test_helpers():

@@ -11,18 +11,21 @@ may come before or long after their question, so questions and answers are first
 a temporary SQLite database on disk (indexed by parent) and threads are assembled from there.
 
 Malformed input raises :class:`DumpFormatError` (file, line, reason); with ``on_error`` the error
-is passed to it and reading goes on, so the caller can skip and report.
+is passed to it and reading goes on, so the caller can skip and report. What real dumps hold
+and an import can safely pass over (an answer with no text, not even an image's ``alt``) is not
+an error: it goes to ``on_skip`` (default: a logged warning) and the import goes on.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 import sqlite3
 import tempfile
 import xml.parsers.expat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -30,6 +33,8 @@ from qa_search.errors import DumpFormatError
 from qa_search.threads import Thread, check_input, read_dump, replacing, thread_from_dict
 
 OnError = Callable[[DumpFormatError], None]
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv", "stackexchange")
 
@@ -70,8 +75,12 @@ def read_threads(
     mapping: Mapping[str, str] | None = None,
     on_error: OnError | None = None,
     site_url: str | None = None,
+    on_skip: OnError | None = None,
 ) -> Iterator[Thread]:
-    """Stream the threads of several files of one format (``"auto"``: from each file's name)."""
+    """Stream the threads of several files of one format (``"auto"``: from each file's name).
+
+    ``on_error`` takes malformed records (default: raise); ``on_skip`` takes records passed over
+    as empty (default: a logged warning)."""
     for path in paths:
         kind = detect_format(path) if fmt == "auto" else fmt
         if kind == "jsonl":
@@ -79,7 +88,7 @@ def read_threads(
         elif kind == "csv":
             yield from read_csv(path, mapping or {}, on_error=on_error)
         elif kind == "stackexchange":
-            yield from read_stackexchange_posts(path, on_error=on_error, site_url=site_url)
+            yield from read_stackexchange_posts(path, on_error=on_error, site_url=site_url, on_skip=on_skip)
         else:
             raise ValueError(f"unknown format {kind!r}: use one of {', '.join(FORMATS)}")
 
@@ -259,8 +268,17 @@ def _csv_lines(fh: Iterable[bytes], path: Path) -> Iterator[str]:
 # -- Stack Exchange ----------------------------------------------------------------------------
 
 
+#: The notice Stack Exchange puts at the top of a question closed as a duplicate ("Possible
+#: Duplicate:" in older posts, "This question already has an answer here:" since), in a
+#: blockquote of its own. It names the other question, which would skew the question's embedding.
+_DUPLICATE_NOTICE = re.compile(
+    r"^\s*(possible duplicates?:|this question already has (an )?answers? here)", re.IGNORECASE
+)
+
+
 class _TextOfHtml(HTMLParser):
-    """Plain text of a post body: tags dropped, block elements on their own lines."""
+    """Plain text of a post body: tags dropped, block elements on their own lines, an image's
+    ``alt`` text kept, a closed question's duplicate notice left out."""
 
     BLOCKS = frozenset(
         {"p", "br", "li", "pre", "blockquote", "div", "h1", "h2", "h3", "h4", "h5", "h6", "hr"}
@@ -269,12 +287,28 @@ class _TextOfHtml(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
+        self._quote_depth = 0
+        self._quote_start = 0  # where the outermost blockquote's text starts in ``out``
 
-    def handle_starttag(self, tag, attrs) -> None:
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "blockquote":
+            if not self._quote_depth:
+                self._quote_start = len(self.out)
+            self._quote_depth += 1
         if tag in self.BLOCKS:
             self.out.append("\n")
+        elif tag == "img":
+            alt = dict(attrs).get("alt") or ""
+            if alt.strip():
+                self.out.extend(("\n", alt, "\n"))
 
-    def handle_data(self, data) -> None:
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "blockquote" and self._quote_depth:
+            self._quote_depth -= 1
+            if not self._quote_depth and _DUPLICATE_NOTICE.match("".join(self.out[self._quote_start :])):
+                del self.out[self._quote_start :]
+
+    def handle_data(self, data: str) -> None:
         self.out.append(data)
 
 
@@ -318,6 +352,7 @@ def read_stackexchange_posts(
     on_error: OnError | None = None,
     site_url: str | None = None,
     workdir: str | Path | None = None,
+    on_skip: OnError | None = None,
 ) -> Iterator[Thread]:
     """Stream the threads of a Stack Exchange ``Posts.xml``, in the order of their questions.
 
@@ -326,16 +361,22 @@ def read_stackexchange_posts(
     Bodies are HTML turned into text; ``ClosedDate`` is kept as ``closed_at``. With
     ``site_url`` (``https://cooking.stackexchange.com``) each thread gets its URL. Other post
     types (tag wikis and the like) are not threads and are passed over. An answer whose
-    question is not in the file is an error (file, line, reason), like a malformed row.
-    ``workdir`` holds the temporary database (default: the system's temporary directory).
+    question is not in the file is an error (file, line, reason), like a malformed row. An
+    answer with no text (an image without ``alt`` text, an empty body) is passed to ``on_skip``
+    and left out: real dumps have them, and they carry nothing to search. ``workdir`` holds
+    the temporary database (default: the system's temporary directory).
     """
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="qa-search-import-", dir=workdir) as tmp:
         db = sqlite3.connect(Path(tmp) / "posts.sqlite")
         try:
-            yield from _threads_from_posts(db, path, on_error, site_url)
+            yield from _threads_from_posts(db, path, on_error, site_url, on_skip or _log_skip)
         finally:
             db.close()
+
+
+def _log_skip(err: DumpFormatError) -> None:
+    log.warning("skipped %s", err)
 
 
 def _report(err: DumpFormatError, on_error: OnError | None) -> None:
@@ -344,7 +385,9 @@ def _report(err: DumpFormatError, on_error: OnError | None) -> None:
     on_error(err)
 
 
-def _threads_from_posts(db: sqlite3.Connection, path: Path, on_error: OnError | None, site_url: str | None):
+def _threads_from_posts(
+    db: sqlite3.Connection, path: Path, on_error: OnError | None, site_url: str | None, on_skip: OnError
+) -> Iterator[Thread]:
     db.execute("PRAGMA journal_mode=OFF")
     db.execute("PRAGMA synchronous=OFF")
     db.execute("CREATE TABLE q (id TEXT PRIMARY KEY, line INTEGER, data TEXT)")
@@ -388,10 +431,11 @@ def _threads_from_posts(db: sqlite3.Connection, path: Path, on_error: OnError | 
         answers = []
         for aline, adata in db.execute("SELECT line, data FROM a WHERE parent = ? ORDER BY rowid", (qid,)):
             a = json.loads(adata)
+            body = html_to_text(a.get("Body", ""))
+            if not body:
+                on_skip(DumpFormatError(str(path), aline, f"answer {a['Id']} has no text"))
+                continue
             try:
-                body = html_to_text(a.get("Body", ""))
-                if not body:
-                    raise ValueError(f"answer {a['Id']} has no text")
                 score = _int(a.get("Score", "0"), f"answer {a['Id']}'s Score")
             except ValueError as exc:
                 _report(DumpFormatError(str(path), aline, str(exc)), on_error)
@@ -417,12 +461,29 @@ def _threads_from_posts(db: sqlite3.Connection, path: Path, on_error: OnError | 
         yield thread
 
 
+def stackexchange_question_ids(path: str | Path) -> set[str]:
+    """The ids of the questions (``PostTypeId`` 1) in a Stack Exchange ``Posts.xml``, streamed."""
+    return {
+        attrs.get("Id", "").strip() for attrs, _ in _iter_rows(Path(path)) if attrs.get("PostTypeId") == "1"
+    }
+
+
 def read_stackexchange_duplicates(
-    path: str | Path, *, on_error: OnError | None = None
+    path: str | Path,
+    *,
+    on_error: OnError | None = None,
+    questions: Container[str] | None = None,
+    on_skip: OnError | None = None,
 ) -> Iterator[tuple[str, str]]:
     """The duplicate links of a Stack Exchange ``PostLinks.xml`` (``LinkTypeId`` 3), as
-    ``(post id, duplicate of)`` pairs in file order."""
+    ``(post id, duplicate of)`` pairs in file order.
+
+    With ``questions`` (the ids :func:`stackexchange_question_ids` reads from the dump's
+    ``Posts.xml``), a link naming a post that is not there (deleted posts keep their links) is
+    passed to ``on_skip`` (default: a logged warning) and left out, so every pair written
+    names two threads an index built from the same dump has."""
     path = Path(path)
+    skip = on_skip or _log_skip
     for attrs, line in _iter_rows(path):
         if attrs.get("LinkTypeId") != "3":
             continue
@@ -432,6 +493,12 @@ def read_stackexchange_duplicates(
                 DumpFormatError(str(path), line, "duplicate link without PostId or RelatedPostId"), on_error
             )
             continue
+        if questions is not None:
+            missing = [p for p in (a, b) if p not in questions]
+            if missing:
+                reason = f"duplicate link of post {missing[0]}, not in Posts.xml"
+                skip(DumpFormatError(str(path), line, reason))
+                continue
         yield a, b
 
 
