@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from qa_search import IndexConfig
 from qa_search.errors import QASearchError
 
 
@@ -59,8 +60,6 @@ def echo_json(obj: object) -> None:
 
 
 def _parse_settings(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    from qa_search.index.forum import IndexConfig
-
     settings: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")

@@ -33,7 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_search.embedding.models import PROBE_MIN_COSINE, normalize_rows, resolve_model
+from qa_search.embedding.models import (
+    PROBE_MIN_COSINE,
+    SentenceTransformerEmbedder,
+    normalize_rows,
+    resolve_model,
+)
 from qa_search.errors import ModelLoadError
 from qa_search.storage.snapshot import file_sha256
 
@@ -203,8 +208,6 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
     import onnxruntime
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from qa_search.embedding.models import SentenceTransformerEmbedder
 
     transformer_dir, max_len = _model_layout(model_dir)
     tokenizer = _Tokenizer(transformer_dir, max_len)

@@ -63,7 +63,7 @@ def writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[N
     line).
     """
     with hold_writer_lock(index_dir, command) as first:
-        if first:  # a nested hold: the outer one has finished it already
+        if first:  # a nested hold comes after the outer one has finished it
             finish_switch(index_dir)
         yield
 
