@@ -15,8 +15,10 @@ from qa_search.errors import (  # noqa: E402
     SnapshotError,
     UnknownThreadError,
 )
-from qa_search.index.forum import DuplicateHit, ForumIndex, IndexConfig, SearchHit, UpsertStats  # noqa: E402
+from qa_search.index.config import IndexConfig  # noqa: E402
+from qa_search.index.forum import ForumIndex  # noqa: E402
 from qa_search.index.live import LiveIndex  # noqa: E402
+from qa_search.index.results import DuplicateHit, SearchHit, UpsertStats  # noqa: E402
 from qa_search.threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump  # noqa: E402
 from qa_search.tools.dedupe import (  # noqa: E402
     ClusterThread,

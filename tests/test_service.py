@@ -371,7 +371,7 @@ def test_bad_settings_are_one_line_naming_the_variable_before_any_worker_starts(
 
 
 def test_the_encoder_keeps_to_qa_search_threads(index_dir, monkeypatch):
-    import qa_search.index.forum as index_module
+    import qa_search.index.persistence as index_module
 
     calls = []
 

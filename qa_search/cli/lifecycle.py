@@ -13,7 +13,7 @@ from qa_search.cli._common import echo_json, library_errors, settings_option
 from qa_search.cli._input import StepBar, ThreadInput, input_options
 from qa_search.cli.build import keep_option, report
 from qa_search.embedding.cache import cache_root
-from qa_search.index.forum import IndexConfig, check_scoring_settings
+from qa_search.index.config import IndexConfig, check_scoring_settings
 from qa_search.operations.lifecycle import (
     current_config,
     delete_threads,

@@ -18,7 +18,8 @@ from pathlib import Path
 from qa_search.embedding.models import Embedder
 from qa_search.embedding.querycache import QueryCache
 from qa_search.errors import QASearchError, ReadOnlyIndexError, SnapshotError
-from qa_search.index.forum import ForumIndex, as_str_list
+from qa_search.index.contents import as_str_list
+from qa_search.index.forum import ForumIndex
 from qa_search.index.replay import apply_entries
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
 from qa_search.storage.logformat import UPSERT, WriteEntry, log_switch

@@ -19,14 +19,10 @@ from qa_search.embedding.loading import load_embedder, load_recorded_embedder
 from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors, resolve_model
 from qa_search.embedding.tuned import model_index_settings
 from qa_search.errors import QASearchError, SnapshotError, UnknownThreadError
-from qa_search.index.forum import (
-    ForumIndex,
-    IndexConfig,
-    as_str_list,
-    config_of,
-    matches_recorded_model,
-    stored_calibration,
-)
+from qa_search.index.config import IndexConfig, config_of
+from qa_search.index.contents import as_str_list
+from qa_search.index.forum import ForumIndex
+from qa_search.index.persistence import matches_recorded_model, stored_calibration
 from qa_search.operations.publishing import publish_with_log
 from qa_search.scoring.calibration import Calibration
 from qa_search.storage.generations import prune, resolve_snapshot, writer_lock

@@ -8,7 +8,7 @@ from pathlib import Path
 from qa_search.embedding.loading import load_recorded_embedder
 from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors
 from qa_search.errors import ModelLoadError, SnapshotError
-from qa_search.index.forum import matches_recorded_model
+from qa_search.index.persistence import matches_recorded_model
 from qa_search.scoring.ann import VectorIndex
 from qa_search.storage.generations import resolve_snapshot
 from qa_search.storage.layout import generation_path, list_generations

@@ -19,7 +19,8 @@ import numpy as np
 
 from qa_search.embedding.loading import load_embedder
 from qa_search.embedding.models import Embedder
-from qa_search.index.forum import ForumIndex, UpsertStats
+from qa_search.index.forum import ForumIndex
+from qa_search.index.results import UpsertStats
 from qa_search.threads import Thread
 
 

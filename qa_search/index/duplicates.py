@@ -1,0 +1,186 @@
+"""Duplicate questions: verdicts for new questions, scores of stored pairs, and calibration.
+
+Uncalibrated, a duplicate is a question whose cosine reaches a threshold. Calibrated (see
+:func:`calibrate`), a fitted scorer turns a pair's signals (:mod:`qa_search.scoring.pairs`)
+into a probability, and tiers of it into verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from qa_search.index.contents import IndexContents
+from qa_search.index.results import DuplicateHit
+from qa_search.index.search import skip_blank, texts_list
+from qa_search.scoring.calibration import Calibration, fit_calibration, pair_groups
+from qa_search.scoring.lexical import tokenize
+from qa_search.scoring.pairs import (
+    FEATURES,
+    RANK_DEPTH,
+    best_other,
+    feature_rows,
+    rank_feature,
+    text_features,
+)
+
+
+def find_duplicates_many(
+    index: IndexContents, texts: Sequence[str], *, threshold: float | None = None, k: int = 5
+) -> list[list[DuplicateHit]]:
+    """Each text's likely duplicates among the stored questions, best first, at most k; the
+    texts are embedded in one batch.
+
+    Uncalibrated, a hit is a question whose cosine reaches ``threshold`` (default: the
+    config's ``duplicate_threshold``). Calibrated, candidates are ranked by probability and
+    carry it with their tier; without an explicit ``threshold`` a hit must reach at least
+    the lowest tier, with one it must reach that raw cosine. A blank text finds nothing.
+    """
+    texts = texts_list(texts, "find_duplicates")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    return skip_blank(texts, lambda batch: _find_duplicates(index, batch, threshold, k))
+
+
+def _find_duplicates(
+    index: IndexContents, texts: list[str], threshold: float | None, k: int
+) -> list[list[DuplicateHit]]:
+    cal = index.calibration
+    limit = index.config.duplicate_threshold if threshold is None and cal is None else threshold
+    queries = index.query_embedder.encode(texts, batch_size=index.config.batch_size)
+    questions, parts = index.question_index, index.parts
+    # calibrated, the scorer looks at each candidate's place among the nearest questions
+    depth = k if cal is None else max(4 * k, RANK_DEPTH + 1)
+    scores, ids = questions.search(queries, min(depth, max(len(questions), 1)))
+    out = []
+    for text, row_s, row_i in zip(texts, scores, ids, strict=True):
+        near = [
+            (s, parts[pid].thread_id)
+            for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True)
+            if pid >= 0
+        ]
+        if cal is None:
+            hits = [_duplicate_hit(index, tid, s) for s, tid in near if limit is None or s >= limit]
+        else:
+            near_scores = [s for s, _ in near]
+            keep = [i for i, (s, _) in enumerate(near) if limit is None or s >= limit]
+            x = _pair_features(
+                index,
+                [text] * len(keep),
+                [near[i][1] for i in keep],
+                np.array([near[i][0] for i in keep]),
+                np.array([best_other(near_scores, i) for i in keep]),
+                np.array([rank_feature(i) for i in keep]),
+            )
+            probs = cal.probability(x) if keep else []
+            hits = [
+                _duplicate_hit(index, near[i][1], near[i][0], float(p), cal.tier(float(p)))
+                for i, p in zip(keep, list(probs), strict=True)
+            ]
+            hits = [h for h in hits if threshold is not None or h.tier is not None]
+            hits.sort(key=lambda h: (-h.probability, h.thread_id))
+        out.append(hits[:k])
+    return out
+
+
+def _duplicate_hit(
+    index: IndexContents, thread_id: str, score: float, prob: float | None = None, tier: str | None = None
+) -> DuplicateHit:
+    t = index.get(thread_id)
+    p = None if prob is None else round(prob, 6)
+    return DuplicateHit(t.id, round(float(score), 6), t.title, t.url, p, tier)
+
+
+def _pair_features(
+    index: IndexContents,
+    texts: Sequence[str],
+    thread_ids: Sequence[str],
+    cosine: np.ndarray,
+    best_other_cosine: np.ndarray,
+    rank: np.ndarray,
+) -> np.ndarray:
+    """Signals (see :data:`~qa_search.scoring.pairs.FEATURES`) of (new question text, stored
+    thread) pairs, from the dense neighbourhood measured by the caller."""
+    if not len(texts):
+        return np.zeros((0, len(FEATURES)))
+    lexical_index = index.lexical_index()
+    others = [index.get(tid).question_text for tid in thread_ids]
+    distinct = list(dict.fromkeys([*texts, *others]))
+    tokens = dict(zip(distinct, tokenize(distinct), strict=True))
+    lexical = lexical_index.score_pairs(texts, thread_ids, tokens)
+    idf = lexical_index.idf
+    text = [text_features(a, b, tokens[a], tokens[b], idf) for a, b in zip(texts, others, strict=True)]
+    return feature_rows(cosine, lexical, np.array(text), best_other_cosine, rank)
+
+
+def _neighbours(index: IndexContents, thread_ids: Sequence[str]) -> dict[str, tuple[list[float], list[str]]]:
+    """Each stored question's nearest other questions: ``{id: (cosines, thread ids)}``, best
+    first, at most RANK_DEPTH + 1 of them (the thread itself left out)."""
+    distinct = list(dict.fromkeys(thread_ids))
+    if not distinct:
+        return {}
+    questions, parts = index.question_index, index.parts
+    vectors = np.stack([index.question_vector(t) for t in distinct])
+    depth = min(RANK_DEPTH + 2, len(questions))
+    out = {}
+    for start in range(0, len(distinct), 1024):
+        scores, ids = questions.search(vectors[start : start + 1024], depth)
+        for tid, row_s, row_i in zip(distinct[start : start + 1024], scores, ids, strict=True):
+            near = [
+                (s, parts[pid].thread_id)
+                for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True)
+                if pid >= 0 and parts[pid].thread_id != tid
+            ][: RANK_DEPTH + 1]
+            out[tid] = ([s for s, _ in near], [t for _, t in near])
+    return out
+
+
+def pair_features(index: IndexContents, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    """Signals of stored pairs ``(id1, id2)``, id1 in the role of the new question (its own
+    thread left out of its neighbours): (n, len(FEATURES)) float64. An id the index lacks
+    raises :class:`~qa_search.errors.UnknownThreadError`."""
+    for a, b in pairs:
+        index.get(a), index.get(b)
+    near = _neighbours(index, [a for a, _ in pairs])
+    cos, other, rank = [], [], []
+    for a, b in pairs:
+        scores, tids = near[a]
+        position = tids.index(b) if b in tids else None
+        cos.append(float(index.question_vector(a) @ index.question_vector(b)))
+        other.append(best_other(scores, position))
+        rank.append(rank_feature(position))
+    texts = [index.get(a).question_text for a, _ in pairs]
+    return _pair_features(index, texts, [b for _, b in pairs], np.array(cos), np.array(other), np.array(rank))
+
+
+def pair_scores(index: IndexContents, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    """The duplicate scorer's score of stored pairs: the calibrated probability, or the raw
+    question cosine while uncalibrated. (n,) float64."""
+    x = pair_features(index, pairs)
+    return x[:, 0] if index.calibration is None else index.calibration.probability(x)
+
+
+def duplicate_cutoff(index: IndexContents) -> tuple[float, str]:
+    """The score at which a pair counts as a duplicate, on the :func:`pair_scores` scale, and
+    which scorer that is: ``(tier threshold, "calibrated")`` or ``(cosine, "cosine")``."""
+    cal = index.calibration
+    if cal is None:
+        return index.config.duplicate_threshold, "cosine"
+    return cal.tiers.get("duplicate", max(cal.tiers.values())), "calibrated"
+
+
+def calibrate(
+    index: IndexContents,
+    pairs: Sequence[tuple[str, str]],
+    labels: Sequence[int],
+    targets: dict[str, float] | None = None,
+) -> Calibration:
+    """Fit the duplicate scorer on labelled stored pairs and give it to ``index`` (saved with
+    it). ``targets`` maps tier names to the precision each must reach (default duplicate 0.90,
+    related 0.60). Pairs that share a thread are kept in one fold when the tiers are measured
+    out of fold."""
+    groups = pair_groups(pairs)
+    x = pair_features(index, pairs)
+    index.calibration = fit_calibration(x, np.asarray(labels), targets, groups=groups)
+    return index.calibration

@@ -1,0 +1,211 @@
+"""Similar-thread search over an index's contents: exact fused ranking, reranking, neighbours.
+
+A thread's score is its dense score (question and best answer chunk, see
+:func:`~qa_search.scoring.fusion.thread_dense_score`) plus its boost plus the weighted lexical
+score; the ranking is exact, not approximate in the fusion (see :func:`search_many`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from qa_search.index.contents import IndexContents, as_str_list
+from qa_search.index.parts import ANSWER, QUESTION, chunk_words
+from qa_search.index.results import SearchHit
+from qa_search.scoring.fusion import make_snippet, thread_dense_score, top_indices, top_threads, unseen_bound
+from qa_search.threads import Thread
+
+
+def texts_list(texts: Sequence[str], method: str) -> list[str]:
+    """``texts`` as a list; ``TypeError`` for a single string, whose characters would each be
+    searched for (``method`` names the call in the message)."""
+    if isinstance(texts, str):
+        raise TypeError(f"{method}_many takes a list of texts; for one text use {method}(text)")
+    return list(texts)
+
+
+def skip_blank(texts: Sequence[str], run: Callable[[list[str]], list[list]]) -> list[list]:
+    """``run`` over the texts that are not blank; a blank text's result is an empty list."""
+    todo = [i for i, t in enumerate(texts) if t.strip()]
+    out: list[list] = [[] for _ in texts]
+    for i, result in zip(todo, run([texts[i] for i in todo]) if todo else [], strict=True):
+        out[i] = result
+    return out
+
+
+def _thread_filter(tags: Iterable[str] | None, category: str | None) -> Callable[[Thread], bool] | None:
+    """A predicate on threads for the given filters, or None when there is nothing to filter.
+    A single string is one tag (not its letters); empty tags and an empty category filter
+    nothing (what a form sends for its blank fields); values are trimmed, as stored ones are."""
+    wanted = frozenset(t.strip() for t in as_str_list(tags or ()) if t.strip())
+    category = category.strip() if category else None
+    if not wanted and not category:
+        return None
+
+    def keep(thread: Thread) -> bool:
+        if category and thread.category != category:
+            return False
+        return not wanted or not wanted.isdisjoint(thread.tags)
+
+    return keep
+
+
+def search_many(
+    index: IndexContents,
+    texts: Sequence[str],
+    k: int = 10,
+    *,
+    tags: Iterable[str] | None = None,
+    category: str | None = None,
+) -> list[list[SearchHit]]:
+    """The k threads most similar to each text, best first, one hit per thread; the texts are
+    embedded in one batch. A blank text (empty or only whitespace) finds nothing: its list is
+    empty, and it is not embedded.
+
+    ``tags`` keeps threads having at least one of these tags (a single string is one tag);
+    ``category`` keeps threads of that category; empty values filter nothing. Filtering is
+    exact: the search fetches deeper until k matching threads are certain (or none are left),
+    so a filter never costs recall.
+    """
+    texts = texts_list(texts, "search")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    keep = _thread_filter(tags, category)
+
+    def run(batch: list[str]) -> list[list[SearchHit]]:
+        queries = index.query_embedder.encode(batch, batch_size=index.config.batch_size)
+        return [_search_exact(index, t, q, k, keep) for t, q in zip(batch, queries, strict=True)]
+
+    return skip_blank(texts, run)
+
+
+def score_threads(index: IndexContents, text: str, thread_ids: Sequence[str]) -> list[float]:
+    """The search score of each given thread for ``text`` (what :func:`search_many` would rank
+    them by), in the order given. For reranking a fixed candidate list."""
+    query = index.query_embedder.encode([text], batch_size=index.config.batch_size)[0]
+    lw = index.config.lexical_weight
+    lexical = index.lexical_index() if lw > 0 else None
+    lex = lexical.scores(text) if lexical is not None else None
+    out = []
+    for tid in thread_ids:
+        index.get(tid)
+        s, _ = _dense_score(index, tid, query)
+        s += index.boost(tid)
+        if lexical is not None:
+            s += lw * float(lex[lexical.position[tid]])
+        out.append(s)
+    return out
+
+
+def question_neighbours(
+    index: IndexContents, k: int, *, batch: int = 4096, progress=None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Each thread's k most similar other questions, by the question index's own batched
+    search (approximate on HNSW): the thread ids (n,), cosines (n, k) float32 best first and
+    neighbour rows (n, k) int64 into those ids (-1 where fewer than k others exist).
+    ``progress(done, n)`` is called after each batch of questions."""
+    questions, parts = index.question_index, index.parts
+    pids, vecs = questions.vectors()
+    tids = [parts[p].thread_id for p in pids.tolist()]
+    n = len(tids)
+    scores, rows = np.zeros((n, k), np.float32), np.full((n, k), -1, np.int64)
+    if n == 0 or k < 1:
+        return tids, scores, rows
+    row_of = np.full(index.next_part_id, -1, np.int64)
+    row_of[pids] = np.arange(n)
+    fetch = min(k + 1, n)  # one more: a question usually finds itself first
+    for start in range(0, n, batch):
+        s, ids = questions.search(vecs[start : start + batch], fetch)
+        r = np.where(ids >= 0, row_of[np.maximum(ids, 0)], -1)
+        for i in range(len(r)):
+            keep = (r[i] >= 0) & (r[i] != start + i)
+            got = r[i][keep][:k]
+            rows[start + i, : len(got)] = got
+            scores[start + i, : len(got)] = s[i][keep][:k]
+        if progress is not None:
+            progress(min(start + batch, n), n)
+    return tids, scores, rows
+
+
+def _dense_score(index: IndexContents, thread_id: str, query: np.ndarray) -> tuple[float, int]:
+    """A thread's exact dense score (:func:`~qa_search.scoring.fusion.thread_dense_score`) and
+    the part that matched: the question, or the best answer chunk when its weighted cosine is
+    higher."""
+    q, q_pid, a, a_pid = -np.inf, -1, None, -1
+    parts = index.parts
+    for pid in index.part_ids(thread_id):
+        s = float(index.vector(pid) @ query)
+        if parts[pid].answer_id is None:
+            q, q_pid = s, pid
+        elif a is None or s > a:
+            a, a_pid = s, pid
+    cfg = index.config
+    score = thread_dense_score(q, a, cfg.answer_weight, cfg.agreement_weight)
+    return score, (a_pid if a is not None and cfg.answer_weight * a > q else q_pid)
+
+
+def _search_exact(
+    index: IndexContents, text: str, query: np.ndarray, k: int, keep: Callable[[Thread], bool] | None
+) -> list[SearchHit]:
+    """The k best threads by dense score + boost (+ weighted lexical score when
+    ``lexical_weight`` > 0), exact: candidates come from the question, answer (and lexical)
+    lists, each scored exactly, and the lists are fetched deeper until no thread outside
+    them can beat the k-th (each signal is bounded by its list's last fetched score, the
+    boost by the largest boost of any thread)."""
+    cfg = index.config
+    w, c, lw = cfg.answer_weight, cfg.agreement_weight, cfg.lexical_weight
+    lexical = index.lexical_index() if lw > 0 else None
+    if lexical is not None:
+        lex = lexical.scores(text)
+    boost_bound = index.boost_bound()
+    questions, answers, parts = index.question_index, index.answer_index, index.parts
+    nq, na = len(questions), len(answers)
+    fetch = max(2 * k, 16)
+    q1 = query[None, :]
+    exact: dict[str, tuple[float, int]] = {}
+    while True:
+        qs, qi = questions.search(q1, min(fetch, nq))
+        as_, ai = answers.search(q1, min(fetch, na))
+        qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
+        cands = {parts[p].thread_id for p in (*qi.tolist(), *ai.tolist()) if p >= 0}
+        if lexical is not None:
+            top_lex = top_indices(lex, min(fetch, len(lex)))
+            cands.update(lexical.doc_ids[i] for i in top_lex.tolist())
+        for tid in cands:
+            if tid in exact or (keep is not None and not keep(index.get(tid))):
+                continue
+            score, pid = _dense_score(index, tid, query)
+            score += index.boost(tid)
+            if lexical is not None:
+                score += lw * float(lex[lexical.position[tid]])
+            exact[tid] = (score, pid)
+        ranked = top_threads(exact, k)
+        # every thread has a question (and a lexical entry): an exhausted list means all
+        # threads were seen and scored exactly
+        if fetch >= nq or (lexical is not None and fetch >= len(lex)):
+            break
+        bound = unseen_bound(float(qs[-1]), float(as_[-1]) if fetch < na else None, w, c)
+        bound += boost_bound
+        if lexical is not None:
+            bound += lw * float(lex[top_lex[-1]])
+        if len(ranked) == k and ranked[-1][1] >= bound:
+            break
+        fetch *= 4
+    return [_hit(index, tid, score, pid) for tid, score, pid in ranked]
+
+
+def _hit(index: IndexContents, thread_id: str, score: float, part_id: int) -> SearchHit:
+    thread = index.get(thread_id)
+    ref = index.parts[part_id]
+    cfg = index.config
+    if ref.answer_id is None:
+        matched, snippet = QUESTION, make_snippet(thread.body or thread.title, cfg.snippet_chars)
+    else:
+        answer = next(a for a in thread.answers if a.id == ref.answer_id)
+        chunk = chunk_words(answer.body, cfg.chunk_words, cfg.chunk_overlap)[ref.chunk]
+        matched, snippet = ANSWER, make_snippet(chunk, cfg.snippet_chars)
+    return SearchHit(
+        thread_id, round(float(score), 6), thread.title, matched, ref.answer_id, snippet, thread.url
+    )
