@@ -12,6 +12,7 @@ from qa_search.errors import (  # noqa: E402
     IndexLockedError,
     ModelLoadError,
     QASearchError,
+    ReadOnlyIndexError,
     SnapshotError,
     UnknownThreadError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "LiveIndex",
     "ModelLoadError",
     "QASearchError",
+    "ReadOnlyIndexError",
     "ScoredPair",
     "SearchHit",
     "SentenceTransformerEmbedder",

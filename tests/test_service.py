@@ -11,7 +11,8 @@ from conftest import FakeEmbedder
 from fastapi.testclient import TestClient
 
 from qa_search import Answer, ForumIndex, Thread
-from service.app import _DropQueryString, create_app
+from service.app import create_app
+from service.logs import DropQueryString
 from service.settings import Settings
 
 KEY = "s3cret-key"
@@ -182,17 +183,17 @@ def test_query_text_is_not_logged_even_on_errors(client, caplog, monkeypatch):
 def test_access_log_lines_drop_the_query_string():
     record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
                                ("127.0.0.1:5", "GET", "/v1/search?q=my+secret", "1.1", 200), None)
-    assert _DropQueryString().filter(record)
+    assert DropQueryString().filter(record)
     assert "secret" not in record.getMessage() and "/v1/search" in record.getMessage()
     # the line uvicorn's WebSocket protocols log for an upgrade (on uvicorn.error)
     record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" 403',
                                ("127.0.0.1:5", "/v1/search?q=my+secret"), None)
-    assert _DropQueryString().filter(record)
+    assert DropQueryString().filter(record)
     assert record.getMessage() == '127.0.0.1:5 - "WebSocket /v1/search" 403'
     # other error-log lines pass untouched
     record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]",
                                (42,), None)
-    assert _DropQueryString().filter(record) and record.getMessage() == "Started server process [42]"
+    assert DropQueryString().filter(record) and record.getMessage() == "Started server process [42]"
 
 
 def test_demo_page_is_served(client):

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from qa_search.embedding.models import Embedder
 from qa_search.embedding.querycache import QueryCache
-from qa_search.errors import QASearchError, ReadOnlyIndexError, SnapshotError
+from qa_search.errors import QASearchError, ReadOnlyIndexError, SnapshotError, UnknownThreadError
 from qa_search.index.contents import as_str_list
 from qa_search.index.forum import ForumIndex
 from qa_search.index.replay import apply_entries
+from qa_search.index.results import DuplicateHit, SearchHit
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
 from qa_search.storage.logformat import UPSERT, WriteEntry, log_switch
 from qa_search.storage.writelog import WriteLog, folded_through
@@ -68,6 +69,17 @@ class RWLock:
                 self._cond.notify_all()
 
 
+def _portable(thread: Thread, at: int | None = None) -> Thread:
+    """``thread`` checked as a dump line would be and as plain JSON every reader can parse back;
+    ``ValueError`` naming it (and its place ``at`` in a batch) otherwise."""
+    try:
+        return check_portable(checked_thread(thread))
+    except ValueError as exc:
+        if at is None:
+            raise
+        raise ValueError(f"threads[{at}]: {exc}") from None
+
+
 def _readable(wlog: WriteLog) -> list[WriteEntry]:
     """The entries ``wlog`` has not returned yet, up to a damaged line if there is one (which
     the serving process has logged already)."""
@@ -82,13 +94,16 @@ class LiveIndex:
 
     ``index_dir`` is an index directory (generations + ``CURRENT``) or a single snapshot; a
     single snapshot is served as is, read-only (a write raises :class:`ReadOnlyIndexError`).
+    A query shorter than ``min_query_chars`` once trimmed finds nothing, without embedding it
+    (typeahead sends every keystroke).
     """
 
     def __init__(
         self, index_dir: Path, embedder: Embedder | None = None, cache_size: int = 1024, *,
-        threads: int | None = None,
+        threads: int | None = None, min_query_chars: int = 1,
     ) -> None:
         self.index_dir = Path(index_dir)
+        self.min_query_chars = max(1, min_query_chars)
         self._watch = resolve_snapshot(self.index_dir) != self.index_dir  # a directory, not one snapshot
         self.generation = serving_generation(self.index_dir) if self._watch else None
         snap = generation_path(self.index_dir, self.generation) if self._watch else self.index_dir
@@ -115,6 +130,32 @@ class LiveIndex:
             self._catch_up_or_log()
         with self._rw.read():
             yield self.index
+
+    def _query(self, text: str) -> str | None:
+        text = text.strip()
+        return text if len(text) >= self.min_query_chars else None
+
+    def search(
+        self, text: str, k: int = 10, *, tags: Iterable[str] | None = None, category: str | None = None
+    ) -> list[SearchHit]:
+        """:meth:`ForumIndex.search` on the index as it is now: the k threads most similar to
+        ``text``, best first; none for a query under ``min_query_chars``. Empty ``tags`` and
+        ``category`` filter nothing (a form's blank fields)."""
+        query = self._query(text)
+        if query is None:
+            return []
+        with self.reading() as index:
+            return index.search(query, k=k, tags=tags, category=category)
+
+    def find_duplicates(self, text: str, *, threshold: float | None = None, k: int = 5) -> list[DuplicateHit]:
+        """:meth:`ForumIndex.find_duplicates` on the index as it is now: threads whose question
+        matches ``text`` at or above ``threshold`` (default: the index's), best first, at most
+        k; none for a query under ``min_query_chars``."""
+        query = self._query(text)
+        if query is None:
+            return []
+        with self.reading() as index:
+            return index.find_duplicates(query, threshold=threshold, k=k)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -170,12 +211,14 @@ class LiveIndex:
 
     def upsert(self, threads: Iterable[Thread] | Thread) -> WriteEntry:
         """Log the threads durably, then apply them here (a single :class:`Thread` may be passed
-        as it is). Each is checked first as a dump line would be (``ValueError`` naming it), so
-        the log never holds an entry that another process could not read back. Returns the
-        log entry."""
+        as it is). Each is checked first as a dump line would be (``ValueError`` naming it, and
+        its place ``threads[i]`` in a batch), so the log never holds an entry that another
+        process could not read back. Returns the log entry."""
         self._check_writable()
-        threads = [check_portable(checked_thread(t))
-                   for t in ([threads] if isinstance(threads, Thread) else threads)]
+        if isinstance(threads, Thread):
+            threads = [_portable(threads)]
+        else:
+            threads = [_portable(t, i) for i, t in enumerate(threads)]
         with self._sync:
             before = self.log.file
             unseen, entry = self.log.append_upsert(threads)
@@ -184,17 +227,46 @@ class LiveIndex:
             self.check_generation()
         return entry
 
-    def delete(self, thread_ids: Iterable[str]) -> WriteEntry:
-        """Log a delete durably, then apply it here (a single string is one id). Returns the
-        log entry."""
+    def delete(self, thread_ids: Iterable[str] | str, *, missing_ok: bool = True) -> WriteEntry:
+        """Log a delete durably, then apply it here (a single string is one id; ids are trimmed,
+        as stored ones are). Returns the log entry.
+
+        With ``missing_ok=False``, an id the index does not hold raises
+        :class:`UnknownThreadError` and nothing is logged. The check and the write are one step
+        under the lock every write here takes, after catching up with other processes' writes:
+        of two requests deleting the same thread, one succeeds and the other is told it is gone.
+        A process that logs its delete between that catch-up and this write (the log's own
+        lock orders them) makes this delete a no-op, which is reported the same way.
+        """
         self._check_writable()
-        with self._sync:
-            before = self.log.file
-            unseen, entry = self.log.append_delete(as_str_list(thread_ids))
-            swap = self._take(before, [*unseen, entry])
-        if swap:
+        ids = [str(i).strip() for i in as_str_list(thread_ids)]  # stored ids are text, trimmed
+        while True:
+            with self._sync:
+                swap = False
+                if not missing_ok:  # others' writes first; a rollback's new log: swap, then check
+                    before = self.log.file
+                    swap = self._take(before, self.log.poll())
+                if not swap:
+                    if not missing_ok:
+                        self._require(ids)
+                    before = self.log.file
+                    unseen, entry = self.log.append_delete(ids)
+                    swap = self._take(before, unseen)
+                    if not swap:
+                        absent = [] if missing_ok else [i for i in ids if i not in self.index]
+                        self._apply([entry])
+                        if absent:  # another process deleted it first, in log order
+                            raise UnknownThreadError(absent[0])
+                    break
+            self.check_generation()
+        if swap:  # the write is in the log of the generation swapped to
             self.check_generation()
         return entry
+
+    def _require(self, ids: list[str]) -> None:
+        for thread_id in ids:
+            if thread_id not in self.index:
+                raise UnknownThreadError(thread_id)
 
     # -- generations --------------------------------------------------------------------
 

@@ -35,7 +35,8 @@ function showHits(hits) {
     const li = el("li");
     li.dataset.threadId = hit.thread_id;
     li.append(link(hit));
-    if (hit.matched === "answer") li.append(el("span", "badge", "answered"));
+    // the hit came from one of the thread's answers, not its question (nothing says it was solved)
+    if (hit.matched === "answer") li.append(el("span", "badge", "matched an answer"));
     li.append(el("p", "snippet", hit.snippet));
     results.append(li);
   }

@@ -1,0 +1,144 @@
+"""Typed dependencies of the routes: the shared state the lifespan made, the write key, and each
+request's parameters checked against the settings' limits."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from qa_search import LiveIndex, Thread
+
+from .metrics import Metrics
+from .schemas import THRESHOLD, DraftQuestion, SearchRequest, UpsertRequest
+from .settings import Settings
+
+# -- shared state ---------------------------------------------------------------------------
+
+
+def get_live(request: Request) -> LiveIndex:
+    live = getattr(request.app.state, "live", None)
+    if live is None:
+        raise HTTPException(503, "the index is still loading; retry shortly")
+    return live
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+LiveDep = Annotated[LiveIndex, Depends(get_live)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+# -- the write key --------------------------------------------------------------------------
+
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The service's QA_SEARCH_API_KEY.")
+_bearer = HTTPBearer(auto_error=False, description="Alternatively: Authorization: Bearer <key>.")
+
+
+def require_key(
+    settings: SettingsDep,
+    key: Annotated[str | None, Depends(_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Writes need the configured key, compared in constant time."""
+    if settings.api_key is None:
+        raise HTTPException(403, "writes are disabled: set QA_SEARCH_API_KEY on the service to enable them")
+    given = key if key is not None else (bearer.credentials if bearer is not None else None)
+    if not given:
+        raise HTTPException(401, "missing API key: send it in the X-API-Key header "
+                            "(or Authorization: Bearer)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    expected = settings.api_key.get_secret_value().encode()
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
+        raise HTTPException(403, "wrong API key")
+
+
+# -- requests within the settings' limits ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A search to run: ``k`` within QA_SEARCH_MAX_K; empty filters filter nothing."""
+
+    text: str
+    k: int
+    tags: list[str] | None
+    category: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicatesQuery:
+    """A question to find duplicates of: ``k`` within QA_SEARCH_MAX_K."""
+
+    text: str
+    k: int
+    threshold: float | None
+
+
+def _text(settings: Settings, text: str, what: str) -> str:
+    if len(text) > settings.max_query_chars:
+        raise HTTPException(422, f"{what} must be at most {settings.max_query_chars} characters")
+    return text
+
+
+def _k(settings: Settings, k: int | None, default: int) -> int:
+    if k is None:
+        return min(default, settings.max_k)
+    if k > settings.max_k:
+        raise HTTPException(422, f"k must be at most {settings.max_k}")
+    return k
+
+
+def search_in_query(
+    settings: SettingsDep,
+    q: Annotated[str, Query(description="The text typed so far.", examples=["my therapist made a mistake"])],
+    k: Annotated[int | None, Query(ge=1, description="Threads to return [default: 10].")] = None,
+    tags: Annotated[list[str] | None, Query(
+        description="Keep threads with any of these tags (an empty value is ignored).")] = None,
+    category: Annotated[str | None, Query(
+        description="Keep threads of this category (empty: no filter).")] = None,
+) -> SearchQuery:
+    return SearchQuery(_text(settings, q, "q"), _k(settings, k, 10), tags, category)
+
+
+def search_in_body(settings: SettingsDep, request: SearchRequest) -> SearchQuery:
+    return SearchQuery(_text(settings, request.q, "q"), _k(settings, request.k, 10), request.tags,
+                       request.category)
+
+
+def duplicates_in_query(
+    settings: SettingsDep,
+    q: Annotated[str, Query(description="The question (title, then body).",
+                            examples=["How do therapists deal with their mistakes?"])],
+    k: Annotated[int | None, Query(ge=1, description="Most duplicates to return [default: 5].")] = None,
+    threshold: Annotated[float | None, Query(ge=-1, le=1, description=THRESHOLD)] = None,
+) -> DuplicatesQuery:
+    return DuplicatesQuery(_text(settings, q, "q"), _k(settings, k, 5), threshold)
+
+
+def duplicates_of_draft(settings: SettingsDep, draft: DraftQuestion) -> DuplicatesQuery:
+    _text(settings, draft.title, "title")
+    # a long draft is read up to QA_SEARCH_MAX_QUERY_CHARS characters, not refused
+    return DuplicatesQuery(draft.text(settings.max_query_chars), _k(settings, draft.k, 5), draft.threshold)
+
+
+def threads_to_write(settings: SettingsDep, request: UpsertRequest) -> list[Thread]:
+    if len(request.threads) > settings.max_batch_threads:
+        raise HTTPException(413, f"at most {settings.max_batch_threads} threads per request: split the batch")
+    return [t.to_thread() for t in request.threads]
+
+
+SearchInQuery = Annotated[SearchQuery, Depends(search_in_query)]
+SearchInBody = Annotated[SearchQuery, Depends(search_in_body)]
+DuplicatesInQuery = Annotated[DuplicatesQuery, Depends(duplicates_in_query)]
+DraftDuplicates = Annotated[DuplicatesQuery, Depends(duplicates_of_draft)]
+ThreadsToWrite = Annotated[list[Thread], Depends(threads_to_write)]

@@ -1,0 +1,52 @@
+"""Errors translated to HTTP at the edge: the library's exceptions and invalid requests become
+problem responses (``{"detail": ...}``) that never echo the user's text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from qa_search import ReadOnlyIndexError, SnapshotError, UnknownThreadError
+
+from .schemas import Problem
+
+#: The error responses every API route documents.
+ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 413: {"model": Problem}, 422: {}}
+
+
+def problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 listing each problem's place and message. FastAPI's own handler also echoes the
+    offending input, which fails to render (a 500) for a NaN, an infinity or a lone surrogate,
+    and would put the user's text into a response that may end up in logs."""
+    problems = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid")),
+                 "type": str(e.get("type", "value_error"))} for e in exc.errors()]
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
+@contextmanager
+def write_errors() -> Iterator[None]:
+    """A write's refusals: a thread the library will not store (422), an unknown thread (404),
+    a single snapshot served read-only (409), and a damaged write-log line, which suspends
+    writes (503, naming it) until an operator repairs it while searches go on."""
+    try:
+        yield
+    except ValueError as exc:  # the message names the thread and its field, not its text
+        raise HTTPException(422, str(exc)) from None
+    except UnknownThreadError as exc:
+        raise HTTPException(404, f"{exc}; nothing was deleted") from None
+    except ReadOnlyIndexError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except SnapshotError as exc:
+        raise HTTPException(503, f"writes are suspended: {exc}") from None
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, invalid_request)
