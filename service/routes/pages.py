@@ -1,5 +1,5 @@
 """Pages for people: the demo page and the interactive API docs. Both load only the service's
-own files (the docs' Swagger UI comes from the swagger-ui-bundle package, not a CDN), so they
+own files (the docs' Swagger UI comes from the openapi-ui-bundles package, not a CDN), so they
 work offline and run no third party's script in the service's origin."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
-from swagger_ui_bundle import swagger_ui_path
+from openapi_ui_bundles import swagger_ui
 
 #: The demo page's files, served under /static.
 STATIC = Path(__file__).resolve().parents[1] / "static"
 #: Swagger UI's files, served under /static-docs.
-SWAGGER_UI = Path(swagger_ui_path)
+SWAGGER_UI = Path(swagger_ui.static_path)
 DOCS_ASSETS = "/static-docs"
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 
