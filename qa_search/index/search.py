@@ -2,7 +2,8 @@
 
 A thread's score is its dense score (question and best answer chunk, see
 :func:`~qa_search.scoring.fusion.thread_dense_score`) plus its boost plus the weighted lexical
-score; the ranking is exact, not approximate in the fusion (see :func:`search_many`).
+score. The ranking by that score is exact: the candidate lists are fetched deeper until no
+thread outside them can beat the k-th.
 """
 
 from __future__ import annotations
