@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,19 +16,22 @@ from qa_search import ReadOnlyIndexError, SnapshotError, UnknownThreadError
 from .schemas import Problem
 
 #: The error responses every API route documents.
-ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 413: {"model": Problem}, 422: {}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem}, 403: {"model": Problem}, 413: {"model": Problem}, 422: {},
+}
 
 
 def problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """422 listing each problem's place and message. FastAPI's own handler also echoes the
     offending input, which fails to render (a 500) for a NaN, an infinity or a lone surrogate,
     and would put the user's text into a response that may end up in logs."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     problems = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid")),
-                 "type": str(e.get("type", "value_error"))} for e in exc.errors()]
+                 "type": str(e.get("type", "value_error"))} for e in errors]
     return JSONResponse({"detail": problems}, status_code=422)
 
 

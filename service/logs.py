@@ -21,8 +21,10 @@ class DropQueryString(logging.Filter):
             at = 2
         else:  # the server's other lines name no request
             return True
-        if isinstance(args, tuple) and len(args) > at and isinstance(args[at], str):
-            record.args = (*args[:at], args[at].split("?", 1)[0], *args[at + 1:])
+        if isinstance(args, tuple) and len(args) > at:
+            path = args[at]
+            if isinstance(path, str):
+                record.args = (*args[:at], path.split("?", 1)[0], *args[at + 1:])
         return True
 
 

@@ -145,10 +145,14 @@ class UpsertRequest(BaseModel):
 class _Written(Protocol):
     """What the library's writes return: the entry they logged."""
 
-    seq: int
-    threads: tuple[Thread, ...]
-    ids: tuple[str, ...]
-    generation: int | None
+    @property
+    def seq(self) -> int: ...
+    @property
+    def threads(self) -> tuple[Thread, ...]: ...
+    @property
+    def ids(self) -> tuple[str, ...]: ...
+    @property
+    def generation(self) -> int | None: ...
 
 
 class WriteResponse(BaseModel):

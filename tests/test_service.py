@@ -202,7 +202,8 @@ def test_demo_page_is_served(client):
     head = client.head("/")
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-security-policy"] == page.headers["content-security-policy"]
-    assert "debounce" in client.get("/static/app.js").text.lower()
+    script = client.get("/static/app.js").text
+    assert "debounce" in script.lower() and "matched an answer" in script
 
 
 def test_cors_allow_list(index_dir):
@@ -428,3 +429,52 @@ def test_an_answer_id_given_as_null_gets_the_default(client):
     resp = client.post("/v1/threads", json={"threads": [thread]}, headers={"X-API-Key": KEY})
     assert resp.status_code == 200, resp.text
     assert client.app.state.live.index.get("t9").answers[0].id == "t9#1"
+
+
+def test_one_of_many_concurrent_deletes_of_a_thread_succeeds(client, index_dir):
+    import threading
+
+    from qa_search import LiveIndex, UnknownThreadError
+
+    statuses, start = [], threading.Barrier(6)
+
+    def delete() -> None:
+        start.wait()
+        statuses.append(client.delete("/v1/threads/t1", headers={"X-API-Key": KEY}).status_code)
+
+    workers = [threading.Thread(target=delete) for _ in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(statuses) == [200] + [404] * 5
+    # another process (a second worker) that has not read the log yet is told too, and logs nothing
+    other = LiveIndex(index_dir, FakeEmbedder())
+    size = (index_dir / "writes.jsonl").stat().st_size
+    with pytest.raises(UnknownThreadError, match="'t1'"):
+        other.delete(" t1 ", missing_ok=False)
+    assert (index_dir / "writes.jsonl").stat().st_size == size
+    assert other.delete("t2", missing_ok=False).ids == ("t2",)
+    assert client.delete("/v1/threads/t2", headers={"X-API-Key": KEY}).status_code == 404
+
+
+def test_posted_duplicates_take_a_threshold_as_get_does(client):
+    question = "Is it normal to miss my ex months later?"
+    for threshold, found in ((0.99, ["t2"]), (1.0, ["t2"]), (-1, ["t2", "t1"])):
+        got = client.get("/v1/duplicates", params={"q": question, "threshold": threshold}).json()
+        posted = client.post("/v1/duplicates", json={"title": question, "threshold": threshold}).json()
+        assert posted == got and [d["thread_id"] for d in got["duplicates"]] == found, threshold
+    for bad in (1.5, -2, "high"):
+        assert client.post("/v1/duplicates", json={"title": question, "threshold": bad}).status_code == 422
+
+
+def test_the_docs_load_nothing_from_elsewhere(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/static-docs/swagger-ui-bundle.js" in page.text
+    assert "http://" not in page.text and "https://" not in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/static-docs/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/static-docs/swagger-ui.css").status_code == 200
+    assert client.get("/docs/oauth2-redirect").status_code == 200
+    assert client.get("/redoc").status_code == 404
+    assert "/docs" not in client.get("/openapi.json").json()["paths"]

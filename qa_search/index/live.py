@@ -106,7 +106,7 @@ class LiveIndex:
         self.min_query_chars = max(1, min_query_chars)
         self._watch = resolve_snapshot(self.index_dir) != self.index_dir  # a directory, not one snapshot
         self.generation = serving_generation(self.index_dir) if self._watch else None
-        snap = generation_path(self.index_dir, self.generation) if self._watch else self.index_dir
+        snap = self.index_dir if self.generation is None else generation_path(self.index_dir, self.generation)
         self.index = ForumIndex.load(snap, embedder, threads=threads)
         self.cache = QueryCache(self.index.embedder, cache_size)
         self.index.query_embedder = self.cache
