@@ -5,6 +5,11 @@ compares questions with questions, and a search can weigh the two kinds differen
 embedded part has a stable int64 id that maps back to (thread, answer, chunk); replacing or
 deleting a thread removes its ids from the vector indexes at once.
 
+A write costs what the threads written cost, never what the corpus costs: the vector indexes,
+the id maps, the lexical index, the answer count and the bound on boosts are all updated in
+place (the speed page lists what a write touches). Work over every thread happens only when an
+index is loaded, reconfigured or saved.
+
 Search (:mod:`.search`), duplicate scoring (:mod:`.duplicates`) and snapshots
 (:mod:`.persistence`) read an :class:`IndexContents` through its public methods.
 """
@@ -48,8 +53,11 @@ class IndexContents:
         self._questions = VectorIndex(embedder.dimension)
         self._answers = VectorIndex(embedder.dimension)
         self._next_id = 1
-        self._lexical: LexicalIndex | None = None  # built on first use after every change
-        self._max_boost: float | None = None  # a bound on thread boosts, see boost_bound
+        self._answers_held = 0  # answers over all threads, kept by the writes for counts
+        # kept in step with the threads by every write once it exists; None until a lexical
+        # signal is needed (an index with lexical_weight 0 and no calibration never builds it)
+        self._lexical: LexicalIndex | None = LexicalIndex() if self.config.lexical_weight > 0 else None
+        self._max_boost = 0.0  # at least every thread's boost, see boost_bound
         #: The fitted duplicate scorer (see :func:`.duplicates.calibrate`); None while uncalibrated.
         self.calibration: Calibration | None = None
 
@@ -62,7 +70,9 @@ class IndexContents:
         """
         check_scoring_settings(settings)
         self.config = self.config.updated(settings)
-        self._max_boost = None  # the boosts may have changed
+        self._max_boost = self._largest_boost()  # the boosts may have changed
+        if self.config.lexical_weight > 0:
+            self.lexical_index()  # built here, once, rather than by the next search
         return self.config
 
     # -- contents -----------------------------------------------------------------------
@@ -90,7 +100,7 @@ class IndexContents:
     def counts(self) -> dict[str, int]:
         return {
             "threads": len(self._threads),
-            "answers": sum(len(t.answers) for t in self._threads.values()),
+            "answers": self._answers_held,
             "question_vectors": len(self._questions),
             "answer_vectors": len(self._answers),
         }
@@ -142,8 +152,9 @@ class IndexContents:
     _question_vector = question_vector
 
     def lexical_index(self) -> LexicalIndex:
-        """The BM25 index over the threads' questions, (re)built here if threads changed."""
-        if self._lexical is None or len(self._lexical) != len(self._threads):
+        """The BM25 index over the threads' questions. Writes update it in place; it is built
+        here only the first time an index that had none needs it (see :meth:`restore`)."""
+        if self._lexical is None:
             tids = list(self._threads)
             self._lexical = LexicalIndex.build(tids, [self._threads[t].question_text for t in tids])
         return self._lexical
@@ -160,12 +171,17 @@ class IndexContents:
 
     def boost_bound(self) -> float:
         """At least the largest boost of any thread: what an unseen thread might add to its dense
-        score. Found once, then raised by upserts and left as it is by deletes (still a bound)."""
+        score. Found over every thread when the index is loaded or reconfigured, then raised by
+        upserts and left as it is by deletes (still a bound), so no search or write walks the
+        threads for it."""
         if not (self.config.solved_boost or self.config.vote_boost):
             return 0.0
-        if self._max_boost is None:
-            self._max_boost = max((self.boost(t) for t in self._threads), default=0.0)
         return self._max_boost
+
+    def _largest_boost(self) -> float:
+        if not (self.config.solved_boost or self.config.vote_boost):
+            return 0.0
+        return max((self.boost(t) for t in self._threads), default=0.0)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -245,11 +261,14 @@ class IndexContents:
         is_q = np.array([p.kind == QUESTION for p in new_parts])
         self._questions.add(ids[is_q], vecs[is_q])
         self._answers.add(ids[~is_q], vecs[~is_q])
+        if self._lexical is not None:
+            # a thread whose question is unchanged (an answer added, a vote) keeps its slot
+            asked = [t for t in batch.values() if t.question_text != self._question_text(t.id)]
+            self._lexical.add([t.id for t in asked], [t.question_text for t in asked])
+        self._answers_held += sum(len(t.answers) - self._answer_count(t.id) for t in batch.values())
         self._threads.update(batch)
-        self._lexical = None
-        if self._max_boost is not None:
-            # an upper bound suffices: raised by new threads, never lowered (no full pass per write)
-            self._max_boost = max(self._max_boost, *(self.boost(tid) for tid in batch))
+        # an upper bound suffices: raised by new threads, never lowered (no full pass per write)
+        self._max_boost = max(self._max_boost, *(self.boost(tid) for tid in batch))
         return UpsertStats(len(batch), len(to_embed), len(new_parts) - len(to_embed))
 
     def delete(self, thread_ids: Iterable[str]) -> int:
@@ -257,11 +276,19 @@ class IndexContents:
         A single string is one id (``delete("12")`` never removes threads "1" and "2")."""
         present = [tid for tid in dict.fromkeys(as_str_list(thread_ids)) if tid in self._threads]
         self._remove_parts(present)
+        if self._lexical is not None:
+            self._lexical.remove(present)
         for tid in present:
-            del self._threads[tid]
-        if present:
-            self._lexical = None
+            self._answers_held -= len(self._threads.pop(tid).answers)
         return len(present)
+
+    def _question_text(self, thread_id: str) -> str | None:
+        held = self._threads.get(thread_id)
+        return None if held is None else held.question_text
+
+    def _answer_count(self, thread_id: str) -> int:
+        held = self._threads.get(thread_id)
+        return 0 if held is None else len(held.answers)
 
     def _reusable_vectors(self, thread_ids: Iterable[str]) -> dict[tuple[str, str], np.ndarray]:
         out = {}
@@ -302,8 +329,11 @@ class IndexContents:
     ) -> None:
         """Take over stored contents, as a snapshot holds them: the threads, their parts by id,
         the (question, answer) vector indexes over those ids and the next part id; ``lexical``
-        if one was stored (it is rebuilt on first use otherwise). Nothing is embedded."""
+        if one was stored (over the same threads). Nothing is embedded. Whatever the index needs
+        over every thread (the lexical index when none was stored but search or the duplicate
+        scorer uses one, the bound on boosts) is found here, while loading, not by a request."""
         self._threads = {t.id: t for t in threads}
+        self._answers_held = sum(len(t.answers) for t in self._threads.values())
         self._parts = dict(parts)
         self._thread_parts = {}
         for pid, ref in self._parts.items():
@@ -311,4 +341,6 @@ class IndexContents:
         self._questions, self._answers = vectors
         self._next_id = next_part_id
         self._lexical = lexical
-        self._max_boost = None
+        if lexical is None and (self.config.lexical_weight > 0 or self.calibration is not None):
+            self.lexical_index()
+        self._max_boost = self._largest_boost()

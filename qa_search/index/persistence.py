@@ -105,6 +105,7 @@ def write_files(index: IndexContents, out: Path) -> None:
     index.question_index.save(out / "questions.faiss")
     index.answer_index.save(out / "answers.faiss")
     if index.config.lexical_weight > 0 or index.calibration is not None:
+        # saving compacts it: removed questions' slots and terms are dropped for good
         index.lexical_index().save(out / "lexical.npz")
     if index.calibration is not None:
         (out / "calibration.json").write_text(json.dumps(index.calibration.to_dict(), indent=2) + "\n")
@@ -189,7 +190,12 @@ def _read_files(index: IndexContents, snap: Path, recorded: dict) -> None:
         vectors = (questions, VectorIndex.load(snap / "answers.faiss", dim))
         lexical = None
         if "lexical.npz" in recorded.get("files", {}):
-            lexical = LexicalIndex.load(snap / "lexical.npz")
+            # a file in the first format cannot take writes: it is rebuilt from the questions,
+            # once, here, so that no write or search has to
+            questions_by_id = {t.id: t.question_text for t in threads}
+            lexical = LexicalIndex.load(snap / "lexical.npz", texts=questions_by_id)
+            if len(lexical) != len(threads) or not all(t.id in lexical.position for t in threads):
+                raise ValueError(f"lexical.npz holds {len(lexical)} questions for {len(threads)} threads")
         try:
             index.calibration = stored_calibration(snap, recorded)
         except ValueError as exc:

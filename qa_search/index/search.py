@@ -15,7 +15,7 @@ import numpy as np
 from qa_search.index.contents import IndexContents, as_str_list
 from qa_search.index.parts import ANSWER, QUESTION, chunk_words
 from qa_search.index.results import SearchHit
-from qa_search.scoring.fusion import make_snippet, thread_dense_score, top_indices, top_threads, unseen_bound
+from qa_search.scoring.fusion import make_snippet, thread_dense_score, top_threads, unseen_bound
 from qa_search.threads import Thread
 
 
@@ -172,8 +172,8 @@ def _search_exact(
         qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
         cands = {parts[p].thread_id for p in (*qi.tolist(), *ai.tolist()) if p >= 0}
         if lexical is not None:
-            top_lex = top_indices(lex, min(fetch, len(lex)))
-            cands.update(lexical.doc_ids[i] for i in top_lex.tolist())
+            top_lex = lexical.top(lex, fetch)  # live slots only: a removed question has no id
+            cands.update(lexical.slot_ids[i] for i in top_lex.tolist())
         for tid in cands:
             if tid in exact or (keep is not None and not keep(index.get(tid))):
                 continue
@@ -185,7 +185,7 @@ def _search_exact(
         ranked = top_threads(exact, k)
         # every thread has a question (and a lexical entry): an exhausted list means all
         # threads were seen and scored exactly
-        if fetch >= nq or (lexical is not None and fetch >= len(lex)):
+        if fetch >= nq or (lexical is not None and fetch >= len(lexical)):
             break
         bound = unseen_bound(float(qs[-1]), float(as_[-1]) if fetch < na else None, w, c)
         bound += boost_bound

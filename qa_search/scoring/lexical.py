@@ -222,7 +222,11 @@ class LexicalIndex:
         return self._fwd_terms[lo:hi], self._fwd_tf[lo:hi]
 
     def merge(self) -> None:
-        """Fold the documents added since the last merge into the main segment."""
+        """Fold the documents added since the last merge into the main segment.
+
+        Every new slot is above every main one, so each term's merged list is its main list
+        followed by its new postings: the main segment is copied into place, never sorted again,
+        and only the new postings are sorted (the cost is a copy of the main segment)."""
         if not self._new_docs and self._main_slots == len(self.slot_ids):
             return
         slots = range(self._main_slots, len(self.slot_ids))
@@ -230,15 +234,26 @@ class LexicalIndex:
         sizes = np.array([len(t) for t, _ in docs], np.int64)
         new_terms = np.concatenate([t for t, _ in docs]) if docs else np.zeros(0, np.int64)
         new_tf = np.concatenate([f for _, f in docs]) if docs else np.zeros(0, np.float32)
+        new_slots = np.repeat(np.arange(slots.start, slots.stop), sizes)
         self._fwd_indptr = np.concatenate([self._fwd_indptr, self._fwd_indptr[-1] + np.cumsum(sizes)])
         self._fwd_terms = np.concatenate([self._fwd_terms, new_terms])
         self._fwd_tf = np.concatenate([self._fwd_tf, new_tf])
-        main_terms = np.repeat(np.arange(len(self._inv_indptr) - 1), np.diff(self._inv_indptr))
-        self._set_inverted(
-            np.concatenate([main_terms, new_terms]),
-            np.concatenate([self._inv_slots, np.repeat(np.arange(slots.start, slots.stop), sizes)]),
-            np.concatenate([self._inv_tf, new_tf]),
-        )
+        n_terms = len(self._vocab)
+        main_counts = np.zeros(n_terms, np.int64)
+        main_counts[: len(self._inv_indptr) - 1] = np.diff(self._inv_indptr)
+        new_counts = np.bincount(new_terms, minlength=n_terms)
+        new_before = (np.cumsum(new_counts) - new_counts).astype(np.int64)
+        indptr = np.concatenate([[0], np.cumsum(main_counts + new_counts)]).astype(np.int64)
+        merged_slots = np.empty(int(indptr[-1]), np.int64)
+        merged_tf = np.empty(int(indptr[-1]), np.float32)
+        # a main posting moves up by the new postings of the terms before its own
+        at = np.arange(len(self._inv_slots)) + np.repeat(new_before, main_counts)
+        merged_slots[at], merged_tf[at] = self._inv_slots, self._inv_tf
+        order = np.argsort(new_terms, kind="stable")  # slot order within a term
+        terms = new_terms[order]
+        at = indptr[terms] + main_counts[terms] + (np.arange(len(terms)) - new_before[terms])
+        merged_slots[at], merged_tf[at] = new_slots[order], new_tf[order]
+        self._inv_indptr, self._inv_slots, self._inv_tf = indptr, merged_slots, merged_tf
         self._new_docs.clear()
         self._new_postings.clear()
         self._new_count = 0
@@ -277,6 +292,20 @@ class LexicalIndex:
         self._set_inverted(terms, np.repeat(np.arange(len(keep)), sizes), tfs)
 
     # ---- reading -------------------------------------------------------------------------
+    def top(self, scores: np.ndarray, m: int) -> np.ndarray:
+        """Slots of the ``m`` highest of ``scores`` (from :meth:`scores`) among live documents,
+        best first: never a removed document's slot, and every live slot when ``m`` >= ``len``.
+        (m',) int64, m' = min(m, len(self))."""
+        m = min(m, self._live)
+        if m <= 0:
+            return np.zeros(0, np.int64)
+        if self._live < len(scores):  # dead slots score 0, as a live miss does: rank them last
+            scores = np.where(self._alive[: len(scores)], scores, np.float32(-1))
+        if m >= len(scores):
+            return np.argsort(-scores, kind="stable")[:m]
+        head = np.argpartition(-scores, m - 1)[:m]
+        return head[np.argsort(-scores[head], kind="stable")]
+
     def _query_terms(self, tokens: Sequence[str]) -> list[int]:
         # terms in alphabetical order, so every sum over them runs in one order and a score is
         # the same to the last bit however the index was built; "" (bm25s' empty-document token)
@@ -379,6 +408,12 @@ class LexicalIndex:
                 if texts is None:
                     raise ValueError(f"{path} is an older lexical index: rebuild it from its texts")
                 ids = json.loads(str(z["doc_ids"]))
+                missing = sum(d not in texts for d in ids)
+                if missing:
+                    raise ValueError(
+                        f"{path} is an older lexical index and {missing} of its documents "
+                        "have no text to rebuild it from"
+                    )
                 return cls.build(ids, [texts[d] for d in ids])
             index = cls(str(z["language"]))
             index._vocab = {t: i for i, t in enumerate(json.loads(str(z["vocab"])))}
