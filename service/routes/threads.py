@@ -17,7 +17,8 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=
 @router.post("/threads", response_model=WriteResponse, summary="Add or replace threads")
 def upsert(live: LiveDep, threads: ThreadsToWrite) -> WriteResponse:
     with write_errors():
-        return WriteResponse.of(live.upsert(threads))
+        entry = live.upsert(threads)
+    return WriteResponse.of(entry)
 
 
 @router.delete("/threads/{thread_id:path}", response_model=WriteResponse, summary="Delete a thread",
@@ -28,4 +29,5 @@ def delete(
                                         "(an id may hold '/').")],
 ) -> WriteResponse:
     with write_errors():  # an unknown id is a 404, decided under the same lock as the delete
-        return WriteResponse.of(live.delete(thread_id, missing_ok=False))
+        entry = live.delete(thread_id, missing_ok=False)
+    return WriteResponse.of(entry)
