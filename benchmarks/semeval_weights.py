@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import semeval  # noqa: E402
 import semeval_pairs  # noqa: E402
 
-from qa_search import IndexConfig, load_embedder, tuning  # noqa: E402
+from qa_search import IndexConfig, load_embedder  # noqa: E402
 from qa_search.scoring.metrics import semeval_map  # noqa: E402
+from qa_search.tools import tuning  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
