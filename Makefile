@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make run   - create .venv, install, build the sample forum's index, serve it on http://127.0.0.1:8000
-#   make test  - create .venv, install, lint and run the test suite
+#   make test  - create .venv, install, check (ruff, import layers, mypy, docs) and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,17 +10,30 @@ PORT   ?= 8000
 SAMPLE_DUMP  := indexes/sample/threads.jsonl
 SAMPLE_INDEX := indexes/sample/index
 
-.PHONY: install browser run test lint clean
+.PHONY: install browser run test lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, pinned: 2.13.0 is a local CPU wheel; letting sentence-transformers pick a torch
-# would download a multi-GB CUDA build. Re-runs only when pyproject.toml or the Makefile change.
+# torch first, pinned and with pip: 2.13.0 is a local CPU wheel that uv does not see; letting
+# sentence-transformers pick a torch would download a multi-GB CUDA build. The rest with uv where
+# it is installed (several times faster), held to the torch already there; else with pip.
+# The installers' output goes to a log, shown only when an install fails (less pip's warnings
+# about configured index folders that lack a package). Re-runs only when pyproject.toml or the
+# Makefile change.
+TORCH       := torch==2.13.0
+INSTALL_LOG := $(VENV)/install.log
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input
+SHOW_LOG    := { grep -v 'is ignored: it is neither a file nor a directory' $(INSTALL_LOG) >&2; exit 1; }
+
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
-	touch $@
+	@echo "qa_search: installing into $(VENV) (minutes the first time; details in $(INSTALL_LOG))"
+	@$(PIP_INSTALL) $(TORCH) >$(INSTALL_LOG) 2>&1 || $(SHOW_LOG)
+	@if command -v uv >/dev/null; then \
+	  echo '$(TORCH)' >$(VENV)/torch-constraint.txt && \
+	  uv pip install --quiet --python $(BIN)/python -c $(VENV)/torch-constraint.txt -e '.[dev,ray]'; \
+	else $(PIP_INSTALL) -e '.[dev,ray]'; fi >>$(INSTALL_LOG) 2>&1 || $(SHOW_LOG)
+	@touch $@
 
 # Debian's chromium + chromium-driver, for the demo page's browser test; never a downloaded browser.
 # Quick when present; installs with apt-get when run as root (CI), otherwise says how.
@@ -35,15 +48,25 @@ install: $(STAMP) browser
 $(SAMPLE_INDEX)/CURRENT: $(SAMPLE_DUMP) $(STAMP)
 	$(BIN)/qa-search build $(SAMPLE_DUMP) --index $(SAMPLE_INDEX)
 
+# exec: the server takes the shell's place, so Ctrl-C or a SIGTERM reaches it alone and it ends
+# as it would run by hand (an ordinary exit, no "make: *** ... Terminated")
 run: $(SAMPLE_INDEX)/CURRENT
-	@echo "qa_search: serving the sample forum at http://$(HOST):$(PORT)"
-	$(BIN)/qa-search serve $(SAMPLE_INDEX) --host $(HOST) --port $(PORT)
+	@echo "qa_search: serving the sample forum at http://$(HOST):$(PORT) (Ctrl-C stops it)"
+	@exec $(BIN)/qa-search serve $(SAMPLE_INDEX) --host $(HOST) --port $(PORT)
 
+# the checks, in order: style, the layers between packages (import-linter, pyproject.toml's
+# [tool.importlinter]), types (mypy, [tool.mypy]), the documentation site, then the tests
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
-test: $(STAMP) browser lint
+docs: $(STAMP)
+	@if [ -f mkdocs.yml ]; then $(BIN)/mkdocs build --strict --quiet; \
+	else echo "qa_search: no mkdocs.yml yet; the documentation site is not built"; fi
+
+test: $(STAMP) browser lint docs
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) $(SAMPLE_INDEX) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAMPLE_INDEX) .pytest_cache .ruff_cache .mypy_cache site

@@ -1,66 +1,151 @@
 """qa_search: semantic search and duplicate-question finding for Q&A forums.
 
-The public API is the names in ``__all__``; every other module is internal.
+The public API is the names in ``__all__``; every other module is internal. The ``qa-search``
+command and the HTTP service use nothing else.
 """
 
 from qa_search._version import __version__
-from qa_search.embedding.loading import load_embedder
-from qa_search.embedding.models import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder  # noqa: E402
-from qa_search.errors import (  # noqa: E402
+from qa_search.embedding.loading import BACKENDS, load_embedder
+from qa_search.embedding.models import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
+from qa_search.errors import (
     DumpFormatError,
     IncompatibleSnapshotError,
     IndexLockedError,
     ModelLoadError,
     QASearchError,
     ReadOnlyIndexError,
+    SettingsError,
     SnapshotError,
     UnknownThreadError,
 )
-from qa_search.index.config import IndexConfig  # noqa: E402
-from qa_search.index.forum import ForumIndex  # noqa: E402
-from qa_search.index.live import LiveIndex  # noqa: E402
-from qa_search.index.results import DuplicateHit, SearchHit, UpsertStats  # noqa: E402
-from qa_search.threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump  # noqa: E402
-from qa_search.tools.dedupe import (  # noqa: E402
+from qa_search.index.config import IndexConfig
+from qa_search.index.forum import ForumIndex
+from qa_search.index.live import LiveIndex
+from qa_search.index.results import DuplicateHit, SearchHit, UpsertStats
+from qa_search.operations.admin import (
+    Configured,
+    IndexDescription,
+    RollbackReport,
+    build,
+    check_servable,
+    configure_index,
+    describe_index,
+    rollback_index,
+)
+from qa_search.operations.lifecycle import (
+    DEFAULT_KEEP,
+    BuildReport,
+    calibrate_index,
+    delete_threads,
+    update_index,
+)
+from qa_search.operations.verify import verify_index
+from qa_search.scoring.calibration import check_targets
+from qa_search.threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump
+from qa_search.tools.dedupe import (
+    DEFAULT_NEIGHBOURS,
     ClusterThread,
     DedupeResult,
     DuplicateCluster,
     ScoredPair,
     find_duplicate_clusters,
 )
-from qa_search.tools.tuning import TuneResult, tune  # noqa: E402
+from qa_search.tools.evaluation import (
+    evaluate_pairs,
+    evaluate_queries,
+    locate_unknown,
+    read_pairs,
+    read_queries,
+)
+from qa_search.tools.importers import (
+    CSV_FIELDS,
+    FORMATS,
+    detect_format,
+    read_stackexchange_duplicates,
+    read_threads,
+    write_pairs,
+)
+from qa_search.tools.tuning import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_SEED,
+    TuneResult,
+    tune,
+)
+from qa_search.tools.tuning import read_pairs as read_tuning_pairs
 
 __all__ = [
-    "DEFAULT_MODEL",
-    "Answer",
-    "ClusterThread",
-    "DedupeResult",
+    "__version__",
+    # errors
     "DumpFormatError",
-    "DuplicateCluster",
-    "DuplicateHit",
-    "Embedder",
-    "ForumIndex",
     "IncompatibleSnapshotError",
     "IndexLockedError",
-    "IndexConfig",
-    "LiveIndex",
     "ModelLoadError",
     "QASearchError",
     "ReadOnlyIndexError",
-    "ScoredPair",
-    "SearchHit",
-    "SentenceTransformerEmbedder",
+    "SettingsError",
     "SnapshotError",
-    "Thread",
-    "TuneResult",
     "UnknownThreadError",
-    "UpsertStats",
-    "__version__",
-    "find_duplicate_clusters",
-    "load_embedder",
+    # threads and formats
+    "CSV_FIELDS",
+    "FORMATS",
+    "Answer",
+    "Thread",
+    "detect_format",
     "read_dump",
     "read_dumps",
+    "read_stackexchange_duplicates",
+    "read_threads",
     "thread_from_dict",
-    "tune",
     "write_dump",
+    "write_pairs",
+    # embedding models
+    "BACKENDS",
+    "DEFAULT_MODEL",
+    "Embedder",
+    "SentenceTransformerEmbedder",
+    "load_embedder",
+    # the index
+    "DuplicateHit",
+    "ForumIndex",
+    "IndexConfig",
+    "LiveIndex",
+    "SearchHit",
+    "UpsertStats",
+    # operating an index directory
+    "DEFAULT_KEEP",
+    "BuildReport",
+    "Configured",
+    "IndexDescription",
+    "RollbackReport",
+    "build",
+    "calibrate_index",
+    "check_servable",
+    "configure_index",
+    "delete_threads",
+    "describe_index",
+    "rollback_index",
+    "update_index",
+    "verify_index",
+    # quality, duplicate clusters, tuning
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_LEARNING_RATE",
+    "DEFAULT_NEIGHBOURS",
+    "DEFAULT_SEED",
+    "ClusterThread",
+    "DedupeResult",
+    "DuplicateCluster",
+    "ScoredPair",
+    "TuneResult",
+    "check_targets",
+    "evaluate_pairs",
+    "evaluate_queries",
+    "find_duplicate_clusters",
+    "locate_unknown",
+    "read_pairs",
+    "read_queries",
+    "read_tuning_pairs",
+    "tune",
 ]

@@ -68,3 +68,7 @@ class IndexLockedError(QASearchError):
 
 class ReadOnlyIndexError(QASearchError):
     """A write to an index served read-only (a single snapshot, which no build updates)."""
+
+
+class SettingsError(QASearchError, ValueError):
+    """An index setting that is unknown, out of its range, or at odds with one the index keeps."""

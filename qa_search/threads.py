@@ -321,8 +321,8 @@ def json_line(raw: bytes) -> object | None:
         return None
     try:
         return json.loads(line.removeprefix("\ufeff"))  # a byte-order mark opens some files
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg}") from exc
+    except json.JSONDecodeError as exc:  # where on the line, never its text (it may hold anything)
+        raise ValueError(f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}") from exc
 
 
 def pair_label(value: Any) -> int:

@@ -6,29 +6,36 @@ import functools
 import json
 import math
 import sys
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import click
+from tqdm import tqdm
 
-from qa_search import IndexConfig
-from qa_search.errors import QASearchError
+from qa_search import IndexConfig, QASearchError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+#: A click command function, or a decorator's argument on its way to becoming one.
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class FiniteRange(click.FloatRange):
     """A float option in a range that also refuses nan (which passes every comparison)."""
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         number = super().convert(value, param, ctx)
         if number is not None and not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
 
-def library_errors(fn):
+def library_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn the library's errors, and the operating system's (a missing file, a directory that
     cannot be written), into a one-line message and exit status 1."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except QASearchError as exc:
@@ -41,14 +48,26 @@ def library_errors(fn):
     return wrapper
 
 
-def progress_bar(desc: str, quiet: bool, unit: str = "text"):
-    """A progress bar on stderr with rate and ETA; silent with ``--quiet``."""
-    from tqdm import tqdm
+def progress_bar(desc: str, quiet: bool, unit: str = "texts", initial: int = 0) -> tqdm:
+    """A progress bar on stderr with rate and ETA; silent with ``--quiet``. ``unit`` is plural
+    ("texts"): counts and rates read "150 texts", "56.90 texts/s".
 
-    return tqdm(desc=desc, unit=unit, disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    The rate is the mean since the bar opened (``smoothing=0``), over the work done after
+    ``initial``: a bar opened on its first report of 64 done would otherwise divide them by
+    microseconds and show millions a second.
+    """
+    return tqdm(
+        desc=desc,
+        unit=f" {unit}",
+        smoothing=0,
+        initial=initial,
+        disable=quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
 
-def advance(bar, done: int, total: int) -> None:
+def advance(bar: tqdm, done: int, total: int) -> None:
     """A ``progress(done, total)`` callback that moves ``bar``."""
     bar.total = total
     bar.n = done
@@ -73,7 +92,7 @@ def _parse_settings(ctx: click.Context, param: click.Parameter, values: tuple[st
     return settings
 
 
-def settings_option(fn):
+def settings_option(fn: F) -> F:
     """``--set KEY=VALUE`` (repeatable): IndexConfig settings, checked as they are parsed."""
     return click.option(
         "--set",

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import click
+from tqdm import tqdm
 
-from qa_search.cli._common import advance, progress_bar
-from qa_search.errors import DumpFormatError
-from qa_search.tools.importers import CSV_FIELDS, FORMATS, detect_format, read_threads
+from qa_search import CSV_FIELDS, FORMATS, DumpFormatError, Thread, detect_format, read_threads
+from qa_search.cli._common import F, advance, progress_bar
 
 MAX_LISTED = 20
 
 
-def input_options(fn):
+def input_options(fn: F) -> F:
     """``--format``, ``--map``, ``--site-url`` and ``--skip-invalid``."""
     options = [
         click.option(
@@ -61,7 +61,15 @@ def parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
 class ThreadInput:
     """The threads of the input files as a stream with a progress bar, collecting skipped records."""
 
-    def __init__(self, paths, fmt, mappings, site_url, skip_invalid: bool, quiet: bool) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        fmt: str,
+        mappings: tuple[str, ...],
+        site_url: str | None,
+        skip_invalid: bool,
+        quiet: bool,
+    ) -> None:
         self.paths = paths
         self.fmt = fmt
         self.mapping = parse_mappings(mappings)
@@ -79,13 +87,13 @@ class ThreadInput:
                 except ValueError as exc:
                     raise click.UsageError(str(exc)) from exc
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Thread]:
         on_error = self.skipped.append if self.skip_invalid else None
         stream = read_threads(
             self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url
         )
         seen: set[str] = set()
-        with progress_bar("reading", self.quiet, unit="thread") as bar:
+        with progress_bar("reading", self.quiet, unit="threads") as bar:
             for thread in stream:
                 bar.update()
                 if thread.id in seen:
@@ -140,18 +148,18 @@ class StepBar:
     on the first report (so it does not stand empty under an earlier step's bar) and closes it
     on exit."""
 
-    def __init__(self, desc: str, quiet: bool, unit: str = "text") -> None:
+    def __init__(self, desc: str, quiet: bool, unit: str = "texts") -> None:
         self.desc, self.quiet, self.unit = desc, quiet, unit
-        self.bar = None
+        self.bar: tqdm | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            self.bar = progress_bar(self.desc, self.quiet, unit=self.unit).__enter__()
+        if self.bar is None:  # what was done before the first report is not part of the rate
+            self.bar = progress_bar(self.desc, self.quiet, unit=self.unit, initial=done).__enter__()
         advance(self.bar, done, total)
 
     def __enter__(self) -> StepBar:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()

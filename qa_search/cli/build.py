@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import click
 
-from qa_search.cli._common import echo_json, library_errors, settings_option
+from qa_search import BACKENDS, DEFAULT_KEEP, BuildReport, SettingsError
+from qa_search import build as build_index
+from qa_search.cli._common import F, echo_json, library_errors, settings_option
 from qa_search.cli._input import StepBar, ThreadInput, input_options
-from qa_search.embedding.loading import BACKENDS
-from qa_search.operations.lifecycle import (
-    DEFAULT_KEEP,
-    BuildReport,
-    build_embedder,
-    build_index,
-    starting_config,
-)
-from qa_search.storage.generations import writer_lock
 
 
-def keep_option(fn):
+def keep_option(fn: F) -> F:
     return click.option(
         "--keep",
         default=DEFAULT_KEEP,
@@ -103,30 +96,29 @@ def build(
     when the index starts using it; each --set changes one.
     """
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
-    with writer_lock(index_dir):  # before the model loads: a second writer fails at once
-        embedder = build_embedder(index_dir, model, backend)
-        config, from_model = starting_config(index_dir, embedder.name)
+
+    def from_model(settings: dict[str, float]) -> None:  # stderr: --json's stdout stays one object
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+        click.echo(f"settings recommended by the tuned model: {shown}", err=True)
+
+    with (
+        source.reported_on_failure(),
+        StepBar("embedding", quiet) as bar,
+        StepBar("indexing", quiet, unit="vectors") as ibar,
+    ):
         try:
-            config = config.updated(settings)
-        except ValueError as exc:  # a value that clashes with one the index keeps
-            raise click.BadParameter(str(exc), param_hint="--set") from None
-        if from_model:  # on stderr, so --json's output stays one JSON object
-            shown = ", ".join(f"{k}={v}" for k, v in from_model.items() if k not in settings)
-            if shown:
-                click.echo(f"settings recommended by the tuned model: {shown}", err=True)
-        with (
-            source.reported_on_failure(),
-            StepBar("embedding", quiet) as bar,
-            StepBar("indexing", quiet, unit="vector") as ibar,
-        ):
             summary = build_index(
                 index_dir,
                 source,
-                embedder,
-                config=config,
+                model,
+                backend=backend,
+                settings=settings,
                 keep=keep,
                 use_cache=not no_cache,
                 progress=bar,
                 index_progress=ibar,
+                on_model_settings=from_model,
             )
+        except SettingsError as exc:  # a value that clashes with one the index keeps
+            raise click.BadParameter(str(exc), param_hint="--set") from None
     report(summary, source, as_json, "built")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
+from qa_search import DEFAULT_NEIGHBOURS, DedupeResult, ForumIndex, find_duplicate_clusters
 from qa_search.cli._common import FiniteRange, echo_json, library_errors
 from qa_search.cli._input import StepBar
-from qa_search.index.forum import ForumIndex
-from qa_search.tools.dedupe import DEFAULT_NEIGHBOURS, DedupeResult, find_duplicate_clusters
 
 
-def _threshold(index: ForumIndex, index_dir: str, min_probability: float | None, min_cosine: float | None):
+def _threshold(
+    index: ForumIndex, index_dir: str, min_probability: float | None, min_cosine: float | None
+) -> tuple[float | None, str]:
     """``(threshold, by)``: what to cluster on and from which score up; a probability asked of an
     uncalibrated index is an error."""
     _, scorer = index.duplicate_cutoff()
@@ -25,7 +28,7 @@ def _threshold(index: ForumIndex, index_dir: str, min_probability: float | None,
     return min_cosine, "cosine"
 
 
-def _closing(bar: StepBar):
+def _closing(bar: StepBar) -> Callable[[int, int], None]:
     """``bar`` as a callback that closes it once its step is done, before the next bar opens."""
 
     def report(done: int, total: int) -> None:
@@ -128,8 +131,8 @@ def dedupe(
             err=True,
         )
     with (
-        StepBar("neighbours", quiet, unit="question") as sbar,
-        StepBar("scoring", quiet, unit="pair") as pbar,
+        StepBar("neighbours", quiet, unit="questions") as sbar,
+        StepBar("scoring", quiet, unit="pairs") as pbar,
     ):
         result = find_duplicate_clusters(
             index,

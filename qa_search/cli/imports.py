@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import click
 
+from qa_search import DumpFormatError, read_stackexchange_duplicates, write_dump, write_pairs
 from qa_search.cli._common import echo_json, library_errors
 from qa_search.cli._input import ThreadInput, input_options
-from qa_search.errors import DumpFormatError
-from qa_search.threads import write_dump
-from qa_search.tools.importers import read_stackexchange_duplicates, write_pairs
 
 
 @click.command("import")

@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import click
 
+from qa_search import (
+    IndexConfig,
+    SettingsError,
+    configure_index,
+    delete_threads,
+    describe_index,
+    rollback_index,
+    update_index,
+    verify_index,
+)
 from qa_search.cli._common import echo_json, library_errors, settings_option
 from qa_search.cli._input import StepBar, ThreadInput, input_options
 from qa_search.cli.build import keep_option, report
-from qa_search.embedding.cache import cache_root
-from qa_search.index.config import IndexConfig, check_scoring_settings
-from qa_search.operations.lifecycle import (
-    current_config,
-    delete_threads,
-    reconfigure_index,
-    update_index,
-)
-from qa_search.operations.verify import verify_index
-from qa_search.storage.generations import (
-    current_generation,
-    describe,
-    resolve_snapshot,
-    rollback,
-    serving_generation,
-    writer_lock,
-)
-from qa_search.storage.layout import read_history
-from qa_search.storage.lock import read_holder
 
 INDEX_DIR = click.argument("index_dir", type=click.Path(file_okay=False))
 
@@ -62,10 +52,9 @@ def update(
     """
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
     with (
-        writer_lock(index_dir),
         source.reported_on_failure(),
         StepBar("embedding", quiet) as bar,
-        StepBar("indexing", quiet, unit="vector") as ibar,
+        StepBar("indexing", quiet, unit="vectors") as ibar,
     ):
         summary = update_index(
             index_dir, source, keep=keep, use_cache=not no_cache, progress=bar, index_progress=ibar
@@ -85,6 +74,11 @@ def delete(index_dir: str, thread_ids: tuple[str, ...], missing_ok: bool, keep: 
     summary = delete_threads(index_dir, thread_ids, missing_ok=missing_ok, keep=keep)
     if as_json:
         echo_json(summary.to_dict())
+    elif not summary.deleted:  # --missing-ok and none of the ids was there
+        click.echo(
+            f"deleted nothing: none of the ids is in the index; no generation published "
+            f"(generation {summary.generation} stays current, {summary.threads} threads)"
+        )
     else:
         click.echo(
             f"deleted {summary.deleted} thread(s); {summary.threads} threads remain; "
@@ -104,17 +98,11 @@ def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool
     Nothing is embedded again. chunk_words, chunk_overlap and exact_search_limit decide what is
     embedded and how, so they change only with a new build (qa-search build --set).
     """
-    if current_generation(index_dir) is None:
-        raise click.ClickException(f"{index_dir} holds no published generation; build it first")
-    summary = None
-    current = current_config(index_dir)
-    try:  # before the model loads
-        check_scoring_settings(settings)
-        config = current.updated(settings)
-    except ValueError as exc:
+    try:
+        result = configure_index(index_dir, settings, keep=keep)
+    except SettingsError as exc:  # raised before the model loads
         raise click.BadParameter(str(exc), param_hint="--set") from None
-    if config != current:  # asking for the settings the index already has publishes nothing
-        summary = reconfigure_index(index_dir, settings, keep=keep)
+    config, summary = result.config, result.published
     defaults = asdict(IndexConfig())
     if as_json:
         out: dict = {"config": asdict(config), "changed": config.changed()}
@@ -126,7 +114,7 @@ def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool
         click.echo(f"published generation {summary.generation} at {summary.snapshot}")
     elif settings:
         click.echo("the index already has these settings; nothing published")
-    click.echo(f"{index_dir}: settings of generation {current_generation(index_dir)}")
+    click.echo(f"{index_dir}: settings of generation {result.generation}")
     for name, value in asdict(config).items():
         note = "" if value == defaults[name] else f"  (default {defaults[name]})"
         click.echo(f"  {name:<20} {value}{note}")
@@ -150,24 +138,15 @@ def rollback_command(index_dir: str, to: int | None, as_json: bool) -> None:
     The service's live writes that the current generation holds and the target does not are put
     back into the write log, so the rolled-back index still has every acknowledged write; pending
     writes the target holds already are taken out of it."""
-    before = current_generation(index_dir)
-    seen = len(read_history(index_dir))
-    now = rollback(index_dir, to)
-    # this command's switches: one, or two when it first finished a rollback killed midway
-    records = [r for r in read_history(index_dir)[seen:] if r.get("action") == "rollback"]
-    restored = sum(r.get("restored_writes", 0) for r in records)
-    dropped = sum(r.get("dropped_writes", 0) for r in records)
+    done = rollback_index(index_dir, to)
+    restored, dropped = done.restored_writes, done.dropped_writes
     if as_json:
-        echo_json({"from": before, "current": now, "restored_writes": restored, "dropped_writes": dropped})
+        echo_json(done.to_dict())
     else:
-        click.echo(f"{index_dir}: generation {now} is current (was {before})"
+        click.echo(f"{index_dir}: generation {done.current} is current (was {done.previous})"
                    + (f"; {restored} live write(s) it lacks restored to the write log" if restored else "")
                    + (f"; {dropped} pending write(s) it holds already taken out of the log"
                       if dropped else ""))
-
-
-def _dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
 
 
 @click.command()
@@ -176,23 +155,9 @@ def _dir_bytes(path: Path) -> int:
 @library_errors
 def info(index_dir: str, as_json: bool) -> None:
     """Show an index directory's generations, the current one, counts, model and sizes."""
-    gens = describe(index_dir)
-    cache = cache_root(index_dir)
-    out = {
-        "index_dir": index_dir,
-        "current": current_generation(index_dir),
-        "generations": [g.to_dict() for g in gens],
-        "cache": {
-            "bytes": _dir_bytes(cache),
-            "shards": len(list(cache.rglob("*.npy"))) if cache.is_dir() else 0,
-        },
-        "history": read_history(index_dir)[-10:],
-        "last_writer": read_holder(index_dir) or None,
-        # differs from "current" only while a rollback killed midway waits for the next writer
-        "serving": serving_generation(index_dir),
-    }
-    if not gens and out["current"] is None:
-        resolve_snapshot(index_dir)  # says why: no directory, or nothing published in it
+    described = describe_index(index_dir)
+    gens = described.generations
+    out = described.to_dict()
     if as_json:
         echo_json(out)
         return
@@ -238,7 +203,9 @@ def verify(path: str, all_generations: bool, no_model: bool, as_json: bool) -> N
     else:
         for what, problems in results.items():
             for problem in problems:  # one line each, for grep and for cron mail
-                click.echo(f"FAILED {path}: {what}: {problem}", err=True)
+                # not an index at all: the reason names the path already
+                where = f"{path}: {what}: " if what != path else ("" if path in problem else f"{path}: ")
+                click.echo(f"FAILED {where}{problem}", err=True)
             if not problems:
                 click.echo(f"ok {path}: {what}")
     sys.exit(0 if ok else 1)

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import click
 
-from qa_search.cli._common import FiniteRange, echo_json, library_errors
-from qa_search.cli.build import keep_option
-from qa_search.errors import UnknownThreadError
-from qa_search.index.forum import ForumIndex
-from qa_search.operations.lifecycle import calibrate_index
-from qa_search.scoring.calibration import check_targets
-from qa_search.tools.evaluation import (
+from qa_search import (
+    ForumIndex,
+    UnknownThreadError,
+    calibrate_index,
+    check_targets,
     evaluate_pairs,
     evaluate_queries,
     locate_unknown,
     read_pairs,
     read_queries,
 )
+from qa_search.cli._common import FiniteRange, echo_json, library_errors
+from qa_search.cli.build import keep_option
 
 _index_dir = click.argument("index_dir", type=click.Path(file_okay=False))
 
@@ -59,6 +59,7 @@ def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, a
                 err=True,
             )
     else:
+        assert pairs_file is not None  # exactly one of the two was given
         pairs = read_pairs(pairs_file)
         try:
             result = evaluate_pairs(index, pairs)

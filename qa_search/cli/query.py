@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from qa_search import ForumIndex
 from qa_search.cli._common import FiniteRange, echo_json, library_errors
-from qa_search.index.forum import ForumIndex
 
 
 def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:

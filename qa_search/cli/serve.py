@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
+from qa_search import check_servable
 from qa_search.cli._common import library_errors
-from qa_search.embedding.loading import check_recorded_model
-from qa_search.storage.generations import resolve_snapshot
-from qa_search.storage.snapshot import read_manifest
 
 
 @click.command()
@@ -29,9 +30,8 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
 
     from service.settings import Settings, describe_errors
 
-    snapshot = resolve_snapshot(index_dir)  # a missing index is a one-line error, not a traceback
-    # checked here too, before any worker starts: one line, not a traceback from each worker
-    check_recorded_model(read_manifest(snapshot)["model"])
+    # a missing index or an unloadable model is one line here, not a traceback from each worker
+    check_servable(index_dir)
     # the workers read their settings from the environment: a bad value is said here, once, in
     # the operator's terms (each worker would otherwise fail with a traceback, and with several
     # workers uvicorn would restart them for ever)
@@ -50,8 +50,9 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
     os.environ["QA_SEARCH_STARTUP_ERRORS"] = str(errors)
     try:
         try:
-            uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,
-                        log_level="info")
+            with _stopped_by_signal():
+                uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,
+                            log_level="info")
         except SystemExit:
             if not _first_line(errors):
                 raise
@@ -60,6 +61,29 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
         errors.unlink(missing_ok=True)
     if reason:
         raise click.ClickException(f"the service stopped: a worker could not start: {reason}")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
+@contextlib.contextmanager
+def _stopped_by_signal() -> Iterator[None]:
+    """End the block quietly on SIGINT or SIGTERM. uvicorn shuts down on either and then raises it
+    again, which would kill this process by the signal (and ``make run`` report "Terminated");
+    with this handler in place the stop is an ordinary exit, status 0."""
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stop:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _first_line(path: Path) -> str:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
-from qa_search.cli._common import FiniteRange, echo_json, library_errors
-from qa_search.tools.tuning import (
+from qa_search import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
     DEFAULT_SEED,
-    read_pairs,
+    read_tuning_pairs,
     tune,
 )
+from qa_search.cli._common import FiniteRange, echo_json, library_errors
 
 
 @click.command("tune")
@@ -69,7 +69,7 @@ def tune_command(
     index settings that suit a tuned model beside it (qa_search.json), which a new index built
     with it starts from.
     """
-    pairs = read_pairs(pair_files, corpus)
+    pairs = read_tuning_pairs(pair_files, corpus)
     result = tune(
         pairs,
         out_dir,

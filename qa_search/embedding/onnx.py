@@ -25,9 +25,10 @@ import json
 import logging
 import os
 import shutil
+import sys
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -165,6 +166,7 @@ def _pooled_module(transformer_dir: Path):  # noqa: ANN202 - a torch.nn.Module
     """The transformer followed by mean pooling and L2 normalisation, as one torch module."""
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     class Pooled(torch.nn.Module):
         def __init__(self, encoder: torch.nn.Module) -> None:
@@ -179,7 +181,13 @@ def _pooled_module(transformer_dir: Path):  # noqa: ANN202 - a torch.nn.Module
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, p=2.0, dim=1)
 
-    return Pooled(AutoModel.from_pretrained(str(transformer_dir))).eval()
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar in the middle of the export's notice
+    try:
+        return Pooled(AutoModel.from_pretrained(str(transformer_dir))).eval()
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _session(path: Path, threads: int | None):  # noqa: ANN202 - an onnxruntime.InferenceSession
@@ -207,7 +215,9 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
     """
     import onnxruntime
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _logging_kept():  # importing the quantiser calls logging.basicConfig
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
     transformer_dir, max_len = _model_layout(model_dir)
     tokenizer = _Tokenizer(transformer_dir, max_len)
@@ -224,7 +234,12 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
     try:
         # the exporter prints progress to stdout and warns about axis names: neither may reach
         # a caller's stdout (``qa-search build --json``) or trip warnings-as-errors
-        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with (
+            torch.no_grad(),
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            _logging_kept(),
+        ):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module,
@@ -235,13 +250,15 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
                 external_data=False,
                 verbose=False,
             )
+            assert program is not None  # the dynamo exporter always returns one
             program.save(str(tmp / _FILES["fp32"]), external_data=False)
         # per-channel weight scales: per-tensor ones measured cosine 0.93 to torch, per-channel 0.98+
         logging.disable(logging.WARNING)  # the quantiser logs advice through the root logger
         try:
-            quantize_dynamic(
-                tmp / _FILES["fp32"], tmp / _FILES["int8"], weight_type=QuantType.QInt8, per_channel=True
-            )
+            with _logging_kept():
+                quantize_dynamic(
+                    tmp / _FILES["fp32"], tmp / _FILES["int8"], weight_type=QuantType.QInt8, per_channel=True
+                )
         finally:
             logging.disable(logging.NOTSET)
 
@@ -281,6 +298,25 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
+
+
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    """The exporter's libraries may neither reconfigure the caller's logging nor log through it:
+    onnxscript and onnxruntime's quantiser call ``logging.basicConfig`` (after which every
+    library's debug lines reach stderr), and torch's exporter warns once per torchvision operator
+    it does not need when torchvision is absent."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    registration_level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        registration.setLevel(registration_level)
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def _remove_stale_exports(root: Path, older_than: float = 3600.0) -> None:
@@ -368,6 +404,8 @@ class OnnxEmbedder:
                 log.warning("the cached ONNX export in %s is unusable (%s); exporting again", out, problem)
                 _discard_export(out)
             log.info("exporting %s to ONNX in %s (once per model)", name, out)
+            # on stderr whatever the caller's logging: a silent minute looks like a hang
+            print("exporting the model to ONNX once (about a minute)...", file=sys.stderr, flush=True)
             export_model(model_dir, out)
         self.export_dir = out
         self.export_record = json.loads((out / "export.json").read_text(encoding="utf-8"))
