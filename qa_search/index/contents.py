@@ -308,7 +308,7 @@ class IndexContents:
         self._answers.remove(np.array(a_ids, np.int64))
 
     def compact(self, progress=None) -> None:
-        """Rebuild each vector index as the type its size calls for, dropping tombstones (HNSW).
+        """Rebuild each vector index as the type its size calls for, dropping its tombstones.
 
         ``progress(done, total)`` reports vectors indexed when an index is rebuilt."""
         limit = self.config.exact_search_limit

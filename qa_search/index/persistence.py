@@ -128,7 +128,7 @@ def save(
     are written into the snapshot beside the index's own and checksummed with them;
     ``manifest_extra`` adds entries to its manifest.
     """
-    # the index type follows the size, and tombstones (HNSW) are compacted away, here
+    # the index type follows the size, and tombstones are compacted away, here
     index.compact(progress)
 
     def write(out: Path) -> None:
