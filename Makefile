@@ -58,15 +58,16 @@ run: $(SAMPLE_INDEX)/CURRENT
 # [tool.importlinter]), types (mypy, [tool.mypy]), the documentation site, then the tests
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/mypy
 
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about MkDocs 2.0, printed on every build
 docs: $(STAMP)
-	@if [ -f mkdocs.yml ]; then $(BIN)/mkdocs build --strict --quiet; \
+	@if [ -f mkdocs.yml ]; then NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet; \
 	else echo "qa_search: no mkdocs.yml yet; the documentation site is not built"; fi
 
 test: $(STAMP) browser lint docs
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) $(SAMPLE_INDEX) .pytest_cache .ruff_cache .mypy_cache site
+	rm -rf $(VENV) $(SAMPLE_INDEX) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache site
