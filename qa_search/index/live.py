@@ -1,7 +1,12 @@
 """The index one serving process holds: the current generation plus the live write log.
 
 Searches run concurrently under a shared lock; a write (ours or another process's, read from
-the log) takes the lock exclusively for the in-memory update only. A new generation is loaded
+the log) takes the lock exclusively for the in-memory update only. The model's work comes
+before any lock: a write embeds its new texts, and those of the entries other processes have
+logged since this one last read, holding nothing; only then does it take this process's write
+lock and the log's, to append (which acknowledges it) and apply vectors already made. So a
+large write delays neither searches nor other writes, here or in another process, by its
+embedding; whatever was logged in the moment between is embedded under the lock. A new generation is loaded
 and brought up to date with the log in a background thread while the old one keeps serving;
 then the reference is swapped, which waits only for the searches already running on the old
 index. So publishing never fails or delays a request beyond that swap.
@@ -14,6 +19,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from qa_search.embedding.models import Embedder
 from qa_search.embedding.querycache import QueryCache
@@ -159,17 +166,40 @@ class LiveIndex:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _apply(self, entries: list[WriteEntry]) -> None:
-        """Apply entries to the serving index; the embedding happens before the exclusive lock."""
+    def _embed(self, threads: Iterable[Thread], vectors: dict[str, np.ndarray] | None = None) -> dict:
+        """Embeddings, by text, of what upserting ``threads`` would embed here, less the texts
+        in ``vectors`` (which are added to the result). The index is read under the shared lock,
+        the model runs under none."""
+        vectors = dict(vectors or {})
+        index = self.index
+        threads = list(threads)
+        if not threads:
+            return vectors
+        with self._rw.read():
+            texts = [t for t in index.pending_texts(threads) if t not in vectors]
+        if texts:
+            # similar lengths batch together and pad little (a write may carry thousands of answers)
+            texts.sort(key=len)
+            embedded = index.embedder.encode(texts, batch_size=index.config.batch_size)
+            vectors.update(zip(texts, embedded, strict=True))
+        return vectors
+
+    def _prepared(self, threads: Iterable[Thread] = ()) -> dict[str, np.ndarray]:
+        """Vectors for ``threads`` and for the upserts other processes logged since this handle
+        last read, made before any lock is taken (see the module's summary)."""
+        others = [t for e in self.log.peek() if e.op == UPSERT for t in e.threads]
+        return self._embed([*others, *threads])
+
+    def _apply(self, entries: list[WriteEntry], vectors: dict[str, np.ndarray] | None = None) -> None:
+        """Apply entries to the serving index, in order. ``vectors``: embeddings made beforehand;
+        any text still missing (an entry logged since they were made) is embedded here, before
+        the exclusive lock."""
         if not entries:
             return
-        index = self.index
         upserted = [t for e in entries if e.op == UPSERT for t in e.threads]
-        texts = index.pending_texts(upserted)
-        embedded = index.embedder.encode(texts, batch_size=index.config.batch_size)
-        vectors = dict(zip(texts, embedded, strict=True))
+        vectors = self._embed(upserted, vectors)
         with self._rw.write():
-            apply_entries(index, entries, vectors)
+            apply_entries(self.index, entries, vectors)
         self.applied += len(entries)
 
     def _check_writable(self) -> None:
@@ -192,13 +222,16 @@ class LiveIndex:
     def catch_up(self) -> None:
         """Apply what other processes appended to the log, or, when a rollback has set the log
         for another generation, swap to that one (never apply its log to this one)."""
+        vectors = self._prepared()  # their texts are embedded while this process's writes go on
         with self._sync:
             before = self.log.file
-            swap = self._take(before, self.log.poll())
+            swap = self._take(before, self.log.poll(), vectors)
         if swap:
             self.check_generation()
 
-    def _take(self, before: tuple | None, entries: list[WriteEntry]) -> bool:
+    def _take(
+        self, before: tuple | None, entries: list[WriteEntry], vectors: dict[str, np.ndarray] | None = None
+    ) -> bool:
         """Apply entries read from the log, unless the log has become another generation's (a
         rollback rewrote it: ``before`` is the file this handle read until now), in which case
         they are left for the swap; returns whether a swap is due."""
@@ -206,23 +239,28 @@ class LiveIndex:
             switch = log_switch(self.index_dir)
             if switch is not None and switch["from"] == self.generation != switch["to"]:
                 return True
-        self._apply(entries)
+        self._apply(entries, vectors)
         return False
 
     def upsert(self, threads: Iterable[Thread] | Thread) -> WriteEntry:
         """Log the threads durably, then apply them here (a single :class:`Thread` may be passed
         as it is). Each is checked first as a dump line would be (``ValueError`` naming it, and
         its place ``threads[i]`` in a batch), so the log never holds an entry that another
-        process could not read back. Returns the log entry."""
+        process could not read back. Returns the log entry.
+
+        The new texts are embedded first, holding no lock (see the module's summary): the log
+        append, which is what acknowledges the write, comes after, so a write whose embedding
+        fails (or whose process dies meanwhile) was never acknowledged and leaves no trace."""
         self._check_writable()
         if isinstance(threads, Thread):
             threads = [_portable(threads)]
         else:
             threads = [_portable(t, i) for i, t in enumerate(threads)]
+        vectors = self._prepared(threads)
         with self._sync:
             before = self.log.file
             unseen, entry = self.log.append_upsert(threads)
-            swap = self._take(before, [*unseen, entry])
+            swap = self._take(before, [*unseen, entry], vectors)
         if swap:  # the write is in the log of the generation swapped to
             self.check_generation()
         return entry
@@ -241,17 +279,18 @@ class LiveIndex:
         self._check_writable()
         ids = [str(i).strip() for i in as_str_list(thread_ids)]  # stored ids are text, trimmed
         while True:
+            vectors = self._prepared()  # others' logged upserts: embedded before the locks
             with self._sync:
                 swap = False
                 if not missing_ok:  # others' writes first; a rollback's new log: swap, then check
                     before = self.log.file
-                    swap = self._take(before, self.log.poll())
+                    swap = self._take(before, self.log.poll(), vectors)
                 if not swap:
                     if not missing_ok:
                         self._require(ids)
                     before = self.log.file
                     unseen, entry = self.log.append_delete(ids)
-                    swap = self._take(before, unseen)
+                    swap = self._take(before, unseen, vectors)
                     if not swap:
                         absent = [] if missing_ok else [i for i in ids if i not in self.index]
                         self._apply([entry])

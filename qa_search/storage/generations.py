@@ -40,6 +40,7 @@ from qa_search.storage.layout import (
 )
 from qa_search.storage.lock import hold_writer_lock
 from qa_search.storage.logformat import log_switch
+from qa_search.storage.permissions import make_dirs, open_file, secure_tree, set_access
 from qa_search.storage.snapshot import (
     MANIFEST,
     TMP_PREFIX,
@@ -90,7 +91,7 @@ def _append_history(index_dir: Path, generation: int, action: str, **record) -> 
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     rec = {"generation": generation, "action": action, "at": at, **record}
     line = json.dumps(rec) + "\n"
-    fd = os.open(index_dir / HISTORY, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_file(index_dir / HISTORY, os.O_RDWR | os.O_APPEND)
     try:
         end = os.lseek(fd, 0, os.SEEK_END)
         if end and os.pread(fd, 1, end - 1) != b"\n":
@@ -169,6 +170,9 @@ def publish(index_dir: str | Path, write_files: Callable[[Path], None], manifest
         manifest = {**manifest, "generation": number, "parent": current_generation(index_dir)}
         snap = write_snapshot(generation_path(index_dir, number), write_files, manifest)
         _set_current(index_dir, number, "publish")
+        # files written before (an older version's, the embedding cache's) follow the policy
+        set_access(index_dir, None)
+        secure_tree(index_dir)
     return number, snap
 
 
@@ -260,7 +264,7 @@ def _keep_record(index_dir: Path, g: int) -> None:
     own = generation_path(index_dir, g) / FOLDED_NAME
     body = own.read_text(encoding="utf-8") if own.is_file() else ""
     path = pruned_record(index_dir, g)
-    path.parent.mkdir(exist_ok=True)
+    make_dirs(path.parent)
     write_text_atomic(path, json.dumps(header) + "\n" + body)
 
 

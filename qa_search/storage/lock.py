@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from qa_search.errors import IndexLockedError, SnapshotError
+from qa_search.storage.permissions import make_dirs, open_file
 from qa_search.storage.snapshot import MANIFEST
 
 LOCK = "LOCK"
@@ -70,9 +71,9 @@ def hold_writer_lock(index_dir: str | Path, command: str | None = None) -> Itera
             f"{index_dir} is a single snapshot, not an index directory: publish into another directory"
         )
     created = not index_dir.exists()
-    index_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(index_dir, index_dir=True)
     path = index_dir / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_file(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

@@ -2,24 +2,29 @@
 
 Layout of ``DIR/writes.jsonl``::
 
-    {"header": {"format": 1, "compacted_through": 17, "generation": 4, "file": "..."}}
-    {"seq": 18, "op": "upsert", "threads": [{...dump format...}], "generation": 4, "at": "...", "id": "..."}
-    {"seq": 19, "op": "delete", "ids": ["t042"], "generation": 4, "at": "...", "id": "..."}
+    {"header": {"format": 1, "compacted_through": 17, "generation": 4, "file": "..."}, "check": "..."}
+    {"seq": 18, "op": "upsert", "threads": [{...}], "generation": 4, "at": "...", "id": "...", "check": "..."}
+    {"seq": 19, "op": "delete", "ids": ["t042"], "generation": 4, "at": "...", "id": "...", "check": "..."}
 
 (a log a rollback wrote also has ``"switch": {"from", "to", ...}`` in its header, see
 :func:`log_switch`). ``seq`` numbers writes across compactions; ``generation`` is the generation
-the writer was serving, for the record. How the log is appended to, read and compacted is in
-writelog.py.
+the writer was serving, for the record; ``at`` is when the write was acknowledged (UTC,
+microseconds), kept through compactions and rollbacks, so a full build can tell the writes
+newer than its dump. ``check`` is the first 16 hex digits of the SHA-256 of the line's
+canonical JSON without it (:func:`canonical`): a line edited into other valid JSON is damaged,
+not a different write. Lines written before checksums were recorded have none and are read as
+they are. How the log is appended to, read and compacted is in writelog.py.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from qa_search.errors import SnapshotError
@@ -46,6 +51,47 @@ class WriteEntry:
     #: The write's own identity, kept when a build folds it in and a rollback puts it back
     #: (None for entries logged before identities were recorded).
     id: str | None = None
+    #: When the write was acknowledged, ISO 8601 UTC (None: not recorded, or not logged yet).
+    at: str | None = None
+
+    @property
+    def logged_at(self) -> datetime | None:
+        """:attr:`at` as an aware datetime (None when not recorded or unreadable)."""
+        return parse_time(self.at)
+
+
+CHECK = "check"
+
+
+def now_iso() -> str:
+    """The time now as the log records it: ISO 8601, UTC, to the microsecond."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """A time the log recorded (with or without fractions of a second), aware, in UTC."""
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def canonical(record: dict) -> bytes:
+    """The bytes a line's checksum covers: its object without ``check``, keys sorted, compact."""
+    body = {k: v for k, v in record.items() if k != CHECK}
+    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def checksum(record: dict) -> str:
+    return hashlib.sha256(canonical(record)).hexdigest()[:16]
+
+
+def with_check(record: dict) -> dict:
+    """``record`` with its checksum added (replacing any it had)."""
+    return {**{k: v for k, v in record.items() if k != CHECK}, CHECK: checksum(record)}
 
 
 def entry_record(entry: WriteEntry, seq: int) -> dict:
@@ -54,8 +100,7 @@ def entry_record(entry: WriteEntry, seq: int) -> dict:
         body = {"op": UPSERT, "threads": [t.to_dict() for t in entry.threads]}
     else:
         body = {"op": DELETE, "ids": list(entry.ids)}
-    out = {"seq": seq, **body, "generation": entry.generation,
-           "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out = {"seq": seq, **body, "generation": entry.generation, "at": entry.at or now_iso()}
     if entry.restored_from is not None:
         out["restored_from"] = entry.restored_from
     if entry.id is not None:
@@ -64,7 +109,8 @@ def entry_record(entry: WriteEntry, seq: int) -> dict:
 
 
 def log_lines(records: Iterable[dict]) -> bytes:
-    return b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records)
+    """``records`` as log lines, each with its checksum."""
+    return b"".join((json.dumps(with_check(r), ensure_ascii=False) + "\n").encode("utf-8") for r in records)
 
 
 def entry_lines(entries: Iterable[WriteEntry]) -> bytes:
@@ -122,11 +168,15 @@ def log_switch(index_dir: str | Path) -> dict | None:
 def decode_line(line: bytes) -> WriteEntry | dict:
     """An entry, or the header dict; ``ValueError``, ``KeyError`` or ``TypeError`` if damaged."""
     obj = json.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    if CHECK in obj and obj[CHECK] != checksum(obj):
+        raise ValueError("its checksum does not match: the line was changed after it was written")
     if "header" in obj:
         return obj["header"]
     op = obj["op"]
     common = {"generation": obj.get("generation"), "restored_from": obj.get("restored_from"),
-              "id": obj.get("id")}
+              "id": obj.get("id"), "at": obj.get("at")}
     if op == UPSERT:
         threads = tuple(thread_from_dict(t) for t in obj["threads"])
         return WriteEntry(int(obj["seq"]), op, threads=threads, **common)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_search.errors import IncompatibleSnapshotError, SnapshotError
+from qa_search.storage.permissions import make_dir, make_dirs, open_file, secure_tree
 
 FORMAT_NAME = "qa-search-snapshot"
 FORMAT_VERSION = 1
@@ -44,7 +45,7 @@ def fsync_path(path: Path) -> None:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (write a temp file, fsync, rename, fsync dir)."""
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}")
-    with open(tmp, "wb") as fh:
+    with open(open_file(tmp, os.O_WRONLY | os.O_EXCL), "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -71,17 +72,17 @@ def write_snapshot(path: str | Path, write_files: Callable[[Path], None], manife
     path = Path(path)
     if path.exists():
         raise SnapshotError(f"cannot write snapshot: {path} already exists")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    make_dirs(path.parent)
+    tmp = make_dir(path.parent / f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}")
     try:
         write_files(tmp)
+        secure_tree(tmp)  # the writers of the data files (FAISS, NumPy) know nothing of modes
         files = {}
         for f in sorted(tmp.iterdir()):
             fsync_path(f)
             files[f.name] = {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
         full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest, "files": files}
-        with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
+        with open(open_file(tmp / MANIFEST, os.O_WRONLY | os.O_EXCL), "w", encoding="utf-8") as fh:
             json.dump(full, fh, indent=2, sort_keys=True)
             fh.write("\n")
             fh.flush()

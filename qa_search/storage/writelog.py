@@ -48,8 +48,10 @@ from qa_search.storage.logformat import (
     log_header,
     log_lines,
     log_switch,
+    now_iso,
     parse_line,
 )
+from qa_search.storage.permissions import make_dirs, open_file
 from qa_search.storage.snapshot import MANIFEST, fsync_path, read_manifest, write_bytes_atomic
 from qa_search.threads import Thread
 
@@ -259,6 +261,15 @@ class WriteLog:
         self._file_id, self._offset, self.last_seq, self._mtime = position
         return entries
 
+    def peek(self) -> list[WriteEntry]:
+        """The entries a :meth:`poll` would return now (up to a damaged line), without moving
+        this handle: what a writer embeds before it takes a lock, so that little is left to
+        embed once it holds one."""
+        try:
+            return self._read()[0]
+        except OSError:
+            return []
+
     def read_all(self) -> list[WriteEntry]:
         """Every entry in the log, up to a damaged line (resets this handle to read from the
         start)."""
@@ -275,8 +286,8 @@ class WriteLog:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the log's exclusive lock (appends and compactions take it)."""
-        self.index_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.index_dir / LOCK_NAME, "a+b") as lock:
+        make_dirs(self.index_dir, index_dir=True)
+        with open(open_file(self.index_dir / LOCK_NAME, os.O_RDWR | os.O_APPEND), "a+b") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -316,10 +327,10 @@ class WriteLog:
                 raise error
             self._file_id, self._offset, self.last_seq, self._mtime = position
             mine = replace(entry, seq=self.last_seq + 1, generation=serving_generation(self.index_dir),
-                           id=uuid.uuid4().hex)
+                           id=uuid.uuid4().hex, at=now_iso())
             data = log_lines([entry_record(mine, mine.seq)])
             created = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_file(self.path, os.O_RDWR | os.O_APPEND)
             try:
                 size = os.fstat(fd).st_size
                 if size > self._offset and self._file_id is not None:
