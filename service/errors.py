@@ -3,6 +3,8 @@ problem responses (``{"detail": ...}``) that never echo the user's text."""
 
 from __future__ import annotations
 
+import errno
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,10 +17,16 @@ from qa_search import ReadOnlyIndexError, SnapshotError, UnknownThreadError
 
 from .schemas import Problem
 
+log = logging.getLogger("qa_search.service")
+
 #: The error responses every API route documents.
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem}, 403: {"model": Problem}, 413: {"model": Problem}, 422: {},
 }
+#: What a write may answer besides: the index's disk is full (507), writes are suspended (503).
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {507: {"model": Problem}, 503: {"model": Problem}}
+#: A full disk, and a user's disk quota used up: the same to whoever sent the write.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def problem(status: int, detail: str) -> JSONResponse:
@@ -38,10 +46,21 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
 @contextmanager
 def write_errors() -> Iterator[None]:
     """A write's refusals: a thread the library will not store (422), an unknown thread (404),
-    a single snapshot served read-only (409), and a damaged write-log line, which suspends
-    writes (503, naming it) until an operator repairs it while searches go on."""
+    a single snapshot served read-only (409), a damaged write-log line, which suspends
+    writes (503, naming it) until an operator repairs it, and a full disk (507; nothing was
+    stored: the log drops a part-written line). Searches go on through all of them.
+
+    A failed write to disk is logged with its errno (the response names only the cause: paths
+    stay in the log)."""
     try:
         yield
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        log.error("write not stored: %s (errno %s, %s)", exc.strerror or exc, code, exc.filename or "-")
+        if exc.errno in NO_SPACE:
+            raise HTTPException(507, "no space left on the index's disk: the write was not stored; "
+                                     "free space (or raise the quota) and send it again") from None
+        raise
     except ValueError as exc:  # the message names the thread and its field, not its text
         raise HTTPException(422, str(exc)) from None
     except UnknownThreadError as exc:

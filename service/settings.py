@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     #: Most threads one upsert may carry.
     max_batch_threads: int = Field(500, ge=1)
+    #: Most text one upsert may carry, in characters (titles, bodies and answers together): a
+    #: bound on the model's work for one request, checked before anything is embedded.
+    max_write_chars: int = Field(2_000_000, ge=1)
     #: Query embeddings kept in the LRU cache (0 disables it).
     cache_size: int = Field(4096, ge=0)
     #: CPU threads for the model and FAISS per process (unset: the libraries' defaults).

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
+from typing import Any
+
 import click
 
 from qa_search import BACKENDS, DEFAULT_KEEP, BuildReport, SettingsError
 from qa_search import build as build_index
-from qa_search.cli._common import F, echo_json, library_errors, settings_option
+from qa_search.cli._common import F, FiniteRange, echo_json, library_errors, settings_option
 from qa_search.cli._input import StepBar, ThreadInput, input_options
 
 
@@ -18,6 +22,38 @@ def keep_option(fn: F) -> F:
         type=click.IntRange(1),
         help="Generations to keep after publishing (older ones are deleted; the current one is always kept).",
     )(fn)
+
+
+def group_readable_option(fn: F) -> F:
+    return click.option(
+        "--group-readable/--owner-only",
+        default=None,
+        help="Let the index directory's group read it (0750 directories, 0640 files), or only its "
+        "owner (0700, 0600) [default: as the index is; owner-only for a new one].",
+    )(fn)
+
+
+class Moment(click.ParamType):
+    """An ISO 8601 time (``2026-03-02T10:00:00Z``); without an offset it is UTC."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail("is not an ISO 8601 time such as 2026-03-02T10:00:00Z", param, ctx)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def exported_at(dumps: tuple[str, ...]) -> datetime:
+    """When the dumps were exported, as their files tell: the newest modification time; now
+    for standard input, which is read as it is made."""
+    if "-" in dumps:
+        return datetime.now(UTC)
+    return max(datetime.fromtimestamp(os.stat(p).st_mtime, UTC) for p in dumps)
 
 
 def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb: str) -> None:
@@ -40,6 +76,9 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
             f"{verb}: {summary.threads} threads ({summary.vectors} vectors) in the index; "
             f"embedded {summary.embedded}, reused {summary.reused}, in {summary.seconds:.1f} s; "
             f"published generation {summary.generation} at {summary.snapshot}"
+            + (f"; removed {summary.removed} threads the index held" if summary.removed else "")
+            + (f"; kept {summary.kept_live_writes} live writes newer than the input"
+               if summary.kept_live_writes else "")
             + (f"; pruned generations {', '.join(map(str, summary.pruned))}" if summary.pruned else "")
         )
 
@@ -69,6 +108,23 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
     "[default: the index's; auto for a new index or another model].",
 )
 @settings_option
+@click.option(
+    "--as-of",
+    type=Moment(),
+    default=None,
+    help="When the dumps were exported (ISO 8601; UTC without an offset): live writes the service "
+    "acknowledged after it are kept on top of them, older ones are replaced "
+    "[default: the dump files' newest modification time; now for standard input].",
+)
+@click.option(
+    "--max-removals",
+    type=FiniteRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="Largest share of the threads the index serves that the build may remove without --allow-removals.",
+)
+@click.option("--allow-removals", is_flag=True, help="Publish however many threads the build removes.")
+@group_readable_option
 @click.option("--no-cache", is_flag=True, help="Embed every text again, ignoring DIR/cache.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -84,6 +140,10 @@ def build(
     skip_invalid: bool,
     keep: int,
     settings: dict[str, str],
+    as_of: datetime | None,
+    max_removals: float,
+    allow_removals: bool,
+    group_readable: bool | None,
     no_cache: bool,
     quiet: bool,
     as_json: bool,
@@ -94,7 +154,12 @@ def build(
     after a few edits is fast. The index keeps its settings from one build to the next (the
     defaults for a new index); a model made by `qa-search tune` adds the settings it recommends
     when the index starts using it; each --set changes one.
+
+    Threads the forum pushed to the service after the dumps were exported (--as-of) are kept.
+    A build that would remove more than --max-removals of the threads the index serves stops
+    before publishing, unless --allow-removals.
     """
+    since = as_of if as_of is not None else exported_at(dumps)  # before reading: a pipe is made now
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
 
     def from_model(settings: dict[str, float]) -> None:  # stderr: --json's stdout stays one object
@@ -118,6 +183,10 @@ def build(
                 progress=bar,
                 index_progress=ibar,
                 on_model_settings=from_model,
+                as_of=since,
+                max_removals=max_removals,
+                allow_removals=allow_removals,
+                group_readable=group_readable,
             )
         except SettingsError as exc:  # a value that clashes with one the index keeps
             raise click.BadParameter(str(exc), param_hint="--set") from None

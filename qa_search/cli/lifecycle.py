@@ -20,7 +20,7 @@ from qa_search import (
 )
 from qa_search.cli._common import echo_json, library_errors, settings_option
 from qa_search.cli._input import StepBar, ThreadInput, input_options
-from qa_search.cli.build import keep_option, report
+from qa_search.cli.build import group_readable_option, keep_option, report
 
 INDEX_DIR = click.argument("index_dir", type=click.Path(file_okay=False))
 
@@ -30,6 +30,7 @@ INDEX_DIR = click.argument("index_dir", type=click.Path(file_okay=False))
 @click.argument("dumps", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @input_options
 @keep_option
+@group_readable_option
 @click.option("--no-cache", is_flag=True, help="Embed every new text, ignoring DIR/cache.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -42,6 +43,7 @@ def update(
     site_url: str | None,
     skip_invalid: bool,
     keep: int,
+    group_readable: bool | None,
     no_cache: bool,
     quiet: bool,
     as_json: bool,
@@ -57,7 +59,8 @@ def update(
         StepBar("indexing", quiet, unit="vectors") as ibar,
     ):
         summary = update_index(
-            index_dir, source, keep=keep, use_cache=not no_cache, progress=bar, index_progress=ibar
+            index_dir, source, keep=keep, use_cache=not no_cache, progress=bar, index_progress=ibar,
+            group_readable=group_readable,
         )
     report(summary, source, as_json, "updated")
 
@@ -198,9 +201,12 @@ def verify(path: str, all_generations: bool, no_model: bool, as_json: bool) -> N
     """Check an index (its manifest, checksums, counts, model); exit status 1 on any problem."""
     results = verify_index(path, all_generations=all_generations, check_model=not no_model)
     ok = not any(results.values())
+    warnings = getattr(results, "warnings", [])  # worth a look, not a failure
     if as_json:
-        echo_json({"ok": ok, "checked": results})
+        echo_json({"ok": ok, "checked": results, **({"warnings": warnings} if warnings else {})})
     else:
+        for warning in warnings:
+            click.echo(f"WARNING {path}: {warning}", err=True)
         for what, problems in results.items():
             for problem in problems:  # one line each, for grep and for cron mail
                 # not an index at all: the reason names the path already

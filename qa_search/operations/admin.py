@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from qa_search.embedding.cache import cache_root
@@ -19,6 +20,7 @@ from qa_search.errors import SettingsError, SnapshotError
 from qa_search.index.config import IndexConfig, check_scoring_settings
 from qa_search.operations.lifecycle import (
     DEFAULT_KEEP,
+    DEFAULT_MAX_REMOVALS,
     BuildReport,
     Progress,
     build_embedder,
@@ -50,6 +52,10 @@ def build(
     progress: Progress | None = None,
     index_progress: Progress | None = None,
     on_model_settings: Callable[[dict[str, float]], None] | None = None,
+    as_of: datetime | None = None,
+    max_removals: float = DEFAULT_MAX_REMOVALS,
+    allow_removals: bool = False,
+    group_readable: bool | None = None,
 ) -> BuildReport:
     """Index ``threads`` from scratch with ``model`` and publish them as a new generation.
 
@@ -60,7 +66,10 @@ def build(
     bad or clashing setting raises :class:`SettingsError` before anything is embedded.
     ``on_model_settings`` is called with the settings a tuned model brought that ``settings`` did
     not override, before embedding starts. The report's ``seconds`` counts from this call: the
-    model's load (and its one-time ONNX export) included.
+    model's load (and its one-time ONNX export) included. ``as_of``, ``max_removals``,
+    ``allow_removals`` and ``group_readable``: see
+    :func:`~qa_search.operations.lifecycle.build_index` (the live writes a full build keeps, the
+    guard on what it removes, who may read the files).
     """
     started = time.perf_counter()
     asked = dict(settings or {})
@@ -83,6 +92,10 @@ def build(
             use_cache=use_cache,
             progress=progress,
             index_progress=index_progress,
+            as_of=as_of,
+            max_removals=max_removals,
+            allow_removals=allow_removals,
+            group_readable=group_readable,
         )
     return replace(report, seconds=round(time.perf_counter() - started, 3))
 

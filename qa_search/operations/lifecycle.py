@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache, cache_root
@@ -23,19 +24,22 @@ from qa_search.index.config import IndexConfig, config_of
 from qa_search.index.contents import as_str_list
 from qa_search.index.forum import ForumIndex
 from qa_search.index.persistence import matches_recorded_model, stored_calibration
-from qa_search.operations.publishing import publish_with_log
+from qa_search.operations.publishing import newer_than, publish_with_log
 from qa_search.scoring.calibration import Calibration
 from qa_search.storage.generations import prune, resolve_snapshot, writer_lock
-from qa_search.storage.layout import current_generation, generation_path, list_generations
-from qa_search.storage.logformat import UPSERT
+from qa_search.storage.layout import current_generation, generation_path, lineage, list_generations
+from qa_search.storage.logformat import UPSERT, WriteEntry
+from qa_search.storage.permissions import set_access
 from qa_search.storage.snapshot import read_manifest
-from qa_search.storage.writelog import WriteLog, current_folded_through, pending_entries
-from qa_search.threads import Thread
+from qa_search.storage.writelog import WriteLog, current_folded_through, generation_writes, pending_entries
+from qa_search.threads import Thread, thread_from_dict
 
 #: Generations kept after a publish, by default (the current one is always kept).
 DEFAULT_KEEP = 3
 #: The embedding cache is merged (and stale vectors dropped) when it has more shards than this.
 COMPACT_SHARDS = 8
+#: The share of the threads an index serves that a full build may remove without being told to.
+DEFAULT_MAX_REMOVALS = 0.1
 
 Progress = Callable[[int, int], None]
 
@@ -62,6 +66,11 @@ class BuildReport:
     live_writes: int = 0
     #: Why a rebuild could not keep the index's duplicate calibration (None: kept, or none).
     calibration_dropped: str | None = None
+    #: Threads the index served before a full build that its result does not hold.
+    removed: int = 0
+    #: Live writes folded into earlier generations that a full build applied again on top of
+    #: its input (acknowledged after the input's time, see :func:`build_index`).
+    kept_live_writes: int = 0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -94,12 +103,15 @@ def _publish(
     keep: int,
     index_progress: Progress | None = None,
     then: Callable[[ForumIndex], None] | None = None,
+    since: datetime | None = None,
+    carried: list[WriteEntry] | None = None,
 ) -> BuildReport:
     if cached is not None:
         cached.cache.flush()  # first: the embeddings are kept even if writing the snapshot fails
         before_log = cached.embedded
     # live writes pushed to the service since the last publish are folded in, then dropped from the log
-    path, live_writes = publish_with_log(index, index_dir, progress=index_progress, then=then)
+    path, live_writes = publish_with_log(index, index_dir, progress=index_progress, then=then, since=since,
+                                         carried=carried)
     if cached is not None and cached.embedded > before_log:  # texts the live writes brought
         cached.cache.flush()
         embedded += cached.embedded - before_log
@@ -180,6 +192,70 @@ def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dic
         raise QASearchError(f"the settings of model {model} do not fit this version: {exc}") from exc
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _folded_since(index_dir: Path, since: datetime | None) -> list[WriteEntry]:
+    """The live writes the current generation and those below it folded in, acknowledged after
+    ``since``, oldest first, each once (a write a rollback put back is recorded twice)."""
+    current = current_generation(index_dir)
+    if current is None:
+        return []
+    seen: set[str] = set()
+    out = []
+    for g in reversed(lineage(index_dir, current)):
+        for entry in newer_than(generation_writes(index_dir, g), since):
+            if entry.id is not None:
+                if entry.id in seen:
+                    continue
+                seen.add(entry.id)
+            out.append(entry)
+    return out
+
+
+def _current_threads(index_dir: Path, ids: set[str] | None = None) -> dict[str, dict]:
+    """The current generation's threads (those in ``ids``), as stored, by id."""
+    current = current_generation(index_dir)
+    if current is None:
+        return {}
+    out = {}
+    with open(generation_path(index_dir, current) / "threads.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                record = json.loads(line)
+                if ids is None or record["id"] in ids:
+                    out[record["id"]] = record
+    return out
+
+
+def _carry(index_dir: Path, index: ForumIndex, entries: list[WriteEntry]) -> None:
+    """Set the threads that ``entries`` (live writes folded in earlier) name to the state the
+    current generation holds them in: their own, or what an operator's update or delete made of
+    them since (not the write's, which that would undo), or absent."""
+    ids = {t.id for e in entries if e.op == UPSERT for t in e.threads}
+    ids.update(i for e in entries if e.op != UPSERT for i in e.ids)
+    if not ids:
+        return
+    held = _current_threads(index_dir, ids)
+    if held:
+        index.upsert([thread_from_dict(r) for r in held.values()])
+    gone = [i for i in ids if i not in held and i in index]
+    if gone:
+        index.delete(gone)
+
+
+def _served_ids(index_dir: Path) -> set[str]:
+    """The threads served now: the current generation's, with the pending live writes on top."""
+    ids = set(_current_threads(index_dir))
+    for entry in pending_entries(WriteLog(index_dir), current_folded_through(index_dir)):
+        if entry.op == UPSERT:
+            ids.update(t.id for t in entry.threads)
+        else:
+            ids.difference_update(entry.ids)
+    return ids
+
+
 def build_index(
     index_dir: str | Path,
     threads: Iterable[Thread],
@@ -190,6 +266,10 @@ def build_index(
     use_cache: bool = True,
     progress: Progress | None = None,
     index_progress: Progress | None = None,
+    as_of: datetime | None = None,
+    max_removals: float = DEFAULT_MAX_REMOVALS,
+    allow_removals: bool = False,
+    group_readable: bool | None = None,
 ) -> BuildReport:
     """Index ``threads`` from scratch and publish them as a new generation of ``index_dir``.
 
@@ -201,10 +281,30 @@ def build_index(
     Afterwards all but the ``keep`` newest generations are pruned. ``progress`` and
     ``index_progress`` are ``(done, total)`` callbacks for the texts embedded and the vectors
     indexed (the latter only when a vector index is rebuilt, e.g. as HNSW).
+
+    Acknowledged live writes are kept: ``threads`` are taken to be the forum as of ``as_of``
+    (when the dump was exported; a naive time is UTC), and what every
+    live write acknowledged after it did is kept on top of them: a write still in the write log
+    is applied; a thread that one folded into the current generation, or a generation below it,
+    names is kept as the current generation holds it (so an operator's later update or delete
+    of it stands), as far back as those records are kept (the ``keep`` generations, those a
+    rollback between them needs, and the writes each full build carried over). Older writes are
+    replaced by ``threads``. Without ``as_of`` every write is kept, as if the dump were older
+    than all of them.
+
+    A build that would remove more than ``max_removals`` (a share, 0.1 = 10%) of the threads the
+    index serves raises :class:`QASearchError`, naming the count and the share, before anything
+    is published, unless ``allow_removals``; the report's ``removed`` counts them.
+    ``group_readable``: make the index group-readable (True), owner-only (False) or keep it as
+    it is (None; owner-only for a new index), see :mod:`qa_search.storage.permissions`.
     """
     index_dir = Path(index_dir)
     started = time.perf_counter()
+    since = None if as_of is None else _aware(as_of)
+    if not 0 <= max_removals <= 1:
+        raise ValueError(f"max_removals is a share between 0 and 1, got {max_removals}")
     with writer_lock(index_dir):
+        set_access(index_dir, group_readable)
         batch = list(threads)
         if not batch:
             raise QASearchError("no threads to index: the input is empty")
@@ -213,12 +313,29 @@ def build_index(
         index.calibration, dropped = _kept_calibration(index_dir, index)
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)
+        # writes acknowledged after the dump was made and folded in since: the dump lacks them
+        kept = _folded_since(index_dir, since)
+        _carry(index_dir, index, kept)
         embedded = cached.embedded - before if cached else stats.embedded
+        removed: list[str] = []
+
+        def guard(ix: ForumIndex) -> None:  # with the pending writes applied, under the log's lock
+            served = _served_ids(index_dir)
+            removed.extend(i for i in served if i not in ix)
+            share = len(removed) / len(served) if served else 0.0
+            if share > max_removals and not allow_removals:
+                raise QASearchError(
+                    f"this build would remove {len(removed)} of the {len(served)} threads the index "
+                    f"serves ({share:.1%}), more than the {max_removals:.0%} allowed; nothing was "
+                    "published. Check that the input is the whole forum, or allow it "
+                    "(qa-search build --allow-removals, or --max-removals SHARE)"
+                )
+
         report = _publish(
             index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
-            index_progress=index_progress,
+            index_progress=index_progress, then=guard, since=since, carried=kept,
         )
-        return replace(report, calibration_dropped=dropped)
+        return replace(report, calibration_dropped=dropped, removed=len(removed), kept_live_writes=len(kept))
 
 
 def _kept_calibration(index_dir: Path, index: ForumIndex) -> tuple[Calibration | None, str | None]:
@@ -269,14 +386,17 @@ def update_index(
     use_cache: bool = True,
     progress: Progress | None = None,
     index_progress: Progress | None = None,
+    group_readable: bool | None = None,
 ) -> BuildReport:
     """Publish a new generation: the current one with ``threads`` added or replaced.
 
     Without ``embedder`` the model named in the current generation's manifest is loaded.
+    ``group_readable``: as for :func:`build_index`.
     """
     index_dir = Path(index_dir)
     started = time.perf_counter()
     with writer_lock(index_dir):
+        set_access(index_dir, group_readable)
         index, cached = _load_current(index_dir, embedder, use_cache)
         batch = list(threads)
         if not batch:

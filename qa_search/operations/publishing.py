@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +45,32 @@ def _superseded_dropped(entries: list[WriteEntry]) -> list[WriteEntry]:
     return out[::-1]
 
 
+def newer_than(entries: list[WriteEntry], since: datetime | None) -> list[WriteEntry]:
+    """The entries acknowledged after ``since`` (all of them for None); an entry without a
+    recorded time counts as older than any ``since``."""
+    if since is None:
+        return list(entries)
+    return [e for e in entries if (at := e.logged_at) is not None and at > since]
+
+
 def publish_with_log(
     index: ForumIndex,
     index_dir: str | Path,
     *,
     progress=None,
     then: Callable[[ForumIndex], None] | None = None,
+    since: datetime | None = None,
+    carried: list[WriteEntry] | None = None,
 ) -> tuple[Path, int]:
     """Apply the pending live writes of ``index_dir`` to ``index``, then ``then(index)`` (an
     operator's update or delete, which must win over older live writes), publish it as the next
     generation and compact the log. Returns (snapshot path, number of writes folded in).
+
+    With ``since`` (a full build from a dump exported then), only the pending writes
+    acknowledged after it are applied: the dump holds the older ones. All of them leave the log
+    and are recorded as folded in, applied or not. ``carried``: writes earlier generations
+    folded in that the caller applied again; recorded again with this generation's, so they
+    outlive the pruning of those generations (a rollback tells them by their ids).
 
     The log stays locked throughout, so no write can slip between the read and the compaction;
     searches are never blocked (serving processes only read).
@@ -62,15 +79,16 @@ def publish_with_log(
     # wait on that lock, and a day of writes can take the encoder a while; only the few that
     # come in meanwhile are embedded under it
     done = current_folded_through(index_dir)  # the caller holds the writer lock: CURRENT stays
-    vectors = _embed_pending(index, pending_entries(WriteLog(index_dir), done))
+    vectors = _embed_pending(index, newer_than(pending_entries(WriteLog(index_dir), done), since))
     log = WriteLog(index_dir)
     with log.locked():
         entries = pending_entries(log, done)  # a damaged line stops the publish: nothing is lost
-        apply_entries(index, entries, vectors)
+        apply_entries(index, newer_than(entries, since), vectors)
         if then is not None:  # the caller's own change is newer than the pending writes
             then(index)
         # kept in the snapshot too: a rollback past this generation puts them back in the log
-        folded = {FOLDED_NAME: entry_lines(_superseded_dropped(entries))} if entries else None
+        recorded = [*(carried or ()), *entries]
+        folded = {FOLDED_NAME: entry_lines(_superseded_dropped(recorded))} if recorded else None
         # the generation says which log entries it holds, so a worker that loads it before the
         # log is compacted below does not apply them (and undo ``then``) a second time
         path = index.save(index_dir, progress=progress, extra_files=folded,

@@ -1,5 +1,6 @@
 """Verifying an index directory or one snapshot: files against the manifest, counts against
-the files, the model against its recorded fingerprint, and the write log line by line."""
+the files, the model against its recorded fingerprint, and the write log line by line (each
+line against its checksum, where it has one)."""
 
 from __future__ import annotations
 
@@ -68,18 +69,30 @@ def verify_snapshot(snap: Path, embedder: Embedder | None = None, *, check_model
     return problems
 
 
+class VerifyResults(dict[str, list[str]]):
+    """``{what: problems}``, and :attr:`warnings`: what is worth an operator's look but is no
+    failure (a write-log line cut short at its end)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warnings: list[str] = []
+
+
 def verify_index(
     path: str | Path,
     embedder: Embedder | None = None,
     *,
     all_generations: bool = False,
     check_model: bool = True,
-) -> dict[str, list[str]]:
+) -> VerifyResults:
     """Verify an index directory's current generation (or every generation), or one snapshot.
 
     Returns ``{what: problems}`` for each snapshot checked, e.g. ``{"generation 3": []}``, and,
     for an index directory with a write log, ``"write log"``: a damaged line in the service's log
-    of live writes (which stops writes, builds and rollbacks until it is repaired).
+    of live writes (which stops writes, builds and rollbacks until it is repaired), naming the
+    file, the line and the reason. A last line without its newline (an append a crash or a full
+    disk cut short, never acknowledged, which the next write drops) is no problem: it is in the
+    result's ``warnings``, with its byte offset and length.
     """
     path = Path(path)
     try:
@@ -92,7 +105,7 @@ def verify_index(
     else:
         targets = [current]
     serving = serving_generation(path) if index_dir else None
-    out = {}
+    out = VerifyResults()
     for snap in targets:
         label = f"generation {int(snap.name)}" if snap.name.isdigit() else str(snap)
         if snap.name.isdigit() and int(snap.name) == serving:
@@ -100,7 +113,31 @@ def verify_index(
         out[label] = verify_snapshot(snap, embedder, check_model=check_model)
     if index_dir and (path / LOG_NAME).exists():
         out["write log"] = _verify_log(path)
+        out.warnings.extend(_torn_end(path / LOG_NAME))
     return out
+
+
+def _torn_end(log: Path) -> list[str]:
+    """A warning for bytes after the log's last newline, if there are any."""
+    try:
+        with open(log, "rb") as fh:
+            size = fh.seek(0, 2)
+            tail = min(size, 1 << 20)
+            fh.seek(size - tail)
+            data = fh.read()
+    except OSError:
+        return []
+    if not data or data.endswith(b"\n"):
+        return []
+    cut = data.rfind(b"\n")
+    if cut < 0 and tail < size:  # a last line over 1 MiB: find where it starts
+        with open(log, "rb") as fh:
+            start = fh.read().rfind(b"\n") + 1
+    else:
+        start = size - tail + cut + 1
+    return [f"write log: {log} ends with {size - start} bytes at byte offset {start} that are not a "
+            "complete line: a write cut short (a crash or a full disk), never acknowledged, or one "
+            "being appended as verify read; the next write drops them"]
 
 
 def _verify_log(index_dir: Path) -> list[str]:

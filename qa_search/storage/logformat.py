@@ -166,12 +166,20 @@ def log_switch(index_dir: str | Path) -> dict | None:
 
 
 def decode_line(line: bytes) -> WriteEntry | dict:
-    """An entry, or the header dict; ``ValueError``, ``KeyError`` or ``TypeError`` if damaged."""
+    """An entry, or the header dict; ``ValueError``, ``KeyError`` or ``TypeError`` if damaged:
+    not an entry, or (checked after, so the reason is the more telling one) not the line that
+    was written, by its checksum. A line without a checksum (written before they were
+    recorded) is taken as it is."""
     obj = json.loads(line)
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
+    out = _decoded(obj)
     if CHECK in obj and obj[CHECK] != checksum(obj):
         raise ValueError("its checksum does not match: the line was changed after it was written")
+    return out
+
+
+def _decoded(obj: dict) -> WriteEntry | dict:
     if "header" in obj:
         return obj["header"]
     op = obj["op"]
