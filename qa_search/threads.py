@@ -5,9 +5,10 @@ A dump has one JSON object per line, one thread each::
     {"id": "t1", "title": "...", "body": "...",
      "answers": [{"id": "t1-a1", "body": "...", "score": 3, "accepted": true}],
      "tags": ["anxiety"], "category": "anxiety", "created_at": "2025-01-31T12:00:00Z",
-     "score": 7, "url": "https://forum.example.org/t/t1"}
+     "score": 7, "url": "https://forum.example.org/t/t1", "visible_to": ["grief-group"]}
 
-Only ``id`` and ``title`` are required. Files ending in ``.gz`` are read as gzip.
+Only ``id`` and ``title`` are required. ``visible_to`` names the groups that may see the thread;
+absent or empty, everyone may. Files ending in ``.gz`` are read as gzip.
 """
 
 from __future__ import annotations
@@ -48,12 +49,18 @@ class Thread:
     created_at: str | None = None
     score: int = 0
     url: str | None = None
+    #: The groups that may see the thread; empty: everyone may (see :meth:`visible_with`).
+    visible_to: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def question_text(self) -> str:
         """The text embedded for the thread's question: the title, then the body."""
         return f"{self.title}\n{self.body}" if self.body else self.title
+
+    def visible_with(self, groups: frozenset[str]) -> bool:
+        """Whether a caller in ``groups`` may see the thread: it names no groups, or one of them."""
+        return not self.visible_to or not groups.isdisjoint(self.visible_to)
 
     def to_dict(self) -> dict[str, Any]:
         """The thread as a dump line's JSON object (inverse of :func:`thread_from_dict`)."""
@@ -69,6 +76,8 @@ class Thread:
             "score": self.score,
             "url": self.url,
         }
+        if self.visible_to:  # a public thread's line stays as it was before the field existed
+            out["visible_to"] = list(self.visible_to)
         out.update(self.extra)
         return out
 
@@ -83,7 +92,13 @@ _THREAD_FIELDS = {
     "created_at",
     "score",
     "url",
+    "visible_to",
 }
+
+#: Most groups a thread may name in ``visible_to``, and the longest group name (as many, and as
+#: long, as a search token may carry).
+MAX_VISIBLE_GROUPS = 256
+MAX_GROUP_CHARS = 200
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], what: str, nullable: bool = False) -> Any:
@@ -206,6 +221,7 @@ def thread_from_dict(obj: Any) -> Thread:
     for t in tags:
         _expect(t, str, "each tag")
     category = _expect(obj.get("category"), str, "'category'", nullable=True)
+    visible_to = _visible_to(obj.get("visible_to"))
     extra = {k: v for k, v in obj.items() if k not in _THREAD_FIELDS}
     if extra:
         try:
@@ -222,8 +238,31 @@ def thread_from_dict(obj: Any) -> Thread:
         created_at=_expect(obj.get("created_at"), str, "'created_at'", nullable=True),
         score=_optional(obj, "score", int, "'score'", 0),
         url=_expect(obj.get("url"), str, "'url'", nullable=True),
+        visible_to=visible_to,
         extra=extra,
     )
+
+
+def _visible_to(value: Any) -> tuple[str, ...]:
+    """A thread's ``visible_to``: null or a list of group names, each exactly as a search token
+    names it. A name that is blank or padded with spaces is refused, not trimmed or dropped:
+    dropping the only name would make a thread meant for one group public."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError(f"'visible_to' must be a list of group names, got {type(value).__name__}")
+    if len(value) > MAX_VISIBLE_GROUPS:
+        raise ValueError(f"'visible_to' names {len(value)} groups, more than {MAX_VISIBLE_GROUPS}")
+    for i, name in enumerate(value):
+        what = f"'visible_to'[{i}]"
+        _expect(name, str, what)
+        if not name.strip():
+            raise ValueError(f"{what} must not be empty")
+        if name != name.strip():
+            raise ValueError(f"{what} must not start or end with spaces (groups are matched exactly)")
+        if len(name) > MAX_GROUP_CHARS:
+            raise ValueError(f"{what} must be at most {MAX_GROUP_CHARS} characters")
+    return tuple(dict.fromkeys(value))
 
 
 def checked_thread(thread: Thread) -> Thread:
@@ -244,6 +283,8 @@ def checked_thread(thread: Thread) -> Thread:
             raise ValueError(f"'extra' holds keys that are thread fields: {', '.join(shadowing)}")
         if isinstance(thread.tags, str) or isinstance(thread.answers, str | dict):
             raise ValueError("'tags' and 'answers' must be sequences (a tuple or list), not a single value")
+        if not isinstance(thread.visible_to, tuple | list):
+            raise ValueError("'visible_to' must be a tuple or list of group names, not a single value")
         for i, a in enumerate(thread.answers):
             _expect(a, Answer, f"answers[{i}]")
         return thread_from_dict(thread.to_dict())

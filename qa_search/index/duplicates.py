@@ -3,17 +3,21 @@
 Uncalibrated, a duplicate is a question whose cosine reaches a threshold. Calibrated (see
 :func:`calibrate`), a fitted scorer turns a pair's signals (:mod:`qa_search.scoring.pairs`)
 into a probability, and tiers of it into verdicts.
+
+A caller's groups limit the stored questions a new one is compared with to those the caller may
+see: the verdicts, and the neighbourhood the calibrated scorer reads, are those an index of only
+the visible threads would give, so a hidden thread neither appears nor moves anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from qa_search.index.contents import IndexContents
 from qa_search.index.results import DuplicateHit
-from qa_search.index.search import skip_blank, texts_list
+from qa_search.index.search import skip_blank, texts_list, viewer_groups
 from qa_search.scoring.calibration import Calibration, fit_calibration, pair_groups
 from qa_search.scoring.lexical import tokenize
 from qa_search.scoring.pairs import (
@@ -27,7 +31,12 @@ from qa_search.scoring.pairs import (
 
 
 def find_duplicates_many(
-    index: IndexContents, texts: Sequence[str], *, threshold: float | None = None, k: int = 5
+    index: IndexContents,
+    texts: Sequence[str],
+    *,
+    threshold: float | None = None,
+    k: int = 5,
+    groups: Iterable[str] | None = None,
 ) -> list[list[DuplicateHit]]:
     """Each text's likely duplicates among the stored questions, best first, at most k; the
     texts are embedded in one batch.
@@ -36,30 +45,27 @@ def find_duplicates_many(
     config's ``duplicate_threshold``). Calibrated, candidates are ranked by probability and
     carry it with their tier; without an explicit ``threshold`` a hit must reach at least
     the lowest tier, with one it must reach that raw cosine. A blank text finds nothing.
+
+    ``groups`` are the caller's groups, as :func:`~qa_search.index.search.search_many` takes
+    them: only threads visible to them are compared with (None: every thread).
     """
     texts = texts_list(texts, "find_duplicates")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    return skip_blank(texts, lambda batch: _find_duplicates(index, batch, threshold, k))
+    viewer = viewer_groups(groups)
+    return skip_blank(texts, lambda batch: _find_duplicates(index, batch, threshold, k, viewer))
 
 
 def _find_duplicates(
-    index: IndexContents, texts: list[str], threshold: float | None, k: int
+    index: IndexContents, texts: list[str], threshold: float | None, k: int, viewer: frozenset[str] | None
 ) -> list[list[DuplicateHit]]:
     cal = index.calibration
     limit = index.config.duplicate_threshold if threshold is None and cal is None else threshold
     queries = index.query_embedder.encode(texts, batch_size=index.config.batch_size)
-    questions, parts = index.question_index, index.parts
     # calibrated, the scorer looks at each candidate's place among the nearest questions
     depth = k if cal is None else max(4 * k, RANK_DEPTH + 1)
-    scores, ids = questions.search(queries, min(depth, max(len(questions), 1)))
     out = []
-    for text, row_s, row_i in zip(texts, scores, ids, strict=True):
-        near = [
-            (s, parts[pid].thread_id)
-            for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True)
-            if pid >= 0
-        ]
+    for text, near in zip(texts, _nearest(index, queries, depth, limit, viewer), strict=True):
         if cal is None:
             hits = [_duplicate_hit(index, tid, s) for s, tid in near if limit is None or s >= limit]
         else:
@@ -81,6 +87,38 @@ def _find_duplicates(
             hits = [h for h in hits if threshold is not None or h.tier is not None]
             hits.sort(key=lambda h: (-h.probability, h.thread_id))
         out.append(hits[:k])
+    return out
+
+
+def _nearest(
+    index: IndexContents, queries: np.ndarray, depth: int, limit: float | None, viewer: frozenset[str] | None
+) -> list[list[tuple[float, str]]]:
+    """Each query's ``depth`` nearest stored questions that ``viewer`` may see (None: all), as
+    ``(cosine, thread id)`` best first. Questions it may not see are passed over and the search
+    goes deeper for that query until ``depth`` visible ones are found, the index is exhausted or
+    the last cosine fetched is under ``limit`` (none further could be a hit)."""
+    questions, parts = index.question_index, index.parts
+    n = len(questions)
+    out: list[list[tuple[float, str]]] = [[] for _ in range(len(queries))]
+    todo, fetch = list(range(len(queries))), depth
+    while todo:
+        got = min(fetch, max(n, 1))
+        scores, ids = questions.search(queries[todo], got)
+        deeper = []
+        for row, row_s, row_i in zip(todo, scores, ids, strict=True):
+            fetched = [
+                (s, parts[pid].thread_id)
+                for s, pid in zip(row_s.tolist(), row_i.tolist(), strict=True)
+                if pid >= 0
+            ]
+            near = fetched if viewer is None else [
+                (s, tid) for s, tid in fetched if index.get(tid).visible_with(viewer)
+            ]
+            out[row] = near[:depth]
+            spent = got >= n or (limit is not None and (not fetched or fetched[-1][0] < limit))
+            if viewer is not None and len(near) < depth and not spent:
+                deeper.append(row)
+        todo, fetch = deeper, fetch * 4
     return out
 
 

@@ -30,11 +30,18 @@ class ForumIndex(IndexContents):
     # -- search -------------------------------------------------------------------------
 
     def search(
-        self, text: str, k: int = 10, *, tags: Iterable[str] | None = None, category: str | None = None
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        tags: Iterable[str] | None = None,
+        category: str | None = None,
+        groups: Iterable[str] | None = None,
     ) -> list[SearchHit]:
         """The k threads most similar to ``text``, best first, one hit per thread; ``tags`` and
-        ``category`` filter exactly (see :func:`.search.search_many`)."""
-        return search.search_many(self, [text], k, tags=tags, category=category)[0]
+        ``category`` filter exactly, and ``groups`` keeps the threads those groups may see
+        (None: every thread; see :func:`.search.search_many`)."""
+        return search.search_many(self, [text], k, tags=tags, category=category, groups=groups)[0]
 
     def search_many(
         self,
@@ -43,9 +50,10 @@ class ForumIndex(IndexContents):
         *,
         tags: Iterable[str] | None = None,
         category: str | None = None,
+        groups: Iterable[str] | None = None,
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch; a blank text finds nothing."""
-        return search.search_many(self, texts, k, tags=tags, category=category)
+        return search.search_many(self, texts, k, tags=tags, category=category, groups=groups)
 
     def score_threads(self, text: str, thread_ids: Sequence[str]) -> list[float]:
         """The search score of each given thread for ``text``, in the order given."""
@@ -59,16 +67,24 @@ class ForumIndex(IndexContents):
 
     # -- duplicates ---------------------------------------------------------------------
 
-    def find_duplicates(self, text: str, *, threshold: float | None = None, k: int = 5) -> list[DuplicateHit]:
+    def find_duplicates(
+        self, text: str, *, threshold: float | None = None, k: int = 5, groups: Iterable[str] | None = None
+    ) -> list[DuplicateHit]:
         """Threads whose question matches ``text`` at or above ``threshold`` (default: the
-        config's ``duplicate_threshold``), best first, at most k."""
-        return duplicates.find_duplicates_many(self, [text], threshold=threshold, k=k)[0]
+        config's ``duplicate_threshold``), best first, at most k; with ``groups``, only threads
+        those groups may see."""
+        return duplicates.find_duplicates_many(self, [text], threshold=threshold, k=k, groups=groups)[0]
 
     def find_duplicates_many(
-        self, texts: Sequence[str], *, threshold: float | None = None, k: int = 5
+        self,
+        texts: Sequence[str],
+        *,
+        threshold: float | None = None,
+        k: int = 5,
+        groups: Iterable[str] | None = None,
     ) -> list[list[DuplicateHit]]:
         """:meth:`find_duplicates` for several texts (see :func:`.duplicates.find_duplicates_many`)."""
-        return duplicates.find_duplicates_many(self, texts, threshold=threshold, k=k)
+        return duplicates.find_duplicates_many(self, texts, threshold=threshold, k=k, groups=groups)
 
     def pair_features(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Signals of stored pairs (see :func:`.duplicates.pair_features`)."""

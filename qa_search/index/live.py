@@ -143,26 +143,36 @@ class LiveIndex:
         return text if len(text) >= self.min_query_chars else None
 
     def search(
-        self, text: str, k: int = 10, *, tags: Iterable[str] | None = None, category: str | None = None
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        tags: Iterable[str] | None = None,
+        category: str | None = None,
+        groups: Iterable[str] | None = None,
     ) -> list[SearchHit]:
         """:meth:`ForumIndex.search` on the index as it is now: the k threads most similar to
         ``text``, best first; none for a query under ``min_query_chars``. Empty ``tags`` and
-        ``category`` filter nothing (a form's blank fields)."""
+        ``category`` filter nothing (a form's blank fields). ``groups``: the caller's groups,
+        whose visible threads alone are searched (empty: public threads only; None: every
+        thread, for an operator's own tools; a service passes every caller's groups)."""
         query = self._query(text)
         if query is None:
             return []
         with self.reading() as index:
-            return index.search(query, k=k, tags=tags, category=category)
+            return index.search(query, k=k, tags=tags, category=category, groups=groups)
 
-    def find_duplicates(self, text: str, *, threshold: float | None = None, k: int = 5) -> list[DuplicateHit]:
+    def find_duplicates(
+        self, text: str, *, threshold: float | None = None, k: int = 5, groups: Iterable[str] | None = None
+    ) -> list[DuplicateHit]:
         """:meth:`ForumIndex.find_duplicates` on the index as it is now: threads whose question
         matches ``text`` at or above ``threshold`` (default: the index's), best first, at most
-        k; none for a query under ``min_query_chars``."""
+        k; none for a query under ``min_query_chars``. ``groups`` as :meth:`search` takes them."""
         query = self._query(text)
         if query is None:
             return []
         with self.reading() as index:
-            return index.find_duplicates(query, threshold=threshold, k=k)
+            return index.find_duplicates(query, threshold=threshold, k=k, groups=groups)
 
     # -- writes -------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 A thread's score is its dense score (question and best answer chunk, see
 :func:`~qa_search.scoring.fusion.thread_dense_score`) plus its boost plus the weighted lexical
 score. The ranking by that score is exact: the candidate lists are fetched deeper until no
-thread outside them can beat the k-th.
+thread outside them can beat the k-th. Filters (tags, category, the caller's groups) are exact
+too: a thread they leave out is never scored, and the lists go deeper to make up for it.
 """
 
 from __future__ import annotations
@@ -36,16 +37,29 @@ def skip_blank(texts: Sequence[str], run: Callable[[list[str]], list[list]]) -> 
     return out
 
 
-def _thread_filter(tags: Iterable[str] | None, category: str | None) -> Callable[[Thread], bool] | None:
+def viewer_groups(groups: Iterable[str] | None) -> frozenset[str] | None:
+    """The caller's groups as a set (a single string is one group), or None for a caller who may
+    see every thread. An empty set is a caller who sees public threads only."""
+    return None if groups is None else frozenset(as_str_list(groups))
+
+
+def _thread_filter(
+    tags: Iterable[str] | None, category: str | None, groups: Iterable[str] | None = None
+) -> Callable[[Thread], bool] | None:
     """A predicate on threads for the given filters, or None when there is nothing to filter.
     A single string is one tag (not its letters); empty tags and an empty category filter
-    nothing (what a form sends for its blank fields); values are trimmed, as stored ones are."""
+    nothing (what a form sends for its blank fields); values are trimmed, as stored ones are.
+    ``groups`` (see :func:`viewer_groups`) keeps the threads visible to them, names matched
+    exactly, untrimmed: a group name is an identity, not a form's text."""
     wanted = frozenset(t.strip() for t in as_str_list(tags or ()) if t.strip())
     category = category.strip() if category else None
-    if not wanted and not category:
+    viewer = viewer_groups(groups)
+    if not wanted and not category and viewer is None:
         return None
 
     def keep(thread: Thread) -> bool:
+        if viewer is not None and not thread.visible_with(viewer):
+            return False
         if category and thread.category != category:
             return False
         return not wanted or not wanted.isdisjoint(thread.tags)
@@ -60,20 +74,24 @@ def search_many(
     *,
     tags: Iterable[str] | None = None,
     category: str | None = None,
+    groups: Iterable[str] | None = None,
 ) -> list[list[SearchHit]]:
     """The k threads most similar to each text, best first, one hit per thread; the texts are
     embedded in one batch. A blank text (empty or only whitespace) finds nothing: its list is
     empty, and it is not embedded.
 
     ``tags`` keeps threads having at least one of these tags (a single string is one tag);
-    ``category`` keeps threads of that category; empty values filter nothing. Filtering is
-    exact: the search fetches deeper until k matching threads are certain (or none are left),
-    so a filter never costs recall.
+    ``category`` keeps threads of that category; empty values filter nothing. ``groups`` are
+    the caller's groups: only threads visible to them are returned (a thread is visible when its
+    ``visible_to`` is empty or names one of them), so an empty collection sees public threads
+    only; ``None`` sees every thread (an operator's own tools; a service passes each caller's
+    groups). Filtering is exact: the search fetches deeper until k matching threads are certain
+    (or none are left), so a filter never costs recall.
     """
     texts = texts_list(texts, "search")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    keep = _thread_filter(tags, category)
+    keep = _thread_filter(tags, category, groups)
 
     def run(batch: list[str]) -> list[list[SearchHit]]:
         queries = index.query_embedder.encode(batch, batch_size=index.config.batch_size)
