@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import click
@@ -45,15 +45,15 @@ class Moment(click.ParamType):
             moment = datetime.fromisoformat(str(value))
         except ValueError:
             self.fail("is not an ISO 8601 time such as 2026-03-02T10:00:00Z", param, ctx)
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def exported_at(dumps: tuple[str, ...]) -> datetime:
     """When the dumps were exported, as their files tell: the newest modification time; now
     for standard input, which is read as it is made."""
     if "-" in dumps:
-        return datetime.now(UTC)
-    return max(datetime.fromtimestamp(os.stat(p).st_mtime, UTC) for p in dumps)
+        return datetime.now(timezone.utc)
+    return max(datetime.fromtimestamp(os.stat(p).st_mtime, timezone.utc) for p in dumps)
 
 
 def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb: str) -> None:
