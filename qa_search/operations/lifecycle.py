@@ -29,7 +29,7 @@ from qa_search.scoring.calibration import Calibration
 from qa_search.storage.generations import prune, resolve_snapshot, writer_lock
 from qa_search.storage.layout import current_generation, generation_path, lineage, list_generations
 from qa_search.storage.logformat import UPSERT, WriteEntry
-from qa_search.storage.permissions import set_access
+from qa_search.storage.permissions import secure_tree, set_access
 from qa_search.storage.snapshot import read_manifest
 from qa_search.storage.writelog import WriteLog, current_folded_through, generation_writes, pending_entries
 from qa_search.threads import Thread, thread_from_dict
@@ -119,6 +119,7 @@ def _publish(
     pruned = prune(index_dir, keep)
     if cached is not None and cached.cache.shard_count > COMPACT_SHARDS:
         cached.cache.compact(_referenced_hashes(index_dir))
+    secure_tree(index_dir)  # the embedding cache's shards, written after the publish's own pass
     return _report(index, path, started, embedded=embedded, reused=written_vectors - embedded,
                    pruned=tuple(pruned), live_writes=live_writes)
 
