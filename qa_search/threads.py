@@ -141,6 +141,11 @@ def thread_id(value: Any, what: str) -> str:
     if not text:
         raise ValueError(f"{what} must not be empty")
     check_text(text, what)
+    # a newline or a bidi override in an id makes a thread no URL can name (so none can delete
+    # it) or one that shows as another's id
+    if not text.isprintable():
+        raise ValueError(f"{what} must hold printable characters only (no control, format or "
+                         "line-separator characters such as a newline or a tab)")
     return text
 
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from qa_search import ReadOnlyIndexError, SnapshotError, UnknownThreadError
 
-from .schemas import Problem
+from .schemas import TOO_MANY_THREADS, Problem
 
 log = logging.getLogger("qa_search.service")
 
@@ -33,14 +33,34 @@ def problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+#: Most problems one 422 lists: a request with thousands of bad items gets a short answer.
+MAX_PROBLEMS = 5
+
+
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    """422 listing each problem's place and message. FastAPI's own handler also echoes the
-    offending input, which fails to render (a 500) for a NaN, an infinity or a lone surrogate,
-    and would put the user's text into a response that may end up in logs."""
+    """422 listing the first few problems, each with its place and message (and ``omitted``: how
+    many more). FastAPI's own handler also echoes the offending input and the constraint's context,
+    which fails to render (a 500) for a NaN, an infinity or a lone surrogate, and would put the
+    user's text into a response that may end up in logs. A batch over the thread cap is a 413."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    problems = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "invalid")),
-                 "type": str(e.get("type", "value_error"))} for e in errors]
-    return JSONResponse({"detail": problems}, status_code=422)
+    for e in errors:
+        if e.get("type") == TOO_MANY_THREADS:
+            return problem(413, str(e.get("msg")))
+    problems = [{"loc": list(e.get("loc", ())), "field": _field(e.get("loc", ())),
+                 "msg": str(e.get("msg", "invalid"))[:300], "type": str(e.get("type", "value_error"))}
+                for e in errors[:MAX_PROBLEMS]]
+    body: dict[str, Any] = {"detail": problems}
+    if len(errors) > MAX_PROBLEMS:
+        body["omitted"] = len(errors) - MAX_PROBLEMS
+    return JSONResponse(body, status_code=422)
+
+
+def _field(loc: tuple | list) -> str:
+    """``("body", "threads", 3, "id")`` as ``threads[3].id``."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path") else loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 @contextmanager

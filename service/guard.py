@@ -1,19 +1,35 @@
-"""The outermost ASGI layer, before any routing: a query string that is not UTF-8 and a body over
-the limit get a 4xx; an unexpected error gets a 500 logged without the request's text; every
-request is timed for the metrics and says which worker process answered it."""
+"""The outermost ASGI layer, before any routing and before any body is read or parsed: a client
+over its rate gets a 429, a write without the right key a 401 or 403, a query string that is not
+UTF-8 a 400, a body over the limit a 413 and one that comes too slowly a 408; an unexpected error
+gets a 500 logged without the request's text; every request is timed for the metrics and says
+which worker process answered it.
+
+:class:`HeaderTimeoutH11Protocol` is the server's side of the same: uvicorn's HTTP/1.1 protocol
+with a deadline on a request's line and headers, which uvicorn does not have."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hmac
 import logging
+import math
 import os
 import time
 import traceback
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import h11
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import problem
 from .metrics import Metrics
+from .schemas import BATCH_LIMIT
 from .settings import Settings
 
 log = logging.getLogger("qa_search.service")
@@ -25,6 +41,58 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 CLIENT_GONE = 499
 #: Methods whose body the guard reads (and bounds) before the app sees it.
 _WITH_BODY = ("POST", "PUT", "PATCH", "DELETE")
+#: Routes under the read and the write rate, and those that need the API key (with a body method).
+_READS = ("/v1/search", "/v1/duplicates")
+_WRITES = "/v1/threads"
+
+
+def key_refusal(settings: Settings, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+    """Why a write with these request headers is refused (status, detail), or None if its key is
+    right: the same answers as ``deps.require_key``, given before the body is read."""
+    if settings.api_key is None:
+        return 403, "writes are disabled: set QA_SEARCH_API_KEY on the service to enable them"
+    given = headers.get(b"x-api-key")
+    if given is None:
+        scheme, _, credentials = headers.get(b"authorization", b"").partition(b" ")
+        given = credentials.strip() if scheme.lower() == b"bearer" else None
+    if not given:
+        return 401, "missing API key: send it in the X-API-Key header (or Authorization: Bearer)"
+    # as deps.require_key sees it: the header decoded as latin-1 (Starlette's way), then UTF-8
+    given = given.decode("latin-1").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, settings.api_key.get_secret_value().encode()):
+        return 403, "wrong API key"
+    return None
+
+
+class RateLimits:
+    """Requests per client address for reads and for writes, counted in this process's memory (a
+    moving window): each worker counts its own, so N workers let a client make up to N times the
+    rate."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._rates: dict[str, RateLimitItem | None] = {
+            "read": parse(settings.read_rate) if settings.read_rate else None,
+            "write": parse(settings.write_rate) if settings.write_rate else None,
+        }
+
+    def retry_after(self, kind: str, client: str) -> int | None:
+        """Seconds until ``client`` may make a ``kind`` request again, or None if it may now (the
+        request is counted)."""
+        rate = self._rates.get(kind)
+        if rate is None or self._limiter.hit(rate, kind, client):
+            return None
+        reset = self._limiter.get_window_stats(rate, kind, client).reset_time
+        return max(1, math.ceil(reset - time.time()))
+
+
+def _rate_kind(scope: Scope) -> str | None:
+    path = scope["path"]
+    if path == _WRITES or path.startswith(_WRITES + "/"):
+        return "write"
+    if path in _READS:
+        return "read"
+    return None
 
 
 class RequestGuard:
@@ -34,6 +102,7 @@ class RequestGuard:
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        self.rates = RateLimits(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +119,7 @@ class RequestGuard:
                 message = {**message, "headers": [*message.get("headers", []), worker]}
             await send(message)
 
+        batch_limit = BATCH_LIMIT.set(self.settings.max_batch_threads)
         try:
             await self._guarded(scope, receive, send_status, status)
         except Exception as exc:
@@ -59,12 +129,31 @@ class RequestGuard:
                     scope, receive, send_status
                 )
         finally:
+            BATCH_LIMIT.reset(batch_limit)
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in METHODS else "other"  # labels stay few
             self.metrics.observe(template, method, status["code"], time.perf_counter() - started)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, status: dict) -> None:
+        kind = _rate_kind(scope)
+        if kind is not None:
+            client = scope["client"][0] if scope.get("client") else "unknown"
+            wait = self.rates.retry_after(kind, client)
+            if wait is not None:
+                response = problem(429, f"too many requests from this address: retry in {wait} s")
+                response.headers["Retry-After"] = str(wait)
+                await response(scope, receive, send)
+                return
+        headers = dict(scope.get("headers") or [])
+        if kind == "write" and scope["method"] in _WITH_BODY:
+            refused = key_refusal(self.settings, headers)
+            if refused is not None:  # before a byte of the body is read
+                response = problem(*refused)
+                if refused[0] == 401:
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
         try:
             unquote_to_bytes(scope.get("query_string", b"").replace(b"+", b" ")).decode("utf-8")
         except UnicodeDecodeError:
@@ -76,25 +165,21 @@ class RequestGuard:
             return
         limit = self.settings.max_body_bytes
         too_big = f"the request body is over {limit} bytes: send fewer or shorter threads per request"
-        headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > limit:
             await problem(413, too_big)(scope, receive, send)
             return
-        chunks, size = [], 0
-        while True:  # read it all here (it is bounded), so a lying Content-Length cannot pass
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                status["code"] = CLIENT_GONE  # nothing was sent: not a server error
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await problem(413, too_big)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        chunks: list[bytes] = []
+        try:
+            async with asyncio.timeout(self.settings.body_timeout):
+                refusal = await self._read_body(receive, chunks, limit, status)
+        except TimeoutError:
+            refusal = (408, f"the request body did not arrive within {self.settings.body_timeout:g} s")
+        if refusal is not None:
+            await problem(refusal[0], refusal[1] or too_big)(scope, receive, send)
+            return
+        if status["code"] == CLIENT_GONE:
+            return
         body = b"".join(chunks)
         replayed = False
 
@@ -107,6 +192,25 @@ class RequestGuard:
 
         await self.app(scope, replay, send)
 
+    @staticmethod
+    async def _read_body(receive: Receive, chunks: list[bytes], limit: int,
+                         status: dict) -> tuple[int, str] | None:
+        """Read the body into ``chunks``, all of it (it is bounded), so a lying Content-Length
+        cannot pass; (413, "") once it is over ``limit``."""
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                status["code"] = CLIENT_GONE  # nothing was sent: not a server error
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return 413, ""
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return None
+
     def _log_error(self, scope: Scope, exc: Exception) -> None:
         if self.settings.log_queries:
             log.error("error on %s %s?%s", scope["method"], scope["path"],
@@ -114,3 +218,69 @@ class RequestGuard:
         else:  # the type and the stack, but not the message: it may quote the user's text
             stack = "".join(traceback.format_tb(exc.__traceback__))
             log.error("error on %s %s: %s\n%s", scope["method"], scope["path"], type(exc).__name__, stack)
+
+
+_TIMEOUT_TEXT = b"the request's headers did not arrive in time\r\n"
+_REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                    b"connection: close\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(_TIMEOUT_TEXT), _TIMEOUT_TEXT))
+
+
+class HeaderTimeoutH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline, ``header_timeout`` seconds from a connection's
+    opening (or from the first byte of a later request on it) until that request's headers are
+    complete. A client that sends them slowly, or opens connections and sends nothing, would
+    otherwise hold a connection (and a file descriptor) for as long as it likes. Past the deadline
+    the connection gets a 408 (if it sent anything) and is closed."""
+
+    def __init__(self, *args: Any, header_timeout: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._started = False  # bytes of the pending request have arrived
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self.conn.their_state is h11.IDLE
+        if waiting and self._header_deadline is None:  # a new request on a kept-alive connection
+            self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+        self._started = self._started or (waiting and bool(data))
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the request's line and headers are in
+            self._clear_deadline()
+            self._started = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._clear_deadline()
+        super().connection_lost(exc)
+
+    def _clear_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self._started:
+            self.transport.write(_REQUEST_TIMEOUT)
+        self.transport.close()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The ``uvicorn.Config`` arguments that carry ``settings``' timeouts, connection cap and
+    trusted proxies (``qa-search serve`` and the tests start uvicorn with these)."""
+    # a partial, not a subclass made here: with several workers the config is pickled
+    protocol = functools.partial(HeaderTimeoutH11Protocol, header_timeout=settings.header_timeout)
+    return {
+        "http": protocol,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "limit_concurrency": settings.max_connections,
+        # uvicorn trusts 127.0.0.1's X-Forwarded-For unless told otherwise: only the proxies named
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies) or "127.0.0.1",
+    }

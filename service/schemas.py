@@ -1,11 +1,29 @@
 """Request and response models of the HTTP API. The request models are where a request's text
-is checked, once; routes hand what they hold to the library as its own records."""
+is checked, once; routes hand what they hold to the library as its own records.
+
+Every list and string a request may carry has a bound (the constants below), JSON types are
+strict (``true`` is not a ``k``) and ids are printable, so the largest body the guard lets through
+validates in milliseconds; limits that depend on the settings are checked by the dependencies,
+except the batch cap, checked here before any thread is validated."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Protocol
+from contextvars import ContextVar
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from qa_search import Answer, Thread
 
@@ -22,7 +40,50 @@ def _storable(text: str) -> str:
 
 
 #: Text a request carries: any string that UTF-8 can store.
-Text = Annotated[str, AfterValidator(_storable)]
+Text = Annotated[StrictStr, AfterValidator(_storable)]
+
+#: Bounds on what one request may carry, well above what a forum post needs; the body limit
+#: (QA_SEARCH_MAX_BODY_BYTES) bounds the whole anyway: these stop a list from costing one
+#: validation error per item and one field from taking the whole body.
+MAX_ID_CHARS = 512
+MAX_TITLE_CHARS = 2000
+MAX_TEXT_CHARS = 200_000  # a thread's or an answer's body
+MAX_QUERY_CHARS = 20_000  # a ceiling; QA_SEARCH_MAX_QUERY_CHARS (at most this) is the real bound
+MAX_ANSWERS = 1000
+MAX_TAGS = 100
+MAX_NAME_CHARS = 200  # a tag or a category
+MAX_URL_CHARS = 2048
+MAX_DATE_CHARS = 64
+MAX_EXTRA_FIELDS = 64
+#: The most threads a batch may hold whatever QA_SEARCH_MAX_BATCH_THREADS says.
+MAX_BATCH_CEILING = 10_000
+
+#: QA_SEARCH_MAX_BATCH_THREADS for the request being validated: the guard sets it from the
+#: settings before the app reads the body, so a batch over it is refused on its length alone.
+BATCH_LIMIT: ContextVar[int] = ContextVar("batch_limit", default=500)
+
+
+def _printable_id(value: str | int) -> str | int:
+    # an id names a thread in URLs, logs and deletions: a newline or a bidi override in one
+    # makes a thread that cannot be deleted over HTTP or that shows as another id
+    if isinstance(value, str) and not value.isprintable():
+        raise PydanticCustomError("id_not_printable", "must hold printable characters only: no control, "
+                                  "format or line-separator characters (such as a newline or a tab)")
+    return value
+
+
+def _within_batch_limit(value: Any) -> Any:
+    limit = BATCH_LIMIT.get()
+    if isinstance(value, list) and len(value) > limit:  # before any item is validated
+        raise PydanticCustomError(TOO_MANY_THREADS, "at most {limit} threads per request: split the batch",
+                                  {"limit": limit})
+    return value
+
+
+#: The error type of a batch over QA_SEARCH_MAX_BATCH_THREADS (answered with a 413, not a 422).
+TOO_MANY_THREADS = "too_many_threads"
+#: A tag or a category.
+Name = Annotated[Text, Field(max_length=MAX_NAME_CHARS)]
 
 
 class Hit(BaseModel):
@@ -41,10 +102,12 @@ class SearchRequest(BaseModel):
     of the access logs of any proxy in front)."""
 
     model_config = ConfigDict(extra="forbid")
-    q: Text = Field(examples=["my therapist made a mistake"], description="The text typed so far.")
-    k: int | None = Field(None, ge=1, description="Threads to return [default: 10].")
-    tags: list[str] | None = Field(None, description="Keep threads with any of these tags.")
-    category: str | None = Field(None, description="Keep threads of this category.")
+    q: Text = Field(examples=["my therapist made a mistake"], max_length=MAX_QUERY_CHARS,
+                    description="The text typed so far (at most QA_SEARCH_MAX_QUERY_CHARS characters).")
+    k: StrictInt | None = Field(None, ge=1, description="Threads to return [default: 10].")
+    tags: list[Name] | None = Field(None, max_length=MAX_TAGS,
+                                    description="Keep threads with any of these tags.")
+    category: Name | None = Field(None, description="Keep threads of this category.")
 
 
 class SearchResponse(BaseModel):
@@ -78,12 +141,13 @@ class DraftQuestion(BaseModel):
     """A question being written: its title and (optionally) its body so far."""
 
     model_config = ConfigDict(extra="forbid")
-    title: Text = Field(min_length=1, examples=["How do therapists handle their mistakes?"],
+    title: Text = Field(min_length=1, max_length=MAX_QUERY_CHARS,
+                        examples=["How do therapists handle their mistakes?"],
                         description="At most QA_SEARCH_MAX_QUERY_CHARS characters.")
     body: Text = Field("", max_length=20000, examples=["My counsellor forgot what I told her last week."],
                        description="Read up to QA_SEARCH_MAX_QUERY_CHARS characters of title and body.")
-    k: int = Field(5, ge=1, description="Most duplicates to return (at most QA_SEARCH_MAX_K).")
-    threshold: float | None = Field(None, ge=-1, le=1, description=THRESHOLD)
+    k: StrictInt = Field(5, ge=1, description="Most duplicates to return (at most QA_SEARCH_MAX_K).")
+    threshold: StrictFloat | None = Field(None, ge=-1, le=1, description=THRESHOLD)
 
     def text(self, limit: int) -> str:
         """The draft as the index reads a thread's question (title, then body), cut at ``limit``
@@ -91,7 +155,10 @@ class DraftQuestion(BaseModel):
         return Thread("draft", self.title, self.body).question_text[:limit]
 
 
-_STRICT_ID = Annotated[Annotated[StrictStr, Field(pattern=r"\S")] | StrictInt, Field(examples=["t042"])]
+_STRICT_ID = Annotated[
+    Annotated[StrictStr, Field(pattern=r"\S", max_length=MAX_ID_CHARS)] | StrictInt,
+    AfterValidator(_printable_id), Field(examples=["t042"]),
+]
 
 
 class AnswerIn(BaseModel):
@@ -99,7 +166,8 @@ class AnswerIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     id: _STRICT_ID | None = Field(None, description="Default: '<thread id>#<n>'.")
-    body: Text = Field(min_length=1, pattern=r"\S", examples=["Therapists are people too..."])
+    body: Text = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S",
+                       examples=["Therapists are people too..."])
     score: StrictInt = Field(0, ge=-(2**53), le=2**53)
     accepted: StrictBool = False
 
@@ -115,15 +183,25 @@ class ThreadIn(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     id: _STRICT_ID
-    title: Text = Field(min_length=1, pattern=r"\S",
+    title: Text = Field(min_length=1, max_length=MAX_TITLE_CHARS, pattern=r"\S",
                         examples=["How do therapists deal with their own mistakes?"])
-    body: Text = Field("", examples=["My counsellor forgot what I told her last week."])
-    answers: list[AnswerIn] = []
-    tags: list[Text] = Field([], examples=[["therapy"]])
-    category: Text | None = Field(None, examples=["therapy"])
-    created_at: Text | None = Field(None, examples=["2025-03-02T10:00:00Z"])
+    body: Text = Field("", max_length=MAX_TEXT_CHARS,
+                       examples=["My counsellor forgot what I told her last week."])
+    answers: list[AnswerIn] = Field([], max_length=MAX_ANSWERS)
+    tags: list[Name] = Field([], max_length=MAX_TAGS, examples=[["therapy"]])
+    category: Name | None = Field(None, examples=["therapy"])
+    created_at: Text | None = Field(None, max_length=MAX_DATE_CHARS, examples=["2025-03-02T10:00:00Z"])
     score: StrictInt = Field(0, ge=-(2**53), le=2**53)
-    url: Text | None = Field(None, examples=["https://forum.example.org/t/t042"])
+    url: Text | None = Field(None, max_length=MAX_URL_CHARS, examples=["https://forum.example.org/t/t042"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_fields(cls, value: Any) -> Any:
+        # other fields are kept as they come, so their number is bounded here, before validation
+        if isinstance(value, dict) and len(value) > MAX_EXTRA_FIELDS + len(cls.model_fields):
+            raise PydanticCustomError("too_many_fields", "a thread may have at most {n} fields of its own "
+                                      "beside the dump format's", {"n": MAX_EXTRA_FIELDS})
+        return value
 
     def to_thread(self) -> Thread:
         """The thread as the library's record; other fields are kept in ``extra``. An answer
@@ -139,7 +217,9 @@ class ThreadIn(BaseModel):
 
 class UpsertRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    threads: list[ThreadIn] = Field(min_length=1, description="Threads to add or replace, whole.")
+    threads: Annotated[list[ThreadIn], BeforeValidator(_within_batch_limit)] = Field(
+        min_length=1, max_length=MAX_BATCH_CEILING,
+        description="Threads to add or replace, whole (at most QA_SEARCH_MAX_BATCH_THREADS).")
 
 
 class _Written(Protocol):

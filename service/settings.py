@@ -5,10 +5,12 @@ Only the service reads the environment; the library takes typed objects.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
 
+from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -35,6 +37,22 @@ class Settings(BaseSettings):
     #: Most text one upsert may carry, in characters (titles, bodies and answers together): a
     #: bound on the model's work for one request, checked before anything is embedded.
     max_write_chars: int = Field(2_000_000, ge=1)
+    #: Requests to the search and duplicate routes one client may make per worker process, in the
+    #: ``limits`` notation ("20/second", "600/minute"); "0" or empty: no limit.
+    read_rate: str = "20/second"
+    #: Writes one client may send per worker process (wrong keys count too); "0" or empty: no limit.
+    write_rate: str = "10/second"
+    #: Addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto
+    #: are believed, comma-separated; empty: none, the connection's own address is the client.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    #: Seconds a connection has to send a request's line and headers (else 408 and closed).
+    header_timeout: float = Field(10.0, gt=0, le=300)
+    #: Seconds a request's body may take to arrive once its headers have (else 408).
+    body_timeout: float = Field(30.0, gt=0, le=3600)
+    #: Seconds an idle kept-alive connection stays open between requests.
+    keep_alive_timeout: int = Field(5, ge=1, le=300)
+    #: Open connections plus running requests per worker above which new requests get a 503.
+    max_connections: int = Field(1000, ge=1)
     #: Query embeddings kept in the LRU cache (0 disables it).
     cache_size: int = Field(4096, ge=0)
     #: CPU threads for the model and FAISS per process (unset: the libraries' defaults).
@@ -66,6 +84,39 @@ class Settings(BaseSettings):
                 )
         # browsers send scheme and host in lower case, and the match is exact
         return [o.lower() for o in value]
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            if proxy == "*":
+                continue
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network like 10.0.0.0/8 (or '*': "
+                                 "any, only where nothing but the proxy can reach the service)") from None
+        return value
+
+    @field_validator("read_rate", "write_rate")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", "0"):
+            return ""
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate like 20/second or 600/minute "
+                             "('0': no limit)") from None
+        return value
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -312,7 +312,9 @@ def test_metrics_labels_stay_bounded_and_a_vanished_client_is_not_a_500(client):
 
     async def gone():
         scope = {"type": "http", "method": "POST", "path": "/v1/threads", "raw_path": b"/v1/threads",
-                 "query_string": b"", "headers": [(b"content-length", b"1000")], "root_path": "",
+                 "query_string": b"", "root_path": "",
+                 # with the key: a keyless write is refused before its body is read
+                 "headers": [(b"content-length", b"1000"), (b"x-api-key", KEY.encode())],
                  "scheme": "http", "server": ("testserver", 80), "client": ("testclient", 1),
                  "http_version": "1.1", "asgi": {"version": "3.0"}}
         messages = iter([{"type": "http.request", "body": b"0123456789", "more_body": True},

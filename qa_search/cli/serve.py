@@ -28,6 +28,7 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
     import uvicorn
     from pydantic import ValidationError
 
+    from service.guard import uvicorn_options
     from service.settings import Settings, describe_errors
 
     # a missing index or an unloadable model is one line here, not a traceback from each worker
@@ -36,7 +37,7 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
     # the operator's terms (each worker would otherwise fail with a traceback, and with several
     # workers uvicorn would restart them for ever)
     try:
-        Settings(index_dir=Path(index_dir))
+        settings = Settings(index_dir=Path(index_dir))
     except ValidationError as exc:
         raise click.ClickException(describe_errors(exc)) from None
     click.echo(f"serving {index_dir} on http://{host}:{port} with {workers} worker(s)", err=True)
@@ -52,7 +53,7 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
         try:
             with _stopped_by_signal():
                 uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,
-                            log_level="info")
+                            log_level="info", **uvicorn_options(settings))
         except SystemExit:
             if not _first_line(errors):
                 raise
