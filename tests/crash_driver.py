@@ -1,6 +1,10 @@
 """Run the ``qa-search`` CLI in this process with the fake embedder, optionally dying on purpose.
 
     python tests/crash_driver.py [--kill POINT] [--hang FILE] -- build dump.jsonl --index DIR
+    python tests/crash_driver.py [--kill POINT] -- live-writes DIR N
+
+``live-writes`` upserts N threads through a LiveIndex, one write each, printing ``ack ID`` once
+each write has returned (acknowledged), as a service worker answering 200 would.
 
 ``--kill POINT`` sends this process SIGKILL (no cleanup, no ``finally``) at one of:
 
@@ -33,6 +37,7 @@ import qa_search.embedding.loading  # noqa: E402
 import qa_search.index.forum  # noqa: E402
 import qa_search.operations.lifecycle  # noqa: E402
 import qa_search.storage.generations  # noqa: E402
+from qa_search import LiveIndex, thread_from_dict  # noqa: E402
 from qa_search.cli import main  # noqa: E402
 from qa_search.embedding.models import PROBE_TEXTS  # noqa: E402
 from qa_search.scoring.ann import VectorIndex  # noqa: E402
@@ -104,4 +109,14 @@ if __name__ == "__main__":
     kill = opts[opts.index("--kill") + 1] if "--kill" in opts else None
     hang = opts[opts.index("--hang") + 1] if "--hang" in opts else None
     install(kill, hang)
-    main(cli_args, prog_name="qa-search")
+    if cli_args[0] == "live-writes":
+        live = LiveIndex(Path(cli_args[1]), FakeEmbedder())
+        for i in range(int(cli_args[2])):
+            thread_id = f"live{i}"
+            answers = [f"answer {j} to write {i}, long enough to take the model a moment" for j in range(20)]
+            live.upsert(thread_from_dict({"id": thread_id, "title": f"write {i} from the forum",
+                                          "answers": [{"id": f"{thread_id}-{j}", "body": a}
+                                                      for j, a in enumerate(answers)]}))
+            print(f"ack {thread_id}", flush=True)
+    else:
+        main(cli_args, prog_name="qa-search")

@@ -125,6 +125,45 @@ def test_kill_9_during_a_rollback_serves_its_target_and_running_it_again_finishe
         assert "w1" in index
 
 
+@pytest.mark.parametrize("kill", ["embed:5", "timed"])
+def test_kill_9_during_live_writes_loses_no_acknowledged_write(tmp_path, dumps, kill):
+    """Writes embed before they take a lock and are acknowledged by the log append: a worker
+    killed anywhere (in the model, in the append, in applying) loses only the write it had not
+    answered yet, and leaves a log every process reads."""
+    v1, _, _ = dumps
+    idx = tmp_path / "idx"
+    assert qa("build", str(v1), "--index", str(idx), "--quiet").returncode == 0
+    opts = ["--kill", kill] if kill != "timed" else []
+    worker = subprocess.Popen([*DRIVER, *opts, "--", "live-writes", str(idx), "200"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    acked = []
+    try:
+        for line in worker.stdout:
+            acked.append(line.split()[1])
+            if kill == "timed" and len(acked) == 12:
+                time.sleep(0.003 * (hash(str(tmp_path)) % 7))  # somewhere in the next write
+                worker.send_signal(signal.SIGKILL)
+                break
+    finally:
+        worker.wait(60)
+        worker.stdout.close()
+    assert worker.returncode == -signal.SIGKILL
+    if kill == "embed:5":  # died embedding the fifth write: four were answered
+        assert acked == [f"live{i}" for i in range(4)]
+    assert len(acked) >= 4
+    checked = verify_index(idx, FakeEmbedder())
+    assert not any(checked.values()), checked
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        served = {t.id for t in index.threads() if t.id.startswith("live")}
+    assert set(acked) <= served and len(served) <= len(acked) + 1  # the one in flight, at most
+    if kill == "embed:5":  # it died before its append: the unanswered write left no trace
+        assert served == set(acked)
+    after = qa("build", str(v1), "--index", str(idx), "--quiet", "--json")  # a rebuild keeps them
+    assert after.returncode == 0, after.stderr
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert set(acked) <= {t.id for t in index.threads()}
+
+
 def test_two_concurrent_builds_one_wins_the_other_fails_at_once(tmp_path, dumps):
     v1, v2, _ = dumps
     idx = tmp_path / "idx"
