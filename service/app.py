@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     if settings.cors_origins:  # added last, so outermost: the guard's own answers carry its headers
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type", "X-QA-Token"],
         )
     add_error_handlers(app)
     for router in ROUTERS:

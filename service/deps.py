@@ -15,6 +15,7 @@ from qa_search import LiveIndex, Thread
 from .metrics import Metrics
 from .schemas import THRESHOLD, DraftQuestion, SearchRequest, UpsertRequest
 from .settings import Settings
+from .tokens import ANONYMOUS, TokenError, Viewer, read_token
 
 # -- shared state ---------------------------------------------------------------------------
 
@@ -61,6 +62,34 @@ def require_key(
     if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
         raise HTTPException(403, "wrong API key")
 
+
+# -- who the reader is ---------------------------------------------------------------------
+
+_token_header = APIKeyHeader(
+    name="X-QA-Token", auto_error=False, scheme_name="SearchToken",
+    description="A search token the forum signed for the signed-in user; without one, public threads only.",
+)
+_TOKEN_CHALLENGE = {"WWW-Authenticate": "X-QA-Token"}
+
+
+def get_viewer(settings: SettingsDep, token: Annotated[str | None, Depends(_token_header)]) -> Viewer:
+    """Who a read is for: the groups its search token vouches for, or public threads only without
+    one. A token that cannot be trusted is a 401 saying why (never a fall back to public: the
+    caller should learn that its token is stale rather than see fewer threads)."""
+    if not token:
+        if settings.require_token:
+            raise HTTPException(401, "a search token is required: send the one the forum signed in the "
+                                "X-QA-Token header", headers=_TOKEN_CHALLENGE)
+        return ANONYMOUS
+    if settings.token_secret is None:
+        raise HTTPException(401, "search tokens are not configured", headers=_TOKEN_CHALLENGE)
+    try:
+        return read_token(token, settings.token_secret.get_secret_value())
+    except TokenError as exc:  # the reason alone: the message never holds the token
+        raise HTTPException(401, str(exc), headers=_TOKEN_CHALLENGE) from None
+
+
+ViewerDep = Annotated[Viewer, Depends(get_viewer)]
 
 # -- requests within the settings' limits ---------------------------------------------------
 

@@ -27,6 +27,8 @@ from pydantic_core import PydanticCustomError
 
 from qa_search import Answer, Thread
 
+from .tokens import MAX_GROUP_CHARS, MAX_GROUPS
+
 
 def _storable(text: str) -> str:
     # JSON's "\ud83d" escapes decode to lone surrogates (half an emoji, cut by a client), which
@@ -84,6 +86,19 @@ def _within_batch_limit(value: Any) -> Any:
 TOO_MANY_THREADS = "too_many_threads"
 #: A tag or a category.
 Name = Annotated[Text, Field(max_length=MAX_NAME_CHARS)]
+
+
+def _group_name(name: str) -> str:
+    # refused rather than trimmed: a padded name would silently hide the thread from its group
+    if not name.strip():
+        raise ValueError("a group name must not be empty")
+    if name != name.strip():
+        raise ValueError("a group name must not start or end with spaces (groups are matched exactly)")
+    return name
+
+
+#: A group name, as the forum's search tokens name groups.
+GroupName = Annotated[Text, Field(max_length=MAX_GROUP_CHARS), AfterValidator(_group_name)]
 
 
 class Hit(BaseModel):
@@ -193,6 +208,10 @@ class ThreadIn(BaseModel):
     created_at: Text | None = Field(None, max_length=MAX_DATE_CHARS, examples=["2025-03-02T10:00:00Z"])
     score: StrictInt = Field(0, ge=-(2**53), le=2**53)
     url: Text | None = Field(None, max_length=MAX_URL_CHARS, examples=["https://forum.example.org/t/t042"])
+    visible_to: list[GroupName] | None = Field(
+        None, max_length=MAX_GROUPS, examples=[["grief-group"]],
+        description=f"The groups that may see the thread (at most {MAX_GROUPS} names of at most "
+                    f"{MAX_GROUP_CHARS} characters); absent or empty: everyone may.")
 
     @model_validator(mode="before")
     @classmethod
@@ -211,7 +230,8 @@ class ThreadIn(BaseModel):
             id=thread_id, title=self.title, body=self.body,
             answers=tuple(a.to_answer(thread_id, n) for n, a in enumerate(self.answers, 1)),
             tags=tuple(self.tags), category=self.category, created_at=self.created_at, score=self.score,
-            url=self.url, extra=dict(self.model_extra or {}),
+            url=self.url, visible_to=tuple(dict.fromkeys(self.visible_to or ())),
+            extra=dict(self.model_extra or {}),
         )
 
 

@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     index_dir: Path = Path("indexes/sample/index")
     #: Key that writes (POST/DELETE /v1/threads) must present; writes are refused while unset.
     api_key: SecretStr | None = None
+    #: Secret the forum signs search tokens with (HS256, at least 32 characters; see
+    #: service/tokens.py). Unset: every caller sees public threads only, and a token is refused.
+    token_secret: SecretStr | None = None
+    #: Refuse searches and duplicate checks that carry no search token (X-QA-Token).
+    require_token: bool = False
     #: Origins allowed to call the API from a browser (CORS), comma-separated in the environment.
     cors_origins: Annotated[list[str], NoDecode] = []
     #: Largest k a request may ask for.
@@ -118,10 +123,19 @@ class Settings(BaseSettings):
                              "('0': no limit)") from None
         return value
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "token_secret", mode="before")
     @classmethod
     def _blank_key_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("token_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 is only as strong as its secret; a short one can be found from a single token
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters (a random string, such as "
+                             "the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return value
 
     @field_validator("index_dir", mode="before")
     @classmethod
@@ -129,6 +143,13 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             raise ValueError("is empty: name the index directory to serve")
         return value
+
+    @model_validator(mode="after")
+    def _tokens_checkable(self) -> Settings:
+        if self.require_token and self.token_secret is None:
+            raise ValueError("require_token is set but token_secret is not: every search would be refused "
+                             "(set QA_SEARCH_TOKEN_SECRET, the secret the forum signs tokens with)")
+        return self
 
     @model_validator(mode="after")
     def _query_lengths(self) -> Settings:
@@ -140,6 +161,8 @@ class Settings(BaseSettings):
         return self
 
 
+#: Shortest search-token secret accepted: the 32 bytes HS256 asks of a key (RFC 7518, 3.2).
+MIN_SECRET_CHARS = 32
 _ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?", re.IGNORECASE)
 
 
