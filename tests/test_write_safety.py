@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -175,7 +175,7 @@ def _ids(idx: Path) -> set[str]:
 def test_live_writes_newer_than_the_dump_survive_a_full_build_older_ones_do_not(tmp_path):
     idx = tmp_path / "idx"
     dump = forum(50)
-    exported = datetime.now(UTC) - timedelta(seconds=1)
+    exported = datetime.now(timezone.utc) - timedelta(seconds=1)
     build_index(idx, dump, FakeEmbedder(), as_of=exported)
     live = LiveIndex(idx, FakeEmbedder())
     live.upsert([Thread("w1", "pushed live, then folded in by a publish")])
@@ -191,7 +191,7 @@ def test_live_writes_newer_than_the_dump_survive_a_full_build_older_ones_do_not(
     assert {"w1", "w2"} <= ids and dump[3].id not in ids
 
     # a dump exported after them holds the forum's own account: it replaces them
-    later = build_index(idx, dump, FakeEmbedder(), as_of=datetime.now(UTC))
+    later = build_index(idx, dump, FakeEmbedder(), as_of=datetime.now(timezone.utc))
     ids = _ids(idx)
     assert "w1" not in ids and "w2" not in ids and dump[3].id in ids
     assert later.removed == 2 and later.kept_live_writes == 0
@@ -201,7 +201,7 @@ def test_an_operators_delete_after_a_folded_write_stands_through_a_rebuild(idx):
     live = LiveIndex(idx, FakeEmbedder())
     live.upsert([Thread("w1", "a write a moderator removes later")])
     delete_threads(idx, ["w1"], FakeEmbedder())
-    build_index(idx, forum(50), FakeEmbedder(), as_of=datetime(2000, 1, 1, tzinfo=UTC))
+    build_index(idx, forum(50), FakeEmbedder(), as_of=datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert "w1" not in _ids(idx)
 
 
@@ -210,12 +210,12 @@ def test_the_removal_guard_trips_and_allow_removals_passes_it(idx):
     live.upsert([Thread("w1", "a live write")])
     half = forum(50)[:25]
     with pytest.raises(QASearchError) as refused:
-        build_index(idx, half, FakeEmbedder(), as_of=datetime.now(UTC))
+        build_index(idx, half, FakeEmbedder(), as_of=datetime.now(timezone.utc))
     message = str(refused.value)
     assert "remove 26 of the 51 threads" in message and "51.0%" in message and "--allow-removals" in message
     assert current_generation(idx) == 1 and "w1" in _ids(idx)  # nothing published, the log intact
     assert len(WriteLog(idx).read_all()) == 1
-    allowed = build_index(idx, half, FakeEmbedder(), as_of=datetime.now(UTC), allow_removals=True)
+    allowed = build_index(idx, half, FakeEmbedder(), as_of=datetime.now(timezone.utc), allow_removals=True)
     assert allowed.removed == 26 and allowed.threads == 25
     # a higher bound passes it too
     assert build_index(idx, forum(50)[:20], FakeEmbedder(), max_removals=0.25).removed == 5
@@ -234,7 +234,7 @@ def test_the_cli_build_keeps_writes_newer_than_the_dump_file_and_reports_removal
     assert json.loads(r.stdout)["removed"] == 0 and "w1" in _ids(idx)
     LiveIndex(idx, FakeEmbedder()).upsert([Thread("w2", "pushed, and in the next export")])
     r = fake_cli.invoke(main, ["build", str(dump), "--index", str(idx), "--quiet",
-                               "--as-of", datetime.now(UTC).isoformat()])
+                               "--as-of", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")])
     assert r.exit_code == 0, r.output
     assert "removed 2 threads the index held" in r.stdout and not {"w1", "w2"} & _ids(idx)
     small = tmp_path / "small.jsonl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from datetime import datetime, timezone
 from typing import Any
 
@@ -42,7 +43,10 @@ class Moment(click.ParamType):
         if isinstance(value, datetime):
             return value
         try:
-            moment = datetime.fromisoformat(str(value))
+            text = str(value).strip()
+            if text.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not read it
+                text = text[:-1] + "+00:00"
+            moment = datetime.fromisoformat(text)
         except ValueError:
             self.fail("is not an ISO 8601 time such as 2026-03-02T10:00:00Z", param, ctx)
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
@@ -50,10 +54,11 @@ class Moment(click.ParamType):
 
 def exported_at(dumps: tuple[str, ...]) -> datetime:
     """When the dumps were exported, as their files tell: the newest modification time; now
-    for standard input, which is read as it is made."""
-    if "-" in dumps:
+    when one is a pipe (``/dev/stdin``), which is read as it is made."""
+    found = [os.stat(p) for p in dumps]
+    if any(not stat.S_ISREG(st.st_mode) for st in found):
         return datetime.now(timezone.utc)
-    return max(datetime.fromtimestamp(os.stat(p).st_mtime, timezone.utc) for p in dumps)
+    return max(datetime.fromtimestamp(st.st_mtime, timezone.utc) for st in found)
 
 
 def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb: str) -> None:
@@ -114,7 +119,7 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
     default=None,
     help="When the dumps were exported (ISO 8601; UTC without an offset): live writes the service "
     "acknowledged after it are kept on top of them, older ones are replaced "
-    "[default: the dump files' newest modification time; now for standard input].",
+    "[default: the dump files' newest modification time; now for a pipe].",
 )
 @click.option(
     "--max-removals",

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache, cache_root
@@ -194,7 +194,7 @@ def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dic
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _folded_since(index_dir: Path, since: datetime | None) -> list[WriteEntry]:
