@@ -5,8 +5,9 @@ Uncalibrated, a duplicate is a question whose cosine reaches a threshold. Calibr
 into a probability, and tiers of it into verdicts.
 
 A caller's groups limit the stored questions a new one is compared with to those the caller may
-see: the verdicts, and the neighbourhood the calibrated scorer reads, are those an index of only
-the visible threads would give, so a hidden thread neither appears nor moves anything.
+see: the nearest questions, and so the neighbourhood the calibrated scorer reads, are those an
+index of only the visible threads would give. A hidden thread never appears and takes no place
+in them (the lexical signals' word weights are still the whole index's).
 """
 
 from __future__ import annotations
