@@ -164,7 +164,7 @@ def main() -> None:
 
     port = free_port()
     env = {**os.environ, "QA_SEARCH_THREADS": str(args.threads), "QA_SEARCH_POLL_SECONDS": "0.5",
-           "QA_SEARCH_CACHE_SIZE": str(args.cache)}
+           "QA_SEARCH_CACHE_SIZE": str(args.cache), "QA_SEARCH_READ_RATE": "0"}  # one address, no rate
     log = (work / "server.log").open("ab")
     server = subprocess.Popen(
         [sys.executable, "-m", "qa_search.cli", "serve", str(index_dir), "--port", str(port),

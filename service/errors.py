@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from qa_search import ReadOnlyIndexError, SnapshotError, UnknownThreadError
 
-from .schemas import TOO_MANY_THREADS, Problem
+from .schemas import BATCH_TOO_BIG, Problem
 
 log = logging.getLogger("qa_search.service")
 
@@ -41,10 +41,10 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """422 listing the first few problems, each with its place and message (and ``omitted``: how
     many more). FastAPI's own handler also echoes the offending input and the constraint's context,
     which fails to render (a 500) for a NaN, an infinity or a lone surrogate, and would put the
-    user's text into a response that may end up in logs. A batch over the thread cap is a 413."""
+    user's text into a response that may end up in logs. A batch over the thread or answer cap is a 413."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     for e in errors:
-        if e.get("type") == TOO_MANY_THREADS:
+        if e.get("type") == BATCH_TOO_BIG:
             return problem(413, str(e.get("msg")))
     problems = [{"loc": list(e.get("loc", ())), "field": _field(e.get("loc", ())),
                  "msg": str(e.get("msg", "invalid"))[:300], "type": str(e.get("type", "value_error"))}

@@ -51,7 +51,8 @@ class Server:
     def start(self) -> Server:
         self._log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "QA_SEARCH_API_KEY": KEY,
-               "QA_SEARCH_POLL_SECONDS": "0.2", "QA_SEARCH_THREADS": "1"}
+               "QA_SEARCH_POLL_SECONDS": "0.2", "QA_SEARCH_THREADS": "1",
+               "QA_SEARCH_READ_RATE": "0"}  # the load tests search from one address
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "qa_search.cli", "serve", str(self.index_dir), "--port", str(self.port),
              "--workers", "2"],
