@@ -20,7 +20,7 @@ from conftest import FakeEmbedder
 from fastapi.testclient import TestClient
 from test_lifecycle import forum
 
-from qa_search import LiveIndex, QASearchError, Thread, write_dump
+from qa_search import Answer, LiveIndex, QASearchError, Thread, write_dump
 from qa_search.cli import main
 from qa_search.operations.lifecycle import build_index, delete_threads, update_index
 from qa_search.operations.verify import verify_index
@@ -90,6 +90,24 @@ def test_a_slow_write_embeds_holding_no_lock_other_writes_and_searches_wait_on(i
     for live in (a, b):
         with live.reading() as index:
             assert {"big", "small-a", "small-b"} <= {t.id for t in index.threads()}
+
+
+def test_another_worker_applies_a_large_write_with_the_writers_vectors_not_its_model(idx):
+    a, b = LiveIndex(idx, FakeEmbedder()), LiveIndex(idx, FakeEmbedder())
+    answers = tuple(Answer(f"big-{i}", f"answer number {i} about sleep and worry") for i in range(40))
+    entry = a.upsert([Thread("big", "a large write", answers=answers)])
+    kept = idx / "write-vectors" / f"{entry.id}.npz"
+    assert kept.is_file() and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    before = b.index.embedder.texts_encoded
+    b.catch_up()
+    assert b.index.embedder.texts_encoded == before  # nothing went through b's model
+    assert "big" in b.index
+    hits_a = [(h.thread_id, round(h.score, 5)) for h in a.search("answer number 7 about sleep", k=3)]
+    assert [(h.thread_id, round(h.score, 5)) for h in b.search("answer number 7 about sleep", k=3)] == hits_a
+    small = a.upsert([Thread("small", "a small write")])  # cheaper to embed again than to keep
+    assert not (idx / "write-vectors" / f"{small.id}.npz").exists()
+    update_index(idx, [Thread("u1", "an operator's update")], FakeEmbedder())  # folds both in
+    assert not kept.exists()
 
 
 def test_a_write_whose_embedding_fails_is_not_logged(idx):

@@ -6,7 +6,9 @@ before any lock: a write embeds its new texts, and those of the entries other pr
 logged since this one last read, holding nothing; only then does it take this process's write
 lock and the log's, to append (which acknowledges it) and apply vectors already made. So a
 large write delays neither searches nor other writes, here or in another process, by its
-embedding; whatever was logged in the moment between is embedded under the lock. A new generation is loaded
+embedding; whatever was logged in the moment between is embedded under the lock. A large
+write's vectors are kept beside the log (storage/writevectors.py) for the other processes,
+which apply it without running the model again. A new generation is loaded
 and brought up to date with the log in a background thread while the old one keeps serving;
 then the reference is swapped, which waits only for the searches already running on the old
 index. So publishing never fails or delays a request beyond that swap.
@@ -14,14 +16,17 @@ index. So publishing never fails or delays a request beyond that swap.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from qa_search.embedding.cache import text_hash
 from qa_search.embedding.models import Embedder
 from qa_search.embedding.querycache import QueryCache
 from qa_search.errors import QASearchError, ReadOnlyIndexError, SnapshotError, UnknownThreadError
@@ -29,12 +34,16 @@ from qa_search.index.contents import as_str_list
 from qa_search.index.forum import ForumIndex
 from qa_search.index.replay import apply_entries
 from qa_search.index.results import DuplicateHit, SearchHit
+from qa_search.storage import writevectors
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
 from qa_search.storage.logformat import UPSERT, WriteEntry, log_switch
 from qa_search.storage.writelog import WriteLog, folded_through
 from qa_search.threads import Thread, check_portable, checked_thread
 
 log = logging.getLogger(__name__)
+
+#: A write bringing at least this many new texts keeps their vectors for the other workers.
+SHARE_MIN_TEXTS = 16
 
 
 class RWLock:
@@ -176,17 +185,40 @@ class LiveIndex:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _embed(self, threads: Iterable[Thread], vectors: dict[str, np.ndarray] | None = None) -> dict:
-        """Embeddings, by text, of what upserting ``threads`` would embed here, less the texts
-        in ``vectors`` (which are added to the result). The index is read under the shared lock,
-        the model runs under none."""
+    def _model_key(self, index: ForumIndex) -> str:
+        """Which model and encoder made a vector: another worker's vectors are used only when
+        they came from the same."""
+        embedder = index.embedder
+        return f"{embedder.name}|{getattr(embedder, 'backend', None)}|{embedder.dimension}"
+
+    def _embed(
+        self, entries: Iterable[WriteEntry], threads: Iterable[Thread] = (),
+        vectors: dict[str, np.ndarray] | None = None, index: ForumIndex | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Embeddings, by text, of what applying the logged ``entries`` and upserting
+        ``threads`` would embed in ``index`` (the serving one by default), less the texts in
+        ``vectors`` (added to the result). Vectors the writer of an entry kept (see
+        storage/writevectors.py) are taken instead of running the model. The serving index is
+        read under the shared lock; the model runs under none."""
         vectors = dict(vectors or {})
-        index = self.index
-        threads = list(threads)
+        serving = index is None
+        index = self.index if index is None else index
+        entries = [e for e in entries if e.op == UPSERT]
+        threads = [*(t for e in entries for t in e.threads), *threads]
         if not threads:
             return vectors
-        with self._rw.read():
+        with self._rw.read() if serving else contextlib.nullcontext():
             texts = [t for t in index.pending_texts(threads) if t not in vectors]
+        if texts and entries:
+            key = self._model_key(index)
+            kept: dict[str, np.ndarray] = {}
+            for entry in entries:
+                kept.update(writevectors.load(self.index_dir, entry.id, key))
+            for text in texts:
+                found = kept.get(text_hash(text))
+                if found is not None and found.shape == (index.embedder.dimension,):
+                    vectors[text] = found
+            texts = [t for t in texts if t not in vectors]
         if texts:
             # similar lengths batch together and pad little (a write may carry thousands of answers)
             texts.sort(key=len)
@@ -197,8 +229,22 @@ class LiveIndex:
     def _prepared(self, threads: Iterable[Thread] = ()) -> dict[str, np.ndarray]:
         """Vectors for ``threads`` and for the upserts other processes logged since this handle
         last read, made before any lock is taken (see the module's summary)."""
-        others = [t for e in self.log.peek() if e.op == UPSERT for t in e.threads]
-        return self._embed([*others, *threads])
+        return self._embed(self.log.peek(), threads)
+
+    def _keep_vectors(self, threads: list[Thread], vectors: dict[str, np.ndarray]) -> str | None:
+        """Save the vectors of a large write's new texts for the other workers, under the id
+        the write will be logged with (None: a small write, cheaper to embed again than to keep)."""
+        with self._rw.read():
+            texts = [t for t in self.index.pending_texts(threads) if t in vectors]
+        if len(texts) < SHARE_MIN_TEXTS:
+            return None
+        write_id = uuid.uuid4().hex
+        try:
+            writevectors.save(self.index_dir, write_id, self._model_key(self.index),
+                              [text_hash(t) for t in texts], np.stack([vectors[t] for t in texts]))
+        except OSError as exc:  # only a shortcut: the other workers embed the texts themselves
+            log.warning("not keeping a write's vectors for the other workers: %s", exc)
+        return write_id
 
     def _apply(self, entries: list[WriteEntry], vectors: dict[str, np.ndarray] | None = None) -> None:
         """Apply entries to the serving index, in order. ``vectors``: embeddings made beforehand;
@@ -206,8 +252,7 @@ class LiveIndex:
         the exclusive lock."""
         if not entries:
             return
-        upserted = [t for e in entries if e.op == UPSERT for t in e.threads]
-        vectors = self._embed(upserted, vectors)
+        vectors = self._embed(entries, vectors=vectors)
         with self._rw.write():
             apply_entries(self.index, entries, vectors)
         self.applied += len(entries)
@@ -267,9 +312,10 @@ class LiveIndex:
         else:
             threads = [_portable(t, i) for i, t in enumerate(threads)]
         vectors = self._prepared(threads)
+        write_id = self._keep_vectors(threads, vectors)
         with self._sync:
             before = self.log.file
-            unseen, entry = self.log.append_upsert(threads)
+            unseen, entry = self.log.append_upsert(threads, write_id)
             swap = self._take(before, [*unseen, entry], vectors)
         if swap:  # the write is in the log of the generation swapped to
             self.check_generation()
@@ -339,9 +385,11 @@ class LiveIndex:
         fresh.query_embedder = self.cache
         fresh_log = WriteLog(self.index_dir, after=folded_through(generation_path(self.index_dir, number)))
         # the bulk of the log is applied while the old index still serves and takes writes
-        applied = apply_entries(fresh, _readable(fresh_log))
+        entries = _readable(fresh_log)
+        applied = apply_entries(fresh, entries, self._embed(entries, index=fresh))
         with self._sync:
-            applied += apply_entries(fresh, _readable(fresh_log))
+            entries = _readable(fresh_log)
+            applied += apply_entries(fresh, entries, self._embed(entries, index=fresh))
             with self._rw.write():
                 self.index, self.log, self.generation = fresh, fresh_log, number
             self.applied = applied

@@ -98,7 +98,9 @@ def verify_index(
     try:
         current = resolve_snapshot(path)
     except SnapshotError as exc:
-        return {str(path): [str(exc)]}
+        out = VerifyResults()
+        out[str(path)] = [str(exc)]
+        return out
     index_dir = current != path  # else ``path`` is one snapshot
     if index_dir and all_generations:
         targets = [generation_path(path, g) for g in list_generations(path)]

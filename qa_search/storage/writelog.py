@@ -34,6 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from qa_search.errors import SnapshotError
+from qa_search.storage import writevectors
 from qa_search.storage.layout import current_generation, generation_path, generation_writes_file, lineage
 from qa_search.storage.logformat import (
     DELETE,
@@ -294,9 +295,13 @@ class WriteLog:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
-    def append_upsert(self, threads: Iterable[Thread]) -> tuple[list[WriteEntry], WriteEntry]:
-        """Durably log an upsert. Returns (entries appended by others and not yet seen, this one)."""
-        return self._append(WriteEntry(0, UPSERT, threads=tuple(threads)))
+    def append_upsert(
+        self, threads: Iterable[Thread], write_id: str | None = None
+    ) -> tuple[list[WriteEntry], WriteEntry]:
+        """Durably log an upsert. Returns (entries appended by others and not yet seen, this one).
+        ``write_id``: the write's id, where the caller chose it first (to keep its vectors under
+        it, see writevectors.py); a new one otherwise."""
+        return self._append(WriteEntry(0, UPSERT, threads=tuple(threads), id=write_id))
 
     def append_delete(self, ids: Iterable[str]) -> tuple[list[WriteEntry], WriteEntry]:
         """Durably log a delete. Returns (entries appended by others and not yet seen, this one)."""
@@ -309,11 +314,13 @@ class WriteLog:
         """Rewrite the log as ``restored`` followed by its own entries (less the seqs in
         ``drop``), numbered on from the highest seq so far (so every process applies them, in
         this order), under a header recording ``switch``. Call with :meth:`locked` held."""
-        existing = [e for e in self.read_all_strict() if e.seq not in drop]
+        every = self.read_all_strict()
+        existing = [e for e in every if e.seq not in drop]
         top = self.last_seq
         header = log_header(top, generation, switch)
         records = [entry_record(e, top + i) for i, e in enumerate([*restored, *existing], 1)]
         self._rewrite(log_lines([header, *records]))
+        writevectors.drop(self.index_dir, [e.id for e in every if e.seq in drop], [e.id for e in existing])
 
     def _rewrite(self, data: bytes) -> None:
         write_bytes_atomic(self.path, data)
@@ -327,7 +334,7 @@ class WriteLog:
                 raise error
             self._file_id, self._offset, self.last_seq, self._mtime = position
             mine = replace(entry, seq=self.last_seq + 1, generation=serving_generation(self.index_dir),
-                           id=uuid.uuid4().hex, at=now_iso())
+                           id=entry.id or uuid.uuid4().hex, at=now_iso())
             data = log_lines([entry_record(mine, mine.seq)])
             created = not self.path.exists()
             fd = open_file(self.path, os.O_RDWR | os.O_APPEND)
@@ -359,15 +366,20 @@ class WriteLog:
     def truncate_through(self, seq: int, generation: int) -> None:
         """Drop entries up to ``seq`` (now part of ``generation``). Call with :meth:`locked` held."""
         header = log_header(seq, generation)
-        kept = []
+        kept, kept_ids, done_ids = [], [], []
         with open(self.path, "rb") as src:
             for lineno, raw in enumerate(src, 1):
                 if not raw.endswith(b"\n"):  # an unfinished append, never acknowledged
                     break
                 item = parse_line(raw, self.path, lineno) if raw.strip() else None
-                if isinstance(item, WriteEntry) and item.seq > seq:
-                    kept.append(raw)
+                if isinstance(item, WriteEntry):
+                    if item.seq > seq:
+                        kept.append(raw)
+                        kept_ids.append(item.id)
+                    else:
+                        done_ids.append(item.id)
         self._rewrite(log_lines([header]) + b"".join(kept))
+        writevectors.drop(self.index_dir, done_ids, kept_ids)  # the generation holds their vectors
 
 
 def pending_entries(log: WriteLog, done: int) -> list[WriteEntry]:
