@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import h11
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,18 +71,19 @@ class RateLimits:
 
     def __init__(self, settings: Settings) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._rates: dict[str, RateLimitItem | None] = {
-            "read": parse(settings.read_rate) if settings.read_rate else None,
-            "write": parse(settings.write_rate) if settings.write_rate else None,
+        # "10/second;300/minute" is several limits, all applied
+        self._rates: dict[str, list[RateLimitItem]] = {
+            "read": parse_many(settings.read_rate) if settings.read_rate else [],
+            "write": parse_many(settings.write_rate) if settings.write_rate else [],
         }
 
     def retry_after(self, kind: str, client: str) -> int | None:
         """Seconds until ``client`` may make a ``kind`` request again, or None if it may now (the
         request is counted)."""
-        rate = self._rates.get(kind)
-        if rate is None or self._limiter.hit(rate, kind, client):
+        over = [rate for rate in self._rates[kind] if not self._limiter.hit(rate, kind, client)]
+        if not over:
             return None
-        reset = self._limiter.get_window_stats(rate, kind, client).reset_time
+        reset = max(self._limiter.get_window_stats(rate, kind, client).reset_time for rate in over)
         return max(1, math.ceil(reset - time.time()))
 
 

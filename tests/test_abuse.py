@@ -310,6 +310,18 @@ def test_forwarded_headers_are_ignored_unless_the_proxy_is_trusted(index_dir, tm
     assert statuses == [200] * 5 + [429] * 3
 
 
+def test_several_rates_in_one_setting_all_apply():
+    from service.guard import RateLimits
+    from service.settings import Settings
+
+    limits = RateLimits(Settings(read_rate="3/second;4/minute", write_rate="0"))
+    waits = [limits.retry_after("read", "10.3.3.3") for _ in range(6)]
+    assert waits[:3] == [None] * 3 and waits[3] is not None  # the second's limit
+    assert waits[5] is not None and waits[5] > 2  # the minute's, waited out in seconds
+    assert limits.retry_after("read", "10.3.3.4") is None  # another client
+    assert all(limits.retry_after("write", "10.3.3.3") is None for _ in range(50))  # "0": no limit
+
+
 def test_the_library_refuses_unprintable_ids_in_a_dump(tmp_path):
     from qa_search import DumpFormatError, read_dump
 
