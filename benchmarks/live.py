@@ -159,7 +159,7 @@ def client_loop(
             search(q)
             outcome: int | str = 200
         except Exception as exc:  # noqa: BLE001 - counted and reported, the clients go on
-            outcome = type(exc).__name__
+            outcome = f"{type(exc).__name__}: {exc}"  # a status or an error's own words, never the query
         out.append((started, time.perf_counter() - started, outcome))
 
 
@@ -341,11 +341,14 @@ def lexical_costs(indexed: list[dict], posts: list[dict], repeats: int = 200) ->
 
 def serve(index_dir: Path, work: Path, args, key: str) -> tuple[Http, subprocess.Popen, float]:
     port = free_port()
+    # every client here is one loopback address: a per-client rate limit would measure itself
     env = {
         **os.environ,
         "QA_SEARCH_API_KEY": key,
         "QA_SEARCH_CACHE_SIZE": str(args.cache),
         "QA_SEARCH_POLL_SECONDS": "0.5",
+        "QA_SEARCH_READ_RATE": "0",
+        "QA_SEARCH_WRITE_RATE": "0",
     }
     if args.threads:
         env["QA_SEARCH_THREADS"] = str(args.threads)
@@ -367,6 +370,7 @@ def serve(index_dir: Path, work: Path, args, key: str) -> tuple[Http, subprocess
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,
+        cwd=work,  # the packages come from the environment (PYTHONPATH, the install), not the cwd
     )
     log.close()
     try:

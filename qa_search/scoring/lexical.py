@@ -423,6 +423,8 @@ class LexicalIndex:
             index._fwd_terms = z["fwd_terms"].astype(np.int64)
             index._fwd_tf = z["fwd_tf"].astype(np.float32)
             index._length = z["length"].astype(np.float32)
+        # the analyser's first use imports it (~0.5 s): here, not in the first request
+        tokenize(["warm"], index.language)
         n = len(index.slot_ids)
         index._alive = np.ones(n, bool)
         index._live = n
