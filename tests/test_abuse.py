@@ -138,16 +138,17 @@ def server(index_dir, tmp_path_factory):
     # behind a "proxy" on loopback, so each test's X-Forwarded-For is a client of its own
     srv = Server(index_dir, tmp_path_factory.mktemp("log") / "server.log",
                  QA_SEARCH_TRUSTED_PROXIES="127.0.0.1", QA_SEARCH_HEADER_TIMEOUT="1",
-                 QA_SEARCH_KEEP_ALIVE_TIMEOUT="1", QA_SEARCH_READ_RATE=f"{READ_RATE}/second",
-                 QA_SEARCH_WRITE_RATE="100/second")
+                 QA_SEARCH_BODY_TIMEOUT="1", QA_SEARCH_KEEP_ALIVE_TIMEOUT="1",
+                 QA_SEARCH_READ_RATE=f"{READ_RATE}/second", QA_SEARCH_WRITE_RATE="100/second")
     yield srv
     srv.stop()
 
 
-def _response(sock: socket.socket) -> bytes:
-    """One whole response to /healthz (its body is ``{"status":"ok"}``)."""
+def _response(sock: socket.socket, end: bytes = b'{"status":"ok"}') -> bytes:
+    """A response read up to ``end`` (headers and body may come in separate packets); by default
+    one to /healthz."""
     data = b""
-    while not data.endswith(b'{"status":"ok"}'):
+    while not data.endswith(end):
         chunk = sock.recv(4096)
         assert chunk, data
         data += chunk
@@ -283,6 +284,16 @@ def test_slow_headers_and_idle_connections_are_closed_while_searches_go_on(serve
         started = time.perf_counter()
         assert sock.recv(4096) == b""
         assert 0.5 < time.perf_counter() - started < 4
+
+
+def test_a_body_that_trickles_in_gets_408(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"X-Forwarded-For: 10.4.4.4\r\nContent-Length: 100\r\n\r\n" + b'{"q": "pan')
+        started = time.perf_counter()
+        answer = _response(sock, b'did not arrive within 1 s"}')
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert time.perf_counter() - started < 3
 
 
 def test_a_client_over_its_rate_gets_429_with_retry_after_and_others_do_not(server):
