@@ -31,17 +31,21 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@$(PIP_INSTALL) $(TORCH) >$(INSTALL_LOG) 2>&1 || $(SHOW_LOG)
 	@if command -v uv >/dev/null; then \
 	  echo '$(TORCH)' >$(VENV)/torch-constraint.txt && \
-	  uv pip install --quiet --python $(BIN)/python -c $(VENV)/torch-constraint.txt -e '.[dev,ray]'; \
-	else $(PIP_INSTALL) -e '.[dev,ray]'; fi >>$(INSTALL_LOG) 2>&1 || $(SHOW_LOG)
+	  uv pip install --quiet --python $(BIN)/python -c $(VENV)/torch-constraint.txt -e '.[dev,ray,sync]'; \
+	else $(PIP_INSTALL) -e '.[dev,ray,sync]'; fi >>$(INSTALL_LOG) 2>&1 || $(SHOW_LOG)
 	@touch $@
 
-# Debian's chromium + chromium-driver, for the demo page's browser test; never a downloaded browser.
+# Debian's chromium + chromium-driver, for the demo page's browser test; never a downloaded browser;
+# and mariadb-server + postgresql, servers the sync tests start privately in a temporary directory.
 # Quick when present; installs with apt-get when run as root (CI), otherwise says how.
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v mariadb-install-db >/dev/null \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
-	  else echo "qa_search: the demo page test needs: apt-get install chromium chromium-driver (skipped)"; fi; }
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver \
+	      mariadb-server postgresql; \
+	  else echo "qa_search: the demo page and sync tests need: apt-get install chromium chromium-driver" \
+	    "mariadb-server postgresql (skipped)"; fi; }
 
 install: $(STAMP) browser
 

@@ -65,6 +65,7 @@ from qa_search.tools.importers import (
     read_threads,
     write_pairs,
 )
+from qa_search.tools.sync import SYNC_SCHEMAS, SyncReport, sync_index
 from qa_search.tools.tuning import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -128,6 +129,10 @@ __all__ = [
     "rollback_index",
     "update_index",
     "verify_index",
+    # keeping an index in step with a forum's database
+    "SYNC_SCHEMAS",
+    "SyncReport",
+    "sync_index",
     # quality, duplicate clusters, tuning
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_EPOCHS",

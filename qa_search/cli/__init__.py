@@ -11,6 +11,7 @@ from qa_search.cli.lifecycle import configure, delete, info, rollback_command, u
 from qa_search.cli.quality import calibrate, evaluate
 from qa_search.cli.query import duplicates, search
 from qa_search.cli.serve import serve
+from qa_search.cli.sync import sync
 from qa_search.cli.tune import tune_command
 
 
@@ -20,7 +21,7 @@ def main() -> None:
     """Semantic search and duplicate finding for Q&A forum threads."""
 
 
-for _command in (build, search, duplicates, serve, evaluate, calibrate, tune_command, dedupe):
+for _command in (build, sync, search, duplicates, serve, evaluate, calibrate, tune_command, dedupe):
     main.add_command(_command)
 # index lifecycle: updates, generations, verification, importers
 for _command in (update, delete, configure, rollback_command, info, verify, import_command, export_pairs):

@@ -388,11 +388,13 @@ def update_index(
     progress: Progress | None = None,
     index_progress: Progress | None = None,
     group_readable: bool | None = None,
+    removing: Iterable[str] = (),
 ) -> BuildReport:
     """Publish a new generation: the current one with ``threads`` added or replaced.
 
     Without ``embedder`` the model named in the current generation's manifest is loaded.
-    ``group_readable``: as for :func:`build_index`.
+    ``group_readable``: as for :func:`build_index`. ``removing``: ids of threads to remove in
+    the same generation (those absent are passed over; the report's ``deleted`` counts the rest).
     """
     index_dir = Path(index_dir)
     started = time.perf_counter()
@@ -400,17 +402,26 @@ def update_index(
         set_access(index_dir, group_readable)
         index, cached = _load_current(index_dir, embedder, use_cache)
         batch = list(threads)
-        if not batch:
+        gone = as_str_list(removing)
+        if not batch and not gone:
             raise QASearchError("no threads to update: the input is empty")
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)  # the model's work, before the log is locked
         embedded = cached.embedded - before if cached else stats.embedded
+        deleted = 0
+
+        def apply(ix: ForumIndex) -> None:
+            nonlocal deleted
+            ix.upsert(batch)
+            deleted = ix.delete(gone)
+
         # the service's pending writes are folded in first and the update applied again on top:
         # the operator's command is newer than them (its vectors are in the index or the cache)
-        return _publish(
+        report = _publish(
             index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
-            index_progress=index_progress, then=lambda ix: ix.upsert(batch),
+            index_progress=index_progress, then=apply,
         )
+        return replace(report, deleted=deleted)
 
 
 class _NothingDeleted(Exception):
