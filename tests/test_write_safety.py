@@ -228,12 +228,13 @@ def test_the_removal_guard_trips_and_allow_removals_passes_it(idx):
     live.upsert([Thread("w1", "a live write")])
     half = forum(50)[:25]
     with pytest.raises(QASearchError) as refused:
-        build_index(idx, half, FakeEmbedder(), as_of=datetime.now(timezone.utc))
+        build_index(idx, half, FakeEmbedder(), as_of=datetime.now(timezone.utc), max_removals=0.1)
     message = str(refused.value)
     assert "remove 26 of the 51 threads" in message and "51.0%" in message and "--allow-removals" in message
     assert current_generation(idx) == 1 and "w1" in _ids(idx)  # nothing published, the log intact
     assert len(WriteLog(idx).read_all()) == 1
-    allowed = build_index(idx, half, FakeEmbedder(), as_of=datetime.now(timezone.utc), allow_removals=True)
+    allowed = build_index(idx, half, FakeEmbedder(), as_of=datetime.now(timezone.utc), max_removals=0.1,
+                          allow_removals=True)
     assert allowed.removed == 26 and allowed.threads == 25
     # a higher bound passes it too
     assert build_index(idx, forum(50)[:20], FakeEmbedder(), max_removals=0.25).removed == 5

@@ -20,7 +20,6 @@ from qa_search.errors import SettingsError, SnapshotError
 from qa_search.index.config import IndexConfig, check_scoring_settings
 from qa_search.operations.lifecycle import (
     DEFAULT_KEEP,
-    DEFAULT_MAX_REMOVALS,
     BuildReport,
     Progress,
     build_embedder,
@@ -53,7 +52,7 @@ def build(
     index_progress: Progress | None = None,
     on_model_settings: Callable[[dict[str, float]], None] | None = None,
     as_of: datetime | None = None,
-    max_removals: float = DEFAULT_MAX_REMOVALS,
+    max_removals: float | None = None,
     allow_removals: bool = False,
     group_readable: bool | None = None,
 ) -> BuildReport:

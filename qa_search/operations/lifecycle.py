@@ -38,7 +38,7 @@ from qa_search.threads import Thread, thread_from_dict
 DEFAULT_KEEP = 3
 #: The embedding cache is merged (and stale vectors dropped) when it has more shards than this.
 COMPACT_SHARDS = 8
-#: The share of the threads an index serves that a full build may remove without being told to.
+#: The share of the threads an index serves that ``qa-search build`` removes without being told to.
 DEFAULT_MAX_REMOVALS = 0.1
 
 Progress = Callable[[int, int], None]
@@ -268,7 +268,7 @@ def build_index(
     progress: Progress | None = None,
     index_progress: Progress | None = None,
     as_of: datetime | None = None,
-    max_removals: float = DEFAULT_MAX_REMOVALS,
+    max_removals: float | None = None,
     allow_removals: bool = False,
     group_readable: bool | None = None,
 ) -> BuildReport:
@@ -290,19 +290,21 @@ def build_index(
     names is kept as the current generation holds it (so an operator's later update or delete
     of it stands), as far back as those records are kept (the ``keep`` generations, those a
     rollback between them needs, and the writes each full build carried over). Older writes are
-    replaced by ``threads``. Without ``as_of`` every write is kept, as if the dump were older
-    than all of them.
+    replaced by ``threads``. Without ``as_of``, ``threads`` are taken to be as of the current
+    generation's publish: the pending writes are applied, those folded in before are replaced
+    (``qa-search build`` always passes a time).
 
-    A build that would remove more than ``max_removals`` (a share, 0.1 = 10%) of the threads the
-    index serves raises :class:`QASearchError`, naming the count and the share, before anything
-    is published, unless ``allow_removals``; the report's ``removed`` counts them.
+    With ``max_removals`` (a share: ``qa-search build`` passes :data:`DEFAULT_MAX_REMOVALS`,
+    0.1 = 10%), a build that would remove more of the threads the index serves raises
+    :class:`QASearchError`, naming the count and the share, before anything is published,
+    unless ``allow_removals``; None sets no bound. The report's ``removed`` counts them.
     ``group_readable``: make the index group-readable (True), owner-only (False) or keep it as
     it is (None; owner-only for a new index), see :mod:`qa_search.storage.permissions`.
     """
     index_dir = Path(index_dir)
     started = time.perf_counter()
     since = None if as_of is None else _aware(as_of)
-    if not 0 <= max_removals <= 1:
+    if max_removals is not None and not 0 <= max_removals <= 1:
         raise ValueError(f"max_removals is a share between 0 and 1, got {max_removals}")
     with writer_lock(index_dir):
         set_access(index_dir, group_readable)
@@ -315,7 +317,7 @@ def build_index(
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)
         # writes acknowledged after the dump was made and folded in since: the dump lacks them
-        kept = _folded_since(index_dir, since)
+        kept = _folded_since(index_dir, since) if since is not None else []
         _carry(index_dir, index, kept)
         embedded = cached.embedded - before if cached else stats.embedded
         removed: list[str] = []
@@ -324,7 +326,7 @@ def build_index(
             served = _served_ids(index_dir)
             removed.extend(i for i in served if i not in ix)
             share = len(removed) / len(served) if served else 0.0
-            if share > max_removals and not allow_removals:
+            if max_removals is not None and share > max_removals and not allow_removals:
                 raise QASearchError(
                     f"this build would remove {len(removed)} of the {len(served)} threads the index "
                     f"serves ({share:.1%}), more than the {max_removals:.0%} allowed; nothing was "
