@@ -663,10 +663,12 @@ def test_bad_mappings_say_what_is_wrong(obj, message):
         mapping_from_dict(obj)
 
 
-def test_the_discourse_example_reads_as_a_mapping():
+def test_the_discourse_example_reads_as_a_mapping_and_the_docs_show_it_as_it_is():
     mapping = read_mapping(DISCOURSE_MAPPING)
     assert mapping.answers is not None and mapping.answers.column("answer") == "cooked"
     assert mapping.threads.html and mapping.changes is not None
+    page = (ROOT / "docs" / "forum-integration.md").read_text(encoding="utf-8")
+    assert "```yaml\n" + DISCOURSE_MAPPING.read_text(encoding="utf-8") + "```" in page
 
 
 def test_change_times_move_back_by_the_margin_in_their_own_form():
