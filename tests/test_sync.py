@@ -488,6 +488,7 @@ def test_database_errors_name_the_source_without_its_password(tmp_path):
     with pytest.raises(QASearchError) as caught:
         _sync(tmp_path / "index", "postgresql+psycopg://reader:s3cret-pass@127.0.0.1:1/forum", FakeEmbedder())
     assert "s3cret-pass" not in str(caught.value) and "reader:***@127.0.0.1" in str(caught.value)
+    assert not (tmp_path / "index").exists()  # nothing left behind by a sync that read nothing
     with pytest.raises(QASearchError, match="not a database URL"):
         _sync(tmp_path / "index", "not a url", FakeEmbedder())
     with pytest.raises(QASearchError, match="preset"):

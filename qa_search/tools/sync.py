@@ -41,7 +41,7 @@ from qa_search.operations.lifecycle import (
 )
 from qa_search.storage.generations import writer_lock
 from qa_search.storage.layout import current_generation, lineage
-from qa_search.storage.permissions import make_dirs, open_file
+from qa_search.storage.permissions import open_file
 from qa_search.threads import Thread
 
 #: The presets ``qa-search sync --schema`` knows.
@@ -191,7 +191,6 @@ def sync_index(
 
     db = ForumDatabase(url, source)
     key = _source_key(db.where, source.fingerprint())
-    make_dirs(index_dir, index_dir=True)
     try:
         with writer_lock(index_dir):
             state = read_state(index_dir)
