@@ -484,6 +484,21 @@ def test_a_changed_source_means_a_full_sync(tmp_path):
     assert _sync(index_dir, f"sqlite:///{tmp_path / 'copy.sqlite'}", FakeEmbedder(), full=True).full
 
 
+def test_a_rollback_past_the_state_means_a_full_sync(tmp_path):
+    from qa_search import rollback_index
+
+    forum = Q2AForum(f"sqlite:///{tmp_path / 'q2a.sqlite'}")
+    ids = forum.seed()
+    index_dir = tmp_path / "index"
+    first = _sync(index_dir, forum.url, FakeEmbedder())
+    forum.set(ids["q2"], content="Edited after the first sync.", updated=T0 + timedelta(hours=1))
+    assert not _sync(index_dir, forum.url, FakeEmbedder()).full
+    rollback_index(index_dir, to=first.generation)  # the index no longer holds the edit
+    report = _sync(index_dir, forum.url, FakeEmbedder())
+    assert report.full and report.published
+    assert _stored(index_dir)[str(ids["q2"])].body == "Edited after the first sync."
+
+
 def test_database_errors_name_the_source_without_its_password(tmp_path):
     with pytest.raises(QASearchError) as caught:
         _sync(tmp_path / "index", "postgresql+psycopg://reader:s3cret-pass@127.0.0.1:1/forum", FakeEmbedder())
