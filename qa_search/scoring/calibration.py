@@ -23,7 +23,7 @@ Everything here is pure (arrays in, arrays out); the signals are measured by the
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -189,10 +189,43 @@ class Calibration:
     targets: dict[str, float]
     #: How it was fitted and what it achieved out of fold (pairs, ap per scorer, tiers).
     report: dict = field(default_factory=dict)
+    #: The quartiles of the nearest-other-question cosine on the forums it was fitted on, for a
+    #: calibration meant to serve other forums (see :meth:`for_forum`); None for a forum's own.
+    cosine_quartiles: tuple[float, float, float] | None = None
+    #: Set by :meth:`for_forum`: the serving forum's quartiles, which its cosines are mapped from.
+    forum_quartiles: tuple[float, float, float] | None = None
+
+    def for_forum(self, quartiles: Sequence[float]) -> Calibration:
+        """This calibration for a forum whose nearest-other-question cosines have these
+        quartiles: its cosines are mapped, piecewise linearly through the quartiles, onto the
+        scale of the forums it was fitted on before scoring. A forum of long questions (title and
+        body) has lower cosines throughout than one of one-line questions: its paraphrases sit
+        where the other's unrelated neighbours do. Without :attr:`cosine_quartiles`, itself."""
+        if self.cosine_quartiles is None:
+            return self
+        q = tuple(float(v) for v in quartiles)
+        if len(q) != 3 or not q[0] < q[1] < q[2]:
+            return self  # too few questions to tell the forum's scale: none is assumed
+        return replace(self, forum_quartiles=q)
+
+    def forum_cosine(self, cosine: float) -> float:
+        """The serving forum's cosine that maps onto ``cosine`` on the fitted forums' scale (see
+        :meth:`for_forum`): ``cosine`` itself when no mapping applies."""
+        if self.forum_quartiles is None or self.cosine_quartiles is None:
+            return float(cosine)
+        ref, forum = [-1.0, *self.cosine_quartiles, 1.0], [-1.0, *self.forum_quartiles, 1.0]
+        return float(np.interp(cosine, ref, forum))
+
+    def _mapped(self, x: np.ndarray) -> np.ndarray:
+        if self.forum_quartiles is None or self.cosine_quartiles is None:
+            return x
+        x = x.copy()
+        x[:, 0] = np.interp(x[:, 0], [-1.0, *self.forum_quartiles, 1.0], [-1.0, *self.cosine_quartiles, 1.0])
+        return x
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """(n,) scorer outputs for an (n, len(features)) feature matrix."""
-        x = np.asarray(x, np.float64)
+        x = self._mapped(np.asarray(x, np.float64))
         return self.trees.raw(x) if self.scorer == BOOSTED else x[:, 0].copy()
 
     def probability(self, x: np.ndarray) -> np.ndarray:
@@ -216,6 +249,7 @@ class Calibration:
             "tiers": self.tiers,
             "targets": self.targets,
             "report": self.report,
+            **({} if self.cosine_quartiles is None else {"cosine_quartiles": list(self.cosine_quartiles)}),
         }
 
     @classmethod
@@ -229,6 +263,7 @@ class Calibration:
                 "run `qa-search calibrate` again"
             )
         trees = data.get("trees")
+        quartiles = data.get("cosine_quartiles")
         return cls(
             features,
             str(data["scorer"]),
@@ -238,6 +273,7 @@ class Calibration:
             {k: float(v) for k, v in data["tiers"].items()},
             {k: float(v) for k, v in data["targets"].items()},
             dict(data.get("report", {})),
+            None if quartiles is None else tuple(float(v) for v in quartiles),
         )
 
 

@@ -1,0 +1,50 @@
+"""Each search hit's relevance: the signals of :mod:`qa_search.scoring.relevance` measured on
+an index, and the model that turns them into a probability.
+
+The model comes with the index's embedding model (the package ships one for the default model,
+see :mod:`qa_search.embedding.model_defaults`); an index whose model has none gives hits no
+relevance (None), and a ``min_relevance`` cut then keeps them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+from qa_search.embedding.model_defaults import model_defaults
+from qa_search.index.contents import IndexContents
+from qa_search.scoring.lexical import tokenize
+from qa_search.scoring.relevance import RelevanceModel, relevance_rows
+
+
+@functools.cache
+def _relevance_for(model: str) -> RelevanceModel | None:
+    data = model_defaults(model).get("relevance")
+    return None if data is None else RelevanceModel.from_dict(data)
+
+
+def relevance_model(index: IndexContents) -> RelevanceModel | None:
+    """The relevance model for the index's embedding model, or None where none was fitted."""
+    return _relevance_for(index.embedder.name)
+
+
+def hit_signals(index: IndexContents, text: str, hits: Sequence[tuple[str, float]]) -> np.ndarray:
+    """The relevance signals of one query's hits ``(thread id, dense score)``, best first:
+    (n, len(FEATURES)) float64 (see :func:`~qa_search.scoring.relevance.relevance_rows`)."""
+    lexical = index.lexical_index()
+    tokens = tokenize([text], lexical.language)[0]
+    known = len(lexical._query_terms(tokens))
+    tids = [tid for tid, _ in hits]
+    bm25 = lexical.score_pairs([text] * len(tids), tids, {text: tokens}) if tids else np.zeros(0)
+    return relevance_rows([d for _, d in hits], bm25, len(set(tokens)), known)
+
+
+def hit_relevance(index: IndexContents, text: str, hits: Sequence[tuple[str, float]]) -> list[float | None]:
+    """Each hit's relevance in [0, 1] (None for every hit where the model has no relevance
+    model), in the order given."""
+    model = relevance_model(index)
+    if model is None or not hits:
+        return [None] * len(hits)
+    return [float(p) for p in model.probability(hit_signals(index, text, hits))]
