@@ -171,10 +171,10 @@ class RequestGuard:
             await problem(413, too_big)(scope, receive, send)
             return
         chunks: list[bytes] = []
-        try:
-            async with asyncio.timeout(self.settings.body_timeout):
-                refusal = await self._read_body(receive, chunks, limit, status)
-        except TimeoutError:
+        try:  # wait_for, not asyncio.timeout: Python 3.10 has no asyncio.timeout
+            refusal = await asyncio.wait_for(self._read_body(receive, chunks, limit, status),
+                                             self.settings.body_timeout)
+        except asyncio.TimeoutError:
             refusal = (408, f"the request body did not arrive within {self.settings.body_timeout:g} s")
         if refusal is not None:
             await problem(refusal[0], refusal[1] or too_big)(scope, receive, send)
