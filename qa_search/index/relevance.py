@@ -30,21 +30,34 @@ def relevance_model(index: IndexContents) -> RelevanceModel | None:
     return _relevance_for(index.embedder.name)
 
 
-def hit_signals(index: IndexContents, text: str, hits: Sequence[tuple[str, float]]) -> np.ndarray:
+def hit_signals(
+    index: IndexContents,
+    text: str,
+    hits: Sequence[tuple[str, float]],
+    lexical: Sequence[float] | None = None,
+) -> np.ndarray:
     """The relevance signals of one query's hits ``(thread id, dense score)``, best first:
-    (n, len(FEATURES)) float64 (see :func:`~qa_search.scoring.relevance.relevance_rows`)."""
-    lexical = index.lexical_index()
-    tokens = tokenize([text], lexical.language)[0]
-    known = len(lexical._query_terms(tokens))
+    (n, len(FEATURES)) float64 (see :func:`~qa_search.scoring.relevance.relevance_rows`).
+    ``lexical``: the hits' normalised BM25 where the caller has it (search adds it into the
+    score), else measured here."""
+    lexical_index = index.lexical_index()
+    tokens = tokenize([text], lexical_index.language)[0]
+    known = len(lexical_index._query_terms(tokens))
     tids = [tid for tid, _ in hits]
-    bm25 = lexical.score_pairs([text] * len(tids), tids, {text: tokens}) if tids else np.zeros(0)
-    return relevance_rows([d for _, d in hits], bm25, len(set(tokens)), known)
+    if lexical is None:
+        lexical = lexical_index.score_pairs([text] * len(tids), tids, {text: tokens}) if tids else []
+    return relevance_rows([d for _, d in hits], lexical, len(set(tokens)), known)
 
 
-def hit_relevance(index: IndexContents, text: str, hits: Sequence[tuple[str, float]]) -> list[float | None]:
+def hit_relevance(
+    index: IndexContents,
+    text: str,
+    hits: Sequence[tuple[str, float]],
+    lexical: Sequence[float] | None = None,
+) -> list[float | None]:
     """Each hit's relevance in [0, 1] (None for every hit where the model has no relevance
-    model), in the order given."""
+    model), in the order given; ``hits`` and ``lexical`` as :func:`hit_signals` takes them."""
     model = relevance_model(index)
     if model is None or not hits:
         return [None] * len(hits)
-    return [float(p) for p in model.probability(hit_signals(index, text, hits))]
+    return [float(p) for p in model.probability(hit_signals(index, text, hits, lexical))]

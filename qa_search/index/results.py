@@ -21,6 +21,9 @@ class SearchHit:
     answer_id: str | None
     snippet: str
     url: str | None = None
+    #: Probability in [0, 1] that the thread answers the query (see
+    #: :mod:`qa_search.scoring.relevance`); None where the index's model has no relevance model.
+    relevance: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
