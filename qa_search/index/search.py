@@ -16,7 +16,7 @@ import numpy as np
 from qa_search.index.contents import IndexContents, as_str_list
 from qa_search.index.parts import ANSWER, QUESTION, chunk_words
 from qa_search.index.results import SearchHit
-from qa_search.scoring.fusion import make_snippet, thread_dense_score, top_threads, unseen_bound
+from qa_search.scoring.fusion import make_snippet, row_dots, thread_dense_score, top_threads, unseen_bound
 from qa_search.threads import Thread
 
 
@@ -152,17 +152,41 @@ def _dense_score(index: IndexContents, thread_id: str, query: np.ndarray) -> tup
     """A thread's exact dense score (:func:`~qa_search.scoring.fusion.thread_dense_score`) and
     the part that matched: the question, or the best answer chunk when its weighted cosine is
     higher."""
-    q, q_pid, a, a_pid = -np.inf, -1, None, -1
+    return _dense_scores(index, [thread_id], query)[0]
+
+
+def _dense_scores(
+    index: IndexContents, thread_ids: Sequence[str], query: np.ndarray
+) -> list[tuple[float, int]]:
+    """:func:`_dense_score` of each thread, in the order given: their parts' vectors are fetched
+    and scored in one call per index (per part, the calls into FAISS cost more than the search)."""
     parts = index.parts
-    for pid in index.part_ids(thread_id):
-        s = float(index.vector(pid) @ query)
-        if parts[pid].answer_id is None:
-            q, q_pid = s, pid
-        elif a is None or s > a:
-            a, a_pid = s, pid
+    owners: tuple[list[int], list[int]] = ([], [])
+    pids: tuple[list[int], list[int]] = ([], [])
+    for i, tid in enumerate(thread_ids):
+        for pid in index.part_ids(tid):
+            side = parts[pid].answer_id is not None
+            owners[side].append(i)
+            pids[side].append(pid)
+    n = len(thread_ids)
+    q, q_pid = [-np.inf] * n, [-1] * n
+    a: list[float | None] = [None] * n
+    a_pid = [-1] * n
+    for vi, side in ((index.question_index, 0), (index.answer_index, 1)):
+        if not pids[side]:
+            continue
+        sims = row_dots(vi.reconstruct_many(np.asarray(pids[side], np.int64)), query).tolist()
+        for i, pid, s in zip(owners[side], pids[side], sims, strict=True):
+            if not side:
+                q[i], q_pid[i] = s, pid
+            elif a[i] is None or s > a[i]:
+                a[i], a_pid[i] = s, pid
     cfg = index.config
-    score = thread_dense_score(q, a, cfg.answer_weight, cfg.agreement_weight)
-    return score, (a_pid if a is not None and cfg.answer_weight * a > q else q_pid)
+    w, c = cfg.answer_weight, cfg.agreement_weight
+    return [
+        (thread_dense_score(q[i], a[i], w, c), a_pid[i] if a[i] is not None and w * a[i] > q[i] else q_pid[i])
+        for i in range(n)
+    ]
 
 
 def _search_exact(
@@ -192,10 +216,8 @@ def _search_exact(
         if lexical is not None:
             top_lex = lexical.top(lex, fetch)  # live slots only: a removed question has no id
             cands.update(lexical.slot_ids[i] for i in top_lex.tolist())
-        for tid in cands:
-            if tid in exact or (keep is not None and not keep(index.get(tid))):
-                continue
-            score, pid = _dense_score(index, tid, query)
+        new = [t for t in cands if t not in exact and (keep is None or keep(index.get(t)))]
+        for tid, (score, pid) in zip(new, _dense_scores(index, new, query), strict=True):
             score += index.boost(tid)
             if lexical is not None:
                 score += lw * float(lex[lexical.position[tid]])

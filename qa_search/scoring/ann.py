@@ -153,6 +153,15 @@ class VectorIndex:
         """The stored vector of one id: (d,) float32 (decoded from 8 bits for HNSW+SQ8)."""
         return self._index.reconstruct(int(part_id))
 
+    def reconstruct_many(self, part_ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of several ids: (n, d) float32, in the order given. One call into
+        FAISS: a search scores its few dozen candidates' parts this way, where one call per part
+        cost more than the search itself."""
+        ids = np.ascontiguousarray(part_ids, dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dimension), np.float32)
+        return self._index.reconstruct_batch(ids)
+
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All live vectors: ids (n,) int64 and vectors (n, d) float32, in insertion order."""
         ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)

@@ -28,6 +28,16 @@ def brute_force_topk(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[
     return scores_out, idx_out
 
 
+def row_dots(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Each row's inner product with ``query``: vectors (n, d), query (d,) -> (n,) float32.
+
+    Each row's value is summed alone, the same to the last bit whichever rows come with it (a
+    matrix-vector product's blocking depends on n, so a thread's score would depend on the other
+    candidates scored beside it, and a search for k hits would disagree with one for k + 1).
+    """
+    return (vectors * query).sum(axis=1, dtype=np.float32)
+
+
 def thread_dense_score(
     question: float, answer: float | None, answer_weight: float, agreement_weight: float
 ) -> float:

@@ -299,6 +299,12 @@ class LexicalIndex:
         m = min(m, self._live)
         if m <= 0:
             return np.zeros(0, np.int64)
+        # a query's terms are in few documents (dead slots score 0): when those fill the head,
+        # sorting them alone costs ~0.1 ms against ~2 ms for every slot at 137k
+        hit = np.flatnonzero(scores > 0)
+        if m <= len(hit) < len(scores):
+            head = hit[np.argpartition(-scores[hit], m - 1)[:m]]
+            return head[np.argsort(-scores[head], kind="stable")]
         if self._live < len(scores):  # dead slots score 0, as a live miss does: rank them last
             scores = np.where(self._alive[: len(scores)], scores, np.float32(-1))
         if m >= len(scores):
