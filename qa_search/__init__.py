@@ -75,6 +75,13 @@ from qa_search.tools.tuning import (
     tune,
 )
 from qa_search.tools.tuning import read_pairs as read_tuning_pairs
+from qa_search.tools.webhooks import (
+    DISCOURSE_EVENTS,
+    DiscourseEvents,
+    WebhookChange,
+    WebhookOutcome,
+    discourse_change,
+)
 
 __all__ = [
     "__version__",
@@ -133,6 +140,12 @@ __all__ = [
     "SYNC_SCHEMAS",
     "SyncReport",
     "sync_index",
+    # forum events (webhooks) as live writes
+    "DISCOURSE_EVENTS",
+    "DiscourseEvents",
+    "WebhookChange",
+    "WebhookOutcome",
+    "discourse_change",
     # quality, duplicate clusters, tuning
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_EPOCHS",

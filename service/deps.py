@@ -4,8 +4,10 @@ request's parameters checked against the settings' limits."""
 from __future__ import annotations
 
 import hmac
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -35,6 +37,20 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def app_object(request: Request, name: str, make: Callable[[], T]) -> T:
+    """``request.app.state.<name>``, made by ``make`` on first use (objects that need the
+    loaded index, which the lifespan makes after the app exists)."""
+    with _MAKING:
+        found = getattr(request.app.state, name, None)
+        if found is None:
+            found = make()
+            setattr(request.app.state, name, found)
+    return found
+
+
+_MAKING = threading.Lock()
+T = TypeVar("T")
+
 LiveDep = Annotated[LiveIndex, Depends(get_live)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
@@ -61,6 +77,25 @@ def require_key(
     expected = settings.api_key.get_secret_value().encode()
     if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
         raise HTTPException(403, "wrong API key")
+
+
+def require_moderator(
+    settings: SettingsDep,
+    key: Annotated[str | None, Depends(_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """The moderators' view needs QA_SEARCH_MODERATOR_KEY (the API key while it is unset), sent
+    as a header, never in the URL; compared in constant time."""
+    secret = settings.moderator_key or settings.api_key
+    if secret is None:
+        raise HTTPException(403, "the moderators' view is disabled: set QA_SEARCH_MODERATOR_KEY "
+                                 "(or QA_SEARCH_API_KEY) on the service to enable it")
+    given = key if key is not None else (bearer.credentials if bearer is not None else None)
+    if not given:
+        raise HTTPException(401, "missing moderator key: send it in the X-API-Key header "
+                            "(or Authorization: Bearer)", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.get_secret_value().encode()):
+        raise HTTPException(403, "wrong moderator key")
 
 
 # -- who the reader is ---------------------------------------------------------------------

@@ -42,8 +42,11 @@ CLIENT_GONE = 499
 #: Methods whose body the guard reads (and bounds) before the app sees it.
 _WITH_BODY = ("POST", "PUT", "PATCH", "DELETE")
 #: Routes under the read and the write rate, and those that need the API key (with a body method).
-_READS = ("/v1/search", "/v1/duplicates")
+_READS = ("/v1/search", "/v1/duplicates", "/v1/moderation/duplicates", "/v1/moderation/duplicates.csv")
 _WRITES = "/v1/threads"
+#: Writes that authenticate by the signature on their body, not by the API key: the body limit
+#: and the write rate apply, the key check does not.
+_WEBHOOKS = "/v1/webhooks/"
 
 
 def key_refusal(settings: Settings, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
@@ -89,7 +92,7 @@ class RateLimits:
 
 def _rate_kind(scope: Scope) -> str | None:
     path = scope["path"]
-    if path == _WRITES or path.startswith(_WRITES + "/"):
+    if path == _WRITES or path.startswith((_WRITES + "/", _WEBHOOKS)):
         return "write"
     if path in _READS:
         return "read"
@@ -147,7 +150,7 @@ class RequestGuard:
                 await response(scope, receive, send)
                 return
         headers = dict(scope.get("headers") or [])
-        if kind == "write" and scope["method"] in _WITH_BODY:
+        if kind == "write" and scope["method"] in _WITH_BODY and not scope["path"].startswith(_WEBHOOKS):
             refused = key_refusal(self.settings, headers)
             if refused is not None:  # before a byte of the body is read
                 response = problem(*refused)

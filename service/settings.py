@@ -25,6 +25,16 @@ class Settings(BaseSettings):
     #: Secret the forum signs search tokens with (HS256, at least 32 characters; see
     #: service/tokens.py). Unset: every caller sees public threads only, and a token is refused.
     token_secret: SecretStr | None = None
+    #: Secret of the forum's Discourse webhook (POST /v1/webhooks/discourse checks each event's
+    #: HMAC-SHA256 with it); unset: the route answers 503.
+    discourse_secret: SecretStr | None = None
+    #: Discourse category names by id, as JSON ({"4": "anxiety"}): Discourse's events carry only the
+    #: id, which is the thread's category for a category not named here.
+    discourse_categories: dict[str, str] = {}
+    #: Secret of the generic webhook (POST /v1/webhooks/generic, header X-QA-Signature); unset: 503.
+    webhook_secret: SecretStr | None = None
+    #: Key of the moderators' view (/moderation, GET /v1/moderation/duplicates); unset: the API key.
+    moderator_key: SecretStr | None = None
     #: Refuse searches and duplicate checks that carry no search token (X-QA-Token).
     require_token: bool = False
     #: Origins allowed to call the API from a browser (CORS), comma-separated in the environment.
@@ -123,7 +133,8 @@ class Settings(BaseSettings):
                              "('0': no limit)") from None
         return value
 
-    @field_validator("api_key", "token_secret", mode="before")
+    @field_validator("api_key", "token_secret", "discourse_secret", "webhook_secret", "moderator_key",
+                     mode="before")
     @classmethod
     def _blank_key_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,0 +1,200 @@
+"""Forum events as index writes: Discourse's topic and post webhooks turned into threads.
+
+A Discourse topic is a thread: its first post (``post_number`` 1) is the question's body, the
+other regular posts its answers, as the sync's Discourse mapping reads them. A topic event
+carries the title, category and tags but not the first post's text, and a post event carries one
+post; so each event changes only the parts it carries and keeps the rest from the thread the
+index already holds. Private messages, unlisted topics, whispers and hidden or deleted posts are
+never indexed: an event that makes a thread one of them removes it (or its answer).
+
+:func:`discourse_change` is the pure part (payload and current thread in, the write out);
+:func:`apply_discourse_event` reads the current thread from a :class:`LiveIndex` and writes.
+An event that would leave the thread as it is writes nothing, so a replayed event is a no-op.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from qa_search.index.live import LiveIndex
+from qa_search.threads import Answer, Thread
+from qa_search.tools.importers import html_to_text
+
+#: The events acted on (``X-Discourse-Event``); any other is acknowledged and ignored.
+DISCOURSE_EVENTS = frozenset({
+    "topic_created", "topic_edited", "topic_recovered", "topic_destroyed",
+    "post_created", "post_edited", "post_recovered", "post_destroyed",
+})
+#: Discourse's post_type of a regular post (2: moderator action, 3: small action, 4: whisper).
+REGULAR_POST = 1
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookChange:
+    """What an event asks of the index: a thread to store, a thread to remove, or nothing."""
+
+    #: The thread the event is about (None when the payload names none).
+    thread_id: str | None
+    #: The thread as it should be stored, whole.
+    upsert: Thread | None = None
+    #: Remove the thread.
+    delete: bool = False
+    #: Why nothing is written, for the response (never the payload's text).
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOutcome:
+    """What one event did: ``"upserted"``, ``"deleted"``, ``"unchanged"`` or ``"ignored"``."""
+
+    action: str
+    thread_id: str | None
+    reason: str = ""
+    #: The write log's position of the write, when there was one.
+    seq: int | None = None
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _tags(value: Any) -> tuple[str, ...] | None:
+    # plain names in most versions; {"id", "name", "slug"} objects in recent ones
+    if not isinstance(value, list):
+        return None
+    names = (t if isinstance(t, str) else t.get("name") if isinstance(t, dict) else None for t in value)
+    return tuple(dict.fromkeys(n for n in names if isinstance(n, str) and n.strip()))
+
+
+def _category(value: Any, categories: Mapping[str, str]) -> str | None:
+    key = _id(value)
+    return None if key is None else categories.get(key, key)
+
+
+def _post_text(post: Mapping[str, Any]) -> str:
+    cooked = _text(post.get("cooked"))
+    return html_to_text(cooked) if cooked.strip() else _text(post.get("raw")).strip()
+
+
+def _topic_change(event: str, topic: Mapping[str, Any], current: Thread | None,
+                  categories: Mapping[str, str]) -> WebhookChange:
+    tid = _id(topic.get("id"))
+    if tid is None:
+        return WebhookChange(None, reason="the topic has no id")
+    if event == "topic_destroyed" or topic.get("deleted_at"):
+        return WebhookChange(tid, delete=True)
+    if topic.get("archetype", "regular") != "regular" or topic.get("visible") is False:
+        return WebhookChange(tid, delete=True, reason="a private message or unlisted topic is not indexed")
+    title = _text(topic.get("title")).strip()
+    if not title:
+        return WebhookChange(tid, reason="the topic has no title")
+    base = current or Thread(tid, title)
+    tags = _tags(topic.get("tags"))
+    category = _category(topic.get("category_id"), categories) if "category_id" in topic else base.category
+    created = topic.get("created_at")
+    return WebhookChange(tid, upsert=replace(
+        base, title=title, tags=base.tags if tags is None else tags, category=category,
+        created_at=created if isinstance(created, str) and created else base.created_at,
+    ))
+
+
+def _post_change(event: str, post: Mapping[str, Any], current: Thread | None) -> WebhookChange:
+    tid, pid = _id(post.get("topic_id")), _id(post.get("id"))
+    number = post.get("post_number")
+    if tid is None or pid is None or isinstance(number, bool) or not isinstance(number, int):
+        return WebhookChange(tid, reason="the post has no topic_id, id or post_number")
+    if post.get("topic_archetype", "regular") != "regular":
+        return WebhookChange(tid, delete=True, reason="a private message is not indexed")
+    gone = (event == "post_destroyed" or bool(post.get("deleted_at")) or post.get("hidden") is True
+            or post.get("user_deleted") is True)
+    if number == 1:
+        if gone:  # Discourse deletes the topic with its first post
+            return WebhookChange(tid, delete=True)
+        if current is None:
+            # the post does not say whether its topic is listed: the topic's own event decides
+            return WebhookChange(tid, reason="the topic is not indexed")
+        return WebhookChange(tid, upsert=replace(current, body=_post_text(post)))
+    if current is None:
+        return WebhookChange(tid, reason="the topic is not indexed")
+    kept = tuple(a for a in current.answers if a.id != pid)
+    if gone or post.get("post_type", REGULAR_POST) != REGULAR_POST:
+        return WebhookChange(tid, upsert=replace(current, answers=kept))
+    text = _post_text(post)
+    if not text:
+        return WebhookChange(tid, upsert=replace(current, answers=kept))
+    old = next((a for a in current.answers if a.id == pid), None)
+    accepted = post.get("accepted_answer")  # the discourse-solved plugin's field
+    answer = Answer(pid, text, old.score if old else 0,
+                    accepted if isinstance(accepted, bool) else (old.accepted if old else False))
+    if old is None:
+        return WebhookChange(tid, upsert=replace(current, answers=(*current.answers, answer)))
+    return WebhookChange(tid, upsert=replace(
+        current, answers=tuple(answer if a.id == pid else a for a in current.answers)))
+
+
+def discourse_change(
+    event: str, payload: Mapping[str, Any], current: Thread | None,
+    categories: Mapping[str, str] | None = None,
+) -> WebhookChange:
+    """The write one Discourse event asks for. ``event`` is the ``X-Discourse-Event`` header
+    (``topic_created``, ``post_edited``...), ``payload`` the parsed body (``{"topic": {...}}``
+    or ``{"post": {...}}``), ``current`` the thread the index holds for its topic (None if
+    none). ``categories`` names categories by id (Discourse's payloads carry only the id, which
+    is the category otherwise). Pure: reads nothing, writes nothing."""
+    if event not in DISCOURSE_EVENTS:
+        return WebhookChange(None, reason="not a topic or post event")
+    kind = event.partition("_")[0]
+    body = payload.get(kind)
+    if not isinstance(body, Mapping):
+        return WebhookChange(None, reason=f"the payload has no '{kind}' object")
+    if kind == "topic":
+        return _topic_change(event, body, current, categories or {})
+    return _post_change(event, body, current)
+
+
+class DiscourseEvents:
+    """Applies Discourse events to a :class:`LiveIndex`. Events about one topic are applied one
+    at a time in this process (each reads the thread, then writes it whole); workers of one
+    service do not coordinate, so two events on one topic arriving within milliseconds at two
+    workers can lose the earlier one's part until the topic changes again or a sync runs."""
+
+    def __init__(self, live: LiveIndex, categories: Mapping[str, str] | None = None) -> None:
+        self.live = live
+        self.categories = dict(categories or {})
+        self._lock = threading.Lock()
+
+    def apply(self, event: str, payload: Mapping[str, Any]) -> WebhookOutcome:
+        """Read the event's thread, work out the change (:func:`discourse_change`), write it if
+        it changes anything."""
+        with self._lock:
+            return self._apply(event, payload)
+
+    def _apply(self, event: str, payload: Mapping[str, Any]) -> WebhookOutcome:
+        probe = discourse_change(event, payload, None, self.categories)
+        tid = probe.thread_id
+        if tid is None:
+            return WebhookOutcome("ignored", None, probe.reason)
+        with self.live.reading() as index:
+            current = index.get(tid) if tid in index else None
+        change = discourse_change(event, payload, current, self.categories)
+        if change.delete:
+            if current is None:
+                return WebhookOutcome("unchanged", tid, change.reason)
+            entry = self.live.delete(tid)
+            return WebhookOutcome("deleted", tid, change.reason, entry.seq)
+        if change.upsert is None:
+            return WebhookOutcome("ignored", tid, change.reason)
+        if change.upsert == current:
+            return WebhookOutcome("unchanged", tid)
+        entry = self.live.upsert(change.upsert)
+        return WebhookOutcome("upserted", tid, seq=entry.seq)

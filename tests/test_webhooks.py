@@ -1,0 +1,235 @@
+"""Webhooks: Discourse's signed topic and post events, and the generic signed form, become live
+writes (searchable at once); unsigned or wrongly signed ones write nothing; replays change
+nothing; private messages and unlisted topics are never indexed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+from conftest import FakeEmbedder
+from fastapi.testclient import TestClient
+
+from qa_search import ForumIndex, Thread, discourse_change
+from service.app import create_app
+from service.settings import Settings
+
+SECRET = "discourse-webhook-secret"
+GENERIC = "generic-webhook-secret"
+
+
+@pytest.fixture
+def index_dir(tmp_path):
+    index = ForumIndex(FakeEmbedder())
+    index.upsert([Thread("old", "Is it normal to miss my ex months later?")])
+    index.save(tmp_path / "index")
+    return tmp_path / "index"
+
+
+def _client(index_dir, **settings):
+    app = create_app(Settings(index_dir=index_dir, discourse_categories={"7": "anxiety"}, **settings),
+                     embedder=FakeEmbedder())
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(index_dir):
+    # no API key: webhooks authenticate by signature alone
+    with _client(index_dir, discourse_secret=SECRET, webhook_secret=GENERIC) as c:
+        yield c
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def send(client, event: str, payload: dict, *, secret: str | None = SECRET, signature: str | None = None):
+    body = json.dumps(payload).encode()
+    headers = {"X-Discourse-Event-Type": event.partition("_")[0], "X-Discourse-Event": event,
+               "Content-Type": "application/json"}
+    if signature is not None:
+        headers["X-Discourse-Event-Signature"] = signature
+    elif secret is not None:
+        headers["X-Discourse-Event-Signature"] = sign(body, secret)
+    return client.post("/v1/webhooks/discourse", content=body, headers=headers)
+
+
+def topic(tid=42, title="How do I calm down before a panic attack?", **fields):
+    return {"topic": {"id": tid, "title": title, "archetype": "regular", "visible": True, "category_id": 7,
+                      "tags": ["panic", {"id": 3, "name": "breathing", "slug": "breathing"}],
+                      "created_at": "2026-11-30T10:00:00Z", "slug": "calm-down", **fields}}
+
+
+def post(pid, number, text, tid=42, **fields):
+    return {"post": {"id": pid, "topic_id": tid, "post_number": number, "post_type": 1,
+                     "cooked": f"<p>{text}</p>", "raw": text, "topic_title": "How do I calm down?",
+                     "topic_archetype": "regular", "category_id": 7, **fields}}
+
+
+def search(client, q):
+    return [h["thread_id"] for h in client.get("/v1/search", params={"q": q, "k": 5}).json()["hits"]]
+
+
+def stored(client, tid):
+    with client.app.state.live.reading() as index:
+        return index.get(tid) if tid in index else None
+
+
+def test_a_topic_and_its_posts_become_a_searchable_thread(client):
+    assert send(client, "topic_created", topic()).json()["action"] == "upserted"
+    first = send(client, "post_created", post(500, 1, "My heart races and I cannot breathe."))
+    assert first.json()["action"] == "upserted"
+    reply = send(client, "post_created", post(501, 2, "Slow breathing: in for four, out for six."))
+    assert reply.status_code == 200
+    thread = stored(client, "42")
+    assert thread.title == "How do I calm down before a panic attack?"
+    assert thread.body == "My heart races and I cannot breathe."
+    assert [(a.id, a.body) for a in thread.answers] == [("501", "Slow breathing: in for four, out for six.")]
+    assert thread.category == "anxiety" and thread.tags == ("panic", "breathing")
+    assert search(client, "calm down before a panic attack")[0] == "42"
+    assert search(client, "in for four out for six")[0] == "42"
+
+
+def test_an_edited_title_is_searchable_and_keeps_what_the_event_does_not_carry(client):
+    send(client, "topic_created", topic())
+    send(client, "post_created", post(500, 1, "My heart races."))
+    send(client, "post_created", post(501, 2, "Breathe slowly."))
+    edited = topic(title="Grounding tricks for sudden dread at night")
+    assert send(client, "topic_edited", edited).json()["action"] == "upserted"
+    assert search(client, "grounding tricks for sudden dread")[0] == "42"
+    thread = stored(client, "42")
+    assert thread.body == "My heart races." and [a.id for a in thread.answers] == ["501"]
+    send(client, "post_edited", post(501, 2, "Name five things you can see."))
+    assert [a.body for a in stored(client, "42").answers] == ["Name five things you can see."]
+
+
+def test_replayed_events_change_nothing(client):
+    live = client.app.state.live
+    events = [("topic_created", topic()), ("post_created", post(500, 1, "My heart races.")),
+              ("post_created", post(501, 2, "Breathe slowly.")), ("post_destroyed", post(501, 2, "x"))]
+    for event, payload in events:
+        assert send(client, event, payload).json()["action"] in ("upserted", "deleted")
+        applied, before = live.applied, stored(client, "42")
+        # Discourse redelivers an event whose answer it did not get: the second copy is a no-op
+        assert send(client, event, payload).json()["action"] == "unchanged"
+        assert live.applied == applied and stored(client, "42") == before
+
+
+def test_destroyed_topic_is_gone_and_a_recovered_one_is_back(client):
+    send(client, "topic_created", topic())
+    send(client, "post_created", post(500, 1, "My heart races."))
+    gone = send(client, "topic_destroyed", topic(deleted_at="2026-12-01T00:00:00Z"))
+    assert gone.json()["action"] == "deleted"
+    assert stored(client, "42") is None and "42" not in search(client, "calm down before a panic attack")
+    assert send(client, "topic_recovered", topic()).json()["action"] == "upserted"
+    assert send(client, "post_recovered", post(500, 1, "My heart races.")).json()["action"] == "upserted"
+    assert stored(client, "42").body == "My heart races."
+    assert search(client, "calm down before a panic attack")[0] == "42"
+
+
+def test_a_destroyed_or_hidden_post_drops_its_answer_and_whispers_are_never_answers(client):
+    send(client, "topic_created", topic())
+    send(client, "post_created", post(501, 2, "Breathe slowly."))
+    send(client, "post_created", post(502, 3, "Staff only note about this user.", post_type=4))
+    send(client, "post_created", post(503, 4, "Try a cold glass of water."))
+    assert [a.id for a in stored(client, "42").answers] == ["501", "503"]
+    send(client, "post_destroyed", post(501, 2, "Breathe slowly."))
+    send(client, "post_edited", post(503, 4, "Try a cold glass of water.", hidden=True))
+    assert stored(client, "42").answers == ()
+
+
+def test_private_messages_and_unlisted_topics_are_never_indexed(client):
+    pm = topic(tid=77, title="A private message about my diagnosis", archetype="private_message")
+    assert send(client, "topic_created", pm).json()["action"] == "unchanged"
+    reply = post(900, 1, "Only between us.", tid=77, topic_archetype="private_message")
+    assert send(client, "post_created", reply).status_code == 200
+    unseen = send(client, "post_created", post(901, 1, "Posted in a topic never seen.", tid=78))
+    assert unseen.json()["action"] == "ignored"
+    assert stored(client, "77") is None and stored(client, "78") is None
+    # a listed topic that is unlisted later is removed
+    send(client, "topic_created", topic())
+    assert send(client, "topic_edited", topic(visible=False)).json()["action"] == "deleted"
+    assert stored(client, "42") is None
+
+
+def test_unsigned_and_wrongly_signed_events_are_refused_and_write_nothing(client):
+    live = client.app.state.live
+    applied = live.applied
+    assert send(client, "topic_created", topic(), secret=None).status_code == 401
+    assert send(client, "topic_created", topic(), secret="not-the-secret").status_code == 401
+    assert send(client, "topic_created", topic(), signature="sha1=abc").status_code == 401
+    # a signature over another body does not carry over
+    other = json.dumps(topic(title="Another title entirely")).encode()
+    response = send(client, "topic_created", topic(), signature=sign(other))
+    assert response.status_code == 401 and "Another" not in response.text
+    # a signed body that is not JSON is a 422 that quotes none of it
+    body = b"{not json: my private words"
+    headers = {"X-Discourse-Event": "topic_created", "X-Discourse-Event-Signature": sign(body)}
+    bad = client.post("/v1/webhooks/discourse", content=body, headers=headers)
+    assert bad.status_code == 422 and "private" not in bad.text
+    assert live.applied == applied and stored(client, "42") is None
+
+
+def test_webhooks_answer_503_until_their_secret_is_set_and_ping_is_acknowledged(index_dir):
+    with _client(index_dir) as c:
+        response = send(c, "topic_created", topic())
+        assert response.status_code == 503 and "QA_SEARCH_DISCOURSE_SECRET" in response.json()["detail"]
+        generic = c.post("/v1/webhooks/generic", json={"event": "delete", "ids": ["old"]})
+        assert generic.status_code == 503 and "QA_SEARCH_WEBHOOK_SECRET" in generic.json()["detail"]
+    with _client(index_dir, discourse_secret=SECRET) as c:
+        ping = send(c, "ping", {"ping": "OK"})
+        assert ping.status_code == 200 and ping.json()["action"] == "ignored"
+
+
+def test_the_guard_bounds_a_webhook_body(index_dir):
+    with _client(index_dir, discourse_secret=SECRET, max_body_bytes=2048) as c:
+        big = topic(title="x " * 2000)
+        assert send(c, "topic_created", big).status_code == 413
+
+
+def gsend(client, payload: dict, secret: str = GENERIC):
+    body = json.dumps(payload).encode()
+    return client.post("/v1/webhooks/generic", content=body,
+                       headers={"X-QA-Signature": sign(body, secret), "Content-Type": "application/json"})
+
+
+def test_generic_webhook_upserts_and_deletes_in_the_dump_format(client):
+    threads = [{"id": "g1", "title": "Sleeping badly since the funeral", "body": "Every night.",
+                "answers": [{"body": "Grief often shows up at night."}], "tags": ["grief"]}]
+    response = gsend(client, {"event": "upsert", "threads": threads})
+    assert response.status_code == 200 and response.json()["threads"] == 1
+    assert search(client, "sleeping badly since the funeral")[0] == "g1"
+    assert stored(client, "g1").answers[0].id == "g1#1"
+    assert gsend(client, {"event": "delete", "ids": ["g1", "old"]}).json()["threads"] == 2
+    assert stored(client, "g1") is None and stored(client, "old") is None
+    # deleting again is harmless: a replay
+    assert gsend(client, {"event": "delete", "ids": ["g1"]}).status_code == 200
+
+
+def test_generic_webhook_refuses_bad_signatures_and_bad_payloads(client):
+    live = client.app.state.live
+    applied = live.applied
+    payload = {"event": "upsert", "threads": [{"id": "g2", "title": "My secret worry"}]}
+    assert gsend(client, payload, secret="wrong").status_code == 401
+    unsigned = client.post("/v1/webhooks/generic", json=payload)
+    assert unsigned.status_code == 401
+    assert live.applied == applied
+    # the request schema's rules and limits, with the input never echoed
+    bad = gsend(client, {"event": "upsert", "threads": [{"id": "g3", "title": ""}]})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "threads[0].title"
+    assert gsend(client, {"event": "delete", "threads": payload["threads"]}).status_code == 422
+    assert gsend(client, {"event": "upsert"}).status_code == 422
+    many = {"event": "upsert", "threads": [{"id": f"n{i}", "title": "t"} for i in range(501)]}
+    assert gsend(client, many).status_code == 413
+    assert live.applied == applied
+
+
+def test_discourse_change_is_pure_and_keeps_what_the_index_has():
+    current = Thread("42", "Old title", "The body.", tags=("a",), category="anxiety", url="https://f/t/42")
+    change = discourse_change("topic_edited", {"topic": {"id": 42, "title": "New title"}}, current)
+    assert change.upsert == Thread("42", "New title", "The body.", tags=("a",), category="anxiety",
+                                   url="https://f/t/42")
+    assert discourse_change("user_created", {"user": {}}, None).upsert is None
+    assert discourse_change("topic_created", {"post": {}}, None).reason == "the payload has no 'topic' object"
