@@ -52,6 +52,10 @@ class Thread:
     #: The groups that may see the thread; empty: everyone may (see :meth:`visible_with`).
     visible_to: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: Set by :func:`thread_from_dict` on the records it builds, so the library checks a thread
+    #: once, where it comes in (a dump line, a log line, :func:`checked_thread` at a library
+    #: entry), and trusts it inside. A copy made with ``dataclasses.replace`` is checked again.
+    _checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def question_text(self) -> str:
@@ -233,7 +237,7 @@ def thread_from_dict(obj: Any) -> Thread:
             json.dumps(extra, ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             raise ValueError(f"the extra fields cannot be stored as JSON text: {exc}") from None
-    return Thread(
+    thread = Thread(
         id=tid,
         title=title,
         body=body,
@@ -246,6 +250,8 @@ def thread_from_dict(obj: Any) -> Thread:
         visible_to=visible_to,
         extra=extra,
     )
+    object.__setattr__(thread, "_checked", True)  # frozen: set once, here
+    return thread
 
 
 def _visible_to(value: Any) -> tuple[str, ...]:
@@ -280,6 +286,8 @@ def checked_thread(thread: Thread) -> Thread:
     """
     if not isinstance(thread, Thread):
         raise TypeError(f"expected a Thread, got {type(thread).__name__}")
+    if thread._checked:
+        return thread
     try:
         if not isinstance(thread.extra, dict):
             raise ValueError("'extra' must be a dict")

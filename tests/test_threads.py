@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from qa_search import Answer, DumpFormatError, Thread, read_dump, write_dump
+from qa_search import Answer, DumpFormatError, Thread, read_dump, thread_from_dict, write_dump
 from qa_search.index.parts import ANSWER, QUESTION, chunk_words, thread_parts
 from qa_search.threads import checked_thread
 
@@ -160,3 +160,20 @@ def test_write_dump_refuses_a_bad_thread_and_leaves_no_partial_file(tmp_path):
         write_dump([Thread("a", "fine"), Thread("b", "bad \ud800")], path)
     assert path.read_text() == "previous content\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_a_thread_is_checked_once_where_it_comes_in_and_trusted_inside():
+    import dataclasses
+
+    read = thread_from_dict({"id": 7, "title": "  How do I sleep?  "})
+    assert read.id == "7" and read.title == "How do I sleep?"
+    # a record the dump reader built is the record the library keeps, not a re-validated copy
+    assert checked_thread(read) is read
+    # one built by hand is checked and normalised at the library's entry...
+    by_hand = Thread("8", "  Why can't I sleep?  ")
+    checked = checked_thread(by_hand)
+    assert checked is not by_hand and checked.title == "Why can't I sleep?"
+    assert checked_thread(checked) is checked
+    # ...and so is a copy changed after it was checked
+    with pytest.raises(ValueError, match="title"):
+        checked_thread(dataclasses.replace(read, title="   "))
