@@ -226,7 +226,7 @@ def pick(d: dict) -> dict:
 def tuned_model(work: Path, given: str | None) -> str:
     if given:
         return given
-    from qa_search.tools import tuning
+    from qa_search.tools import tuning, tuningdata
 
     out = work / "tuned-semeval-train2"
     if tuning.tuned_recipe(out) == tuning.RECIPE:
@@ -239,7 +239,7 @@ def tuned_model(work: Path, given: str | None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         pairs_file = Path(tmp) / "pairs.jsonl"
         semeval_pairs.write_pairs(SEMEVAL_TRAIN, pairs_file)
-        pairs = tuning.read_pairs([pairs_file])
+        pairs = tuningdata.read_pairs([pairs_file])
         log(f"tuning on {len(pairs)} SemEval train part 2 pairs (defaults, seed 0) into {out}")
         tuning.tune(pairs, out)
     return str(out)

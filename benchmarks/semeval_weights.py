@@ -34,7 +34,7 @@ import semeval_pairs  # noqa: E402
 
 from qa_search import IndexConfig, load_embedder  # noqa: E402
 from qa_search.scoring.metrics import semeval_map  # noqa: E402
-from qa_search.tools import tuning  # noqa: E402
+from qa_search.tools import tuning, tuningdata  # noqa: E402
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -52,7 +52,7 @@ def tuned(questions: list[dict], out: Path, seed: int) -> str:
     if tuning.tuned_recipe(out) != tuning.RECIPE:
         shutil.rmtree(out, ignore_errors=True)
         pairs = [
-            tuning.LabelledPair(
+            tuningdata.LabelledPair(
                 semeval_pairs.text(q), semeval_pairs.text(c), int(c["label"] in semeval_pairs.RELEVANT)
             )
             for q in questions

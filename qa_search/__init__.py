@@ -32,16 +32,12 @@ from qa_search.operations.admin import (
     describe_index,
     rollback_index,
 )
-from qa_search.operations.lifecycle import (
-    DEFAULT_KEEP,
-    BuildReport,
-    calibrate_index,
-    delete_threads,
-    update_index,
-)
+from qa_search.operations.changes import calibrate_index, delete_threads, update_index
+from qa_search.operations.lifecycle import DEFAULT_KEEP, BuildReport
 from qa_search.operations.verify import verify_index
 from qa_search.scoring.calibration import check_targets
 from qa_search.threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump
+from qa_search.tools.csvreader import CSV_FIELDS
 from qa_search.tools.dedupe import (
     DEFAULT_NEIGHBOURS,
     ClusterThread,
@@ -57,24 +53,12 @@ from qa_search.tools.evaluation import (
     read_pairs,
     read_queries,
 )
-from qa_search.tools.importers import (
-    CSV_FIELDS,
-    FORMATS,
-    detect_format,
-    read_stackexchange_duplicates,
-    read_threads,
-    write_pairs,
-)
+from qa_search.tools.importers import FORMATS, detect_format, read_threads
+from qa_search.tools.stackexchange import read_stackexchange_duplicates, write_pairs
 from qa_search.tools.sync import SYNC_SCHEMAS, SyncReport, sync_index
-from qa_search.tools.tuning import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_EPOCHS,
-    DEFAULT_LEARNING_RATE,
-    DEFAULT_SEED,
-    TuneResult,
-    tune,
-)
-from qa_search.tools.tuning import read_pairs as read_tuning_pairs
+from qa_search.tools.tuning import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TuneResult, tune
+from qa_search.tools.tuningdata import DEFAULT_SEED
+from qa_search.tools.tuningdata import read_pairs as read_tuning_pairs
 from qa_search.tools.webhooks import (
     DISCOURSE_EVENTS,
     DiscourseEvents,

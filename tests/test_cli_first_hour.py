@@ -18,7 +18,7 @@ import qa_search
 from qa_search.cli import main
 from qa_search.cli._input import StepBar
 from qa_search.cli.serve import _stopped_by_signal
-from qa_search.embedding import onnx
+from qa_search.embedding import onnx, onnxexport
 
 
 def _build(fake_cli, index_dir, *extra: str):
@@ -103,7 +103,7 @@ def test_the_exporter_leaves_logging_as_it_found_it():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
-    with onnx._logging_kept():
+    with onnxexport.logging_kept():
         logging.basicConfig(level=logging.DEBUG)  # what onnxscript and the quantiser do
         assert not registration.isEnabledFor(logging.WARNING)  # "torchvision is not installed"
     assert root.handlers == handlers and root.level == level

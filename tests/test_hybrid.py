@@ -128,7 +128,8 @@ import hashlib, json, sys
 import numpy as np
 from conftest import SAMPLE_DUMP
 from qa_search import read_dump
-from qa_search.scoring.lexical import LexicalIndex, tokenize
+from qa_search.scoring.analyser import tokenize
+from qa_search.scoring.lexical import LexicalIndex
 from qa_search.scoring.pairs import text_features
 
 threads = list(read_dump(SAMPLE_DUMP))

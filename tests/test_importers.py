@@ -13,14 +13,12 @@ from conftest import FakeEmbedder
 
 from qa_search import Answer, DumpFormatError, ForumIndex, read_dump
 from qa_search.cli import main
-from qa_search.tools.importers import (
-    FORMATS,
-    html_to_text,
-    parse_tags,
-    read_csv,
+from qa_search.tools.csvreader import read_csv
+from qa_search.tools.fields import html_to_text, parse_tags
+from qa_search.tools.importers import FORMATS, read_threads
+from qa_search.tools.stackexchange import (
     read_stackexchange_duplicates,
     read_stackexchange_posts,
-    read_threads,
     stackexchange_question_ids,
 )
 

@@ -480,7 +480,8 @@ def test_a_single_string_is_one_id_or_refused_where_a_list_of_texts_is_meant(tmp
         index.find_duplicates_many("first question")
     # the same for an index directory and for a serving process
     from qa_search import LiveIndex
-    from qa_search.operations.lifecycle import build_index, delete_threads
+    from qa_search.operations.changes import delete_threads
+    from qa_search.operations.lifecycle import build_index
 
     build_index(tmp_path / "ix", numbered, FakeEmbedder())
     assert delete_threads(tmp_path / "ix", "12", FakeEmbedder()).threads == 2

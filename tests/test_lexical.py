@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa_search.scoring.lexical import LexicalIndex, check_language, tokenize
+from qa_search.scoring.analyser import check_language, tokenize
+from qa_search.scoring.lexical import LexicalIndex
 
 WORDS = [
     "anxiety", "sleep", "therapist", "money", "partner", "breakup", "panic", "work", "family",

@@ -18,12 +18,8 @@ from conftest import FakeEmbedder
 from qa_search import Answer, ForumIndex, SnapshotError, Thread, UnknownThreadError
 from qa_search.embedding.cache import EmbeddingCache, cache_root
 from qa_search.errors import IndexLockedError, QASearchError
-from qa_search.operations.lifecycle import (
-    build_index,
-    calibrate_index,
-    delete_threads,
-    update_index,
-)
+from qa_search.operations.changes import calibrate_index, delete_threads, update_index
+from qa_search.operations.lifecycle import build_index
 from qa_search.operations.verify import verify_index
 from qa_search.storage.generations import (
     clean_debris,

@@ -22,11 +22,8 @@ from qa_search import (
     write_dump,
 )
 from qa_search.cli import main
-from qa_search.operations.lifecycle import (
-    build_index,
-    delete_threads,
-    update_index,
-)
+from qa_search.operations.changes import delete_threads, update_index
+from qa_search.operations.lifecycle import build_index
 from qa_search.operations.verify import verify_index, verify_snapshot
 from qa_search.storage.generations import (
     current_generation,

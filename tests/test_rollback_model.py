@@ -19,7 +19,8 @@ import pytest
 from conftest import FakeEmbedder
 
 from qa_search import LiveIndex, Thread, UnknownThreadError
-from qa_search.operations.lifecycle import build_index, delete_threads, update_index
+from qa_search.operations.changes import delete_threads, update_index
+from qa_search.operations.lifecycle import build_index
 from qa_search.storage.generations import (
     current_generation,
     list_generations,

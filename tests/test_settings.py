@@ -15,11 +15,11 @@ from qa_search import ForumIndex, IndexConfig, read_dump
 from qa_search.cli import main
 from qa_search.embedding.tuned import SETTINGS_FILE, model_index_settings
 from qa_search.errors import ModelLoadError, QASearchError
+from qa_search.operations.changes import reconfigure_index
 from qa_search.operations.lifecycle import (
     build_index,
     current_config,
     current_model,
-    reconfigure_index,
     starting_config,
 )
 from qa_search.storage.generations import current_generation

@@ -30,7 +30,8 @@ from conftest import ROOT, FakeEmbedder  # noqa: E402
 from qa_search import ForumIndex, QASearchError, sync_index  # noqa: E402
 from qa_search.embedding.models import PROBE_TEXTS  # noqa: E402
 from qa_search.tools import sync as sync_module  # noqa: E402
-from qa_search.tools.forumdb import mapping_from_dict, moment_before, read_mapping  # noqa: E402
+from qa_search.tools.forumdb import moment_before  # noqa: E402
+from qa_search.tools.sourcemapping import mapping_from_dict, read_mapping  # noqa: E402
 
 DISCOURSE_MAPPING = ROOT / "docs" / "examples" / "discourse-mapping.yaml"
 T0 = datetime(2025, 3, 1, 9, 0, 0)

@@ -22,7 +22,8 @@ from test_lifecycle import forum
 
 from qa_search import Answer, LiveIndex, QASearchError, Thread, write_dump
 from qa_search.cli import main
-from qa_search.operations.lifecycle import build_index, delete_threads, update_index
+from qa_search.operations.changes import delete_threads, update_index
+from qa_search.operations.lifecycle import build_index
 from qa_search.operations.verify import verify_index
 from qa_search.storage.layout import current_generation
 from qa_search.storage.logformat import LOCK_NAME, LOG_NAME

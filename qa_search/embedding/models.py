@@ -11,11 +11,14 @@ import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from qa_search.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +199,7 @@ class SentenceTransformerEmbedder:
         return int(self._model.max_seq_length)
 
     @property
-    def tokenizer(self):  # noqa: ANN201 - a transformers tokenizer
+    def tokenizer(self) -> PreTrainedTokenizerBase:
         return self._model.tokenizer
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:

@@ -1,9 +1,9 @@
 """An ONNX Runtime embedder: the same sentence-transformers model, exported once, run without torch.
 
-The export (``torch.onnx.export(..., dynamo=True)``) covers the transformer, mean pooling and L2
-normalisation, so the graph's output is the embedding. It is checked against the torch model on
-texts of several lengths and batch sizes before it is cached; an export that disagrees (cosine
-below :data:`MIN_EXPORT_COSINE`) is refused rather than used. The legacy TorchScript exporter was
+The export (onnxexport.py) covers the transformer, mean pooling and L2 normalisation, so the
+graph's output is the embedding. This module checks it against the torch model on texts of
+several lengths and batch sizes before it is cached; an export that disagrees (cosine below
+:data:`MIN_EXPORT_COSINE`) is refused rather than used. The legacy TorchScript exporter was
 measured to give cosine 0.97 on this model, which is why the check exists.
 
 Cache layout, keyed by a digest of the model's files (weights, config, tokenizer)::
@@ -18,17 +18,14 @@ anything else stays on torch.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
 import shutil
 import sys
 import uuid
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,6 +37,7 @@ from qa_search.embedding.models import (
     normalize_rows,
     resolve_model,
 )
+from qa_search.embedding.onnxexport import remove_stale_exports, write_graphs
 from qa_search.errors import ModelLoadError
 from qa_search.storage.snapshot import file_sha256
 
@@ -162,34 +160,6 @@ class _Tokenizer:
         }
 
 
-def _pooled_module(transformer_dir: Path):  # noqa: ANN202 - a torch.nn.Module
-    """The transformer followed by mean pooling and L2 normalisation, as one torch module."""
-    import torch
-    from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
-
-    class Pooled(torch.nn.Module):
-        def __init__(self, encoder: torch.nn.Module) -> None:
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN202
-            hidden = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar in the middle of the export's notice
-    try:
-        return Pooled(AutoModel.from_pretrained(str(transformer_dir))).eval()
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _session(path: Path, threads: int | None):  # noqa: ANN202 - an onnxruntime.InferenceSession
     import onnxruntime as ort
 
@@ -216,51 +186,17 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
     import onnxruntime
     import torch
 
-    with _logging_kept():  # importing the quantiser calls logging.basicConfig
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
     transformer_dir, max_len = _model_layout(model_dir)
     tokenizer = _Tokenizer(transformer_dir, max_len)
-    module = _pooled_module(transformer_dir)
     sample = tokenizer(list(_CHECK_TEXTS[:2]))
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=max_len)
-    dyn = {name: {0: batch, 1: seq} for name in ("input_ids", "attention_mask", "token_type_ids")}
     tmp = out_dir.parent / f".tmp-{out_dir.name}.{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
-        _remove_stale_exports(out_dir.parent)
+        remove_stale_exports(out_dir.parent)
     except OSError as exc:  # a read-only home, a file in the way: the caller may fall back to torch
         raise ModelLoadError(f"cannot write the ONNX export under {out_dir.parent}: {exc}") from exc
     try:
-        # the exporter prints progress to stdout and warns about axis names: neither may reach
-        # a caller's stdout (``qa-search build --json``) or trip warnings-as-errors
-        with (
-            torch.no_grad(),
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            _logging_kept(),
-        ):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                module,
-                kwargs={k: torch.from_numpy(v) for k, v in sample.items()},
-                dynamo=True,
-                dynamic_shapes=dyn,
-                input_names=["input_ids", "attention_mask", "token_type_ids"],
-                external_data=False,
-                verbose=False,
-            )
-            assert program is not None  # the dynamo exporter always returns one
-            program.save(str(tmp / _FILES["fp32"]), external_data=False)
-        # per-channel weight scales: per-tensor ones measured cosine 0.93 to torch, per-channel 0.98+
-        logging.disable(logging.WARNING)  # the quantiser logs advice through the root logger
-        try:
-            with _logging_kept():
-                quantize_dynamic(
-                    tmp / _FILES["fp32"], tmp / _FILES["int8"], weight_type=QuantType.QInt8, per_channel=True
-                )
-        finally:
-            logging.disable(logging.NOTSET)
+        write_graphs(transformer_dir, max_len, sample, tmp / _FILES["fp32"], tmp / _FILES["int8"])
 
         # the reference is the real sentence-transformers pipeline, not our wrapper
         reference = SentenceTransformerEmbedder(str(model_dir))
@@ -298,35 +234,6 @@ def export_model(model_dir: Path, out_dir: Path) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
-
-
-@contextlib.contextmanager
-def _logging_kept() -> Iterator[None]:
-    """The exporter's libraries may neither reconfigure the caller's logging nor log through it:
-    onnxscript and onnxruntime's quantiser call ``logging.basicConfig`` (after which every
-    library's debug lines reach stderr), and torch's exporter warns once per torchvision operator
-    it does not need when torchvision is absent."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
-    registration_level = registration.level
-    registration.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        registration.setLevel(registration_level)
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
-def _remove_stale_exports(root: Path, older_than: float = 3600.0) -> None:
-    """Temporary export folders an interrupted export left (each about 100 MB)."""
-    import time
-
-    for tmp in root.glob(".tmp-*"):
-        with contextlib.suppress(OSError):
-            if time.time() - tmp.stat().st_mtime > older_than:
-                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _discard_export(out: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any, SupportsFloat, SupportsIndex
 
 import numpy as np
 
@@ -94,7 +95,8 @@ class IndexConfig:
         Raises ``ValueError`` naming an unknown setting (and the known ones) or a value that is
         not a number of the setting's kind or out of its range.
         """
-        changes: dict[str, object] = {}
+        # each value has its setting's kind (``_KINDS``), which the name alone cannot tell mypy
+        changes: dict[str, Any] = {}
         for name, raw in settings.items():
             if name not in _KINDS:
                 raise ValueError(f"unknown setting {name!r}; the settings are: {', '.join(_KINDS)}")
@@ -102,7 +104,12 @@ class IndexConfig:
             try:
                 if isinstance(raw, bool):
                     raise ValueError
-                value = kind(raw) if kind is float else int(str(raw).strip())
+                if kind is not float:
+                    value: float = int(str(raw).strip())
+                elif isinstance(raw, (str, bytes, SupportsFloat, SupportsIndex)):
+                    value = float(raw)
+                else:  # what float() would refuse anyway
+                    raise TypeError
             except (TypeError, ValueError):
                 noun = "a number" if kind is float else "a whole number"
                 raise ValueError(f"setting {name} must be {noun}, got {raw!r}") from None

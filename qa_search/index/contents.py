@@ -16,7 +16,7 @@ Search (:mod:`.search`), duplicate scoring (:mod:`.duplicates`) and snapshots
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 import numpy as np
@@ -219,7 +219,7 @@ class IndexContents:
         threads: Iterable[Thread],
         *,
         vectors: Mapping[str, np.ndarray] | None = None,
-        progress=None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> UpsertStats:
         """Add threads, or replace every part of threads whose id is already indexed.
 
@@ -299,7 +299,8 @@ class IndexContents:
         return out
 
     def _remove_parts(self, thread_ids: Iterable[str]) -> None:
-        q_ids, a_ids = [], []
+        q_ids: list[int] = []
+        a_ids: list[int] = []
         for tid in thread_ids:
             for pid in self._thread_parts.pop(tid, ()):
                 ref = self._parts.pop(pid)
@@ -307,7 +308,7 @@ class IndexContents:
         self._questions.remove(np.array(q_ids, np.int64))
         self._answers.remove(np.array(a_ids, np.int64))
 
-    def compact(self, progress=None) -> None:
+    def compact(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Rebuild each vector index as the type its size calls for, dropping its tombstones.
 
         ``progress(done, total)`` reports vectors indexed when an index is rebuilt."""

@@ -19,8 +19,8 @@ import numpy as np
 from qa_search.index.contents import IndexContents
 from qa_search.index.results import DuplicateHit
 from qa_search.index.search import skip_blank, texts_list, viewer_groups
+from qa_search.scoring.analyser import tokenize
 from qa_search.scoring.calibration import Calibration, fit_calibration, pair_groups
-from qa_search.scoring.lexical import tokenize
 from qa_search.scoring.pairs import (
     FEATURES,
     RANK_DEPTH,

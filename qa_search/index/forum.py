@@ -7,7 +7,7 @@ module that does the work: :mod:`.search`, :mod:`.duplicates` and :mod:`.persist
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,7 @@ class ForumIndex(IndexContents):
         return search.score_threads(self, text, thread_ids)
 
     def question_neighbours(
-        self, k: int, *, batch: int = 4096, progress=None
+        self, k: int, *, batch: int = 4096, progress: Callable[[int, int], None] | None = None
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Each thread's k most similar other questions (see :func:`.search.question_neighbours`)."""
         return search.question_neighbours(self, k, batch=batch, progress=progress)
@@ -111,7 +111,7 @@ class ForumIndex(IndexContents):
         self,
         index_dir: str | Path,
         *,
-        progress=None,
+        progress: Callable[[int, int], None] | None = None,
         extra_files: Mapping[str, bytes] | None = None,
         manifest_extra: Mapping[str, object] | None = None,
     ) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 
 from qa_search.embedding.model_defaults import model_defaults
 from qa_search.index.contents import IndexContents
-from qa_search.scoring.lexical import tokenize
+from qa_search.scoring.analyser import tokenize
 from qa_search.scoring.relevance import RelevanceModel, relevance_rows
 
 

@@ -18,6 +18,7 @@ from qa_search.embedding.cache import cache_root
 from qa_search.embedding.loading import check_recorded_model
 from qa_search.errors import SettingsError, SnapshotError
 from qa_search.index.config import IndexConfig, check_scoring_settings
+from qa_search.operations.changes import reconfigure_index
 from qa_search.operations.lifecycle import (
     DEFAULT_KEEP,
     BuildReport,
@@ -25,7 +26,6 @@ from qa_search.operations.lifecycle import (
     build_embedder,
     build_index,
     current_config,
-    reconfigure_index,
     starting_config,
 )
 from qa_search.storage.generations import GenerationInfo, describe, resolve_snapshot, rollback, writer_lock

@@ -1,16 +1,17 @@
-"""Operating an index directory: build, update, delete, reconfigure and calibrate, each
-publishing a new generation, with cached embeddings, under the writer lock.
+"""Building an index directory: a full build from a forum's threads, published as a new
+generation with cached embeddings under the writer lock, keeping the acknowledged live writes.
 
-These compose the lower layers (the forum index, the embedding cache, the index directory's
-generations and write log) into the operations the ``qa-search`` command exposes; a Python
-caller can use them the same way. Verification is in verify.py.
+Also what every publishing operation shares: the report (:class:`BuildReport`), the embedding
+cache in front of the model, the publish itself (live writes folded in, old generations pruned),
+and the model and settings a build starts from. Changing the current generation (update,
+delete, reconfigure, calibrate) is in changes.py; verification in verify.py.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,9 +20,8 @@ from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache, cache_root
 from qa_search.embedding.loading import load_embedder, load_recorded_embedder
 from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors, resolve_model
 from qa_search.embedding.tuned import model_index_settings
-from qa_search.errors import QASearchError, SnapshotError, UnknownThreadError
+from qa_search.errors import QASearchError
 from qa_search.index.config import IndexConfig, config_of
-from qa_search.index.contents import as_str_list
 from qa_search.index.forum import ForumIndex
 from qa_search.index.persistence import matches_recorded_model, stored_calibration
 from qa_search.operations.publishing import newer_than, publish_with_log
@@ -78,7 +78,7 @@ class BuildReport:
         return out
 
 
-def _cached(index_dir: Path, embedder: Embedder) -> CachedEmbedder:
+def cached_embedder(index_dir: Path, embedder: Embedder) -> CachedEmbedder:
     fingerprint = model_fingerprint(probe_vectors(embedder))
     return CachedEmbedder(embedder, EmbeddingCache(cache_root(index_dir), fingerprint, embedder.dimension))
 
@@ -93,7 +93,7 @@ def _referenced_hashes(index_dir: Path) -> set[str]:
     return hashes
 
 
-def _publish(
+def publish_generation(
     index_dir: Path,
     index: ForumIndex,
     cached: CachedEmbedder | None,
@@ -120,11 +120,11 @@ def _publish(
     if cached is not None and cached.cache.shard_count > COMPACT_SHARDS:
         cached.cache.compact(_referenced_hashes(index_dir))
     secure_tree(index_dir)  # the embedding cache's shards, written after the publish's own pass
-    return _report(index, path, started, embedded=embedded, reused=written_vectors - embedded,
+    return report_of(index, path, started, embedded=embedded, reused=written_vectors - embedded,
                    pruned=tuple(pruned), live_writes=live_writes)
 
 
-def _report(
+def report_of(
     index: ForumIndex, snapshot: Path, started: float, embedded: int = 0, reused: int = 0, **fields
 ) -> BuildReport:
     """The report of ``index``, published as ``snapshot``, by a run that began at ``started``."""
@@ -311,7 +311,7 @@ def build_index(
         batch = list(threads)
         if not batch:
             raise QASearchError("no threads to index: the input is empty")
-        cached = _cached(index_dir, embedder) if use_cache else None
+        cached = cached_embedder(index_dir, embedder) if use_cache else None
         index = ForumIndex(cached or embedder, config or starting_config(index_dir, embedder.name)[0])
         index.calibration, dropped = _kept_calibration(index_dir, index)
         before = cached.embedded if cached else 0
@@ -334,7 +334,7 @@ def build_index(
                     "(qa-search build --allow-removals, or --max-removals SHARE)"
                 )
 
-        report = _publish(
+        report = publish_generation(
             index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
             index_progress=index_progress, then=guard, since=since, carried=kept,
         )
@@ -359,151 +359,3 @@ def _kept_calibration(index_dir: Path, index: ForumIndex) -> tuple[Calibration |
         return stored_calibration(snap, manifest), None
     except (OSError, ValueError) as exc:
         return None, f"{exc}; run qa-search calibrate again"
-
-
-def _log_brings_texts(index_dir: Path) -> bool:
-    """Whether the write log holds upserts that a publish would fold in: their new texts are then
-    embedded through the embedding cache, so they are counted and kept for the next build (a
-    publish that embeds nothing of its own need not open the cache otherwise)."""
-    try:
-        pending = pending_entries(WriteLog(index_dir), current_folded_through(index_dir))
-        return any(e.op == UPSERT for e in pending)
-    except SnapshotError:  # a damaged log: the publish itself stops at it, naming the line
-        return False
-
-
-def _load_current(index_dir: Path, embedder: Embedder | None, use_cache: bool):
-    manifest = read_manifest(resolve_snapshot(index_dir))
-    if embedder is None:
-        embedder = load_recorded_embedder(manifest["model"])
-    cached = _cached(index_dir, embedder) if use_cache else None
-    return ForumIndex.load(index_dir, cached or embedder), cached
-
-
-def update_index(
-    index_dir: str | Path,
-    threads: Iterable[Thread],
-    embedder: Embedder | None = None,
-    *,
-    keep: int = DEFAULT_KEEP,
-    use_cache: bool = True,
-    progress: Progress | None = None,
-    index_progress: Progress | None = None,
-    group_readable: bool | None = None,
-    removing: Iterable[str] = (),
-) -> BuildReport:
-    """Publish a new generation: the current one with ``threads`` added or replaced.
-
-    Without ``embedder`` the model named in the current generation's manifest is loaded.
-    ``group_readable``: as for :func:`build_index`. ``removing``: ids of threads to remove in
-    the same generation (those absent are passed over; the report's ``deleted`` counts the rest).
-    """
-    index_dir = Path(index_dir)
-    started = time.perf_counter()
-    with writer_lock(index_dir):
-        set_access(index_dir, group_readable)
-        index, cached = _load_current(index_dir, embedder, use_cache)
-        batch = list(threads)
-        gone = as_str_list(removing)
-        if not batch and not gone:
-            raise QASearchError("no threads to update: the input is empty")
-        before = cached.embedded if cached else 0
-        stats = index.upsert(batch, progress=progress)  # the model's work, before the log is locked
-        embedded = cached.embedded - before if cached else stats.embedded
-        deleted = 0
-
-        def apply(ix: ForumIndex) -> None:
-            nonlocal deleted
-            ix.upsert(batch)
-            deleted = ix.delete(gone)
-
-        # the service's pending writes are folded in first and the update applied again on top:
-        # the operator's command is newer than them (its vectors are in the index or the cache)
-        report = _publish(
-            index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
-            index_progress=index_progress, then=apply,
-        )
-        return replace(report, deleted=deleted)
-
-
-class _NothingDeleted(Exception):
-    pass
-
-
-def delete_threads(
-    index_dir: str | Path,
-    thread_ids: Iterable[str],
-    embedder: Embedder | None = None,
-    *,
-    missing_ok: bool = False,
-    keep: int = DEFAULT_KEEP,
-) -> BuildReport:
-    """Publish a new generation: the current one without these threads.
-
-    An id not in the index raises :class:`UnknownThreadError` (nothing is published) unless
-    ``missing_ok``.
-    """
-    index_dir = Path(index_dir)
-    started = time.perf_counter()
-    ids = list(dict.fromkeys(as_str_list(thread_ids)))
-    deleted = 0
-
-    def delete(ix: ForumIndex) -> None:
-        # after the service's pending writes: a thread only they hold can be deleted, and a
-        # pending edit of a deleted thread cannot bring it back
-        nonlocal deleted
-        unknown = [tid for tid in ids if tid not in ix]
-        if unknown and not missing_ok:
-            raise UnknownThreadError(unknown[0])
-        deleted = ix.delete(ids)
-        if not deleted:
-            raise _NothingDeleted
-
-    with writer_lock(index_dir):
-        index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
-        try:
-            report = _publish(index_dir, index, cached, 0, 0, started, keep, then=delete)
-        except _NothingDeleted:  # no change, no new generation
-            return _report(index, resolve_snapshot(index_dir), started)
-        return replace(report, deleted=deleted)
-
-
-def reconfigure_index(
-    index_dir: str | Path,
-    settings: Mapping[str, object],
-    embedder: Embedder | None = None,
-    *,
-    keep: int = DEFAULT_KEEP,
-) -> BuildReport:
-    """Publish a new generation: the current one with scoring ``settings`` changed.
-
-    Nothing is embedded again; see :meth:`ForumIndex.reconfigure` for what may change. A bad
-    setting raises ``ValueError`` before anything is written.
-    """
-    index_dir = Path(index_dir)
-    started = time.perf_counter()
-    with writer_lock(index_dir):
-        index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
-        index.reconfigure(settings)
-        return _publish(index_dir, index, cached, 0, 0, started, keep)
-
-
-def calibrate_index(
-    index_dir: str | Path,
-    pairs: Sequence[tuple[str, str]],
-    labels: Sequence[int],
-    targets: Mapping[str, float] | None = None,
-    embedder: Embedder | None = None,
-    *,
-    keep: int = DEFAULT_KEEP,
-) -> tuple[Calibration, BuildReport]:
-    """Publish a new generation: the current one with its duplicate scorer fitted on labelled
-    pairs of stored threads (see :meth:`ForumIndex.calibrate`). Holds the writer lock, folds in
-    the service's live writes and prunes like every publish; bad pairs (an unknown id, a single
-    class) raise before anything is written. Returns the calibration and the report."""
-    index_dir = Path(index_dir)
-    started = time.perf_counter()
-    with writer_lock(index_dir):
-        index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
-        calibration = index.calibrate(pairs, labels, None if targets is None else dict(targets))
-        return calibration, _publish(index_dir, index, cached, 0, 0, started, keep)

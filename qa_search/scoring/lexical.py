@@ -1,4 +1,4 @@
-"""The lexical index: BM25 (Lucene's variant, Snowball-stemmed, stop words removed) over questions.
+"""The lexical index: BM25 (Lucene's variant) over questions, as analyser.py tokenises them.
 
 Raw BM25 is unbounded and its scale changes from query to query (long queries of rare words
 score high), so it cannot be added to a cosine or compared with a threshold. The index returns
@@ -24,7 +24,6 @@ compacted, which :meth:`LexicalIndex.save` does (a published snapshot holds live
 
 from __future__ import annotations
 
-import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,46 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+from qa_search.scoring.analyser import DEFAULT_LANGUAGE, check_language, tokenize
+
 #: BM25 saturation and length normalisation (bm25s' defaults for Lucene's variant are 1.5 / 0.75).
 K1 = 1.2
 B = 0.75
-#: The analyser's default language: its Snowball stemmer and stop-word list.
-DEFAULT_LANGUAGE = "english"
-#: Languages with both a Snowball stemmer and a stop-word list (bm25s' lists).
-LANGUAGES = (
-    "danish", "dutch", "english", "french", "german", "italian", "norwegian", "portuguese",
-    "russian", "spanish", "swedish", "turkish",
-)  # fmt: skip
 #: The new-document segment is merged once its postings exceed this many plus an eighth of the
 #: main segment's, so merging costs O(1) amortised per posting.
 _MERGE_FLOOR = 16_384
 #: Format of the saved ``.npz`` (1: precomputed bm25s weights, read by rebuilding; 2: frequencies).
 _FORMAT = 2
-
-
-@functools.cache
-def _stemmer(language: str):  # noqa: ANN202 - a Stemmer.Stemmer
-    import Stemmer
-
-    return Stemmer.Stemmer(language)
-
-
-def check_language(language: str) -> str:
-    """``language`` when the analyser supports it; ``ValueError`` naming the choices otherwise."""
-    if language not in LANGUAGES:
-        raise ValueError(f"lexical language must be one of {', '.join(LANGUAGES)}, got {language!r}")
-    return language
-
-
-def tokenize(texts: Sequence[str], language: str = DEFAULT_LANGUAGE) -> list[list[str]]:
-    """Lower-cased, stop words removed, Snowball-stemmed word tokens for each text."""
-    import bm25s
-
-    if not texts:
-        return []
-    return bm25s.tokenize(
-        list(texts), stopwords=language, stemmer=_stemmer(language), return_ids=False, show_progress=False
-    )
 
 
 def _idf(df: np.ndarray, n: int) -> np.ndarray:

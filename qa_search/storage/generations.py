@@ -116,7 +116,7 @@ def finish_switch(index_dir: str | Path) -> int | None:
     if not (index_dir / CURRENT).is_file():
         return None
     target, number = serving_generation(index_dir), current_generation(index_dir)
-    if target == number:
+    if target is None or target == number:  # None only when there is no current generation either
         return None
     switch = log_switch(index_dir) or {}
     _set_current(index_dir, target, "rollback", restored_writes=switch.get("restored", 0),
@@ -231,7 +231,7 @@ def prune(index_dir: str | Path, keep: int) -> list[int]:
         gens = list_generations(index_dir)
         retained = set(gens[-keep:]) | {current}
         doomed = [g for g in gens if g not in retained]
-        needed = _between_kept(index_dir, sorted(retained - {None}))
+        needed = _between_kept(index_dir, sorted(g for g in retained if g is not None))
         for g in doomed:
             if g in needed:
                 _keep_record(index_dir, g)
@@ -252,7 +252,10 @@ def _between_kept(index_dir: Path, kept: list[int]) -> set[int]:
     needed: set[int] = set()
     for a, b in itertools.combinations(kept, 2):
         for mine, other in ((lines[a], set(lines[b])), (lines[b], set(lines[a]))):
-            needed.update(itertools.takewhile(lambda g, other=other: g not in other, mine))
+            for g in mine:
+                if g in other:
+                    break
+                needed.add(g)
     return needed
 
 

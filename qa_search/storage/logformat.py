@@ -122,8 +122,8 @@ def entry_lines(entries: Iterable[WriteEntry]) -> bytes:
 def log_header(compacted_through: int, generation: int | None, switch: dict | None = None) -> dict:
     """A log file's first line; ``file`` is a token of its own, whatever inode it gets.
     ``switch``: written by a rollback, see :func:`log_switch`."""
-    out = {"format": FORMAT, "compacted_through": compacted_through, "generation": generation,
-           "file": uuid.uuid4().hex}
+    out: dict[str, object] = {"format": FORMAT, "compacted_through": compacted_through,
+                              "generation": generation, "file": uuid.uuid4().hex}
     if switch is not None:
         out["switch"] = switch
     return {"header": out}
@@ -183,15 +183,13 @@ def _decoded(obj: dict) -> WriteEntry | dict:
     if "header" in obj:
         return obj["header"]
     op = obj["op"]
-    common = {"generation": obj.get("generation"), "restored_from": obj.get("restored_from"),
-              "id": obj.get("id"), "at": obj.get("at")}
-    if op == UPSERT:
-        threads = tuple(thread_from_dict(t) for t in obj["threads"])
-        return WriteEntry(int(obj["seq"]), op, threads=threads, **common)
-    if op == DELETE:
-        ids = tuple(str(i) for i in obj["ids"])
-        return WriteEntry(int(obj["seq"]), op, ids=ids, **common)
-    raise ValueError(f"unknown op {op!r}")
+    if op not in (UPSERT, DELETE):
+        raise ValueError(f"unknown op {op!r}")
+    threads = tuple(thread_from_dict(t) for t in obj["threads"]) if op == UPSERT else ()
+    ids = tuple(str(i) for i in obj["ids"]) if op == DELETE else ()
+    seq = int(obj["seq"])
+    return WriteEntry(seq, op, threads=threads, ids=ids, generation=obj.get("generation"),
+                      restored_from=obj.get("restored_from"), id=obj.get("id"), at=obj.get("at"))
 
 
 def damaged_line(path: Path, lineno: int | None, exc: Exception) -> SnapshotError:

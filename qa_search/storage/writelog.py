@@ -28,7 +28,7 @@ import fcntl
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Set
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -227,7 +227,8 @@ class WriteLog:
             fh.seek(offset)
             data = fh.read()
         complete = data.rfind(b"\n") + 1  # a line still being written is read next time
-        last_seq, out, pos = self.last_seq, [], 0
+        last_seq, pos = self.last_seq, 0
+        out: list[WriteEntry] = []
         for line in data[:complete].splitlines(keepends=True):
             if line.strip():
                 try:
@@ -308,7 +309,7 @@ class WriteLog:
         return self._append(WriteEntry(0, DELETE, ids=tuple(ids)))
 
     def restore(
-        self, restored: list[WriteEntry], generation: int, drop: set[int] = frozenset(),
+        self, restored: list[WriteEntry], generation: int, drop: Set[int] = frozenset(),
         switch: dict | None = None,
     ) -> None:
         """Rewrite the log as ``restored`` followed by its own entries (less the seqs in

@@ -31,13 +31,13 @@ from typing import Any
 from qa_search.embedding.models import Embedder
 from qa_search.errors import DumpFormatError, QASearchError
 from qa_search.operations.admin import build
+from qa_search.operations.changes import update_index
 from qa_search.operations.lifecycle import (
     DEFAULT_KEEP,
     DEFAULT_MAX_REMOVALS,
     BuildReport,
     Progress,
     build_index,
-    update_index,
 )
 from qa_search.storage.generations import writer_lock
 from qa_search.storage.layout import current_generation, lineage
@@ -171,7 +171,9 @@ def sync_index(
     anything is embedded or published.
     """
     # SQLAlchemy takes half a second to import: only a sync needs it, not every command
-    from qa_search.tools.forumdb import SCHEMAS, ForumDatabase, encode_moment, moment_before, read_mapping
+    from qa_search.tools.forumdb import ForumDatabase, encode_moment, moment_before
+    from qa_search.tools.q2a import SCHEMAS
+    from qa_search.tools.sourcemapping import read_mapping
 
     if (schema is None) == (mapping is None):
         raise QASearchError("name the source's schema: a preset (--schema q2a) or a mapping file (--mapping)")

@@ -21,7 +21,7 @@ from typing import Any
 
 from qa_search.index.live import LiveIndex
 from qa_search.threads import Answer, Thread
-from qa_search.tools.importers import html_to_text
+from qa_search.tools.fields import html_to_text
 
 #: The events acted on (``X-Discourse-Event``); any other is acknowledged and ignored.
 DISCOURSE_EVENTS = frozenset({
