@@ -7,6 +7,7 @@ import hmac
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Query, Request
@@ -15,7 +16,17 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from qa_search import LiveIndex, Thread
 
 from .metrics import Metrics
-from .schemas import THRESHOLD, DraftQuestion, SearchRequest, UpsertRequest
+from .schemas import (
+    MAX_CATEGORIES,
+    MAX_DATE_CHARS,
+    MAX_HALF_LIFE_DAYS,
+    MAX_OFFSET,
+    THRESHOLD,
+    DraftQuestion,
+    SearchRequest,
+    UpsertRequest,
+    iso_moment,
+)
 from .settings import Settings
 from .tokens import ANONYMOUS, TokenError, Viewer, read_token
 
@@ -136,7 +147,20 @@ class SearchQuery:
     text: str
     k: int
     tags: list[str] | None
-    category: str | None
+    category: str | list[str] | None
+    offset: int = 0
+    created_after: str | None = None
+    created_before: str | None = None
+    exclude_closed: bool = False
+    recency_half_life_days: float | None = None
+    highlight: bool = False
+
+    def options(self) -> dict:
+        """The library's keyword arguments for this search, but ``groups``."""
+        return {"offset": self.offset, "tags": self.tags, "category": self.category,
+                "created_after": self.created_after, "created_before": self.created_before,
+                "exclude_closed": self.exclude_closed, "recency_half_life_days": self.recency_half_life_days,
+                "highlight": self.highlight}
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,21 +186,57 @@ def _k(settings: Settings, k: int | None, default: int) -> int:
     return k
 
 
+def _aware(text: str) -> datetime:
+    moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _date_range(after: str | None, before: str | None) -> tuple[str | None, str | None]:
+    """The range's ends, each an ISO 8601 date or time (a 422 without the value otherwise),
+    the first earlier than the second."""
+    for value, what in ((after, "created_after"), (before, "created_before")):
+        if value is not None:
+            try:
+                iso_moment(value)
+            except ValueError as exc:
+                raise HTTPException(422, f"{what} {exc}") from None
+    if after is not None and before is not None and _aware(after) >= _aware(before):
+        raise HTTPException(422, "created_after must be earlier than created_before")
+    return after, before
+
+
 def search_in_query(
     settings: SettingsDep,
     q: Annotated[str, Query(description="The text typed so far.", examples=["my therapist made a mistake"])],
     k: Annotated[int | None, Query(ge=1, description="Threads to return [default: 10].")] = None,
     tags: Annotated[list[str] | None, Query(
         description="Keep threads with any of these tags (an empty value is ignored).")] = None,
-    category: Annotated[str | None, Query(
-        description="Keep threads of this category (empty: no filter).")] = None,
+    category: Annotated[list[str] | None, Query(
+        max_length=MAX_CATEGORIES,
+        description="Keep threads of this category; repeated: of any of these (empty: no filter).")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Threads of the ranking to skip.")] = 0,
+    created_after: Annotated[str | None, Query(
+        max_length=MAX_DATE_CHARS, description="Keep threads created at or after this ISO 8601 date or time.",
+    )] = None,
+    created_before: Annotated[str | None, Query(
+        max_length=MAX_DATE_CHARS, description="Keep threads created before this ISO 8601 date or time.",
+    )] = None,
+    exclude_closed: Annotated[bool, Query(description="Leave out threads the forum closed.")] = False,
+    recency_half_life_days: Annotated[float | None, Query(
+        gt=0, le=MAX_HALF_LIFE_DAYS, description="Boost recent threads, halving every this many days.",
+    )] = None,
+    highlight: Annotated[bool, Query(description="Return each hit's highlights.")] = False,
 ) -> SearchQuery:
-    return SearchQuery(_text(settings, q, "q"), _k(settings, k, 10), tags, category)
+    after, before = _date_range(created_after, created_before)
+    return SearchQuery(_text(settings, q, "q"), _k(settings, k, 10), tags, category, offset, after, before,
+                       exclude_closed, recency_half_life_days, highlight)
 
 
 def search_in_body(settings: SettingsDep, request: SearchRequest) -> SearchQuery:
+    after, before = _date_range(request.created_after, request.created_before)
     return SearchQuery(_text(settings, request.q, "q"), _k(settings, request.k, 10), request.tags,
-                       request.category)
+                       request.category, request.offset, after, before, request.exclude_closed,
+                       request.recency_half_life_days, request.highlight)
 
 
 def duplicates_in_query(

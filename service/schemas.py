@@ -9,6 +9,7 @@ except the batch cap, checked here before any thread is validated."""
 from __future__ import annotations
 
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
@@ -17,10 +18,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -57,6 +60,13 @@ MAX_NAME_CHARS = 200  # a tag or a category
 MAX_URL_CHARS = 2048
 MAX_DATE_CHARS = 64
 MAX_EXTRA_FIELDS = 64
+#: The deepest page a search may ask for (``offset``): a page is a slice of a ranking computed
+#: down to it, so the depth bounds a request's work.
+MAX_OFFSET = 1000
+#: Most categories one search may name.
+MAX_CATEGORIES = 50
+#: Longest recency half-life, in days (a century).
+MAX_HALF_LIFE_DAYS = 36_500
 #: The most threads a batch may hold whatever QA_SEARCH_MAX_BATCH_THREADS says.
 MAX_BATCH_CEILING = 10_000
 #: The most answers one batch may hold, all threads together: validating one costs a few
@@ -99,6 +109,22 @@ BATCH_TOO_BIG = "batch_too_big"
 Name = Annotated[Text, Field(max_length=MAX_NAME_CHARS)]
 
 
+def iso_moment(text: str) -> str:
+    """``text`` if it is an ISO 8601 date or date and time; ``ValueError`` (without the text)
+    otherwise. The library reads the same forms (a "Z" suffix included; naive is UTC)."""
+    try:
+        datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date or date and time, such as 2025-03-02 or "
+                         "2025-03-02T10:00:00Z") from None
+    return text
+
+
+#: A moment a search's date range starts or ends at.
+Moment = Annotated[Text, Field(max_length=MAX_DATE_CHARS, examples=["2025-03-02T10:00:00Z"]),
+                   AfterValidator(iso_moment)]
+
+
 def _group_name(name: str) -> str:
     # refused rather than trimmed: a padded name would silently hide the thread from its group
     if not name.strip():
@@ -112,6 +138,15 @@ def _group_name(name: str) -> str:
 GroupName = Annotated[Text, Field(max_length=MAX_GROUP_CHARS), AfterValidator(_group_name)]
 
 
+class HighlightsOut(BaseModel):
+    """[start, end) offsets of the query's terms (stemmed matches included), in characters
+    (Unicode code points: in JavaScript, index ``Array.from(text)``), sorted."""
+
+    model_config = ConfigDict(from_attributes=True)  # built from the library's Highlights
+    title: list[tuple[int, int]] = Field(examples=[[[7, 17]]])
+    snippet: list[tuple[int, int]] = Field(examples=[[[0, 10]]])
+
+
 class Hit(BaseModel):
     model_config = ConfigDict(from_attributes=True)  # built from the library's SearchHit
     thread_id: str = Field(examples=["t042"])
@@ -121,6 +156,16 @@ class Hit(BaseModel):
     answer_id: str | None = Field(None, description="The matching answer, when matched is 'answer'.")
     snippet: str = Field(description="The start of the matching text.")
     url: str | None = None
+    highlights: HighlightsOut | None = Field(
+        None, description="Where the title and snippet hold the query's terms; present only when asked for.")
+
+    @model_serializer(mode="wrap")
+    def _highlights_when_asked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a search that did not ask for highlights answers as it did before they existed
+        out = handler(self)
+        if out.get("highlights", 0) is None:
+            del out["highlights"]
+        return out
 
 
 class SearchRequest(BaseModel):
@@ -133,11 +178,34 @@ class SearchRequest(BaseModel):
     k: StrictInt | None = Field(None, ge=1, description="Threads to return [default: 10].")
     tags: list[Name] | None = Field(None, max_length=MAX_TAGS,
                                     description="Keep threads with any of these tags.")
-    category: Name | None = Field(None, description="Keep threads of this category.")
+    category: Name | Annotated[list[Name], Field(max_length=MAX_CATEGORIES)] | None = Field(
+        None, description=f"Keep threads of this category, or of any of these (at most {MAX_CATEGORIES}).")
+    offset: StrictInt = Field(0, ge=0, le=MAX_OFFSET,
+                              description=f"Threads of the ranking to skip: a page (at most {MAX_OFFSET}).")
+    created_after: Moment | None = Field(
+        None, description="Keep threads created at or after this ISO 8601 date or time (naive: UTC).")
+    created_before: Moment | None = Field(
+        None, description="Keep threads created before this ISO 8601 date or time (naive: UTC).")
+    exclude_closed: StrictBool = Field(False, description="Leave out threads the forum closed.")
+    recency_half_life_days: StrictFloat | None = Field(
+        None, gt=0, le=MAX_HALF_LIFE_DAYS,
+        description="Boost recent threads: at most 0.05 added to a new thread's score, halved every "
+                    "this many days of age [default: no boost].")
+    highlight: StrictBool = Field(False, description="Return each hit's highlights.")
 
 
 class SearchResponse(BaseModel):
     hits: list[Hit]
+    next_offset: int | None = Field(
+        None, description="The offset of the next page, or null when this page is the last (or the "
+                          f"next would start past {MAX_OFFSET}).")
+
+    @classmethod
+    def page(cls, hits: list[Any], offset: int, k: int) -> SearchResponse:
+        """The response for a page of ``k`` hits at ``offset``, from a search for ``k + 1``: the
+        extra hit only tells that another page exists."""
+        more = len(hits) > k and offset + k <= MAX_OFFSET
+        return cls(hits=hits[:k], next_offset=offset + k if more else None)
 
 
 class Duplicate(BaseModel):

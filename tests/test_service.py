@@ -65,7 +65,7 @@ def test_search_returns_hits_like_the_library(client):
 
 def test_short_queries_return_nothing_without_the_model_and_repeats_hit_the_cache(client):
     cache = client.app.state.live.cache
-    assert client.get("/v1/search", params={"q": " ab "}).json() == {"hits": []}
+    assert client.get("/v1/search", params={"q": " ab "}).json() == {"hits": [], "next_offset": None}
     assert cache.misses == 0
     for _ in range(3):
         client.get("/v1/search", params={"q": "miss my ex"})
@@ -296,7 +296,7 @@ def test_search_by_post_keeps_the_text_out_of_the_url_and_answers_as_get(client)
     posted = client.post("/v1/search", json=params)
     assert posted.status_code == 200
     assert posted.json() == client.get("/v1/search", params=params).json() and posted.json()["hits"]
-    assert client.post("/v1/search", json={"q": "  "}).json() == {"hits": []}
+    assert client.post("/v1/search", json={"q": "  "}).json() == {"hits": [], "next_offset": None}
     assert client.post("/v1/search", json={"q": "panic", "k": 6}).status_code == 422  # max_k is 5
     assert client.post("/v1/search", json={"q": "panic", "sort": "new"}).status_code == 422
     page = client.get("/")

@@ -22,26 +22,63 @@ def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.argument("index_dir", type=click.Path(file_okay=False))
 @click.argument("text", callback=_not_blank)
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Threads to return.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0, 100_000),
+              help="Threads of the ranking to skip (a page: 0, k, 2k...).")
 @click.option(
     "--tag", "tags", multiple=True, help="Keep threads with this tag (repeatable: any of them)."
 )
-@click.option("--category", default=None, help="Keep threads of this category.")
+@click.option("--category", "categories", multiple=True,
+              help="Keep threads of this category (repeatable: any of them).")
+@click.option("--created-after", default=None, metavar="ISO8601",
+              help="Keep threads created at or after this date or time (naive: UTC).")
+@click.option("--created-before", default=None, metavar="ISO8601",
+              help="Keep threads created before this date or time (naive: UTC).")
+@click.option("--exclude-closed", is_flag=True, help="Leave out threads the forum closed.")
+@click.option("--recency-half-life-days", type=FiniteRange(min=0, min_open=True, max=36_500), default=None,
+              help="Boost recent threads: at most 0.05 added to a new thread's score, halved every this "
+                   "many days of age.")
+@click.option("--highlight", is_flag=True, help="Mark the query's terms in titles and snippets ([...]; "
+                                               "with --json, their offsets).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"hits": [...]} as JSON.')
 @library_errors
 def search(
-    index_dir: str, text: str, k: int, tags: tuple[str, ...], category: str | None, as_json: bool
+    index_dir: str, text: str, k: int, offset: int, tags: tuple[str, ...], categories: tuple[str, ...],
+    created_after: str | None, created_before: str | None, exclude_closed: bool,
+    recency_half_life_days: float | None, highlight: bool, as_json: bool,
 ) -> None:
     """Find the threads most similar to TEXT."""
-    hits = ForumIndex.load(index_dir).search(text, k=k, tags=tags or None, category=category)
+    filtered = bool(tags or categories or created_after or created_before or exclude_closed)
+    index = ForumIndex.load(index_dir)
+    try:
+        hits = index.search(
+            text, k=k, offset=offset, tags=tags or None, category=categories or None,
+            created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
+            recency_half_life_days=recency_half_life_days, highlight=highlight,
+        )
+    except ValueError as exc:  # a date that is not ISO 8601, or a range that ends before it starts
+        raise click.UsageError(str(exc)) from None
     if as_json:
         echo_json({"hits": [h.to_dict() for h in hits]})
         return
     if not hits:
-        click.echo("no threads match the filters" if tags or category else "no threads in the index")
-    for rank, h in enumerate(hits, 1):
+        click.echo("no threads match the filters" if filtered else
+                   "no threads past the offset" if offset else "no threads in the index")
+    for rank, h in enumerate(hits, offset + 1):
         where = "question" if h.answer_id is None else f"answer {h.answer_id}"
-        click.echo(f"{rank:>2}. {h.score:.3f}  [{h.thread_id}] {h.title}")
-        click.echo(f"      matched {where}: {h.snippet}")
+        title, snippet = h.title, h.snippet
+        if h.highlights is not None:
+            title, snippet = _marked(title, h.highlights.title), _marked(snippet, h.highlights.snippet)
+        click.echo(f"{rank:>2}. {h.score:.3f}  [{h.thread_id}] {title}")
+        click.echo(f"      matched {where}: {snippet}")
+
+
+def _marked(text: str, spans: tuple[tuple[int, int], ...]) -> str:
+    """``text`` with each span in brackets."""
+    out, at = [], 0
+    for start, end in spans:
+        out += [text[at:start], "[", text[start:end], "]"]
+        at = end
+    return "".join([*out, text[at:]])
 
 
 @click.command()

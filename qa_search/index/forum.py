@@ -8,6 +8,7 @@ module that does the work: :mod:`.search`, :mod:`.duplicates` and :mod:`.persist
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -34,26 +35,48 @@ class ForumIndex(IndexContents):
         text: str,
         k: int = 10,
         *,
+        offset: int = 0,
         tags: Iterable[str] | None = None,
-        category: str | None = None,
+        category: str | Iterable[str] | None = None,
         groups: Iterable[str] | None = None,
+        created_after: str | datetime | None = None,
+        created_before: str | datetime | None = None,
+        exclude_closed: bool = False,
+        recency_half_life_days: float | None = None,
+        highlight: bool = False,
     ) -> list[SearchHit]:
-        """The k threads most similar to ``text``, best first, one hit per thread; ``tags`` and
-        ``category`` filter exactly, and ``groups`` keeps the threads those groups may see
-        (None: every thread; see :func:`.search.search_many`)."""
-        return search.search_many(self, [text], k, tags=tags, category=category, groups=groups)[0]
+        """The k threads most similar to ``text``, best first, one hit per thread, after the
+        first ``offset``; ``tags``, ``category`` (one or several), ``created_after`` /
+        ``created_before`` and ``exclude_closed`` filter exactly, ``groups`` keeps the threads
+        those groups may see (None: every thread), ``recency_half_life_days`` boosts recent
+        threads and ``highlight`` marks the query's terms (see :func:`.search.search_many`)."""
+        return search.search_many(
+            self, [text], k, offset=offset, tags=tags, category=category, groups=groups,
+            created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
+            recency_half_life_days=recency_half_life_days, highlight=highlight,
+        )[0]
 
     def search_many(
         self,
         texts: Sequence[str],
         k: int = 10,
         *,
+        offset: int = 0,
         tags: Iterable[str] | None = None,
-        category: str | None = None,
+        category: str | Iterable[str] | None = None,
         groups: Iterable[str] | None = None,
+        created_after: str | datetime | None = None,
+        created_before: str | datetime | None = None,
+        exclude_closed: bool = False,
+        recency_half_life_days: float | None = None,
+        highlight: bool = False,
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch; a blank text finds nothing."""
-        return search.search_many(self, texts, k, tags=tags, category=category, groups=groups)
+        return search.search_many(
+            self, texts, k, offset=offset, tags=tags, category=category, groups=groups,
+            created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
+            recency_half_life_days=recency_half_life_days, highlight=highlight,
+        )
 
     def score_threads(self, text: str, thread_ids: Sequence[str]) -> list[float]:
         """The search score of each given thread for ``text``, in the order given."""

@@ -22,6 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -156,20 +157,31 @@ class LiveIndex:
         text: str,
         k: int = 10,
         *,
+        offset: int = 0,
         tags: Iterable[str] | None = None,
-        category: str | None = None,
+        category: str | Iterable[str] | None = None,
         groups: Iterable[str] | None = None,
+        created_after: str | datetime | None = None,
+        created_before: str | datetime | None = None,
+        exclude_closed: bool = False,
+        recency_half_life_days: float | None = None,
+        highlight: bool = False,
     ) -> list[SearchHit]:
         """:meth:`ForumIndex.search` on the index as it is now: the k threads most similar to
-        ``text``, best first; none for a query under ``min_query_chars``. Empty ``tags`` and
-        ``category`` filter nothing (a form's blank fields). ``groups``: the caller's groups,
-        whose visible threads alone are searched (empty: public threads only; None: every
-        thread, for an operator's own tools; a service passes every caller's groups)."""
+        ``text``, best first, after the first ``offset``; none for a query under
+        ``min_query_chars``. Empty ``tags`` and ``category`` filter nothing (a form's blank
+        fields). ``groups``: the caller's groups, whose visible threads alone are searched
+        (empty: public threads only; None: every thread, for an operator's own tools; a service
+        passes every caller's groups). The other arguments as :meth:`ForumIndex.search` takes them."""
         query = self._query(text)
         if query is None:
             return []
         with self.reading() as index:
-            return index.search(query, k=k, tags=tags, category=category, groups=groups)
+            return index.search(
+                query, k=k, offset=offset, tags=tags, category=category, groups=groups,
+                created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
+                recency_half_life_days=recency_half_life_days, highlight=highlight,
+            )
 
     def find_duplicates(
         self, text: str, *, threshold: float | None = None, k: int = 5, groups: Iterable[str] | None = None

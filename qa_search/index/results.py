@@ -7,6 +7,16 @@ from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
+class Highlights:
+    """Where a hit's title and snippet hold the query's terms (stemmed matches included): sorted
+    [start, end) character offsets (Python string indices) into :attr:`SearchHit.title` and
+    :attr:`SearchHit.snippet`, for a front end to mark as text, without HTML."""
+
+    title: tuple[tuple[int, int], ...] = ()
+    snippet: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SearchHit:
     """One thread found by :meth:`ForumIndex.search`.
 
@@ -24,6 +34,8 @@ class SearchHit:
     #: Probability in [0, 1] that the thread answers the query (see
     #: :mod:`qa_search.scoring.relevance`); None where the index's model has no relevance model.
     relevance: float | None = None
+    #: The query's terms in the title and snippet; None unless the search was asked for them.
+    highlights: Highlights | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,19 +3,24 @@
 A thread's score is its dense score (question and best answer chunk, see
 :func:`~qa_search.scoring.fusion.thread_dense_score`) plus its boost plus the weighted lexical
 score. The ranking by that score is exact: the candidate lists are fetched deeper until no
-thread outside them can beat the k-th. Filters (tags, category, the caller's groups) are exact
-too: a thread they leave out is never scored, and the lists go deeper to make up for it.
+thread outside them can beat the k-th. Filters (tags, categories, dates, closed threads, the
+caller's groups) are exact too: a thread they leave out is never scored, and the lists go deeper
+to make up for it. A recency boost (off by default) is one more bounded term of the score, so
+the ranking stays exact with it; a page (``offset``) is a slice of that exact ranking.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
 import numpy as np
 
+from qa_search.index import refine
 from qa_search.index.contents import IndexContents, as_str_list
 from qa_search.index.parts import ANSWER, QUESTION, chunk_words
-from qa_search.index.results import SearchHit
+from qa_search.index.results import Highlights, SearchHit
 from qa_search.scoring.fusion import make_snippet, row_dots, thread_dense_score, top_threads, unseen_bound
 from qa_search.threads import Thread
 
@@ -44,23 +49,36 @@ def viewer_groups(groups: Iterable[str] | None) -> frozenset[str] | None:
 
 
 def _thread_filter(
-    tags: Iterable[str] | None, category: str | None, groups: Iterable[str] | None = None
+    tags: Iterable[str] | None,
+    category: str | Iterable[str] | None,
+    groups: Iterable[str] | None = None,
+    *,
+    created_after: str | datetime | None = None,
+    created_before: str | datetime | None = None,
+    exclude_closed: bool = False,
 ) -> Callable[[Thread], bool] | None:
     """A predicate on threads for the given filters, or None when there is nothing to filter.
-    A single string is one tag (not its letters); empty tags and an empty category filter
+    A single string is one tag or category (not its letters); empty tags and categories filter
     nothing (what a form sends for its blank fields); values are trimmed, as stored ones are.
     ``groups`` (see :func:`viewer_groups`) keeps the threads visible to them, names matched
-    exactly, untrimmed: a group name is an identity, not a form's text."""
+    exactly, untrimmed: a group name is an identity, not a form's text. ``created_after`` and
+    ``created_before`` keep threads created in [after, before) (see :func:`.refine.date_filter`);
+    ``exclude_closed`` leaves out the threads the forum closed."""
     wanted = frozenset(t.strip() for t in as_str_list(tags or ()) if t.strip())
-    category = category.strip() if category else None
+    categories = frozenset(c.strip() for c in as_str_list(category or ()) if c.strip())
     viewer = viewer_groups(groups)
-    if not wanted and not category and viewer is None:
+    dated = refine.date_filter(created_after, created_before)
+    if not wanted and not categories and viewer is None and dated is None and not exclude_closed:
         return None
 
     def keep(thread: Thread) -> bool:
         if viewer is not None and not thread.visible_with(viewer):
             return False
-        if category and thread.category != category:
+        if categories and thread.category not in categories:
+            return False
+        if exclude_closed and refine.is_closed(thread):
+            return False
+        if dated is not None and not dated(thread):
             return False
         return not wanted or not wanted.isdisjoint(thread.tags)
 
@@ -72,16 +90,30 @@ def search_many(
     texts: Sequence[str],
     k: int = 10,
     *,
+    offset: int = 0,
     tags: Iterable[str] | None = None,
-    category: str | None = None,
+    category: str | Iterable[str] | None = None,
     groups: Iterable[str] | None = None,
+    created_after: str | datetime | None = None,
+    created_before: str | datetime | None = None,
+    exclude_closed: bool = False,
+    recency_half_life_days: float | None = None,
+    highlight: bool = False,
 ) -> list[list[SearchHit]]:
-    """The k threads most similar to each text, best first, one hit per thread; the texts are
-    embedded in one batch. A blank text (empty or only whitespace) finds nothing: its list is
-    empty, and it is not embedded.
+    """The k threads most similar to each text, best first, one hit per thread, after the first
+    ``offset`` of them (a page: pages at offsets 0, k, 2k... are disjoint and together are the
+    ranking); the texts are embedded in one batch. A blank text (empty or only whitespace)
+    finds nothing: its list is empty, and it is not embedded.
 
     ``tags`` keeps threads having at least one of these tags (a single string is one tag);
-    ``category`` keeps threads of that category; empty values filter nothing. ``groups`` are
+    ``category`` keeps threads of that category, or of any of several; empty values filter
+    nothing. ``created_after`` and ``created_before`` (ISO 8601 strings or datetimes; naive is
+    UTC) keep threads created in [after, before), leaving out threads with no readable
+    ``created_at``. ``exclude_closed`` leaves out threads the forum closed (their
+    ``closed_at``). ``recency_half_life_days`` adds to each thread's score
+    :data:`.refine.RECENCY_BOOST` halved every that many days of its age (None: no boost).
+    ``highlight`` fills each hit's ``highlights`` with where its title and snippet hold the
+    query's terms. ``groups`` are
     the caller's groups: only threads visible to them are returned (a thread is visible when its
     ``visible_to`` is empty or names one of them), so an empty collection sees public threads
     only; ``None`` sees every thread (an operator's own tools; a service passes each caller's
@@ -91,11 +123,19 @@ def search_many(
     texts = texts_list(texts, "search")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    keep = _thread_filter(tags, category, groups)
+    if offset < 0:
+        raise ValueError(f"offset must be at least 0, got {offset}")
+    keep = _thread_filter(tags, category, groups, created_after=created_after,
+                          created_before=created_before, exclude_closed=exclude_closed)
+    recency = refine.recency_boost(recency_half_life_days)
 
     def run(batch: list[str]) -> list[list[SearchHit]]:
         queries = index.query_embedder.encode(batch, batch_size=index.config.batch_size)
-        return [_search_exact(index, t, q, k, keep) for t, q in zip(batch, queries, strict=True)]
+        pages = [_search_exact(index, t, q, offset + k, keep, recency)[offset:]
+                 for t, q in zip(batch, queries, strict=True)]
+        if not highlight:
+            return pages
+        return [_highlighted(index, t, hits) for t, hits in zip(batch, pages, strict=True)]
 
     return skip_blank(texts, run)
 
@@ -190,19 +230,20 @@ def _dense_scores(
 
 
 def _search_exact(
-    index: IndexContents, text: str, query: np.ndarray, k: int, keep: Callable[[Thread], bool] | None
+    index: IndexContents, text: str, query: np.ndarray, k: int, keep: Callable[[Thread], bool] | None,
+    recency: Callable[[Thread], float] | None = None,
 ) -> list[SearchHit]:
     """The k best threads by dense score + boost (+ weighted lexical score when
-    ``lexical_weight`` > 0), exact: candidates come from the question, answer (and lexical)
-    lists, each scored exactly, and the lists are fetched deeper until no thread outside
-    them can beat the k-th (each signal is bounded by its list's last fetched score, the
-    boost by the largest boost of any thread)."""
+    ``lexical_weight`` > 0, + ``recency`` of the thread, at most :data:`.refine.RECENCY_BOOST`),
+    exact: candidates come from the question, answer (and lexical) lists, each scored exactly,
+    and the lists are fetched deeper until no thread outside them can beat the k-th (each
+    signal is bounded by its list's last fetched score, the boosts by their largest)."""
     cfg = index.config
     w, c, lw = cfg.answer_weight, cfg.agreement_weight, cfg.lexical_weight
     lexical = index.lexical_index() if lw > 0 else None
     if lexical is not None:
         lex = lexical.scores(text)
-    boost_bound = index.boost_bound()
+    boost_bound = index.boost_bound() + (refine.RECENCY_BOOST if recency is not None else 0.0)
     questions, answers, parts = index.question_index, index.answer_index, index.parts
     nq, na = len(questions), len(answers)
     # deep enough that the bound usually holds at once: a second round repeats every step (at
@@ -221,6 +262,8 @@ def _search_exact(
         new = [t for t in cands if t not in exact and (keep is None or keep(index.get(t)))]
         for tid, (score, pid) in zip(new, _dense_scores(index, new, query), strict=True):
             score += index.boost(tid)
+            if recency is not None:
+                score += recency(index.get(tid))
             if lexical is not None:
                 score += lw * float(lex[lexical.position[tid]])
             exact[tid] = (score, pid)
@@ -252,3 +295,15 @@ def _hit(index: IndexContents, thread_id: str, score: float, part_id: int) -> Se
     return SearchHit(
         thread_id, round(float(score), 6), thread.title, matched, ref.answer_id, snippet, thread.url
     )
+
+
+def _highlighted(index: IndexContents, text: str, hits: list[SearchHit]) -> list[SearchHit]:
+    """``hits`` with their ``highlights``: the words of each title and snippet whose stem is one
+    of the query's terms, as the lexical index's analyser reads both."""
+    language = index.lexical_index().language
+    terms = refine.query_terms(text, language)
+    return [
+        dataclasses.replace(h, highlights=Highlights(refine.term_spans(h.title, terms, language),
+                                                     refine.term_spans(h.snippet, terms, language)))
+        for h in hits
+    ]

@@ -1,4 +1,5 @@
-"""Typeahead search: threads similar to the text typed so far, among those the caller may see."""
+"""Search: threads similar to the text typed so far (the ask page's typeahead) or to a search
+page's query, among those the caller may see, a page at a time."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from ..schemas import SearchResponse
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
-@router.get("/search", response_model=SearchResponse, summary="Similar threads (typeahead)")
+@router.get("/search", response_model=SearchResponse, summary="Similar threads (typeahead, search pages)")
 def search(live: LiveDep, query: SearchInQuery, viewer: ViewerDep) -> SearchResponse:
-    return SearchResponse(hits=live.search(query.text, query.k, tags=query.tags, category=query.category,
-                                           groups=viewer.groups))
+    """The best k threads after the first ``offset``; ``next_offset`` says where the next page starts."""
+    # one more than the page: whether it exists says whether another page does
+    hits = live.search(query.text, query.k + 1, groups=viewer.groups, **query.options())
+    return SearchResponse.page(hits, query.offset, query.k)
 
 
 @router.post("/search", response_model=SearchResponse, summary="Similar threads, the text in the body")
 def search_posted(live: LiveDep, query: SearchInBody, viewer: ViewerDep) -> SearchResponse:
     """As GET, but the text stays out of URLs (and so out of the access logs of any proxy in front)."""
-    return SearchResponse(hits=live.search(query.text, query.k, tags=query.tags, category=query.category,
-                                           groups=viewer.groups))
+    hits = live.search(query.text, query.k + 1, groups=viewer.groups, **query.options())
+    return SearchResponse.page(hits, query.offset, query.k)
