@@ -54,7 +54,7 @@ def _threads(forum: str) -> list[Thread]:
         Thread("t1", "How do I calm down during a panic attack?", "My heart races.", url=url("t1"),
                answers=(Answer("t1-a1", "Slow breathing helps me calm down.", accepted=True),)),
         Thread("t2", "Breathing exercises for a panic attack at night", url=url("t2")),
-        Thread("t3", "Is it normal to have a panic attack at work?", url=url("t3")),
+        Thread("t3", "😟 Is it normal to have a panic attack at work?", url=url("t3")),
         Thread("t4", DUPLICATE_TITLE, "My counsellor forgot what I told her.", category="Psychotherapists",
                url=url("t4")),
         Thread(MEMBERS_ONLY, "Panic attack group: what helps you calm down?", url=url(MEMBERS_ONLY),
@@ -217,6 +217,12 @@ def test_widget_on_a_question2answer_ask_page(sites, browser):
     assert MEMBERS_ONLY in ids
     first = hits[ids.index("t1")].find_element(By.TAG_NAME, "a")
     assert first.text == "How do I calm down during a panic attack?"
+    # the query's words are marked in the title, as elements (the service's highlights)
+    assert [m.text for m in first.find_elements(By.TAG_NAME, "mark")] == ["calm", "panic", "attack"]
+    # offsets count code points: an emoji (two UTF-16 units) before the words shifts nothing
+    assert "t3" in ids
+    t3_link = hits[ids.index("t3")].find_element(By.TAG_NAME, "a")
+    assert [m.text for m in t3_link.find_elements(By.TAG_NAME, "mark")] == ["panic", "attack"]
     assert first.get_attribute("href") == forum.origin + "/thread/t1"
     assert first.get_attribute("rel") == "noopener"
     # the answered badge only where the thread has an accepted answer

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 
-from qa_search.scoring.lexical import tokenize
+from qa_search.scoring.analyser import tokenize
 from qa_search.threads import Thread
 
 #: The most a recency boost adds to a thread's score (cosine scale): a thread created now gets

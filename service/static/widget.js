@@ -106,8 +106,29 @@
     }
 
     // -- rendering ------------------------------------------------------------------------
+    // the title with the query's words in <mark>, built as nodes: the offsets count code points
+    // (as Array.from splits a string), not JavaScript's UTF-16 units
+    function marked(node, text, spans) {
+      if (!Array.isArray(spans) || spans.length === 0) {
+        node.textContent = text;
+        return node;
+      }
+      const chars = Array.from(text);
+      let at = 0;
+      for (const span of spans) {
+        const [start, end] = span;
+        const valid = Number.isInteger(start) && Number.isInteger(end) && at <= start && start < end;
+        if (!valid || end > chars.length) continue; // out of order or out of range: left as plain text
+        const word = el("mark", "qa-search-mark", chars.slice(start, end).join(""));
+        node.append(chars.slice(at, start).join(""), word);
+        at = end;
+      }
+      node.append(chars.slice(at).join(""));
+      return node;
+    }
+
     function link(item) {
-      const a = el("a", "qa-search-link", item.title);
+      const a = marked(el("a", "qa-search-link"), item.title, item.highlights && item.highlights.title);
       // only web addresses become links, so a "javascript:" url from the data never runs
       if (typeof item.url === "string" && /^https?:\/\//i.test(item.url)) {
         a.href = item.url;
@@ -130,7 +151,9 @@
           hit.matched === "answer" ? "matched an answer" : "matched the question");
         li.append(" ", meta);
         if (hit.answered === true) li.append(" ", el("span", "qa-search-badge", "answered"));
-        if (hit.snippet) li.append(el("p", "qa-search-snippet", hit.snippet));
+        if (hit.snippet) {
+          li.append(marked(el("p", "qa-search-snippet"), hit.snippet, hit.highlights && hit.highlights.snippet));
+        }
         list.append(li);
       }
       list.hidden = hits.length === 0;
@@ -175,7 +198,7 @@
         return;
       }
       try {
-        const res = await post("/v1/search", { q: text.slice(0, MAX_TITLE_CHARS), k });
+        const res = await post("/v1/search", { q: text.slice(0, MAX_TITLE_CHARS), k, highlight: true });
         if (id !== latest) return;
         showHits(res.hits || []);
         announce((res.hits || []).length);
