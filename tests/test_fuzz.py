@@ -21,7 +21,9 @@ INDEX_DIR = Path(tempfile.mkdtemp(prefix="qa-search-fuzz-")) / "index"
 _index = ForumIndex(FakeEmbedder())
 _index.upsert([Thread("t1", "how to sleep better", tags=("sleep",)), Thread("t2", "missing my ex")])
 _index.save(INDEX_DIR)
-APP = create_app(Settings(index_dir=INDEX_DIR, api_key=KEY, max_body_bytes=20_000), embedder=FakeEmbedder())
+# with the webhooks' secrets set, so an unsigned event is the 401 it is in production, not a 503
+APP = create_app(Settings(index_dir=INDEX_DIR, api_key=KEY, max_body_bytes=20_000, discourse_secret=KEY,
+                          webhook_secret=KEY), embedder=FakeEmbedder())
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
