@@ -21,6 +21,7 @@ from .schemas import (
     MAX_DATE_CHARS,
     MAX_HALF_LIFE_DAYS,
     MAX_OFFSET,
+    MIN_RELEVANCE,
     THRESHOLD,
     DraftQuestion,
     SearchRequest,
@@ -154,13 +155,15 @@ class SearchQuery:
     exclude_closed: bool = False
     recency_half_life_days: float | None = None
     highlight: bool = False
+    #: The relevance cut, the service's default put in where the request named none.
+    min_relevance: float | None = None
 
     def options(self) -> dict:
         """The library's keyword arguments for this search, but ``groups``."""
         return {"offset": self.offset, "tags": self.tags, "category": self.category,
                 "created_after": self.created_after, "created_before": self.created_before,
                 "exclude_closed": self.exclude_closed, "recency_half_life_days": self.recency_half_life_days,
-                "highlight": self.highlight}
+                "highlight": self.highlight, "min_relevance": self.min_relevance}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +208,15 @@ def _date_range(after: str | None, before: str | None) -> tuple[str | None, str 
     return after, before
 
 
+def _min_relevance(settings: Settings, live: LiveIndex, asked: float | None) -> float | None:
+    if asked is not None:
+        return asked
+    return live.default_min_relevance if settings.min_relevance is None else settings.min_relevance
+
+
 def search_in_query(
     settings: SettingsDep,
+    live: LiveDep,
     q: Annotated[str, Query(description="The text typed so far.", examples=["my therapist made a mistake"])],
     k: Annotated[int | None, Query(ge=1, description="Threads to return [default: 10].")] = None,
     tags: Annotated[list[str] | None, Query(
@@ -226,17 +236,20 @@ def search_in_query(
         gt=0, le=MAX_HALF_LIFE_DAYS, description="Boost recent threads, halving every this many days.",
     )] = None,
     highlight: Annotated[bool, Query(description="Return each hit's highlights.")] = False,
+    min_relevance: Annotated[float | None, Query(ge=0, le=1, description=MIN_RELEVANCE)] = None,
 ) -> SearchQuery:
     after, before = _date_range(created_after, created_before)
     return SearchQuery(_text(settings, q, "q"), _k(settings, k, 10), tags, category, offset, after, before,
-                       exclude_closed, recency_half_life_days, highlight)
+                       exclude_closed, recency_half_life_days, highlight,
+                       _min_relevance(settings, live, min_relevance))
 
 
-def search_in_body(settings: SettingsDep, request: SearchRequest) -> SearchQuery:
+def search_in_body(settings: SettingsDep, live: LiveDep, request: SearchRequest) -> SearchQuery:
     after, before = _date_range(request.created_after, request.created_before)
     return SearchQuery(_text(settings, request.q, "q"), _k(settings, request.k, 10), request.tags,
                        request.category, request.offset, after, before, request.exclude_closed,
-                       request.recency_half_life_days, request.highlight)
+                       request.recency_half_life_days, request.highlight,
+                       _min_relevance(settings, live, request.min_relevance))
 
 
 def duplicates_in_query(

@@ -156,6 +156,9 @@ class Hit(BaseModel):
     answer_id: str | None = Field(None, description="The matching answer, when matched is 'answer'.")
     snippet: str = Field(description="The start of the matching text.")
     url: str | None = None
+    relevance: float | None = Field(
+        None, examples=[0.93], description="Probability (0-1) that the thread answers the query; null "
+        "where the index's model has no relevance model.")
     highlights: HighlightsOut | None = Field(
         None, description="Where the title and snippet hold the query's terms; present only when asked for.")
 
@@ -166,6 +169,10 @@ class Hit(BaseModel):
         if out.get("highlights", 0) is None:
             del out["highlights"]
         return out
+
+
+MIN_RELEVANCE = ("Drop hits less likely than this to answer the query (0: keep all) [default: "
+                 "QA_SEARCH_MIN_RELEVANCE, else the cut fitted with the index's model].")
 
 
 class SearchRequest(BaseModel):
@@ -192,6 +199,7 @@ class SearchRequest(BaseModel):
         description="Boost recent threads: at most 0.05 added to a new thread's score, halved every "
                     "this many days of age [default: no boost].")
     highlight: StrictBool = Field(False, description="Return each hit's highlights.")
+    min_relevance: StrictFloat | None = Field(None, ge=0, le=1, description=MIN_RELEVANCE)
 
 
 class SearchResponse(BaseModel):

@@ -267,8 +267,8 @@ def test_sample_forum_duplicate_groups_are_recovered(real_embedder):
     index.upsert(read_dump(SAMPLE_DUMP))
 
     def measure(linkage):
-        # uncalibrated: the sample's paraphrases have question cosines of 0.50-0.70
-        result = find_duplicate_clusters(index, 0.5, linkage=linkage)
+        # raw cosine: the sample's paraphrases have question cosines of 0.50-0.70
+        result = find_duplicate_clusters(index, 0.5, linkage=linkage, by="cosine")
         found = [{t.thread_id for t in c.threads} for c in result.clusters]
         recovered = sum(any(g <= f for f in found) for g in groups)  # one cluster holds the group
         pairs = [(a, b) for f in found for a in f for b in f if a < b]

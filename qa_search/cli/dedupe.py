@@ -13,9 +13,9 @@ from qa_search.cli._input import StepBar
 
 def _threshold(
     index: ForumIndex, index_dir: str, min_probability: float | None, min_cosine: float | None
-) -> tuple[float | None, str]:
-    """``(threshold, by)``: what to cluster on and from which score up; a probability asked of an
-    uncalibrated index is an error."""
+) -> tuple[float | None, str | None]:
+    """``(threshold, by)``: what to cluster on and from which score up (None: the library's
+    defaults); a probability asked of an index with no calibration is an error."""
     _, scorer = index.duplicate_cutoff()
     if scorer == "cosine" and min_probability is not None:  # the index's state: status 1
         raise click.ClickException(
@@ -25,7 +25,7 @@ def _threshold(
         )
     if min_probability is not None:
         return min_probability, "probability"
-    return min_cosine, "cosine"
+    return min_cosine, None if min_cosine is None else "cosine"
 
 
 def _closing(bar: StepBar) -> Callable[[int, int], None]:
@@ -75,8 +75,9 @@ def _print(result: DedupeResult, index_dir: str) -> None:
     type=FiniteRange(0, 1),
     default=None,
     help=(
-        "Cluster on the calibrated duplicate probability from this value up (a calibrated index "
-        'only; the "duplicate" tier is a good start). Default: cluster on raw cosine.'
+        "Cluster on the calibrated duplicate probability from this value up. Default: on an index "
+        "with no calibration of its own, using the one shipped for its model, probability from 0.5; "
+        "otherwise raw cosine."
     ),
 )
 @click.option(
@@ -123,7 +124,13 @@ def dedupe(
         raise click.UsageError("give --min-probability or --min-cosine, not both")
     index = ForumIndex.load(index_dir)
     threshold, by = _threshold(index, index_dir, min_probability, min_cosine)
-    if index.calibration is None:
+    if index.calibration is None and index.duplicate_cutoff()[1] == "calibrated":
+        click.echo(
+            f"note: {index_dir} has no calibration of its own: probabilities come from the one shipped "
+            f"for its model. `qa-search calibrate {index_dir} --pairs FILE` fits the forum's own.",
+            err=True,
+        )
+    elif index.calibration is None:
         click.echo(
             f"warning: {index_dir} is not calibrated: pairs have raw question cosines, no probabilities "
             f"(threshold {index.config.duplicate_threshold if threshold is None else threshold:.3f}). "

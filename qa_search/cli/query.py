@@ -39,12 +39,15 @@ def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:
                    "many days of age.")
 @click.option("--highlight", is_flag=True, help="Mark the query's terms in titles and snippets ([...]; "
                                                "with --json, their offsets).")
+@click.option("--min-relevance", type=FiniteRange(0, 1), default=None,
+              help="Drop hits whose relevance (the probability that the thread answers TEXT) is below "
+                   "this [default: keep every hit].")
 @click.option("--json", "as_json", is_flag=True, help='Print {"hits": [...]} as JSON.')
 @library_errors
 def search(
     index_dir: str, text: str, k: int, offset: int, tags: tuple[str, ...], categories: tuple[str, ...],
     created_after: str | None, created_before: str | None, exclude_closed: bool,
-    recency_half_life_days: float | None, highlight: bool, as_json: bool,
+    recency_half_life_days: float | None, highlight: bool, min_relevance: float | None, as_json: bool,
 ) -> None:
     """Find the threads most similar to TEXT."""
     filtered = bool(tags or categories or created_after or created_before or exclude_closed)
@@ -53,14 +56,16 @@ def search(
         hits = index.search(
             text, k=k, offset=offset, tags=tags or None, category=categories or None,
             created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
-            recency_half_life_days=recency_half_life_days, highlight=highlight,
+            recency_half_life_days=recency_half_life_days, highlight=highlight, min_relevance=min_relevance,
         )
     except ValueError as exc:  # a date that is not ISO 8601, or a range that ends before it starts
         raise click.UsageError(str(exc)) from None
     if as_json:
         echo_json({"hits": [h.to_dict() for h in hits]})
         return
-    if not hits:
+    if not hits and min_relevance is not None:
+        click.echo(f"no thread reaches relevance {min_relevance:g}: nothing here seems to answer it")
+    elif not hits:
         click.echo("no threads match the filters" if filtered else
                    "no threads past the offset" if offset else "no threads in the index")
     for rank, h in enumerate(hits, offset + 1):
@@ -68,7 +73,8 @@ def search(
         title, snippet = h.title, h.snippet
         if h.highlights is not None:
             title, snippet = _marked(title, h.highlights.title), _marked(snippet, h.highlights.snippet)
-        click.echo(f"{rank:>2}. {h.score:.3f}  [{h.thread_id}] {title}")
+        relevance = "" if h.relevance is None else f"  (relevance {h.relevance:.2f})"
+        click.echo(f"{rank:>2}. {h.score:.3f}  [{h.thread_id}] {title}{relevance}")
         click.echo(f"      matched {where}: {snippet}")
 
 
@@ -91,8 +97,8 @@ def _marked(text: str, spans: tuple[tuple[int, int], ...]) -> str:
     "--threshold",
     type=FiniteRange(-1, 1),
     default=None,
-    help="Minimum question cosine, in [-1, 1] [default: on a calibrated index, reaching a tier; "
-    "else the index's duplicate_threshold].",
+    help="Minimum question cosine, in [-1, 1] [default: with a calibration (the index's own, or the "
+    "one shipped for its model), reaching a tier; else the index's duplicate_threshold].",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"duplicates": [...]} as JSON.')
 @library_errors

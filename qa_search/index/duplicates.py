@@ -2,7 +2,8 @@
 
 Uncalibrated, a duplicate is a question whose cosine reaches a threshold. Calibrated (see
 :func:`calibrate`), a fitted scorer turns a pair's signals (:mod:`qa_search.scoring.pairs`)
-into a probability, and tiers of it into verdicts.
+into a probability, and tiers of it into verdicts. An index with no calibration of its own uses
+the one shipped for its model, where there is one (:mod:`.defaults`).
 
 A caller's groups limit the stored questions a new one is compared with to those the caller may
 see: the nearest questions, and so the neighbourhood the calibrated scorer reads, are those an
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from qa_search.index.contents import IndexContents
+from qa_search.index.defaults import duplicate_calibration
 from qa_search.index.results import DuplicateHit
 from qa_search.index.search import skip_blank, texts_list, viewer_groups
 from qa_search.scoring.analyser import tokenize
@@ -60,7 +62,7 @@ def find_duplicates_many(
 def _find_duplicates(
     index: IndexContents, texts: list[str], threshold: float | None, k: int, viewer: frozenset[str] | None
 ) -> list[list[DuplicateHit]]:
-    cal = index.calibration
+    cal = duplicate_calibration(index)
     limit = index.config.duplicate_threshold if threshold is None and cal is None else threshold
     queries = index.query_embedder.encode(texts, batch_size=index.config.batch_size)
     # calibrated, the scorer looks at each candidate's place among the nearest questions
@@ -197,13 +199,14 @@ def pair_scores(index: IndexContents, pairs: Sequence[tuple[str, str]]) -> np.nd
     """The duplicate scorer's score of stored pairs: the calibrated probability, or the raw
     question cosine while uncalibrated. (n,) float64."""
     x = pair_features(index, pairs)
-    return x[:, 0] if index.calibration is None else index.calibration.probability(x)
+    cal = duplicate_calibration(index)
+    return x[:, 0] if cal is None else cal.probability(x)
 
 
 def duplicate_cutoff(index: IndexContents) -> tuple[float, str]:
     """The score at which a pair counts as a duplicate, on the :func:`pair_scores` scale, and
     which scorer that is: ``(tier threshold, "calibrated")`` or ``(cosine, "cosine")``."""
-    cal = index.calibration
+    cal = duplicate_calibration(index)
     if cal is None:
         return index.config.duplicate_threshold, "cosine"
     return cal.tiers.get("duplicate", max(cal.tiers.values())), "calibrated"

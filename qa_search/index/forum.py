@@ -44,16 +44,18 @@ class ForumIndex(IndexContents):
         exclude_closed: bool = False,
         recency_half_life_days: float | None = None,
         highlight: bool = False,
+        min_relevance: float | None = None,
     ) -> list[SearchHit]:
         """The k threads most similar to ``text``, best first, one hit per thread, after the
         first ``offset``; ``tags``, ``category`` (one or several), ``created_after`` /
         ``created_before`` and ``exclude_closed`` filter exactly, ``groups`` keeps the threads
         those groups may see (None: every thread), ``recency_half_life_days`` boosts recent
-        threads and ``highlight`` marks the query's terms (see :func:`.search.search_many`)."""
+        threads, ``highlight`` marks the query's terms and ``min_relevance`` drops hits less likely
+        than that to answer the text (see :func:`.search.search_many`)."""
         return search.search_many(
             self, [text], k, offset=offset, tags=tags, category=category, groups=groups,
             created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
-            recency_half_life_days=recency_half_life_days, highlight=highlight,
+            recency_half_life_days=recency_half_life_days, highlight=highlight, min_relevance=min_relevance,
         )[0]
 
     def search_many(
@@ -70,12 +72,13 @@ class ForumIndex(IndexContents):
         exclude_closed: bool = False,
         recency_half_life_days: float | None = None,
         highlight: bool = False,
+        min_relevance: float | None = None,
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch; a blank text finds nothing."""
         return search.search_many(
             self, texts, k, offset=offset, tags=tags, category=category, groups=groups,
             created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
-            recency_half_life_days=recency_half_life_days, highlight=highlight,
+            recency_half_life_days=recency_half_life_days, highlight=highlight, min_relevance=min_relevance,
         )
 
     def score_threads(self, text: str, thread_ids: Sequence[str]) -> list[float]:

@@ -33,6 +33,7 @@ from qa_search.embedding.querycache import QueryCache
 from qa_search.errors import QASearchError, ReadOnlyIndexError, SnapshotError, UnknownThreadError
 from qa_search.index.contents import as_str_list
 from qa_search.index.forum import ForumIndex
+from qa_search.index.relevance import relevance_model
 from qa_search.index.replay import apply_entries
 from qa_search.index.results import DuplicateHit, SearchHit
 from qa_search.storage import writevectors
@@ -166,6 +167,7 @@ class LiveIndex:
         exclude_closed: bool = False,
         recency_half_life_days: float | None = None,
         highlight: bool = False,
+        min_relevance: float | None = None,
     ) -> list[SearchHit]:
         """:meth:`ForumIndex.search` on the index as it is now: the k threads most similar to
         ``text``, best first, after the first ``offset``; none for a query under
@@ -181,7 +183,15 @@ class LiveIndex:
                 query, k=k, offset=offset, tags=tags, category=category, groups=groups,
                 created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
                 recency_half_life_days=recency_half_life_days, highlight=highlight,
+                min_relevance=min_relevance,
             )
+
+    @property
+    def default_min_relevance(self) -> float | None:
+        """The relevance cut fitted with the index's model, at which off-topic text and gibberish
+        find nothing (None where the model has no relevance model)."""
+        model = relevance_model(self.index)
+        return None if model is None else model.min_relevance
 
     def find_duplicates(
         self, text: str, *, threshold: float | None = None, k: int = 5, groups: Iterable[str] | None = None

@@ -20,6 +20,7 @@ import numpy as np
 from qa_search.index import refine
 from qa_search.index.contents import IndexContents, as_str_list
 from qa_search.index.parts import ANSWER, QUESTION, chunk_words
+from qa_search.index.relevance import hit_relevance
 from qa_search.index.results import Highlights, SearchHit
 from qa_search.scoring.fusion import make_snippet, row_dots, thread_dense_score, top_threads, unseen_bound
 from qa_search.threads import Thread
@@ -99,6 +100,7 @@ def search_many(
     exclude_closed: bool = False,
     recency_half_life_days: float | None = None,
     highlight: bool = False,
+    min_relevance: float | None = None,
 ) -> list[list[SearchHit]]:
     """The k threads most similar to each text, best first, one hit per thread, after the first
     ``offset`` of them (a page: pages at offsets 0, k, 2k... are disjoint and together are the
@@ -119,19 +121,27 @@ def search_many(
     only; ``None`` sees every thread (an operator's own tools; a service passes each caller's
     groups). Filtering is exact: the search fetches deeper until k matching threads are certain
     (or none are left), so a filter never costs recall.
+
+    Each hit carries its ``relevance``, the probability that it answers the text (None where
+    the index's model has no relevance model); ``min_relevance`` drops the hits below it, so a
+    text nothing in the forum answers (gibberish, another language, another topic) finds
+    nothing. None (the default) keeps every hit.
     """
     texts = texts_list(texts, "search")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if offset < 0:
         raise ValueError(f"offset must be at least 0, got {offset}")
+    if min_relevance is not None and (isinstance(min_relevance, bool) or not 0 <= min_relevance <= 1):
+        raise ValueError(f"min_relevance must be a probability in [0, 1], got {min_relevance!r}")
     keep = _thread_filter(tags, category, groups, created_after=created_after,
                           created_before=created_before, exclude_closed=exclude_closed)
     recency = refine.recency_boost(recency_half_life_days)
 
     def run(batch: list[str]) -> list[list[SearchHit]]:
         queries = index.query_embedder.encode(batch, batch_size=index.config.batch_size)
-        pages = [_search_exact(index, t, q, offset + k, keep, recency)[offset:]
+        pages = [_relevant(index, t, q, _search_exact(index, t, q, offset + k, keep, recency)[offset:],
+                           min_relevance)
                  for t, q in zip(batch, queries, strict=True)]
         if not highlight:
             return pages
@@ -280,6 +290,21 @@ def _search_exact(
             break
         fetch *= 4
     return [_hit(index, tid, score, pid) for tid, score, pid in ranked]
+
+
+def _relevant(
+    index: IndexContents, text: str, query: np.ndarray, hits: list[SearchHit], min_relevance: float | None
+) -> list[SearchHit]:
+    """``hits`` with their relevance, less those below ``min_relevance`` (a hit without one is
+    kept)."""
+    dense = [(h.thread_id, _dense_score(index, h.thread_id, query)[0]) for h in hits]
+    out = []
+    for hit, p in zip(hits, hit_relevance(index, text, dense), strict=True):
+        if p is not None:
+            hit = dataclasses.replace(hit, relevance=round(p, 6))
+        if min_relevance is None or hit.relevance is None or hit.relevance >= min_relevance:
+            out.append(hit)
+    return out
 
 
 def _hit(index: IndexContents, thread_id: str, score: float, part_id: int) -> SearchHit:

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from qa_search.index.defaults import duplicate_calibration
 from qa_search.index.forum import ForumIndex
 from qa_search.scoring.ann import single_threaded
 
@@ -37,6 +38,11 @@ from qa_search.scoring.ann import single_threaded
 #: duplicates already in the forum"): of 5,000 neighbour pairs with cosines 0.5-0.6, none scored
 #: above 0.39. Uncalibrated, the floor is the threshold itself, since the score is the cosine.
 COSINE_FLOOR = 0.6
+#: Index without a calibration of its own, using the one shipped for its model: dedupe clusters
+#: by probability from here up (more likely a duplicate than not). The shipped "duplicate" tier
+#: was set for 90% precision on Quora's pairs, whose duplicates are near-copies; a forum's
+#: reworded duplicates rarely reach it (benchmarks/default_calibration.py).
+DEDUPE_PROBABILITY = 0.5
 #: Each question's nearest other questions that become candidate edges.
 DEFAULT_NEIGHBOURS = 10
 LINKAGES = ("average", "complete", "single")
@@ -308,22 +314,26 @@ def find_duplicate_clusters(
     *,
     neighbours: int = DEFAULT_NEIGHBOURS,
     linkage: str = "average",
-    by: str = "cosine",
+    by: str | None = None,
     cosine_floor: float | None = None,
     search_progress: Progress | None = None,
     score_progress: Progress | None = None,
 ) -> DedupeResult:
     """Clusters of stored threads that duplicate each other, for moderators to merge.
 
-    ``by`` picks the score clusters are formed on: ``"cosine"`` (raw question cosine, the
-    default) or ``"probability"`` (the calibrated duplicate probability; the index must be
-    calibrated). On the Quora dev clusters raw cosine with average linkage was both more precise
-    and found more than the calibrated "duplicate" tier (README, "Finding duplicates already in
-    the forum"): the tier was chosen on hard labelled pairs, not on a whole forum's neighbours.
-    ``threshold`` is on that scale; default: the config's ``duplicate_threshold`` for cosine,
-    the "duplicate" tier for probability. On a calibrated index every pair inside a cluster
-    carries its probability either way. ``cosine_floor`` (default :data:`COSINE_FLOOR` on
-    probabilities, the threshold on cosines) drops candidate pairs before scoring.
+    ``by`` picks the score clusters are formed on: ``"cosine"`` (raw question cosine) or
+    ``"probability"`` (the duplicate probability; the index must have a calibration, its own or
+    the one shipped for its model). Default: probability on an index with no calibration of its
+    own whose model has a shipped one (a raw cosine threshold means something else on every
+    forum), cosine otherwise: on the Quora dev clusters raw cosine with average linkage was both
+    more precise and found more than a calibrated "duplicate" tier (README, "Finding duplicates
+    already in the forum"): the tier was chosen on hard labelled pairs, not on a whole forum's
+    neighbours. ``threshold`` is on that scale; default: the config's ``duplicate_threshold``
+    for cosine; for probability the "duplicate" tier of the index's own calibration, or
+    :data:`DEDUPE_PROBABILITY` with the shipped one. A calibrated index's pairs inside a cluster
+    carry their probability either way. ``cosine_floor`` (default on probabilities
+    :data:`COSINE_FLOOR`, put on the forum's cosine scale with the shipped calibration; on
+    cosines the threshold) drops candidate pairs before scoring.
     ``search_progress(done, total)`` reports questions searched, ``score_progress(done, total)``
     candidate pairs scored (each counted twice, once per orientation, when by probability).
     """
@@ -332,18 +342,24 @@ def find_duplicate_clusters(
     if linkage not in LINKAGES:
         raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
     started = time.perf_counter()
-    cutoff, scorer_name = index.duplicate_cutoff()
+    calibration = duplicate_calibration(index)
+    calibrated = calibration is not None
+    shipped = calibrated and index.calibration is None
+    if by is None:
+        by = "probability" if shipped else "cosine"
     if by not in ("probability", "cosine"):
         raise ValueError(f"by must be 'probability' or 'cosine', got {by!r}")
-    calibrated = scorer_name == "calibrated"
     if by == "probability" and not calibrated:
         raise ValueError("the index is not calibrated, so it has no probabilities to cluster on")
     on_probability = by == "probability"
     if threshold is None:
-        threshold = cutoff if on_probability else index.config.duplicate_threshold
+        if not on_probability:
+            threshold = index.config.duplicate_threshold
+        else:
+            threshold = DEDUPE_PROBABILITY if shipped else index.duplicate_cutoff()[0]
     threshold = float(threshold)
     if cosine_floor is None:
-        cosine_floor = COSINE_FLOOR if on_probability else threshold
+        cosine_floor = calibration.forum_cosine(COSINE_FLOOR) if on_probability else threshold
     tids, cos, rows = index.question_neighbours(neighbours, progress=search_progress)
     edges, _ = neighbour_pairs(rows, cos, cosine_floor)
     counter = [0]
