@@ -26,7 +26,8 @@ IN = "in"
 
 
 def _at_run_time(claims: dict) -> dict:
-    return {k: int(time.time()) + v[1] if isinstance(v, tuple) and v[0] == IN else v for k, v in claims.items()}
+    now = int(time.time())
+    return {k: now + v[1] if isinstance(v, tuple) and v[0] == IN else v for k, v in claims.items()}
 
 
 def test_a_valid_token_gives_its_groups():
