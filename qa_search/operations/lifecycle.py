@@ -79,6 +79,7 @@ class BuildReport:
 
 
 def cached_embedder(index_dir: Path, embedder: Embedder) -> CachedEmbedder:
+    """``embedder`` behind ``index_dir``'s embedding cache, keyed by the model's probe vectors."""
     fingerprint = model_fingerprint(probe_vectors(embedder))
     return CachedEmbedder(embedder, EmbeddingCache(cache_root(index_dir), fingerprint, embedder.dimension))
 
@@ -106,6 +107,12 @@ def publish_generation(
     since: datetime | None = None,
     carried: list[WriteEntry] | None = None,
 ) -> BuildReport:
+    """Publish ``index`` as ``index_dir``'s next generation: the service's live writes folded in
+    and ``then`` applied on top of them, under the log's lock (``since`` and ``carried`` as for
+    :func:`~qa_search.operations.publishing.publish_with_log`); then all but ``keep`` generations
+    pruned and the embedding cache flushed (compacted past :data:`COMPACT_SHARDS` shards).
+    ``embedded`` and ``written_vectors`` count the caller's own texts embedded and vectors
+    written since ``started`` (``time.perf_counter``)."""
     if cached is not None:
         cached.cache.flush()  # first: the embeddings are kept even if writing the snapshot fails
         before_log = cached.embedded
