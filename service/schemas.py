@@ -205,15 +205,22 @@ class SearchRequest(BaseModel):
 class SearchResponse(BaseModel):
     hits: list[Hit]
     next_offset: int | None = Field(
-        None, description="The offset of the next page, or null when this page is the last (or the "
-                          f"next would start past {MAX_OFFSET}).")
+        None, description="The offset of the next page, or null when this page is the last: no thread "
+                          "follows, or the next is below min_relevance, or it would start past "
+                          f"{MAX_OFFSET}.")
 
     @classmethod
-    def page(cls, hits: list[Any], offset: int, k: int) -> SearchResponse:
-        """The response for a page of ``k`` hits at ``offset``, from a search for ``k + 1``: the
-        extra hit only tells that another page exists."""
-        more = len(hits) > k and offset + k <= MAX_OFFSET
-        return cls(hits=hits[:k], next_offset=offset + k if more else None)
+    def page(cls, hits: list[Any], offset: int, k: int, min_relevance: float | None = None) -> SearchResponse:
+        """The response for the page of ``k`` at ``offset``, from the uncut hits of a search for
+        ``k + 1``: the page's hits at or above ``min_relevance`` (a hit without a relevance
+        stays), and a next page when the extra hit passes the cut too, so a next page is never
+        empty."""
+
+        def relevant(hit: Any) -> bool:
+            return min_relevance is None or hit.relevance is None or hit.relevance >= min_relevance
+
+        more = len(hits) > k and relevant(hits[k]) and offset + k <= MAX_OFFSET
+        return cls(hits=[h for h in hits[:k] if relevant(h)], next_offset=offset + k if more else None)
 
 
 class Duplicate(BaseModel):

@@ -322,3 +322,32 @@ def test_cli_search_pages_filters_and_highlights(forum, fake_cli):
     assert plain.exit_code == 0 and "[" in plain.output.split("] ", 1)[1]
     bad = fake_cli.invoke(main, ["search", str(path), text, "--created-before", "soonish"])
     assert bad.exit_code == 2 and "ISO 8601" in bad.output and "soonish" not in bad.output
+
+
+def test_http_pages_under_a_relevance_cut_stay_disjoint_and_never_lead_to_an_empty_page():
+    from qa_search import SearchHit
+    from service.schemas import SearchResponse
+
+    relevance = [0.9, 0.1, 0.8, 0.7, 0.2, 0.6, 0.95, 0.5, 0.05, 0.4, 0.3, 0.9]
+    ranking = [SearchHit(f"t{i}", 1 - i / 100, "title", "question", None, "snippet", relevance=r)
+               for i, r in enumerate(relevance)]
+    k, cut, offset, seen = 3, 0.25, 0, []
+    while offset is not None:
+        # what the route asks of the library: k + 1 threads from the offset, uncut
+        page = SearchResponse.page(ranking[offset:offset + k + 1], offset, k, cut)
+        assert page.hits, f"an empty page at {offset}"
+        assert all(h.relevance >= cut for h in page.hits)
+        seen += [h.thread_id for h in page.hits]
+        offset = page.next_offset
+    assert len(seen) == len(set(seen))
+    # in ranking order, every thread above the cut up to where the pages stopped
+    last = seen[-1]
+    want = [h.thread_id for h in ranking[: int(last[1:]) + 1] if h.relevance >= cut]
+    assert seen == want
+    # no cut (a model without a relevance model): the pages are the whole ranking
+    offset, seen = 0, []
+    while offset is not None:
+        page = SearchResponse.page(ranking[offset:offset + k + 1], offset, k)
+        seen += [h.thread_id for h in page.hits]
+        offset = page.next_offset
+    assert seen == [h.thread_id for h in ranking]

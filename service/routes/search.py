@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..deps import LiveDep, SearchInBody, SearchInQuery, ViewerDep
+from ..deps import LiveDep, SearchInBody, SearchInQuery, SearchQuery, ViewerDep
 from ..errors import ERRORS
 from ..schemas import SearchResponse
+from ..tokens import Viewer
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
@@ -15,13 +16,19 @@ router = APIRouter(prefix="/v1", responses=ERRORS)
 @router.get("/search", response_model=SearchResponse, summary="Similar threads (typeahead, search pages)")
 def search(live: LiveDep, query: SearchInQuery, viewer: ViewerDep) -> SearchResponse:
     """The best k threads after the first ``offset``; ``next_offset`` says where the next page starts."""
-    # one more than the page: whether it exists says whether another page does
-    hits = live.search(query.text, query.k + 1, groups=viewer.groups, **query.options())
-    return SearchResponse.page(hits, query.offset, query.k)
+    return _page(live, query, viewer)
 
 
 @router.post("/search", response_model=SearchResponse, summary="Similar threads, the text in the body")
 def search_posted(live: LiveDep, query: SearchInBody, viewer: ViewerDep) -> SearchResponse:
     """As GET, but the text stays out of URLs (and so out of the access logs of any proxy in front)."""
-    hits = live.search(query.text, query.k + 1, groups=viewer.groups, **query.options())
-    return SearchResponse.page(hits, query.offset, query.k)
+    return _page(live, query, viewer)
+
+
+def _page(live: LiveDep, query: SearchQuery, viewer: Viewer) -> SearchResponse:
+    # one more than the page, and not cut by relevance: the cut applies to the page alone, so a
+    # hit past the page never slips into it when one within is cut (pages stay disjoint)
+    options = query.options()
+    cut = options.pop("min_relevance", None)
+    hits = live.search(query.text, query.k + 1, groups=viewer.groups, min_relevance=None, **options)
+    return SearchResponse.page(hits, query.offset, query.k, cut)
