@@ -21,7 +21,7 @@ _FILES = {DEFAULT_MODEL: "all-MiniLM-L6-v2.json"}
 
 @functools.cache
 def _read(filename: str) -> dict:
-    return json.loads(resources.files(__package__).joinpath("defaults", filename).read_text("utf-8"))
+    return json.loads(resources.files(__package__).joinpath(f"defaults/{filename}").read_text("utf-8"))
 
 
 def model_defaults(model: str) -> dict:

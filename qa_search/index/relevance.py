@@ -45,7 +45,8 @@ def hit_signals(
     known = len(lexical_index._query_terms(tokens))
     tids = [tid for tid, _ in hits]
     if lexical is None:
-        lexical = lexical_index.score_pairs([text] * len(tids), tids, {text: tokens}) if tids else []
+        measured = lexical_index.score_pairs([text] * len(tids), tids, {text: tokens}).tolist()
+        return relevance_rows([d for _, d in hits], measured, len(set(tokens)), known)
     return relevance_rows([d for _, d in hits], lexical, len(set(tokens)), known)
 
 

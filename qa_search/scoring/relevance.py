@@ -44,16 +44,16 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def relevance_rows(
     dense: Sequence[float], lexical: Sequence[float], query_words: int, known_words: int
 ) -> np.ndarray:
-    """(n, len(FEATURES)) float64 for one query's n hits: their dense scores (n,) best hit
-    anywhere, their normalised BM25 (n,), and the query's count of content words and of those
-    the forum's vocabulary knows."""
-    dense = np.asarray(dense, np.float64)
-    n = len(dense)
-    top = float(dense.max()) if n else 0.0
+    """(n, len(FEATURES)) float64 for one query's n hits: their dense scores (n,), their
+    normalised BM25 (n,), and the query's count of content words and of those the forum's
+    vocabulary knows."""
+    scores = np.asarray(dense, np.float64)
+    n = len(scores)
+    top = float(scores.max()) if n else 0.0
     fraction = known_words / query_words if query_words else 0.0
     return np.column_stack(
         [
-            dense,
+            scores,
             np.full(n, top),
             np.asarray(lexical, np.float64).reshape(n),
             np.full(n, fraction),
