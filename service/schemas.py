@@ -156,6 +156,7 @@ class Hit(BaseModel):
     answer_id: str | None = Field(None, description="The matching answer, when matched is 'answer'.")
     snippet: str = Field(description="The start of the matching text.")
     url: str | None = None
+    answered: bool = Field(False, description="Whether the thread has at least one answer.")
     relevance: float | None = Field(
         None, examples=[0.93], description="Probability (0-1) that the thread answers the query; null "
         "where the index's model has no relevance model.")

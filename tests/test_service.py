@@ -52,8 +52,10 @@ def test_search_returns_hits_like_the_library(client):
     assert [h["thread_id"] for h in body["hits"]] == ["t1", "t2"]
     first = body["hits"][0]
     assert first["matched"] == "answer" and first["answer_id"] == "t1-a1"
-    fields = {"thread_id", "score", "title", "matched", "answer_id", "snippet", "url", "relevance"}
+    fields = {"thread_id", "score", "title", "matched", "answer_id", "snippet", "url", "relevance",
+              "answered"}
     assert set(first) == fields and first["relevance"] is None  # the fake model has no relevance model
+    assert first["answered"] is True
     filtered = client.get("/v1/search", params=[("q", "slow breathing"), ("tags", "relationships")]).json()
     assert [h["thread_id"] for h in filtered["hits"]] == ["t2"]
     # empty filter values, as a form sends its blank fields, filter nothing

@@ -36,6 +36,8 @@ class SearchHit:
     relevance: float | None = None
     #: The query's terms in the title and snippet; None unless the search was asked for them.
     highlights: Highlights | None = None
+    #: Whether the thread has at least one answer (what an "answered" badge shows).
+    answered: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

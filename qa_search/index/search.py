@@ -318,7 +318,8 @@ def _hit(index: IndexContents, thread_id: str, score: float, part_id: int) -> Se
         chunk = chunk_words(answer.body, cfg.chunk_words, cfg.chunk_overlap)[ref.chunk]
         matched, snippet = ANSWER, make_snippet(chunk, cfg.snippet_chars)
     return SearchHit(
-        thread_id, round(float(score), 6), thread.title, matched, ref.answer_id, snippet, thread.url
+        thread_id, round(float(score), 6), thread.title, matched, ref.answer_id, snippet, thread.url,
+        answered=bool(thread.answers),
     )
 
 
