@@ -54,7 +54,11 @@ from qa_search.tools.evaluation import (
     read_queries,
 )
 from qa_search.tools.importers import FORMATS, detect_format, read_threads
-from qa_search.tools.stackexchange import read_stackexchange_duplicates, write_pairs
+from qa_search.tools.stackexchange import (
+    read_stackexchange_duplicates,
+    stackexchange_question_ids,
+    write_pairs,
+)
 from qa_search.tools.sync import SYNC_SCHEMAS, SyncReport, sync_index
 from qa_search.tools.tuning import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_LEARNING_RATE, TuneResult, tune
 from qa_search.tools.tuningdata import DEFAULT_SEED
@@ -88,6 +92,7 @@ __all__ = [
     "read_dump",
     "read_dumps",
     "read_stackexchange_duplicates",
+    "stackexchange_question_ids",
     "read_threads",
     "thread_from_dict",
     "write_dump",

@@ -118,11 +118,48 @@ def test_stackexchange_orphans_and_malformed_xml(tmp_path):
 def test_postlinks_duplicates_are_exported_as_labelled_pairs(tmp_path):
     assert list(read_stackexchange_duplicates(LINKS)) == [("2", "1"), ("9", "6")]
     out = tmp_path / "pairs.jsonl"
+    # the Posts.xml beside PostLinks.xml lacks post 9 (a deleted post keeps its links)
     result = CliRunner().invoke(main, ["export-pairs", str(LINKS), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert [json.loads(line) for line in out.read_text().splitlines()] == [
         {"id1": "2", "id2": "1", "label": 1},
-        {"id1": "9", "id2": "6", "label": 1},
+    ]
+    assert "skipped 1 links to posts not in Posts.xml" in result.stderr
+    assert result.stdout == f"wrote 1 duplicate pairs to {out}\n"
+
+
+def _write_links(path: Path, links: list[tuple[str, str]]) -> None:
+    rows = "".join(
+        f'<row Id="{100 + i}" PostId="{a}" RelatedPostId="{b}" LinkTypeId="3" />\n'
+        for i, (a, b) in enumerate(links)
+    )
+    path.write_text(f"<postlinks>\n{rows}</postlinks>\n")
+
+
+def test_export_pairs_checks_the_posts_it_is_given_and_says_when_it_cannot_check(tmp_path):
+    links = tmp_path / "links" / "PostLinks.xml"
+    links.parent.mkdir()
+    _write_links(links, [("2", "1"), ("40", "1"), ("6", "41"), ("6", "2")])
+    out = tmp_path / "pairs.jsonl"
+
+    # no Posts.xml beside it: every link is written, and the operator is told nothing was checked
+    r = CliRunner().invoke(main, ["export-pairs", str(links), "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert "could not check" in r.stderr
+    report = json.loads(r.stdout)
+    assert (report["pairs"], report["skipped_missing"], report["posts"]) == (4, None, None)
+    assert len(out.read_text().splitlines()) == 4
+
+    # --posts names the dump's Posts.xml elsewhere: links to 40 and 41 are left out and counted
+    args = ["export-pairs", str(links), "--out", str(out), "--posts", str(POSTS), "--json"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "skipped 2 links to posts not in Posts.xml" in r.stderr
+    report = json.loads(r.stdout)
+    assert (report["pairs"], report["skipped_missing"], report["posts"]) == (2, 2, str(POSTS))
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"id1": "2", "id2": "1", "label": 1},
+        {"id1": "6", "id2": "2", "label": 1},
     ]
 
 
@@ -198,6 +235,48 @@ def test_build_reads_each_format_and_skip_invalid_reports_what_it_skipped(tmp_pa
         main, ["build", str(CSV), "--index", str(tmp_path / "x"), "--format", "csv", "--map", "oops"]
     )
     assert r.exit_code == 2 and "expected FIELD=COLUMN" in r.output
+
+
+EMPTY_ANSWERS = (
+    '<posts>\n<row Id="1" PostTypeId="1" Title="Which plant is this?" Body="" />\n'
+    '<row Id="2" PostTypeId="2" ParentId="1" Body="&lt;p&gt;a snake plant&lt;/p&gt;" />\n'
+    '<row Id="3" PostTypeId="2" ParentId="1" Body="&lt;p&gt;&lt;img src=&quot;y.png&quot;&gt;&lt;/p&gt;" />\n'
+    '<row Id="4" PostTypeId="1" Title="Why do leaves yellow?" Body="" />\n'
+    '<row Id="5" PostTypeId="2" ParentId="4" Body="" />\n'
+    "</posts>\n"
+)
+
+
+@pytest.mark.parametrize("command", ["import", "build", "update"])
+def test_answers_with_no_text_are_counted_and_never_stop_an_import(tmp_path, fake_cli, command):
+    posts = tmp_path / "Posts.xml"
+    posts.write_text(EMPTY_ANSWERS)
+    ix = tmp_path / "ix"
+    if command == "update":  # an index to update, built from something else
+        dump = tmp_path / "first.jsonl"
+        dump.write_text(json.dumps({"id": "x", "title": "a first thread"}) + "\n")
+        assert fake_cli.invoke(main, ["build", str(dump), "--index", str(ix), "-q"]).exit_code == 0
+    args = {
+        "import": ["import", str(posts), "--out", str(tmp_path / "forum.jsonl"), "-q"],
+        "build": ["build", str(posts), "--index", str(ix), "-q"],
+        "update": ["update", str(ix), str(posts), "-q"],
+    }[command]
+    for as_json in (False, True):
+        r = fake_cli.invoke(main, args + (["--json"] if as_json else []))
+        assert r.exit_code == 0, r.output
+        assert "skipped 2 answers with no text" in r.stderr
+        if as_json:
+            assert json.loads(r.stdout)["skipped_empty_answers"] == 2
+    if command == "import":
+        threads = list(read_dump(tmp_path / "forum.jsonl"))
+        assert [(t.id, [a.id for a in t.answers]) for t in threads] == [("1", ["2"]), ("4", [])]
+
+
+def test_a_dump_with_every_answer_written_says_nothing_of_empty_answers(tmp_path, fake_cli):
+    r = fake_cli.invoke(main, ["import", str(POSTS), "--out", str(tmp_path / "f.jsonl"), "-q", "--json"])
+    assert r.exit_code == 0, r.output
+    assert "answers with no text" not in r.stderr
+    assert json.loads(r.stdout)["skipped_empty_answers"] == 0
 
 
 def test_import_writes_a_jsonl_dump(tmp_path, fake_cli):

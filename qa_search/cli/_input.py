@@ -75,6 +75,9 @@ class ThreadInput:
         self.mapping = parse_mappings(mappings)
         self.site_url = site_url
         self.skipped: list[DumpFormatError] = []
+        #: Answers passed over for having no text (real Stack Exchange dumps hold some): counted,
+        #: not listed, as they are expected and carry nothing to search.
+        self.skipped_empty_answers = 0
         # thread ids read more than once, in the order their first repeat was met (a dict as an
         # ordered set): a later record replaces an earlier one, so the operator is told
         self._repeated: dict[str, None] = {}
@@ -90,7 +93,8 @@ class ThreadInput:
     def __iter__(self) -> Iterator[Thread]:
         on_error = self.skipped.append if self.skip_invalid else None
         stream = read_threads(
-            self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url
+            self.paths, self.fmt, mapping=self.mapping, on_error=on_error, site_url=self.site_url,
+            on_skip=self._count_empty,
         )
         seen: set[str] = set()
         with progress_bar("reading", self.quiet, unit="threads") as bar:
@@ -100,6 +104,9 @@ class ThreadInput:
                     self._repeated[thread.id] = None
                 seen.add(thread.id)
                 yield thread
+
+    def _count_empty(self, _err: DumpFormatError) -> None:
+        self.skipped_empty_answers += 1
 
     @property
     def repeated(self) -> list[str]:
@@ -120,7 +127,9 @@ class ThreadInput:
             raise
 
     def report_skipped(self) -> None:
-        """Say on stderr how many records were skipped, and which."""
+        """Say on stderr how many records were skipped, and which, and how many answers had no text."""
+        if self.skipped_empty_answers:
+            click.echo(f"skipped {self.skipped_empty_answers} answers with no text", err=True)
         if not self.skipped:
             return
         click.echo(f"skipped {len(self.skipped)} invalid record(s):", err=True)

@@ -75,6 +75,7 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
         if source is not None:
             out["skipped"] = source.skipped_json()
             out["repeated_ids"] = source.repeated
+            out["skipped_empty_answers"] = source.skipped_empty_answers
         echo_json(out)
     else:
         click.echo(
