@@ -163,3 +163,65 @@ def test_cli_reports_a_bad_query_file_in_one_line(tmp_path, index_dir):
         r = CliRunner().invoke(main, ["eval", str(index_dir), "--queries", str(path)])
         assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
         assert r.output.startswith(f"Error: {path}") and message in r.output, r.output
+
+
+def _write_pairs(path, pairs) -> None:
+    path.write_text("".join(json.dumps({"id1": a, "id2": b, "label": y}) + "\n" for a, b, y in pairs))
+
+
+def test_eval_skip_missing_skips_and_counts_pairs_naming_threads_the_index_lacks(tmp_path, index_dir):
+    known = [("a", "b", 1), ("c", "d", 1), ("a", "c", 0), ("b", "d", 0)]
+    path = tmp_path / "pairs.jsonl"
+    _write_pairs(path, [known[0], ("a", "gone", 1), *known[1:3], ("gone", "also-gone", 0), known[3]])
+    only_known = tmp_path / "known.jsonl"
+    _write_pairs(only_known, known)
+
+    r = CliRunner().invoke(main, ["eval", str(index_dir), "--pairs", str(path)])
+    assert r.exit_code == 1
+    assert "line 2: no thread with id 'gone' in the index" in r.output and "--skip-missing" in r.output
+
+    r = CliRunner().invoke(main, ["eval", str(index_dir), "--pairs", str(path), "--skip-missing", "--json"])
+    assert r.exit_code == 0, r.output
+    assert f"skipped 2 pair(s) of {path} naming a thread not in the index (line 2, line 5)" in r.stderr
+    result = json.loads(r.stdout)
+    assert result["skipped_missing"] == 2 and result["pairs"] == 4
+    # the figures are those of the known pairs alone
+    r = CliRunner().invoke(main, ["eval", str(index_dir), "--pairs", str(only_known), "--json"])
+    assert {**json.loads(r.stdout), "skipped_missing": 2} == result
+
+    r = CliRunner().invoke(main, ["eval", str(index_dir), "--pairs", str(path), "--skip-missing"])
+    assert r.exit_code == 0 and "skipped_missing  2" in r.stdout
+
+    _write_pairs(path, [("gone", "a", 1)])
+    r = CliRunner().invoke(main, ["eval", str(index_dir), "--pairs", str(path), "--skip-missing"])
+    assert r.exit_code == 1 and "none of the 1 pairs names two threads of the index" in r.output
+
+
+def test_calibrate_skip_missing_fits_on_the_pairs_the_index_has(tmp_path, fake_cli):
+    from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, labelled_pairs
+
+    from qa_search import read_dump
+
+    ix = tmp_path / "ix"
+    assert fake_cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", str(ix), "-q"]).exit_code == 0
+    threads = list(read_dump(SAMPLE_DUMP))
+    groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
+    pairs = labelled_pairs(threads, groups)
+    chosen = [p for p in pairs if p[2]] + [p for p in pairs if not p[2]][:300]
+    path = tmp_path / "pairs.jsonl"
+    missing = [("deleted-1", chosen[0][0], 1), (chosen[1][1], "deleted-2", 0)]
+    _write_pairs(path, [*chosen[:3], missing[0], *chosen[3:], missing[1]])
+
+    r = fake_cli.invoke(main, ["calibrate", str(ix), "--pairs", str(path)])
+    assert r.exit_code == 1 and "line 4: no thread with id 'deleted-1'" in r.output
+    assert "--skip-missing" in r.output
+    assert current_generation(ix) == 1
+
+    r = fake_cli.invoke(main, ["calibrate", str(ix), "--pairs", str(path), "--skip-missing", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["skipped_missing"] == 2
+    assert out["report"]["pairs"] == len(chosen)
+    assert current_generation(ix) == 2
+    lines = f"(line 4, line {len(chosen) + 2})"
+    assert f"skipped 2 pair(s) of {path} naming a thread not in the index {lines}" in r.stderr

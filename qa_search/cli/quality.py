@@ -19,6 +19,21 @@ from qa_search.cli._common import FiniteRange, echo_json, library_errors
 from qa_search.cli.build import keep_option
 
 _index_dir = click.argument("index_dir", type=click.Path(file_okay=False))
+_skip_missing = click.option(
+    "--skip-missing",
+    is_flag=True,
+    help="Skip and count the pairs naming a thread the index lacks, instead of stopping at the first.",
+)
+
+
+def report_missing(pairs_file: str, missing: list) -> None:
+    """Say on stderr how many pairs were skipped for naming a thread the index lacks."""
+    if missing:
+        first = ", ".join(f"line {p.line}" for p in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        click.echo(
+            f"skipped {len(missing)} pair(s) of {pairs_file} naming a thread not in the index ({first})",
+            err=True,
+        )
 
 
 @click.command("eval")
@@ -35,9 +50,12 @@ _index_dir = click.argument("index_dir", type=click.Path(file_okay=False))
     type=click.Path(dir_okay=False, exists=True),
     help=('Labelled pairs of thread ids, one {"id1", "id2", "label"} per line.'),
 )
+@_skip_missing
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @library_errors
-def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, as_json: bool) -> None:
+def evaluate(
+    index_dir: str, queries_file: str | None, pairs_file: str | None, skip_missing: bool, as_json: bool
+) -> None:
     """Measure search quality (--queries) or duplicate verdicts (--pairs) of an index."""
     if (queries_file is None) == (pairs_file is None):
         raise click.UsageError("give exactly one of --queries FILE or --pairs FILE")
@@ -61,10 +79,12 @@ def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, a
     else:
         assert pairs_file is not None  # exactly one of the two was given
         pairs = read_pairs(pairs_file)
+        missing: list = []
         try:
-            result = evaluate_pairs(index, pairs)
+            result = evaluate_pairs(index, pairs, on_missing=missing.append if skip_missing else None)
         except UnknownThreadError as exc:
             raise locate_unknown(pairs_file, pairs, exc) from None
+        report_missing(pairs_file, missing)
     if as_json:
         echo_json(result)
         return
@@ -95,6 +115,7 @@ def evaluate(index_dir: str, queries_file: str | None, pairs_file: str | None, a
     type=FiniteRange(0, 1, min_open=True),
     help='Precision the "related" tier must reach.',
 )
+@_skip_missing
 @keep_option
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
 @library_errors
@@ -103,6 +124,7 @@ def calibrate(
     pairs_file: str,
     duplicate_precision: float,
     related_precision: float,
+    skip_missing: bool,
     keep: int,
     as_json: bool,
 ) -> None:
@@ -113,6 +135,7 @@ def calibrate(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--duplicate-precision") from None
     pairs = read_pairs(pairs_file)
+    missing: list = []
     try:
         cal, summary = calibrate_index(
             index_dir,
@@ -120,11 +143,13 @@ def calibrate(
             [p.label for p in pairs],
             targets,
             keep=keep,
+            on_missing=(lambda i: missing.append(pairs[i])) if skip_missing else None,
         )
     except UnknownThreadError as exc:
         raise locate_unknown(pairs_file, pairs, exc) from None
     except ValueError as exc:
         raise click.ClickException(f"{pairs_file}: {exc}") from exc
+    report_missing(pairs_file, missing)
     if as_json:
         echo_json(
             {
@@ -133,6 +158,7 @@ def calibrate(
                 "snapshot": summary.snapshot,
                 "pruned": list(summary.pruned),
                 "live_writes": summary.live_writes,
+                "skipped_missing": len(missing),
             }
         )
         return
@@ -140,6 +166,7 @@ def calibrate(
     click.echo(
         f"calibrated on {r['pairs']} pairs ({r['positives']} duplicates); "
         f"out-of-fold AP {r['ap_out_of_fold']:.3f}"
+        + (f"; skipped {len(missing)} naming a thread not in the index" if missing else "")
     )
     for name, cut in cal.tiers.items():
         click.echo(

@@ -6,7 +6,7 @@ lifecycle.py, whose publish, report and embedding cache these share).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -170,14 +170,30 @@ def calibrate_index(
     embedder: Embedder | None = None,
     *,
     keep: int = DEFAULT_KEEP,
+    on_missing: Callable[[int], None] | None = None,
 ) -> tuple[Calibration, BuildReport]:
     """Publish a new generation: the current one with its duplicate scorer fitted on labelled
     pairs of stored threads (see :meth:`ForumIndex.calibrate`). Holds the writer lock, folds in
     the service's live writes and prunes like every publish; bad pairs (an unknown id, a single
-    class) raise before anything is written. Returns the calibration and the report."""
+    class) raise before anything is written. With ``on_missing``, a pair naming a thread the
+    index lacks is not an error: its position in ``pairs`` is passed there and it is left out
+    (the index is known only under the lock, with the live writes folded in). Returns the
+    calibration and the report."""
     index_dir = Path(index_dir)
     started = time.perf_counter()
     with writer_lock(index_dir):
         index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
+        if on_missing is not None:
+            kept = []
+            for i, (a, b) in enumerate(pairs):
+                if a in index and b in index:
+                    kept.append(i)
+                else:
+                    on_missing(i)
+            if not kept:
+                raise QASearchError(
+                    f"none of the {len(pairs)} pairs names two threads of the index: nothing to calibrate on"
+                )
+            pairs, labels = [pairs[i] for i in kept], [labels[i] for i in kept]
         calibration = index.calibrate(pairs, labels, None if targets is None else dict(targets))
         return calibration, publish_generation(index_dir, index, cached, 0, 0, started, keep)

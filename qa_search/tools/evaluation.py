@@ -9,7 +9,7 @@ gzip-compressed (``.gz``). A line that cannot be read, an unreadable ``.gz`` inc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,9 +119,11 @@ def locate_unknown(
     path: str | Path, pairs: Sequence[LabelledPair], exc: UnknownThreadError
 ) -> DumpFormatError:
     """``exc`` (a pair names a thread the index lacks) as an error naming the first line of
-    ``path`` that holds that id."""
+    ``path`` that holds that id, and the option that skips such pairs instead."""
     line = next((p.line for p in pairs if exc.thread_id in (p.id1, p.id2)), 0)
-    return DumpFormatError(str(path), line, str(exc))
+    return DumpFormatError(
+        str(path), line, f"{exc} (--skip-missing skips and counts the pairs naming such threads)"
+    )
 
 
 RANKING_METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
@@ -165,14 +167,37 @@ def evaluate_queries(index: ForumIndex, queries: Sequence[LabelledQuery], k: int
             "skipped_queries": skipped}
 
 
-def evaluate_pairs(index: ForumIndex, pairs: Sequence[LabelledPair], min_precision: float = 0.9) -> dict:
+def evaluate_pairs(
+    index: ForumIndex,
+    pairs: Sequence[LabelledPair],
+    min_precision: float = 0.9,
+    *,
+    on_missing: Callable[[LabelledPair], None] | None = None,
+) -> dict:
     """How well the duplicate scorer separates duplicate pairs from the rest.
 
     Returns ``ap`` (average precision), ``recall_at_precision_0.9`` (the best recall at
     precision >= ``min_precision``, with the score threshold reaching it), and the precision and
     recall of the threshold the index uses today (the calibrated "duplicate" tier, else the
-    config's raw ``duplicate_threshold``).
+    config's raw ``duplicate_threshold``). A pair naming a thread the index lacks raises
+    :class:`UnknownThreadError`; with ``on_missing`` it is passed there instead, left out and
+    counted in ``skipped_missing``. No pair left to score raises :class:`QASearchError`.
     """
+    if on_missing is not None:
+        kept = []
+        for p in pairs:
+            if p.id1 in index and p.id2 in index:
+                kept.append(p)
+            else:
+                on_missing(p)
+        skipped = len(pairs) - len(kept)
+        if not kept:
+            raise QASearchError(
+                f"none of the {skipped} pairs names two threads of the index: nothing to score"
+            )
+        pairs = kept
+    else:
+        skipped = 0
     scores = index.pair_scores([(p.id1, p.id2) for p in pairs])
     labels = np.array([p.label for p in pairs])
     best = recall_at_precision(scores, labels, min_precision)
@@ -190,4 +215,5 @@ def evaluate_pairs(index: ForumIndex, pairs: Sequence[LabelledPair], min_precisi
         "threshold": round(threshold, 6),
         "precision": round(used.precision, 6),
         "recall": round(used.recall, 6),
+        "skipped_missing": skipped,
     }
