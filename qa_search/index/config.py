@@ -10,6 +10,7 @@ from typing import Any, SupportsFloat, SupportsIndex
 import numpy as np
 
 from qa_search.errors import SnapshotError
+from qa_search.scoring.analyser import DEFAULT_LANGUAGE, check_language
 from qa_search.scoring.ann import EXACT_SEARCH_LIMIT
 
 
@@ -49,13 +50,20 @@ class IndexConfig:
     vote_boost: float = 0.0
     #: Votes at which the vote boost is complete.
     vote_cap: int = 100
+    #: The lexical analyser's language (Snowball stemmer and stop words; one of
+    #: :data:`qa_search.scoring.analyser.LANGUAGES`): the forum's language. A snapshot that
+    #: records none was built in English.
+    lexical_language: str = DEFAULT_LANGUAGE
 
     def __post_init__(self) -> None:
         # each value is of its field's kind: whole numbers for the int fields, finite numbers
         # (stored as float, so that "0" and 0.0 are one setting) for the float fields
         for f in fields(self):
             value = getattr(self, f.name)
-            if _KINDS[f.name] is float:
+            if _KINDS[f.name] is str:
+                if not isinstance(value, str):
+                    raise ValueError(f"IndexConfig.{f.name} must be a string, got {value!r}")
+            elif _KINDS[f.name] is float:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"IndexConfig.{f.name} must be a number, got {value!r}")
                 if not np.isfinite(value):
@@ -83,6 +91,10 @@ class IndexConfig:
             raise ValueError(
                 f"IndexConfig.exact_search_limit must be at least 0, got {self.exact_search_limit}"
             )
+        try:
+            check_language(self.lexical_language)
+        except ValueError as exc:
+            raise ValueError(f"IndexConfig.lexical_language: {exc}") from None
 
     @classmethod
     def from_dict(cls, data: dict) -> IndexConfig:
@@ -101,6 +113,11 @@ class IndexConfig:
             if name not in _KINDS:
                 raise ValueError(f"unknown setting {name!r}; the settings are: {', '.join(_KINDS)}")
             kind = _KINDS[name]
+            if kind is str:
+                if not isinstance(raw, str):
+                    raise ValueError(f"setting {name} must be a string, got {raw!r}")
+                changes[name] = raw.strip()
+                continue
             try:
                 if isinstance(raw, bool):
                     raise ValueError
@@ -130,7 +147,9 @@ class IndexConfig:
 
 #: Each setting's kind, from its declaration (not from its current value: 0 is a float setting's
 #: value too).
-_KINDS: dict[str, type] = {f.name: {"int": int, "float": float}[str(f.type)] for f in fields(IndexConfig)}
+_KINDS: dict[str, type] = {
+    f.name: {"int": int, "float": float, "str": str}[str(f.type)] for f in fields(IndexConfig)
+}
 
 
 def config_of(snapshot: str | Path, manifest: Mapping) -> IndexConfig:

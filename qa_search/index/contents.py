@@ -56,7 +56,9 @@ class IndexContents:
         self._answers_held = 0  # answers over all threads, kept by the writes for counts
         # kept in step with the threads by every write once it exists; None until a lexical
         # signal is needed (an index with lexical_weight 0 and no calibration never builds it)
-        self._lexical: LexicalIndex | None = LexicalIndex() if self.config.lexical_weight > 0 else None
+        self._lexical: LexicalIndex | None = (
+            LexicalIndex(self.config.lexical_language) if self.config.lexical_weight > 0 else None
+        )
         self._max_boost = 0.0  # at least every thread's boost, see boost_bound
         #: The fitted duplicate scorer (see :func:`.duplicates.calibrate`); None while uncalibrated.
         self.calibration: Calibration | None = None
@@ -71,7 +73,9 @@ class IndexContents:
         check_scoring_settings(settings)
         self.config = self.config.updated(settings)
         self._max_boost = self._largest_boost()  # the boosts may have changed
-        if self.config.lexical_weight > 0:
+        if self._lexical is not None and self._lexical.language != self.config.lexical_language:
+            self._lexical = None  # its terms were stemmed for another language: built again below
+        if self.config.lexical_weight > 0 or (self._lexical is None and self.calibration is not None):
             self.lexical_index()  # built here, once, rather than by the next search
         return self.config
 
@@ -156,7 +160,9 @@ class IndexContents:
         here only the first time an index that had none needs it (see :meth:`restore`)."""
         if self._lexical is None:
             tids = list(self._threads)
-            self._lexical = LexicalIndex.build(tids, [self._threads[t].question_text for t in tids])
+            self._lexical = LexicalIndex.build(
+                tids, [self._threads[t].question_text for t in tids], self.config.lexical_language
+            )
         return self._lexical
 
     def boost(self, thread_id: str) -> float:
@@ -341,6 +347,8 @@ class IndexContents:
             self._thread_parts.setdefault(ref.thread_id, []).append(pid)
         self._questions, self._answers = vectors
         self._next_id = next_part_id
+        if lexical is not None and lexical.language != self.config.lexical_language:
+            lexical = None  # stemmed for another language than the settings name: built again
         self._lexical = lexical
         if lexical is None and (self.config.lexical_weight > 0 or self.calibration is not None):
             self.lexical_index()

@@ -148,7 +148,7 @@ def _pair_features(
     lexical_index = index.lexical_index()
     others = [index.get(tid).question_text for tid in thread_ids]
     distinct = list(dict.fromkeys([*texts, *others]))
-    tokens = dict(zip(distinct, tokenize(distinct), strict=True))
+    tokens = dict(zip(distinct, tokenize(distinct, lexical_index.language), strict=True))
     lexical = lexical_index.score_pairs(texts, thread_ids, tokens)
     idf = lexical_index.idf
     text = [text_features(a, b, tokens[a], tokens[b], idf) for a, b in zip(texts, others, strict=True)]
