@@ -112,3 +112,22 @@ def test_the_analyser_language_is_a_setting():
     assert index.scores("enfant")[0] > 0
     with pytest.raises(ValueError, match="lexical language must be one of"):
         check_language("klingon")
+
+
+@pytest.mark.parametrize("language", ["english", "french", "german", "spanish"])
+def test_the_analyser_splits_and_stems_exactly_as_bm25s_does(language):
+    import bm25s
+
+    from qa_search.scoring.analyser import _stemmer
+
+    texts = [
+        "How do therapists handle their own mistakes?", "", "the", "C# and 🙂", "x" * 300,
+        "Ünïcödé Wörds, ÇA VA? l'été dernier", "Les enfants jouent dans les jardins",
+        "Die Kinder spielen in den Gärten", "Los niños juegan en los jardines", "don't I'm can't",
+        "日本語のテキスト 2024 a1 b2c3", "running runs ran runner RUNNING",
+    ]  # fmt: skip
+    want = bm25s.tokenize(
+        texts, stopwords=language, stemmer=_stemmer(language), return_ids=False, show_progress=False
+    )
+    assert tokenize(texts, language) == want
+    assert tokenize(texts, language) == want  # and again, from the remembered stems

@@ -5,7 +5,9 @@ removed, Snowball-stemmed, per language), for the lexical index and the pair sig
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import re
+import threading
+from collections.abc import Callable, Sequence
 
 #: The analyser's default language: its Snowball stemmer and stop-word list.
 DEFAULT_LANGUAGE = "english"
@@ -32,10 +34,37 @@ def check_language(language: str) -> str:
 
 def tokenize(texts: Sequence[str], language: str = DEFAULT_LANGUAGE) -> list[list[str]]:
     """Lower-cased, stop words removed, Snowball-stemmed word tokens for each text."""
-    import bm25s
+    analyse = _analyser(language)
+    return [analyse(text) for text in texts]
 
-    if not texts:
-        return []
-    return bm25s.tokenize(
-        list(texts), stopwords=language, stemmer=_stemmer(language), return_ids=False, show_progress=False
-    )
+
+#: A word as bm25s (and scikit-learn's CountVectorizer) splits text: two or more word characters.
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+#: Stems remembered per language; past this the memory is dropped and starts again, so queries
+#: of made-up words cannot grow it without bound.
+_STEM_MEMORY = 200_000
+
+
+@functools.cache
+def _analyser(language: str) -> Callable[[str], list[str]]:
+    """The analyser for ``language``: the same tokens as ``bm25s.tokenize`` with its stop words
+    and this Snowball stemmer, without its per-call set-up (a stop-word set built per text,
+    progress bars), which cost more than the lookup on a typed query. Stems are remembered."""
+    from bm25s.tokenization import _infer_stopwords
+
+    stop = frozenset(_infer_stopwords(check_language(language)))
+    stemmer = _stemmer(language)
+    stems: dict[str, str] = {}
+    lock = threading.Lock()  # a PyStemmer stemmer is not safe to share between threads
+
+    def analyse(text: str) -> list[str]:
+        words = [w for w in _WORD.findall(text.lower()) if w not in stop]
+        new = [w for w in dict.fromkeys(words) if w not in stems]
+        if new:
+            with lock:
+                if len(stems) + len(new) > _STEM_MEMORY:
+                    stems.clear()
+                stems.update(zip(new, stemmer.stemWords(new), strict=True))
+        return [stems[w] for w in words]
+
+    return analyse
