@@ -140,7 +140,7 @@ def search_many(
 
     def run(batch: list[str]) -> list[list[SearchHit]]:
         queries = index.query_embedder.encode(batch, batch_size=index.config.batch_size)
-        pages = [_relevant(index, t, q, _search_exact(index, t, q, offset + k, keep, recency)[offset:],
+        pages = [_relevant(index, t, _search_exact(index, t, q, offset + k, keep, recency)[offset:],
                            min_relevance)
                  for t, q in zip(batch, queries, strict=True)]
         if not highlight:
@@ -242,12 +242,13 @@ def _dense_scores(
 def _search_exact(
     index: IndexContents, text: str, query: np.ndarray, k: int, keep: Callable[[Thread], bool] | None,
     recency: Callable[[Thread], float] | None = None,
-) -> list[SearchHit]:
+) -> list[tuple[SearchHit, float, float | None]]:
     """The k best threads by dense score + boost (+ weighted lexical score when
     ``lexical_weight`` > 0, + ``recency`` of the thread, at most :data:`.refine.RECENCY_BOOST`),
     exact: candidates come from the question, answer (and lexical) lists, each scored exactly,
     and the lists are fetched deeper until no thread outside them can beat the k-th (each
-    signal is bounded by its list's last fetched score, the boosts by their largest)."""
+    signal is bounded by its list's last fetched score, the boosts by their largest). Each hit
+    comes with its dense and lexical (None when off) scores, which its relevance reads."""
     cfg = index.config
     w, c, lw = cfg.answer_weight, cfg.agreement_weight, cfg.lexical_weight
     lexical = index.lexical_index() if lw > 0 else None
@@ -261,6 +262,7 @@ def _search_exact(
     fetch = max(4 * k, 32)
     q1 = query[None, :]
     exact: dict[str, tuple[float, int]] = {}
+    signals: dict[str, tuple[float, float | None]] = {}
     while True:
         qs, qi = questions.search(q1, min(fetch, nq))
         as_, ai = answers.search(q1, min(fetch, na))
@@ -270,13 +272,16 @@ def _search_exact(
             top_lex = lexical.top(lex, fetch)  # live slots only: a removed question has no id
             cands.update(lexical.slot_ids[i] for i in top_lex.tolist())
         new = [t for t in cands if t not in exact and (keep is None or keep(index.get(t)))]
-        for tid, (score, pid) in zip(new, _dense_scores(index, new, query), strict=True):
-            score += index.boost(tid)
+        for tid, (dense, pid) in zip(new, _dense_scores(index, new, query), strict=True):
+            score = dense + index.boost(tid)
             if recency is not None:
                 score += recency(index.get(tid))
+            lex_score = None
             if lexical is not None:
-                score += lw * float(lex[lexical.position[tid]])
+                lex_score = float(lex[lexical.position[tid]])
+                score += lw * lex_score
             exact[tid] = (score, pid)
+            signals[tid] = (dense, lex_score)
         ranked = top_threads(exact, k)
         # every thread has a question (and a lexical entry): an exhausted list means all
         # threads were seen and scored exactly
@@ -289,17 +294,19 @@ def _search_exact(
         if len(ranked) == k and ranked[-1][1] >= bound:
             break
         fetch *= 4
-    return [_hit(index, tid, score, pid) for tid, score, pid in ranked]
+    return [(_hit(index, tid, score, pid), *signals[tid]) for tid, score, pid in ranked]
 
 
 def _relevant(
-    index: IndexContents, text: str, query: np.ndarray, hits: list[SearchHit], min_relevance: float | None
+    index: IndexContents, text: str, ranked: list[tuple[SearchHit, float, float | None]],
+    min_relevance: float | None,
 ) -> list[SearchHit]:
-    """``hits`` with their relevance, less those below ``min_relevance`` (a hit without one is
-    kept)."""
-    dense = [(h.thread_id, _dense_score(index, h.thread_id, query)[0]) for h in hits]
+    """The ranked hits with their relevance, less those below ``min_relevance`` (a hit without
+    one is kept); the relevance model reads the dense and lexical scores the ranking computed."""
+    lexical = None if any(lex is None for _, _, lex in ranked) else [lex for _, _, lex in ranked]
+    dense = [(hit.thread_id, d) for hit, d, _ in ranked]
     out = []
-    for hit, p in zip(hits, hit_relevance(index, text, dense), strict=True):
+    for (hit, _, _), p in zip(ranked, hit_relevance(index, text, dense, lexical), strict=True):
         if p is not None:
             hit = dataclasses.replace(hit, relevance=round(p, 6))
         if min_relevance is None or hit.relevance is None or hit.relevance >= min_relevance:
