@@ -82,13 +82,14 @@ def _find_duplicates(
                 np.array([best_other(near_scores, i) for i in keep]),
                 np.array([rank_feature(i) for i in keep]),
             )
-            probs = cal.probability(x) if keep else []
+            probs: list[float] = cal.probability(x).tolist() if keep else []
             hits = [
                 _duplicate_hit(index, near[i][1], near[i][0], float(p), cal.tier(float(p)))
-                for i, p in zip(keep, list(probs), strict=True)
+                for i, p in zip(keep, probs, strict=True)
             ]
             hits = [h for h in hits if threshold is not None or h.tier is not None]
-            hits.sort(key=lambda h: (-h.probability, h.thread_id))
+            # calibrated, every hit carries its probability
+            hits.sort(key=lambda h: (-(h.probability or 0.0), h.thread_id))
         out.append(hits[:k])
     return out
 

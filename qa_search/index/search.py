@@ -162,7 +162,7 @@ def score_threads(index: IndexContents, text: str, thread_ids: Sequence[str]) ->
         index.get(tid)
         s, _ = _dense_score(index, tid, query)
         s += index.boost(tid)
-        if lexical is not None:
+        if lexical is not None and lex is not None:
             s += lw * float(lex[lexical.position[tid]])
         out.append(s)
     return out
@@ -222,7 +222,7 @@ def _dense_scores(
     q, q_pid = [-np.inf] * n, [-1] * n
     a: list[float | None] = [None] * n
     a_pid = [-1] * n
-    for vi, side in ((index.question_index, 0), (index.answer_index, 1)):
+    for vi, side in ((index.question_index, False), (index.answer_index, True)):
         if not pids[side]:
             continue
         sims = row_dots(vi.reconstruct_many(np.asarray(pids[side], np.int64)), query).tolist()
@@ -233,10 +233,11 @@ def _dense_scores(
                 a[i], a_pid[i] = s, pid
     cfg = index.config
     w, c = cfg.answer_weight, cfg.agreement_weight
-    return [
-        (thread_dense_score(q[i], a[i], w, c), a_pid[i] if a[i] is not None and w * a[i] > q[i] else q_pid[i])
-        for i in range(n)
-    ]
+    out = []
+    for i, best in enumerate(a):
+        part = a_pid[i] if best is not None and w * best > q[i] else q_pid[i]
+        out.append((thread_dense_score(q[i], best, w, c), part))
+    return out
 
 
 def _search_exact(
@@ -303,7 +304,8 @@ def _relevant(
 ) -> list[SearchHit]:
     """The ranked hits with their relevance, less those below ``min_relevance`` (a hit without
     one is kept); the relevance model reads the dense and lexical scores the ranking computed."""
-    lexical = None if any(lex is None for _, _, lex in ranked) else [lex for _, _, lex in ranked]
+    known = [lex for _, _, lex in ranked if lex is not None]
+    lexical = known if len(known) == len(ranked) else None
     dense = [(hit.thread_id, d) for hit, d, _ in ranked]
     out = []
     for (hit, _, _), p in zip(ranked, hit_relevance(index, text, dense, lexical), strict=True):

@@ -75,7 +75,9 @@ class VectorIndex:
     first :meth:`add` (use :meth:`rebuilt` to convert an index holding all the data).
     """
 
-    def __init__(self, dimension: int, _index: faiss.Index | None = None, *, kind: str = FLAT) -> None:
+    def __init__(
+        self, dimension: int, _index: faiss.IndexIDMap2 | None = None, *, kind: str = FLAT
+    ) -> None:
         if kind not in INDEX_TYPES:
             raise ValueError(f"index type must be one of {INDEX_TYPES}, got {kind!r}")
         self.dimension = dimension
@@ -84,8 +86,9 @@ class VectorIndex:
         elif kind == FLAT:
             _index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         else:
+            # faiss's stub types the quantizer as a ScalarQuantizer; the C++ constructor takes its type
             hnsw = faiss.IndexHNSWSQ(
-                dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT
+                dimension, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT  # type: ignore[arg-type]
             )
             hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             hnsw.hnsw.efSearch = HNSW_EF_SEARCH
@@ -151,7 +154,8 @@ class VectorIndex:
 
     def reconstruct(self, part_id: int) -> np.ndarray:
         """The stored vector of one id: (d,) float32 (decoded from 8 bits for HNSW+SQ8)."""
-        return self._index.reconstruct(int(part_id))
+        # faiss's stub picks its torch overload whenever the output buffer is left out
+        return self._index.reconstruct(int(part_id))  # type: ignore[return-value]
 
     def reconstruct_many(self, part_ids: np.ndarray) -> np.ndarray:
         """The stored vectors of several ids: (n, d) float32, in the order given. One call into
@@ -235,9 +239,12 @@ class VectorIndex:
     @classmethod
     def load(cls, path: str | Path, dimension: int) -> VectorIndex:
         index = faiss.read_index(str(path))
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise ValueError(f"{path}: not a vector index qa_search wrote (FAISS {type(index).__name__})")
         if index.d != dimension:
             raise ValueError(f"{path}: vectors have dimension {index.d}, expected {dimension}")
         out = cls(dimension, index)
-        if out.kind == HNSW_SQ8:
-            faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+        inner = faiss.downcast_index(index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            inner.hnsw.efSearch = HNSW_EF_SEARCH
         return out

@@ -226,7 +226,11 @@ class Calibration:
     def score(self, x: np.ndarray) -> np.ndarray:
         """(n,) scorer outputs for an (n, len(features)) feature matrix."""
         x = self._mapped(np.asarray(x, np.float64))
-        return self.trees.raw(x) if self.scorer == BOOSTED else x[:, 0].copy()
+        if self.scorer != BOOSTED:
+            return x[:, 0].copy()
+        if self.trees is None:
+            raise ValueError("a boosted duplicate calibration has no trees; run `qa-search calibrate` again")
+        return self.trees.raw(x)
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         """(n,) probabilities for an (n, len(features)) feature matrix."""
@@ -273,8 +277,17 @@ class Calibration:
             {k: float(v) for k, v in data["tiers"].items()},
             {k: float(v) for k, v in data["targets"].items()},
             dict(data.get("report", {})),
-            None if quartiles is None else tuple(float(v) for v in quartiles),
+            None if quartiles is None else _three(quartiles),
         )
+
+
+def _three(values: Sequence) -> tuple[float, float, float]:
+    """Stored quartiles as the three floats they are written from."""
+    if len(values) != 3:
+        raise ValueError(
+            f"cosine_quartiles must hold 3 values, got {len(values)}; run `qa-search calibrate` again"
+        )
+    return float(values[0]), float(values[1]), float(values[2])
 
 
 def pair_groups(pairs: Sequence[tuple[Hashable, Hashable]]) -> list[Hashable]:

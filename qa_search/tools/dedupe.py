@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -51,6 +52,12 @@ SCORE_BATCH = 20_000
 
 Progress = Callable[[int, int], None]
 Scorer = Callable[[Sequence[tuple[int, int]]], np.ndarray]
+
+
+class ProgressScorer(Protocol):
+    """A :data:`Scorer` that also reports ``progress(done, total)`` as it goes."""
+
+    def __call__(self, pairs: Sequence[tuple[int, int]], progress: Progress | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +211,7 @@ def cluster_edges(
             cross = [(min(a, b), max(a, b)) for a in ma for b in mb]
             missing = [p for p in cross if p not in known]
             if missing:
+                assert score_pairs is not None  # checked on entry for this linkage
                 for p, s in zip(missing, np.asarray(score_pairs(missing)).tolist(), strict=True):
                     known[p] = float(s)
             values = [known[p] for p in cross]
@@ -220,7 +228,7 @@ def cluster_edges(
     return [sorted(m) for m in members.values()], known
 
 
-def symmetric_scorer(index: ForumIndex, tids: list[str], counter: list[int] | None = None) -> Scorer:
+def symmetric_scorer(index: ForumIndex, tids: list[str], counter: list[int] | None = None) -> ProgressScorer:
     """A scorer of node pairs ``(i, j)`` (rows into ``tids``): the mean of ``pair_scores`` in
     both orientations, (n,) float64. ``counter[0]``, if given, counts the pairs scored.
 
@@ -248,7 +256,7 @@ def symmetric_scorer(index: ForumIndex, tids: list[str], counter: list[int] | No
     return score
 
 
-def cosine_scorer(index: ForumIndex, tids: list[str], counter: list[int] | None = None) -> Scorer:
+def cosine_scorer(index: ForumIndex, tids: list[str], counter: list[int] | None = None) -> ProgressScorer:
     """A scorer of node pairs ``(i, j)`` by their questions' raw cosine (symmetric), (n,)
     float64; ``counter[0]`` counts the pairs scored, as :func:`symmetric_scorer`'s does."""
     counter = [0] if counter is None else counter
@@ -359,7 +367,11 @@ def find_duplicate_clusters(
             threshold = DEDUPE_PROBABILITY if shipped else index.duplicate_cutoff()[0]
     threshold = float(threshold)
     if cosine_floor is None:
-        cosine_floor = calibration.forum_cosine(COSINE_FLOOR) if on_probability else threshold
+        # by probability implies calibrated
+        if on_probability and calibration is not None:
+            cosine_floor = calibration.forum_cosine(COSINE_FLOOR)
+        else:
+            cosine_floor = threshold
     tids, cos, rows = index.question_neighbours(neighbours, progress=search_progress)
     edges, _ = neighbour_pairs(rows, cos, cosine_floor)
     counter = [0]
