@@ -5,6 +5,7 @@ command and the HTTP service use nothing else.
 """
 
 from qa_search._version import __version__
+from qa_search.dumps import read_dump, read_dumps, write_dump
 from qa_search.embedding.loading import BACKENDS, load_embedder
 from qa_search.embedding.models import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
 from qa_search.errors import (
@@ -36,7 +37,7 @@ from qa_search.operations.changes import calibrate_index, delete_threads, update
 from qa_search.operations.lifecycle import DEFAULT_KEEP, BuildReport
 from qa_search.operations.verify import verify_index
 from qa_search.scoring.calibration import check_targets
-from qa_search.threads import Answer, Thread, read_dump, read_dumps, thread_from_dict, write_dump
+from qa_search.threads import Answer, Thread, thread_from_dict
 from qa_search.tools.csvreader import CSV_FIELDS
 from qa_search.tools.dedupe import (
     DEFAULT_NEIGHBOURS,

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder
 from qa_search.cli import main
+from qa_search.dumps import write_dump
 from qa_search.embedding.tuned import SETTINGS_FILE, model_index_settings
 from qa_search.operations.lifecycle import current_config
-from qa_search.threads import write_dump
 from qa_search.tools.tuning import RECIPE, TUNED_INDEX_SETTINGS, ranking_loss, tune, tuned_recipe
 from qa_search.tools.tuningdata import (
     LabelledPair,

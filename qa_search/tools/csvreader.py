@@ -12,8 +12,9 @@ import csv
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from qa_search.dumps import check_input
 from qa_search.errors import DumpFormatError
-from qa_search.threads import Thread, check_input, thread_from_dict
+from qa_search.threads import Thread, thread_from_dict
 from qa_search.tools.fields import OnError, parse_flag, parse_int, parse_tags
 
 #: Fields a CSV column can be mapped to. ``answer`` (and ``answer_id``, ``answer_score``,

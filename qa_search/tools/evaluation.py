@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa_search.dumps import json_line, numbered_lines, pair_label
 from qa_search.errors import DumpFormatError, QASearchError, UnknownThreadError
 from qa_search.index.forum import ForumIndex
 from qa_search.scoring.metrics import (
@@ -25,7 +26,7 @@ from qa_search.scoring.metrics import (
     recall_at_k,
     recall_at_precision,
 )
-from qa_search.threads import json_line, numbered_lines, pair_label, thread_id
+from qa_search.threads import thread_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from qa_search.threads import Thread, read_dump
+from qa_search.dumps import read_dump
+from qa_search.threads import Thread
 from qa_search.tools.csvreader import read_csv
 from qa_search.tools.fields import OnError
 from qa_search.tools.stackexchange import read_stackexchange_posts

@@ -22,8 +22,9 @@ import xml.parsers.expat
 from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 
+from qa_search.dumps import check_input, replacing
 from qa_search.errors import DumpFormatError
-from qa_search.threads import Thread, check_input, replacing, thread_from_dict
+from qa_search.threads import Thread, thread_from_dict
 from qa_search.tools.fields import OnError, html_to_text, parse_int, parse_tags
 
 log = logging.getLogger(__name__)

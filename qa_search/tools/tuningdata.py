@@ -15,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa_search.dumps import check_input, json_line, numbered_lines, pair_label, read_dumps
 from qa_search.errors import DumpFormatError, QASearchError
-from qa_search.threads import check_input, json_line, numbered_lines, pair_label, read_dumps, thread_id
+from qa_search.threads import thread_id
 
 #: The seed of a tuning run: the hard negatives drawn and the training's own randomness.
 DEFAULT_SEED = 0
