@@ -8,7 +8,8 @@ lock and the log's, to append (which acknowledges it) and apply vectors already 
 large write delays neither searches nor other writes, here or in another process, by its
 embedding; whatever was logged in the moment between is embedded under the lock. A large
 write's vectors are kept beside the log (storage/writevectors.py) for the other processes,
-which apply it without running the model again. A new generation is loaded
+which apply it without running the model again (index/writeprep.py prepares a write: checks,
+embedding, vectors kept; index/rwlock.py is the lock). A new generation is loaded
 and brought up to date with the log in a background thread while the old one keeps serving;
 then the reference is swapped, which waits only for the searches already running on the old
 index. So publishing never fails or delays a request beyond that swap.
@@ -16,10 +17,8 @@ index. So publishing never fails or delays a request beyond that swap.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_search.embedding.cache import text_hash
 from qa_search.embedding.models import Embedder
 from qa_search.embedding.querycache import QueryCache
 from qa_search.errors import QASearchError, ReadOnlyIndexError, SnapshotError, UnknownThreadError
@@ -36,66 +34,14 @@ from qa_search.index.forum import ForumIndex
 from qa_search.index.relevance import relevance_model
 from qa_search.index.replay import apply_entries
 from qa_search.index.results import DuplicateHit, SearchHit
-from qa_search.storage import writevectors
+from qa_search.index.rwlock import RWLock
+from qa_search.index.writeprep import embed_writes, keep_vectors, portable
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
-from qa_search.storage.logformat import UPSERT, WriteEntry, log_switch
+from qa_search.storage.logformat import WriteEntry, log_switch
 from qa_search.storage.writelog import WriteLog, folded_through
-from qa_search.threads import Thread, check_portable, checked_thread
+from qa_search.threads import Thread
 
 log = logging.getLogger(__name__)
-
-#: A write bringing at least this many new texts keeps their vectors for the other workers.
-SHARE_MIN_TEXTS = 16
-
-
-class RWLock:
-    """Many readers or one writer; a waiting writer holds back new readers (no starvation)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-def _portable(thread: Thread, at: int | None = None) -> Thread:
-    """``thread`` checked as a dump line would be and as plain JSON every reader can parse back;
-    ``ValueError`` naming it (and its place ``at`` in a batch) otherwise."""
-    try:
-        return check_portable(checked_thread(thread))
-    except ValueError as exc:
-        if at is None:
-            raise
-        raise ValueError(f"threads[{at}]: {exc}") from None
 
 
 def _readable(wlog: WriteLog) -> list[WriteEntry]:
@@ -207,66 +153,10 @@ class LiveIndex:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _model_key(self, index: ForumIndex) -> str:
-        """Which model and encoder made a vector: another worker's vectors are used only when
-        they came from the same."""
-        embedder = index.embedder
-        return f"{embedder.name}|{getattr(embedder, 'backend', None)}|{embedder.dimension}"
-
-    def _embed(
-        self, entries: Iterable[WriteEntry], threads: Iterable[Thread] = (),
-        vectors: dict[str, np.ndarray] | None = None, index: ForumIndex | None = None,
-    ) -> dict[str, np.ndarray]:
-        """Embeddings, by text, of what applying the logged ``entries`` and upserting
-        ``threads`` would embed in ``index`` (the serving one by default), less the texts in
-        ``vectors`` (added to the result). Vectors the writer of an entry kept (see
-        storage/writevectors.py) are taken instead of running the model. The serving index is
-        read under the shared lock; the model runs under none."""
-        vectors = dict(vectors or {})
-        serving = index is None
-        index = self.index if index is None else index
-        entries = [e for e in entries if e.op == UPSERT]
-        threads = [*(t for e in entries for t in e.threads), *threads]
-        if not threads:
-            return vectors
-        with self._rw.read() if serving else contextlib.nullcontext():
-            texts = [t for t in index.pending_texts(threads) if t not in vectors]
-        if texts and entries:
-            key = self._model_key(index)
-            kept: dict[str, np.ndarray] = {}
-            for entry in entries:
-                kept.update(writevectors.load(self.index_dir, entry.id, key))
-            for text in texts:
-                found = kept.get(text_hash(text))
-                if found is not None and found.shape == (index.embedder.dimension,):
-                    vectors[text] = found
-            texts = [t for t in texts if t not in vectors]
-        if texts:
-            # similar lengths batch together and pad little (a write may carry thousands of answers)
-            texts.sort(key=len)
-            embedded = index.embedder.encode(texts, batch_size=index.config.batch_size)
-            vectors.update(zip(texts, embedded, strict=True))
-        return vectors
-
     def _prepared(self, threads: Iterable[Thread] = ()) -> dict[str, np.ndarray]:
         """Vectors for ``threads`` and for the upserts other processes logged since this handle
         last read, made before any lock is taken (see the module's summary)."""
-        return self._embed(self.log.peek(), threads)
-
-    def _keep_vectors(self, threads: list[Thread], vectors: dict[str, np.ndarray]) -> str | None:
-        """Save the vectors of a large write's new texts for the other workers, under the id
-        the write will be logged with (None: a small write, cheaper to embed again than to keep)."""
-        with self._rw.read():
-            texts = [t for t in self.index.pending_texts(threads) if t in vectors]
-        if len(texts) < SHARE_MIN_TEXTS:
-            return None
-        write_id = uuid.uuid4().hex
-        try:
-            writevectors.save(self.index_dir, write_id, self._model_key(self.index),
-                              [text_hash(t) for t in texts], np.stack([vectors[t] for t in texts]))
-        except OSError as exc:  # only a shortcut: the other workers embed the texts themselves
-            log.warning("not keeping a write's vectors for the other workers: %s", exc)
-        return write_id
+        return embed_writes(self.index_dir, self.index, self.log.peek(), threads, reading=self._rw.read())
 
     def _apply(self, entries: list[WriteEntry], vectors: dict[str, np.ndarray] | None = None) -> None:
         """Apply entries to the serving index, in order. ``vectors``: embeddings made beforehand;
@@ -274,7 +164,7 @@ class LiveIndex:
         the exclusive lock."""
         if not entries:
             return
-        vectors = self._embed(entries, vectors=vectors)
+        vectors = embed_writes(self.index_dir, self.index, entries, vectors=vectors, reading=self._rw.read())
         with self._rw.write():
             apply_entries(self.index, entries, vectors)
         self.applied += len(entries)
@@ -330,11 +220,11 @@ class LiveIndex:
         fails (or whose process dies meanwhile) was never acknowledged and leaves no trace."""
         self._check_writable()
         if isinstance(threads, Thread):
-            threads = [_portable(threads)]
+            threads = [portable(threads)]
         else:
-            threads = [_portable(t, i) for i, t in enumerate(threads)]
+            threads = [portable(t, i) for i, t in enumerate(threads)]
         vectors = self._prepared(threads)
-        write_id = self._keep_vectors(threads, vectors)
+        write_id = keep_vectors(self.index_dir, self.index, threads, vectors, self._rw.read())
         with self._sync:
             before = self.log.file
             unseen, entry = self.log.append_upsert(threads, write_id)
@@ -408,10 +298,10 @@ class LiveIndex:
         fresh_log = WriteLog(self.index_dir, after=folded_through(generation_path(self.index_dir, number)))
         # the bulk of the log is applied while the old index still serves and takes writes
         entries = _readable(fresh_log)
-        applied = apply_entries(fresh, entries, self._embed(entries, index=fresh))
+        applied = apply_entries(fresh, entries, embed_writes(self.index_dir, fresh, entries))
         with self._sync:
             entries = _readable(fresh_log)
-            applied += apply_entries(fresh, entries, self._embed(entries, index=fresh))
+            applied += apply_entries(fresh, entries, embed_writes(self.index_dir, fresh, entries))
             with self._rw.write():
                 self.index, self.log, self.generation = fresh, fresh_log, number
             self.applied = applied

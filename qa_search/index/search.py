@@ -169,7 +169,7 @@ def score_threads(index: IndexContents, text: str, thread_ids: Sequence[str]) ->
 
 
 def question_neighbours(
-    index: IndexContents, k: int, *, batch: int = 4096, progress=None
+    index: IndexContents, k: int, *, batch: int = 4096, progress: Callable[[int, int], None] | None = None
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Each thread's k most similar other questions, by the question index's own batched
     search (approximate on HNSW): the thread ids (n,), cosines (n, k) float32 best first and

@@ -16,6 +16,7 @@ a saved index never holds tombstones). A removal costs what the ids removed cost
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,9 +41,12 @@ SQ_TRAIN_SAMPLE = 100_000
 #: Vectors per add call when progress is reported.
 ADD_BLOCK = 20_000
 
+#: ``progress(done, total)``, called as vectors are added.
+Progress = Callable[[int, int], None]
+
 
 @contextmanager
-def single_threaded():
+def single_threaded() -> Iterator[None]:
     """FAISS searches of the calling thread use one OpenMP thread inside this block (restored
     after). For many small searches in a row: on a busy machine each multi-threaded search pays
     for its threads' barriers (see :meth:`VectorIndex._search`)."""
@@ -107,7 +111,7 @@ class VectorIndex:
         """Removed ids still held by the index until the next :meth:`rebuilt`."""
         return len(self._tombstones)
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray, progress=None) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, progress: Progress | None = None) -> None:
         """Add (n, d) float32 unit vectors under n int64 ids; the ids must be new.
 
         ``progress(done, n)``, if given, is called after each block of ``ADD_BLOCK`` vectors
@@ -178,7 +182,7 @@ class VectorIndex:
         live = ~np.isin(ids, self._tombstones)
         return ids[live], np.ascontiguousarray(vecs[live])
 
-    def rebuilt(self, kind: str | None = None, progress=None) -> VectorIndex:
+    def rebuilt(self, kind: str | None = None, progress: Progress | None = None) -> VectorIndex:
         """This index without tombstones, as ``kind`` (default: its own). Returns ``self`` when
         there is nothing to change. ``progress`` as for :meth:`add`."""
         kind = kind or self.kind

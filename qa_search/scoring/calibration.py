@@ -45,7 +45,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50):
+def _fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50
+) -> tuple[np.ndarray, float]:
     """L2-regularised logistic regression by Newton's method: (coef (f,), intercept)."""
     n, f = x.shape
     xb = np.column_stack([x, np.ones(n)])

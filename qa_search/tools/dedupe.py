@@ -293,7 +293,7 @@ def _cluster(
         known.update(zip(missing, np.asarray(scorer(missing)).tolist(), strict=True))
     mean_to = {a: np.mean([known[(min(a, b), max(a, b))] for b in nodes if b != a]) for a in nodes}
 
-    def rank(node: int):
+    def rank(node: int) -> tuple:
         t = index.get(tids[node])
         return (-len(t.answers), -t.score, -mean_to[node], id_order(t.id))
 
