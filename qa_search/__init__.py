@@ -22,7 +22,7 @@ from qa_search.errors import (
 from qa_search.index.config import IndexConfig
 from qa_search.index.forum import ForumIndex
 from qa_search.index.live import LiveIndex
-from qa_search.index.results import DuplicateHit, SearchHit, UpsertStats
+from qa_search.index.results import DuplicateHit, SearchHit, SearchPage, UpsertStats
 from qa_search.operations.admin import (
     Configured,
     IndexDescription,
@@ -110,6 +110,7 @@ __all__ = [
     "IndexConfig",
     "LiveIndex",
     "SearchHit",
+    "SearchPage",
     "UpsertStats",
     # operating an index directory
     "DEFAULT_KEEP",

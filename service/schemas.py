@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from qa_search import Answer, Thread
+from qa_search import Answer, SearchPage, Thread
 
 from .tokens import MAX_GROUP_CHARS, MAX_GROUPS
 
@@ -213,15 +213,9 @@ class SearchResponse(BaseModel):
     @classmethod
     def page(cls, hits: list[Any], offset: int, k: int, min_relevance: float | None = None) -> SearchResponse:
         """The response for the page of ``k`` at ``offset``, from the uncut hits of a search for
-        ``k + 1``: the page's hits at or above ``min_relevance`` (a hit without a relevance
-        stays), and a next page when the extra hit passes the cut too, so a next page is never
-        empty."""
-
-        def relevant(hit: Any) -> bool:
-            return min_relevance is None or hit.relevance is None or hit.relevance >= min_relevance
-
-        more = len(hits) > k and relevant(hits[k]) and offset + k <= MAX_OFFSET
-        return cls(hits=[h for h in hits[:k] if relevant(h)], next_offset=offset + k if more else None)
+        ``k + 1`` (the library's :class:`~qa_search.SearchPage` decides what the page holds)."""
+        page = SearchPage.of(hits, offset, k, min_relevance, MAX_OFFSET)
+        return cls(hits=list(page.hits), next_offset=page.next_offset)
 
 
 class Duplicate(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from qa_search import ForumIndex
+from qa_search import ForumIndex, SearchPage
 from qa_search.cli._common import FiniteRange, echo_json, library_errors
 
 
@@ -42,7 +42,7 @@ def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--min-relevance", type=FiniteRange(0, 1), default=None,
               help="Drop hits whose relevance (the probability that the thread answers TEXT) is below "
                    "this [default: keep every hit].")
-@click.option("--json", "as_json", is_flag=True, help='Print {"hits": [...]} as JSON.')
+@click.option("--json", "as_json", is_flag=True, help='Print {"hits": [...], "next_offset": N} as JSON.')
 @library_errors
 def search(
     index_dir: str, text: str, k: int, offset: int, tags: tuple[str, ...], categories: tuple[str, ...],
@@ -53,16 +53,19 @@ def search(
     filtered = bool(tags or categories or created_after or created_before or exclude_closed)
     index = ForumIndex.load(index_dir)
     try:
-        hits = index.search(
-            text, k=k, offset=offset, tags=tags or None, category=categories or None,
+        # one more than the page, uncut, to know whether a next page follows (as the service does)
+        found = index.search(
+            text, k=k + 1, offset=offset, tags=tags or None, category=categories or None,
             created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
-            recency_half_life_days=recency_half_life_days, highlight=highlight, min_relevance=min_relevance,
+            recency_half_life_days=recency_half_life_days, highlight=highlight,
         )
     except ValueError as exc:  # a date that is not ISO 8601, or a range that ends before it starts
         raise click.UsageError(str(exc)) from None
+    page = SearchPage.of(found, offset, k, min_relevance)
     if as_json:
-        echo_json({"hits": [h.to_dict() for h in hits]})
+        echo_json(page.to_dict())
         return
+    hits = page.hits
     if not hits and min_relevance is not None:
         click.echo(f"no thread reaches relevance {min_relevance:g}: nothing here seems to answer it")
     elif not hits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -40,7 +41,45 @@ class SearchHit:
     answered: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The hit as JSON-ready data; ``highlights`` only when the search asked for them."""
+        out = asdict(self)
+        if self.highlights is None:
+            del out["highlights"]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of a search: its hits, and where the next page starts (None: this is the last)."""
+
+    hits: tuple[SearchHit, ...]
+    next_offset: int | None
+
+    @classmethod
+    def of(
+        cls,
+        hits: Sequence[SearchHit],
+        offset: int,
+        k: int,
+        min_relevance: float | None = None,
+        max_offset: int | None = None,
+    ) -> SearchPage:
+        """The page of ``k`` at ``offset`` from the uncut hits of a search for ``k + 1`` there.
+
+        The ``min_relevance`` cut applies to the page alone, so a hit past the page never slips
+        into it when one within is cut, and pages stay disjoint; a next page is offered only
+        when the extra hit passes the cut too (it is never empty) and would start at or before
+        ``max_offset``. A hit without a relevance is kept.
+        """
+
+        def kept(hit: SearchHit) -> bool:
+            return min_relevance is None or hit.relevance is None or hit.relevance >= min_relevance
+
+        more = len(hits) > k and kept(hits[k]) and (max_offset is None or offset + k <= max_offset)
+        return cls(tuple(h for h in hits[:k] if kept(h)), offset + k if more else None)
+
+    def to_dict(self) -> dict:
+        return {"hits": [h.to_dict() for h in self.hits], "next_offset": self.next_offset}
 
 
 @dataclass(frozen=True, slots=True)
