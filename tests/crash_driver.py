@@ -114,7 +114,9 @@ if __name__ == "__main__":
         for i in range(int(cli_args[2])):
             thread_id = f"live{i}"
             answers = [f"answer {j} to write {i}, long enough to take the model a moment" for j in range(20)]
+            # every other write is for one group only: what a crash keeps, it keeps private
             live.upsert(thread_from_dict({"id": thread_id, "title": f"write {i} from the forum",
+                                          "visible_to": ["grief-group"] if i % 2 else [],
                                           "answers": [{"id": f"{thread_id}-{j}", "body": a}
                                                       for j, a in enumerate(answers)]}))
             print(f"ack {thread_id}", flush=True)

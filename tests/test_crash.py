@@ -146,6 +146,8 @@ def test_kill_9_during_live_writes_loses_no_acknowledged_write(tmp_path, dumps, 
                 break
     finally:
         worker.wait(60)
+        # acknowledgements it printed before it died but this loop had not read yet
+        acked += [line.split()[1] for line in worker.stdout]
         worker.stdout.close()
     assert worker.returncode == -signal.SIGKILL
     if kill == "embed:5":  # died embedding the fifth write: four were answered
@@ -160,8 +162,14 @@ def test_kill_9_during_live_writes_loses_no_acknowledged_write(tmp_path, dumps, 
         assert served == set(acked)
     after = qa("build", str(v1), "--index", str(idx), "--quiet", "--json")  # a rebuild keeps them
     assert after.returncode == 0, after.stderr
-    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+    live = LiveIndex(idx, FakeEmbedder())
+    with live.reading() as index:
         assert set(acked) <= {t.id for t in index.threads()}
+    # and each keeps who may see it: a group's writes stay out of public searches
+    private = {f"live{i}" for i in range(1, 200, 2)} & set(acked)
+    public_hits = {h.thread_id for h in live.search("write from the forum", 50, groups=())}
+    group_hits = {h.thread_id for h in live.search("write from the forum", 50, groups=("grief-group",))}
+    assert private and not private & public_hits and private <= group_hits
 
 
 def test_two_concurrent_builds_one_wins_the_other_fails_at_once(tmp_path, dumps):
