@@ -38,7 +38,7 @@ def test_lexical_round_trip(tmp_path):
     ix = LexicalIndex.build(["a", "b"], ["panic attacks at work", "sleep and anxiety"])
     ix.save(tmp_path / "lex.npz")
     back = LexicalIndex.load(tmp_path / "lex.npz")
-    assert back.doc_ids == ["a", "b"]
+    assert back.slot_ids == ["a", "b"]
     np.testing.assert_array_equal(back.scores("anxious at work"), ix.scores("anxious at work"))
 
 

@@ -24,7 +24,7 @@ def _texts(rng: np.random.Generator, n: int) -> list[str]:
 def _aligned(index: LexicalIndex, fresh: LexicalIndex, query: str) -> tuple[np.ndarray, np.ndarray]:
     """Both indexes' scores for ``query``, in the fresh index's document order."""
     got = index.scores(query)
-    ids = [d for d in fresh.doc_ids if d is not None]
+    ids = [d for d in fresh.slot_ids if d is not None]
     return np.array([got[index.position[d]] for d in ids]), fresh.scores(query)
 
 

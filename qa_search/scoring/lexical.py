@@ -80,11 +80,6 @@ class LexicalIndex:
         self._new_count = 0
 
     # ---- size and statistics -------------------------------------------------------------
-    @property
-    def doc_ids(self) -> list[str | None]:
-        """The id in each slot (``None`` for a removed document's slot), in slot order."""
-        return self.slot_ids
-
     def __len__(self) -> int:
         """The number of live documents."""
         return self._live
@@ -108,8 +103,6 @@ class LexicalIndex:
         cls, doc_ids: Sequence[str], texts: Sequence[str], language: str = DEFAULT_LANGUAGE
     ) -> LexicalIndex:
         """Index ``texts`` (one per id)."""
-        if len(doc_ids) != len(texts):
-            raise ValueError(f"{len(doc_ids)} ids for {len(texts)} texts")
         index = cls(language)
         index.add(doc_ids, texts)
         index.merge()
