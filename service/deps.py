@@ -21,6 +21,7 @@ from .schemas import (
     MAX_DATE_CHARS,
     MAX_HALF_LIFE_DAYS,
     MAX_OFFSET,
+    MAX_TAGS,
     MIN_RELEVANCE,
     THRESHOLD,
     DraftQuestion,
@@ -220,6 +221,7 @@ def search_in_query(
     q: Annotated[str, Query(description="The text typed so far.", examples=["my therapist made a mistake"])],
     k: Annotated[int | None, Query(ge=1, description="Threads to return [default: 10].")] = None,
     tags: Annotated[list[str] | None, Query(
+        max_length=MAX_TAGS,
         description="Keep threads with any of these tags (an empty value is ignored).")] = None,
     category: Annotated[list[str] | None, Query(
         max_length=MAX_CATEGORIES,

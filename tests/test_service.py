@@ -483,3 +483,11 @@ def test_the_docs_load_nothing_from_elsewhere(client):
     assert client.get("/docs/oauth2-redirect").status_code == 200
     assert client.get("/redoc").status_code == 404
     assert "/docs" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_get_search_with_too_many_tags_is_refused_without_echoing_them(client):
+    params = [("q", "panic attacks"), *[("tags", f"secret-tag-{i}") for i in range(101)]]
+    r = client.get("/v1/search", params=params)
+    assert r.status_code == 422
+    assert "secret-tag" not in r.text
+    assert client.get("/v1/search", params=params[:101]).status_code == 200  # 100 tags
