@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
+from browser import headless_chromium, needs_chromium, served
 from conftest import FakeEmbedder
 from fastapi.testclient import TestClient
 
@@ -119,60 +115,36 @@ def test_the_clusters_are_cached_until_the_index_changes(client, monkeypatch):
     assert {m["thread_id"] for m in body["clusters"][0]["threads"]} == {"c1", "c2"}
 
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian's chromium and chromium-driver are not "
-                    "installed (`make install` installs them)")
+@needs_chromium
 def test_the_page_asks_for_the_key_and_lists_the_clusters(index_dir, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     app = _app(index_dir, moderator_key=KEY)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-                 "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--window-size=1200,900"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(options=opts, service=Service(DRIVER))
-    try:
-        browser.get(f"http://127.0.0.1:{port}/moderation")
-        box = browser.find_element(By.ID, "key")
-        box.send_keys("wrong")
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(browser, 30).until(lambda b: "403" in b.find_element(By.ID, "status").text)
-        box.clear()
-        box.send_keys(KEY)
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        listed = (By.CSS_SELECTOR, "#clusters > li")
-        WebDriverWait(browser, 30).until(lambda b: len(b.find_elements(*listed)) == 2)
-        clusters = browser.find_elements(*listed)
-        rows = [r.get_attribute("data-thread-id")
-                for r in clusters[0].find_elements(By.CSS_SELECTOR, "tr")[1:]]
-        assert sorted(rows) == ["b1", "b2", "b3"]
-        # a title is shown as text, never as markup
-        assert "=HYPERLINK" in clusters[0].text
-        assert "2 groups of duplicates among 6 threads" in browser.find_element(By.ID, "summary").text
-        assert KEY not in browser.current_url
-        # the refused key's 403 and the absent favicon are expected
-        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"
-                  and "403" not in e["message"] and "favicon.ico" not in e["message"]]
-        assert errors == []
-    finally:
-        browser.quit()
-        server.should_exit = True
-        thread.join(timeout=30)
+    with served(app) as base:
+        browser = headless_chromium(tmp_path / "profile")
+        try:
+            browser.get(f"{base}/moderation")
+            box = browser.find_element(By.ID, "key")
+            box.send_keys("wrong")
+            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            WebDriverWait(browser, 30).until(lambda b: "403" in b.find_element(By.ID, "status").text)
+            box.clear()
+            box.send_keys(KEY)
+            browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            listed = (By.CSS_SELECTOR, "#clusters > li")
+            WebDriverWait(browser, 30).until(lambda b: len(b.find_elements(*listed)) == 2)
+            clusters = browser.find_elements(*listed)
+            rows = [r.get_attribute("data-thread-id")
+                    for r in clusters[0].find_elements(By.CSS_SELECTOR, "tr")[1:]]
+            assert sorted(rows) == ["b1", "b2", "b3"]
+            # a title is shown as text, never as markup
+            assert "=HYPERLINK" in clusters[0].text
+            assert "2 groups of duplicates among 6 threads" in browser.find_element(By.ID, "summary").text
+            assert KEY not in browser.current_url
+            # the refused key's 403 and the absent favicon are expected
+            errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"
+                      and "403" not in e["message"] and "favicon.ico" not in e["message"]]
+            assert errors == []
+        finally:
+            browser.quit()

@@ -5,25 +5,17 @@ no request the page makes leaves loopback."""
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import threading
-import time
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
+from browser import headless_chromium, needs_chromium, served
 from conftest import FakeEmbedder
 
 from qa_search import ForumIndex, Thread
 from service.app import create_app
 from service.settings import Settings
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER),
-    reason="Debian's chromium and chromium-driver are not installed (`make install` installs them)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -32,39 +24,16 @@ def base_url(tmp_path):
     index.upsert([Thread("t1", "How do I calm down before a panic attack?")])
     index.save(tmp_path / "index")
     app = create_app(Settings(index_dir=tmp_path / "index"), embedder=FakeEmbedder())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with served(app) as url:
+        yield url
 
 
 def test_docs_render_the_operations_with_the_network_cut(base_url, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
     # every host but loopback fails to resolve: a CDN asset would not load
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                 '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1', "--window-size=1200,900"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    browser = webdriver.Chrome(options=opts, service=Service(DRIVER))
+    browser = headless_chromium(tmp_path / "profile", logs=("performance", "browser"))
     try:
         browser.get(base_url + "/docs")
         WebDriverWait(browser, 30).until(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import headless_chromium, needs_chromium
 from conftest import SAMPLE_DUMP
 
 from qa_search import ForumIndex, Thread, read_dump
@@ -255,25 +255,12 @@ def test_configure_changes_what_the_service_serves_without_a_restart(server, bui
     assert ids[0] == "live-1"  # the live write survived the new generation
 
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian's chromium and chromium-driver are not "
-                    "installed (`make install` installs them)")
+@needs_chromium
 def test_demo_page_in_headless_chromium(server, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--window-size=1000,900"):
-        opts.add_argument(flag)
-    browser = webdriver.Chrome(options=opts, service=Service(DRIVER))
+    browser = headless_chromium(tmp_path / "profile", window="1000,900", loopback_only=False, logs=())
     try:
         browser.get(server.base + "/")
         wait = WebDriverWait(browser, 30)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import threading
 import time
@@ -17,19 +16,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
-import uvicorn
+from browser import headless_chromium, needs_chromium, served
 from conftest import FakeEmbedder
 from fastapi.testclient import TestClient
 
 from qa_search import Answer, ForumIndex, Thread
 from service.app import create_app
 from service.settings import Settings
-
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-needs_chromium = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER),
-    reason="Debian's chromium and chromium-driver are not installed (`make install` installs them)",
-)
 
 ASK_PAGE = Path(__file__).parent / "fixtures" / "q2a_ask.html"
 SECRET = "widget-test-secret-0123456789abcdef-0123456789"
@@ -135,7 +128,7 @@ class Forum:
 @pytest.fixture
 def sites(tmp_path):
     """(the forum, the service's origin): uvicorn serving the index, allowing the forum's origin."""
-    service_port, forum_port = _free_port(), _free_port()
+    forum_port = _free_port()
     forum_origin = f"http://127.0.0.1:{forum_port}"
     index = ForumIndex(FakeEmbedder())
     index.upsert(_threads(forum_origin))
@@ -143,36 +136,14 @@ def sites(tmp_path):
     settings = Settings(index_dir=tmp_path / "index", cors_origins=[forum_origin], token_secret=SECRET,
                         require_token=True, read_rate="0")
     app = create_app(settings, embedder=FakeEmbedder())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=service_port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
-        with Forum(forum_port, f"http://127.0.0.1:{service_port}") as forum:
-            yield forum, f"http://127.0.0.1:{service_port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with served(app) as service, Forum(forum_port, service) as forum:
+        yield forum, service
 
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
     # every host but loopback fails to resolve
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                 '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1', "--window-size=1200,900"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(options=opts, service=Service(DRIVER))
+    driver = headless_chromium(tmp_path / "profile", logs=("performance", "browser"))
     try:
         yield driver
     finally:
