@@ -93,34 +93,56 @@ def delete(index_dir: str, thread_ids: tuple[str, ...], missing_ok: bool, keep: 
 @INDEX_DIR
 @settings_option
 @keep_option
+@click.option(
+    "--refresh-defaults",
+    is_flag=True,
+    help="Adopt this package's shipped relevance model and duplicate calibration for the index's model "
+    "in place of those its snapshot recorded.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the settings (and what was published) as JSON.")
 @library_errors
-def configure(index_dir: str, settings: dict[str, str], keep: int, as_json: bool) -> None:
+def configure(
+    index_dir: str, settings: dict[str, str], keep: int, refresh_defaults: bool, as_json: bool
+) -> None:
     """Show the index's settings; with --set, change them and publish a new generation.
 
     Nothing is embedded again. chunk_words, chunk_overlap and exact_search_limit decide what is
-    embedded and how, so they change only with a new build (qa-search build --set).
+    embedded and how, so they change only with a new build (qa-search build --set). The shipped
+    relevance model and duplicate calibration recorded in the index stay until --refresh-defaults.
     """
     try:
-        result = configure_index(index_dir, settings, keep=keep)
+        result = configure_index(index_dir, settings, keep=keep, refresh_defaults=refresh_defaults)
     except SettingsError as exc:  # raised before the model loads
         raise click.BadParameter(str(exc), param_hint="--set") from None
     config, summary = result.config, result.published
     defaults = asdict(IndexConfig())
     if as_json:
-        out: dict = {"config": asdict(config), "changed": config.changed()}
+        out: dict = {"config": asdict(config), "changed": config.changed(), "defaults": result.defaults}
         if summary is not None:
             out.update(generation=summary.generation, snapshot=summary.snapshot, pruned=list(summary.pruned))
         echo_json(out)
         return
     if summary is not None:
         click.echo(f"published generation {summary.generation} at {summary.snapshot}")
-    elif settings:
+    elif settings or refresh_defaults:
         click.echo("the index already has these settings; nothing published")
     click.echo(f"{index_dir}: settings of generation {result.generation}")
     for name, value in asdict(config).items():
         note = "" if value == defaults[name] else f"  (default {defaults[name]})"
         click.echo(f"  {name:<20} {value}{note}")
+    if result.defaults is not None:
+        click.echo(f"  {'shipped defaults':<20} {defaults_line(result.defaults)}")
+
+
+def defaults_line(used: dict) -> str:
+    """The shipped defaults in use, in a line: which, whether recorded, whether the package's."""
+    shipped = used["shipped"]
+    if shipped is None:
+        return "none for this model"
+    fitted = f", fitted {shipped['fitted']}" if shipped.get("fitted") else ""
+    where = "recorded in the snapshot" if used["recorded"] else "the package's (the snapshot records none)"
+    newer = "" if used["current"] else "; the package has others (configure --refresh-defaults adopts them)"
+    return f"sha256 {shipped['sha256'][:12]}{fitted}, {where}{newer}"
 
 
 @click.command("rollback")
@@ -182,6 +204,11 @@ def info(index_dir: str, as_json: bool) -> None:
     click.echo(
         f"  embedding cache: {out['cache']['shards']} shard(s), {out['cache']['bytes'] / 2**20:.1f} MiB"
     )
+    if out["defaults"] is not None:
+        used = out["defaults"]
+        verdicts = {"own": "its own calibration", "shipped": "the shipped calibration", "none": "raw cosine"}
+        click.echo(f"  duplicate verdicts: {verdicts[used['calibration']]}")
+        click.echo(f"  shipped defaults: {defaults_line(used)}")
     if out["history"]:
         click.echo("  last publishes and rollbacks (UTC):")
         for rec in out["history"]:

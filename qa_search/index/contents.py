@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from qa_search.embedding.model_defaults import ShippedDefaults
 from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors
 from qa_search.errors import UnknownThreadError
 from qa_search.index.config import IndexConfig, check_scoring_settings
@@ -62,6 +63,9 @@ class IndexContents:
         self._max_boost = 0.0  # at least every thread's boost, see boost_bound
         #: The fitted duplicate scorer (see :func:`.duplicates.calibrate`); None while uncalibrated.
         self.calibration: Calibration | None = None
+        #: The shipped defaults recorded in the snapshot it was loaded from (see :mod:`.defaults`);
+        #: None: the package's current ones for its model, recorded when it is saved.
+        self.shipped_defaults: ShippedDefaults | None = None
 
     def reconfigure(self, settings: Mapping[str, object]) -> IndexConfig:
         """Change scoring settings in place (see :meth:`IndexConfig.updated`); returns the new config.

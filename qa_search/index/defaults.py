@@ -11,13 +11,16 @@ questions once per size the index passes (it moves little as a forum grows).
 
 from __future__ import annotations
 
-import functools
+import logging
 
 import numpy as np
 
-from qa_search.embedding.model_defaults import model_defaults
+from qa_search.embedding.model_defaults import ShippedDefaults, package_defaults
 from qa_search.index.contents import IndexContents
 from qa_search.scoring.calibration import Calibration
+from qa_search.scoring.relevance import RelevanceModel
+
+log = logging.getLogger(__name__)
 
 #: Questions whose nearest neighbour is measured for the forum's cosine scale (evenly spread).
 SCALE_SAMPLE = 2000
@@ -26,10 +29,53 @@ SCALE_SAMPLE = 2000
 SCALE_MIN_QUESTIONS = 20
 
 
-@functools.cache
-def _shipped(model: str) -> Calibration | None:
-    data = model_defaults(model).get("duplicate_calibration")
-    return None if data is None else Calibration.from_dict(data)
+#: Parsed parts of shipped defaults, by their SHA-256 and part (a handful at most).
+_parsed: dict[tuple[str, str], Calibration | RelevanceModel | None] = {}
+
+
+def shipped_defaults(index: IndexContents) -> ShippedDefaults | None:
+    """The shipped defaults ``index`` uses: those recorded in its snapshot, else the package's
+    current ones for its model (None where its model has none)."""
+    if index.shipped_defaults is not None:
+        return index.shipped_defaults
+    return package_defaults(index.embedder.name)
+
+
+def refresh_defaults(index: IndexContents) -> bool:
+    """Make ``index`` use (and record, when saved) the package's current shipped defaults for
+    its model; True when that changes what it uses."""
+    current = package_defaults(index.embedder.name)
+    before = shipped_defaults(index)
+    index.shipped_defaults = current
+    return (None if before is None else before.sha256) != (None if current is None else current.sha256)
+
+
+def _part(defaults: ShippedDefaults | None, part: str) -> Calibration | RelevanceModel | None:
+    if defaults is None:
+        return None
+    key = (defaults.sha256, part)
+    if key not in _parsed:
+        data = defaults.content.get(part)
+        parse = Calibration.from_dict if part == "duplicate_calibration" else RelevanceModel.from_dict
+        try:
+            _parsed[key] = None if data is None else parse(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            # recorded by another version of the package: its part cannot be read here
+            log.warning("the recorded shipped %s cannot be used (%s): none is applied", part, exc)
+            _parsed[key] = None
+    return _parsed[key]
+
+
+def shipped_calibration(index: IndexContents) -> Calibration | None:
+    """The shipped duplicate calibration ``index`` uses (not yet on its cosine scale), or None."""
+    got = _part(shipped_defaults(index), "duplicate_calibration")
+    return got if isinstance(got, Calibration) else None
+
+
+def shipped_relevance(index: IndexContents) -> RelevanceModel | None:
+    """The shipped relevance model ``index`` uses, or None."""
+    got = _part(shipped_defaults(index), "relevance")
+    return got if isinstance(got, RelevanceModel) else None
 
 
 def neighbour_quartiles(
@@ -57,7 +103,7 @@ def duplicate_calibration(index: IndexContents) -> Calibration | None:
     model on the forum's cosine scale, else None (raw cosines)."""
     if index.calibration is not None:
         return index.calibration
-    shipped = _shipped(index.embedder.name)
+    shipped = shipped_calibration(index)
     if shipped is None:
         return None
     n = len(index.question_index)

@@ -1,9 +1,11 @@
 """An index as a snapshot directory: its files, its manifest, and the model check on loading.
 
 A snapshot holds ``threads.jsonl``, ``parts.jsonl`` (part id, thread, answer, chunk, text hash),
-``questions.faiss`` and ``answers.faiss``, and when needed ``lexical.npz`` and
-``calibration.json``; its manifest records the model (name, dimension, probe vectors), the
-vector index types, the settings and the counts (see :mod:`qa_search.storage.snapshot`).
+``questions.faiss`` and ``answers.faiss``, and when needed ``lexical.npz``,
+``calibration.json`` and ``shipped_defaults.json`` (the shipped relevance model and duplicate
+calibration the index uses, see :mod:`.defaults`); its manifest records the model (name,
+dimension, probe vectors), the vector index types, the settings, the counts and which shipped
+defaults are recorded (see :mod:`qa_search.storage.snapshot`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import numpy as np
 
 from qa_search._version import __version__
 from qa_search.embedding.loading import load_recorded_embedder
+from qa_search.embedding.model_defaults import ShippedDefaults
 from qa_search.embedding.models import PROBE_MIN_COSINE, Embedder, same_model
 from qa_search.errors import IncompatibleSnapshotError, SnapshotError
 from qa_search.index.config import IndexConfig, config_of
 from qa_search.index.contents import IndexContents
+from qa_search.index.defaults import shipped_defaults
 from qa_search.index.results import PartRef
 from qa_search.scoring.ann import VectorIndex
 from qa_search.scoring.calibration import Calibration
@@ -91,6 +95,8 @@ def manifest(index: IndexContents) -> dict:
         },
         "config": asdict(index.config),
         "counts": index.counts,
+        # which shipped defaults shipped_defaults.json holds (None: its model has none)
+        "shipped_defaults": None if (shipped := shipped_defaults(index)) is None else shipped.summary(),
     }
 
 
@@ -109,6 +115,9 @@ def write_files(index: IndexContents, out: Path) -> None:
         index.lexical_index().save(out / "lexical.npz")
     if index.calibration is not None:
         (out / "calibration.json").write_text(json.dumps(index.calibration.to_dict(), indent=2) + "\n")
+    shipped = shipped_defaults(index)
+    if shipped is not None:
+        (out / "shipped_defaults.json").write_bytes(shipped.to_bytes())
 
 
 def save(
@@ -196,6 +205,9 @@ def _read_files(index: IndexContents, snap: Path, recorded: dict) -> None:
             lexical = LexicalIndex.load(snap / "lexical.npz", texts=questions_by_id)
             if len(lexical) != len(threads) or not all(t.id in lexical.position for t in threads):
                 raise ValueError(f"lexical.npz holds {len(lexical)} questions for {len(threads)} threads")
+        if "shipped_defaults.json" in recorded.get("files", {}):
+            # without it (a snapshot written before the record): the package's current ones
+            index.shipped_defaults = ShippedDefaults.from_bytes((snap / "shipped_defaults.json").read_bytes())
         try:
             index.calibration = stored_calibration(snap, recorded)
         except ValueError as exc:

@@ -8,26 +8,20 @@ relevance (None), and a ``min_relevance`` cut then keeps them.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
 
-from qa_search.embedding.model_defaults import model_defaults
 from qa_search.index.contents import IndexContents
+from qa_search.index.defaults import shipped_relevance
 from qa_search.scoring.analyser import tokenize
 from qa_search.scoring.relevance import RelevanceModel, relevance_rows
 
 
-@functools.cache
-def _relevance_for(model: str) -> RelevanceModel | None:
-    data = model_defaults(model).get("relevance")
-    return None if data is None else RelevanceModel.from_dict(data)
-
-
 def relevance_model(index: IndexContents) -> RelevanceModel | None:
-    """The relevance model for the index's embedding model, or None where none was fitted."""
-    return _relevance_for(index.embedder.name)
+    """The relevance model for the index's embedding model (the shipped one recorded in its
+    snapshot, else the package's, see :mod:`.defaults`), or None where none was fitted."""
+    return shipped_relevance(index)
 
 
 def hit_signals(

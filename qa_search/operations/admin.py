@@ -16,6 +16,7 @@ from pathlib import Path
 
 from qa_search.embedding.cache import cache_root
 from qa_search.embedding.loading import check_recorded_model
+from qa_search.embedding.model_defaults import package_defaults
 from qa_search.errors import SettingsError, SnapshotError
 from qa_search.index.config import IndexConfig, check_scoring_settings
 from qa_search.operations.changes import reconfigure_index
@@ -108,15 +109,23 @@ class Configured:
     generation: int
     #: What was published; None when the index already had these settings.
     published: BuildReport | None = None
+    #: The shipped defaults in use after it (see :func:`defaults_in_use`).
+    defaults: dict | None = None
 
 
 def configure_index(
-    index_dir: str | Path, settings: Mapping[str, object] | None = None, *, keep: int = DEFAULT_KEEP
+    index_dir: str | Path,
+    settings: Mapping[str, object] | None = None,
+    *,
+    keep: int = DEFAULT_KEEP,
+    refresh_defaults: bool = False,
 ) -> Configured:
     """The current generation's settings with ``settings`` changed, published as a new generation
     when that changes anything (nothing is embedded again).
 
-    A setting that is unknown, out of range or one that only a build may change
+    ``refresh_defaults``: adopt this package's shipped relevance model and duplicate calibration
+    for the index's model in place of those its snapshot recorded (published only when they
+    differ). A setting that is unknown, out of range or one that only a build may change
     (``chunk_words`` ...) raises :class:`SettingsError` before the model loads.
     """
     generation = current_generation(index_dir)
@@ -129,10 +138,34 @@ def configure_index(
         config = current.updated(asked)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
-    if config == current:  # asking for the settings the index already has publishes nothing
-        return Configured(config, generation)
-    report = reconfigure_index(index_dir, asked, keep=keep)
-    return Configured(config, report.generation, report)
+    before = _current_defaults(index_dir) or {}
+    # a snapshot written before the record takes one, of the package's current defaults
+    stale = refresh_defaults and not (before.get("recorded") and before.get("current"))
+    if config == current and not stale:  # asking for what the index already has publishes nothing
+        return Configured(config, generation, None, before or None)
+    report = reconfigure_index(index_dir, asked, keep=keep, refresh_defaults=stale)
+    return Configured(config, report.generation, report, _current_defaults(index_dir))
+
+
+def defaults_in_use(manifest: Mapping) -> dict:
+    """What scores a snapshot's duplicate verdicts and "no match", from its manifest:
+    ``{"calibration": "own" | "shipped" | "none", "shipped": {"model", "sha256", "fitted"} | None,
+    "recorded": bool, "current": bool}``. ``recorded``: the snapshot holds the shipped defaults
+    it uses (False for one written before the record, which uses the package's current ones);
+    ``current``: they are this package's current ones for its model."""
+    model = manifest.get("model", {}).get("name", "")
+    package = package_defaults(model)
+    package_summary = None if package is None else package.summary()
+    recorded = "shipped_defaults" in manifest
+    shipped = manifest["shipped_defaults"] if recorded else package_summary
+    own = "calibration.json" in manifest.get("files", {})
+    has_calibration = shipped is not None and (package is None or "duplicate_calibration" in package.content)
+    return {
+        "calibration": "own" if own else ("shipped" if has_calibration else "none"),
+        "shipped": shipped,
+        "recorded": recorded,
+        "current": (shipped or {}).get("sha256") == (package_summary or {}).get("sha256"),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +219,8 @@ class IndexDescription:
     history: list[dict] = field(default_factory=list)
     #: What the last process to take the writer lock recorded (None: nothing readable).
     last_writer: dict | None = None
+    #: The current generation's duplicate calibration and shipped defaults (:func:`defaults_in_use`).
+    defaults: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -196,6 +231,7 @@ class IndexDescription:
             "history": self.history,
             "last_writer": self.last_writer,
             "serving": self.serving,
+            "defaults": self.defaults,
         }
 
 
@@ -215,7 +251,15 @@ def describe_index(index_dir: str | Path) -> IndexDescription:
         cache_shards=len(list(cache.rglob("*.npy"))) if cache.is_dir() else 0,
         history=read_history(index_dir)[-HISTORY_SHOWN:],
         last_writer=read_holder(index_dir) or None,
+        defaults=_current_defaults(index_dir),
     )
+
+
+def _current_defaults(index_dir: str | Path) -> dict | None:
+    try:
+        return defaults_in_use(read_manifest(resolve_snapshot(index_dir)))
+    except SnapshotError:  # no readable current generation: the generations' list says why
+        return None
 
 
 def check_servable(index_dir: str | Path) -> Path:

@@ -15,6 +15,7 @@ from qa_search.embedding.loading import load_recorded_embedder
 from qa_search.embedding.models import Embedder
 from qa_search.errors import QASearchError, SnapshotError, UnknownThreadError
 from qa_search.index.contents import as_str_list
+from qa_search.index.defaults import refresh_defaults as adopt_package_defaults
 from qa_search.index.forum import ForumIndex
 from qa_search.operations.lifecycle import (
     DEFAULT_KEEP,
@@ -148,8 +149,11 @@ def reconfigure_index(
     embedder: Embedder | None = None,
     *,
     keep: int = DEFAULT_KEEP,
+    refresh_defaults: bool = False,
 ) -> BuildReport:
-    """Publish a new generation: the current one with scoring ``settings`` changed.
+    """Publish a new generation: the current one with scoring ``settings`` changed, and with
+    ``refresh_defaults`` the package's current shipped defaults for its model adopted (see
+    :func:`~qa_search.index.defaults.refresh_defaults`).
 
     Nothing is embedded again; see :meth:`ForumIndex.reconfigure` for what may change. A bad
     setting raises ``ValueError`` before anything is written.
@@ -159,6 +163,8 @@ def reconfigure_index(
     with writer_lock(index_dir):
         index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
         index.reconfigure(settings)
+        if refresh_defaults:
+            adopt_package_defaults(index)
         return publish_generation(index_dir, index, cached, 0, 0, started, keep)
 
 
