@@ -56,6 +56,36 @@ def thread_dense_score(
     return max(question, x) + agreement_weight * min(question, x)
 
 
+#: How a query's lexical weight is set (``IndexConfig.lexical_mode``): ``"fixed"`` adds
+#: ``lexical_weight`` x each thread's normalised BM25 for every query; ``"coverage"`` scales the
+#: weight by how much of the query its best lexical match covers (:func:`query_lexical_weight`).
+LEXICAL_MODES = ("fixed", "coverage")
+
+
+def query_lexical_weight(lexical_weight, mode: str, top_lexical):  # noqa: ANN001, ANN201 - float or array
+    """The weight of the lexical score for one query (or an array of queries, elementwise), in
+    ``[0, lexical_weight]``.
+
+    ``top_lexical`` is the query's best normalised BM25 over the whole index (the share of the
+    query's idf mass that its best lexical match covers, in [0, 1]). ``"fixed"`` ignores it;
+    ``"coverage"`` returns ``lexical_weight * top_lexical``: a query whose words some thread
+    shares nearly all of (a typed title, a name, an error message) keeps the whole weight, while
+    a query in the writer's own words, where the best lexical match shares one or two words by
+    chance, leans on the dense score. The weight is one number per query, never per thread, and
+    never above ``lexical_weight``, so a thread's score still never falls as its cosine or its
+    BM25 rises and ``lexical_weight`` x the list's last BM25 still bounds an unseen thread.
+    """
+    top = np.clip(np.asarray(top_lexical, np.float64), 0.0, 1.0)
+    if mode == "fixed":
+        share = np.ones_like(top)
+    elif mode == "coverage":
+        share = top
+    else:
+        raise ValueError(f"lexical mode must be one of {LEXICAL_MODES}, got {mode!r}")
+    weight = lexical_weight * share
+    return float(weight) if weight.ndim == 0 else weight
+
+
 def thread_boost(
     solved: bool, votes: float, solved_boost: float, vote_boost: float, vote_cap: float
 ) -> float:
