@@ -70,10 +70,10 @@ def _corpus(seed=0, n=80, dim=16):
     ("filters", "keep"),
     [({}, lambda t: True), ({"category": "c2", "tags": ["g1", "g3"]}, lambda t: t.category == "c2")],
 )
-def test_hybrid_search_equals_brute_force(k, filters, keep, scoring):
+@pytest.mark.parametrize("lw", [0.5, 4.0])  # 4: the lexical head and its bound decide the ranking
+def test_hybrid_search_equals_brute_force(k, filters, keep, scoring, lw):
     threads, overrides, rng = _corpus()
     emb = FakeEmbedder(dimension=16, overrides=overrides)
-    lw = 0.5
     cfg = IndexConfig(answer_weight=0.8, lexical_weight=lw, **scoring)
     index = ForumIndex(emb, cfg)
     index.upsert(threads)

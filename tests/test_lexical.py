@@ -131,3 +131,58 @@ def test_the_analyser_splits_and_stems_exactly_as_bm25s_does(language):
     )
     assert tokenize(texts, language) == want
     assert tokenize(texts, language) == want  # and again, from the remembered stems
+
+
+def _dense_head(index: LexicalIndex, query: str, m: int) -> tuple[list[float], float]:
+    """The m best scores above 0 over every slot, best first, and the m-th (the bound on the
+    rest): what the sparse query must reproduce."""
+    scores = index.scores(query)
+    best = np.sort(scores[scores > 0])[::-1][:m]
+    return best.tolist(), float(best[-1]) if len(best) == m else 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_the_sparse_query_equals_the_dense_scores_to_the_bit(seed):
+    # a skewed vocabulary: a few words in most documents (as "what" is in 40% of Quora's), the
+    # rest rare, so the head is found both from rare terms and from common terms alone
+    rng = np.random.default_rng(seed)
+    common, rare = WORDS[:3], WORDS[3:]
+
+    def text() -> str:
+        words = list(rng.choice(common, size=int(rng.integers(0, 4))))
+        words += list(rng.choice(rare, size=int(rng.integers(0, 3))))
+        return " ".join(words)
+
+    docs = {f"d{i}": text() for i in range(400)}
+    index = LexicalIndex.build(list(docs), list(docs.values()))
+    for step in range(150):  # writes leave dead slots and a new-document segment behind
+        if rng.random() < 0.5:
+            index.add([f"n{step}"], [text()])
+        else:
+            index.remove([str(rng.choice([d for d in index.slot_ids if d is not None]))])
+    assert index._new_docs and len(index) < len(index.slot_ids)
+    live = np.array([s for s, d in enumerate(index.slot_ids) if d is not None])
+    queries = [text() for _ in range(40)] + [" ".join(common), common[0], rare[0], "zebra", ""]
+    for query in queries:
+        q = index.query(query)
+        dense = index.scores(query)
+        # every slot, live or dead, scores as the dense array says, to the last bit
+        np.testing.assert_array_equal(q.scores_at(np.arange(len(index.slot_ids))), dense)
+        for m in (1, 5, 40, 1000):
+            slots, scores = q.top(m)
+            want, _ = _dense_head(index, query, m)
+            assert scores.tolist() == want, (query, m)
+            np.testing.assert_array_equal(dense[slots], scores)
+            assert all(index.slot_ids[s] is not None for s in slots.tolist())
+            if len(slots) == m:  # none outside the head scores above its last
+                rest = np.setdiff1d(live, slots)
+                assert dense[rest].max(initial=0) <= scores[-1]
+            else:  # the head holds every document that scores at all
+                assert len(slots) == np.count_nonzero(dense > 0)
+        assert bool(q) == bool(dense.any() or index._query_terms(tokenize([query], index.language)[0]))
+
+
+def test_a_tie_at_the_edge_of_the_head_goes_to_the_lower_slot():
+    index = LexicalIndex.build([f"d{i}" for i in range(6)], ["grief"] * 6)
+    slots, scores = index.query("grief").top(4)
+    assert slots.tolist() == [0, 1, 2, 3] and len(set(scores.tolist())) == 1

@@ -179,6 +179,10 @@ def test_the_lexical_head_never_names_a_removed_question():
     head = lexical.top(scores, 100)
     assert len(head) == len(lexical) == 15
     assert all(lexical.slot_ids[s] is not None for s in head.tolist())
+    # the sparse head holds only what scores: no term of the query is indexed, so nothing
+    assert len(lexical.query("grief").top(100)[0]) == 0
+    slots, _ = lexical.query("sleep").top(100)
+    assert sorted(lexical.slot_ids[s] for s in slots.tolist()) == sorted(str(i) for i in range(1, 30, 2))
     # k above the live count: every live thread, none twice, no removed one
     hits = index.search("grief", k=40)
     assert sorted(h.thread_id for h in hits) == sorted(str(i) for i in range(1, 30, 2))

@@ -156,14 +156,17 @@ def score_threads(index: IndexContents, text: str, thread_ids: Sequence[str]) ->
     query = index.query_embedder.encode([text], batch_size=index.config.batch_size)[0]
     lw = index.config.lexical_weight
     lexical = index.lexical_index() if lw > 0 else None
-    lex = lexical.scores(text) if lexical is not None else None
-    out = []
     for tid in thread_ids:
         index.get(tid)
+    lex = None
+    if lexical is not None:
+        lex = lexical.query(text).scores_at([lexical.position[tid] for tid in thread_ids]).tolist()
+    out = []
+    for i, tid in enumerate(thread_ids):
         s, _ = _dense_score(index, tid, query)
         s += index.boost(tid)
-        if lexical is not None and lex is not None:
-            s += lw * float(lex[lexical.position[tid]])
+        if lex is not None:
+            s += lw * lex[i]
         out.append(s)
     return out
 
@@ -240,21 +243,26 @@ def _dense_scores(
     return out
 
 
+#: One ranked thread as the search found it: (thread id, score, part id that matched, dense
+#: score, lexical score or None when off); a hit is made of it only if it is returned.
+Ranked = tuple[str, float, int, float, float | None]
+
+
 def _search_exact(
     index: IndexContents, text: str, query: np.ndarray, k: int, keep: Callable[[Thread], bool] | None,
     recency: Callable[[Thread], float] | None = None,
-) -> list[tuple[SearchHit, float, float | None]]:
+) -> list[Ranked]:
     """The k best threads by dense score + boost (+ weighted lexical score when
     ``lexical_weight`` > 0, + ``recency`` of the thread, at most :data:`.refine.RECENCY_BOOST`),
     exact: candidates come from the question, answer (and lexical) lists, each scored exactly,
     and the lists are fetched deeper until no thread outside them can beat the k-th (each
-    signal is bounded by its list's last fetched score, the boosts by their largest). Each hit
-    comes with its dense and lexical (None when off) scores, which its relevance reads."""
+    signal is bounded by its list's last fetched score, the boosts by their largest). Each comes
+    with its dense and lexical (None when off) scores, which its relevance reads."""
     cfg = index.config
     w, c, lw = cfg.answer_weight, cfg.agreement_weight, cfg.lexical_weight
     lexical = index.lexical_index() if lw > 0 else None
-    if lexical is not None:
-        lex = lexical.scores(text)
+    if lexical is not None:  # reads the query terms' posting lists, not a score for every slot
+        lex = lexical.query(text)
     boost_bound = index.boost_bound() + (refine.RECENCY_BOOST if recency is not None else 0.0)
     questions, answers, parts = index.question_index, index.answer_index, index.parts
     nq, na = len(questions), len(answers)
@@ -270,53 +278,57 @@ def _search_exact(
         qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
         cands = {parts[p].thread_id for p in (*qi.tolist(), *ai.tolist()) if p >= 0}
         if lexical is not None:
-            top_lex = lexical.top(lex, fetch)  # live slots only: a removed question has no id
+            # the best live slots scoring above 0: fewer than fetch when no others do
+            top_lex, top_lex_scores = lex.top(fetch)
             cands.update(lexical.slot_ids[i] for i in top_lex.tolist())
         new = [t for t in cands if t not in exact and (keep is None or keep(index.get(t)))]
-        for tid, (dense, pid) in zip(new, _dense_scores(index, new, query), strict=True):
+        if lexical is not None:
+            new_lex = lex.scores_at([lexical.position[t] for t in new]).tolist()
+        for i, (tid, (dense, pid)) in enumerate(zip(new, _dense_scores(index, new, query), strict=True)):
             score = dense + index.boost(tid)
             if recency is not None:
                 score += recency(index.get(tid))
             lex_score = None
             if lexical is not None:
-                lex_score = float(lex[lexical.position[tid]])
+                lex_score = new_lex[i]
                 score += lw * lex_score
             exact[tid] = (score, pid)
             signals[tid] = (dense, lex_score)
         ranked = top_threads(exact, k)
-        # every thread has a question (and a lexical entry): an exhausted list means all
-        # threads were seen and scored exactly
-        if fetch >= nq or (lexical is not None and fetch >= len(lexical)):
+        # every thread has a question: an exhausted list means all threads were seen and scored
+        # exactly
+        if fetch >= nq:
             break
         bound = unseen_bound(float(qs[-1]), float(as_[-1]) if fetch < na else None, w, c)
         bound += boost_bound
-        if lexical is not None:
-            bound += lw * float(lex[top_lex[-1]])
+        if lexical is not None and len(top_lex) == fetch:  # else every unseen thread scores 0
+            bound += lw * float(top_lex_scores[-1])
         if len(ranked) == k and ranked[-1][1] >= bound:
             break
         fetch *= 4
-    return [(_hit(index, tid, score, pid), *signals[tid]) for tid, score, pid in ranked]
+    return [(tid, score, pid, *signals[tid]) for tid, score, pid in ranked]
 
 
 def _relevant(
-    index: IndexContents, text: str, ranked: list[tuple[SearchHit, float, float | None]],
-    min_relevance: float | None,
+    index: IndexContents, text: str, ranked: list[Ranked], min_relevance: float | None,
 ) -> list[SearchHit]:
-    """The ranked hits with their relevance, less those below ``min_relevance`` (a hit without
-    one is kept); the relevance model reads the dense and lexical scores the ranking computed."""
-    known = [lex for _, _, lex in ranked if lex is not None]
+    """The hits of the ranked threads with their relevance, less those below ``min_relevance``
+    (a hit without one is kept); the relevance model reads the dense and lexical scores the
+    ranking computed. A hit, with its snippet, is made only for a thread that is kept."""
+    known = [lex for *_, lex in ranked if lex is not None]
     lexical = known if len(known) == len(ranked) else None
-    dense = [(hit.thread_id, d) for hit, d, _ in ranked]
+    dense = [(tid, d) for tid, _, _, d, _ in ranked]
     out = []
-    for (hit, _, _), p in zip(ranked, hit_relevance(index, text, dense, lexical), strict=True):
-        if p is not None:
-            hit = dataclasses.replace(hit, relevance=round(p, 6))
-        if min_relevance is None or hit.relevance is None or hit.relevance >= min_relevance:
-            out.append(hit)
+    for (tid, score, pid, _, _), p in zip(ranked, hit_relevance(index, text, dense, lexical), strict=True):
+        relevance = None if p is None else round(p, 6)
+        if min_relevance is None or relevance is None or relevance >= min_relevance:
+            out.append(_hit(index, tid, score, pid, relevance))
     return out
 
 
-def _hit(index: IndexContents, thread_id: str, score: float, part_id: int) -> SearchHit:
+def _hit(
+    index: IndexContents, thread_id: str, score: float, part_id: int, relevance: float | None = None
+) -> SearchHit:
     thread = index.get(thread_id)
     ref = index.parts[part_id]
     cfg = index.config
@@ -328,7 +340,7 @@ def _hit(index: IndexContents, thread_id: str, score: float, part_id: int) -> Se
         matched, snippet = ANSWER, make_snippet(chunk, cfg.snippet_chars)
     return SearchHit(
         thread_id, round(float(score), 6), thread.title, matched, ref.answer_id, snippet, thread.url,
-        answered=bool(thread.answers),
+        relevance=relevance, answered=bool(thread.answers),
     )
 
 

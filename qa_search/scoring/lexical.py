@@ -20,6 +20,14 @@ added since the last merge, folded into the main one once it outgrows a fraction
 numpy merge, amortised over the writes that filled it). A removed document's slot is marked
 dead: its postings stay in the main segment, masked when a query runs, until the index is
 compacted, which :meth:`LexicalIndex.save` does (a published snapshot holds live slots only).
+
+A search needs the head of a query's scores and the scores of a few candidates, not a score for
+every slot: :meth:`LexicalIndex.query` reads only posting lists. The head is exact by MaxScore
+(Turtle and Flood, 1995): a term's weight in any document is below its idf, so the documents
+holding none of the query's rarest terms score below the sum of the other terms' idf; once the
+m-th best score among the documents holding a rare term passes that sum, no other document can
+reach the head. Common words ("what", in 40% of Quora's questions) are then only looked up, by
+binary search, for the documents already found, instead of scored over their whole lists.
 """
 
 from __future__ import annotations
@@ -297,6 +305,15 @@ class LexicalIndex:
         norm = K1 * ((1 - B) + B * self._length[slots] / self._avg_length())
         return idf * (tfs / (norm + tfs))
 
+    def query(self, text: str) -> LexicalQuery:
+        """Query ``text`` against the index as it is now, reading posting lists only (see the
+        module's summary); :meth:`scores` is the same query over every slot."""
+        return self.query_tokens(tokenize([text], self.language)[0])
+
+    def query_tokens(self, tokens: Sequence[str]) -> LexicalQuery:
+        """:meth:`query` for a query already run through :func:`tokenize`."""
+        return LexicalQuery(self, self._query_terms(tokens))
+
     def scores(self, text: str) -> np.ndarray:
         """Normalised BM25 of every slot for query ``text``: (len(slot_ids),) float32 in [0, 1]."""
         return self.scores_of_tokens(tokenize([text], self.language)[0])
@@ -401,3 +418,174 @@ class LexicalIndex:
         sizes = np.diff(index._fwd_indptr)
         index._set_inverted(index._fwd_terms, np.repeat(np.arange(n), sizes), index._fwd_tf)
         return index
+
+
+def _above(bound: float) -> float:
+    """``bound`` raised by more than float32 sums of a few terms can round by."""
+    return bound * (1 + 1e-5) + 1e-6
+
+
+class LexicalQuery:
+    """One query's normalised BM25 over a :class:`LexicalIndex` as it is now, from the posting
+    lists of the query's terms and the few documents' own terms: :meth:`top` (the exact head)
+    and :meth:`scores_at` (given slots) equal :meth:`LexicalIndex.scores` at those slots, to the
+    last bit. Valid until the index is next written (a search holds one within one read).
+    """
+
+    def __init__(self, index: LexicalIndex, terms: list[int]) -> None:
+        self._index = index
+        # alphabetical: every sum runs in the order LexicalIndex.scores adds them
+        self._terms = np.asarray(terms, np.int64)
+        self._idf = _idf(index._df[self._terms], index._live) if terms else np.zeros(0, np.float32)
+        self._norm = self._idf.sum()
+        by_id = np.argsort(self._terms)
+        self._ids_sorted, self._row_of_sorted = self._terms[by_id], by_id
+
+    def __bool__(self) -> bool:
+        """Whether a live document holds one of the query's terms (else every score is 0)."""
+        return bool(len(self._terms))
+
+    def _raw(self, slots: np.ndarray) -> np.ndarray:
+        """Unnormalised BM25 of live ``slots`` (any order): (len(slots),) float32, each summed
+        over the query's terms in alphabetical order from 0 as :meth:`LexicalIndex.scores` adds
+        them (adding the 0 of a term a document lacks changes no bit). Each document's terms
+        are read from the forward lists, which lie together, not searched for in the postings."""
+        index, k, n = self._index, len(self._terms), len(slots)
+        weights = np.zeros((k, n), np.float32)
+        main = np.flatnonzero(slots < index._main_slots)
+        if len(main):
+            lo = index._fwd_indptr[slots[main]]
+            sizes = index._fwd_indptr[slots[main] + 1] - lo
+            col = np.repeat(main, sizes)
+            at = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
+            self._fill(weights, col, index._fwd_terms[at], index._fwd_tf[at], slots)
+        for j in np.flatnonzero(slots >= index._main_slots).tolist():  # added since the last merge
+            terms, tfs = index._new_docs[int(slots[j])]
+            self._fill(weights, np.full(len(terms), j), terms, tfs, slots)
+        out = np.zeros(n, np.float32)
+        for row in weights:
+            out += row
+        return out
+
+    def _fill(self, weights: np.ndarray, col: np.ndarray, terms: np.ndarray, tfs: np.ndarray,
+              slots: np.ndarray) -> None:
+        """Set ``weights[query term, col]`` for the documents' (``col``) terms and frequencies
+        that are query terms, as LexicalIndex._weights computes them."""
+        pos = np.minimum(np.searchsorted(self._ids_sorted, terms), len(self._ids_sorted) - 1)
+        hit = self._ids_sorted[pos] == terms
+        rows, col = self._row_of_sorted[pos[hit]], col[hit]
+        weights[rows, col] = self._index._weights(tfs[hit], slots[col], self._idf[rows])
+
+    def _normalised(self, raw: np.ndarray) -> np.ndarray:
+        out = raw / self._norm
+        return np.minimum(out, 1.0, out=out)
+
+    def scores_at(self, slots: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Normalised BM25 of the given slots: (n,) float32 in [0, 1], 0 for a dead slot."""
+        slots = np.asarray(slots, np.int64)
+        if not len(self._terms) or not len(slots):
+            return np.zeros(len(slots), np.float32)
+        alive = self._index._alive[slots]
+        out = np.zeros(len(slots), np.float32)
+        out[alive] = self._normalised(self._raw(slots[alive]))
+        return out
+
+    def _live_run(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """Query term ``r``'s live postings in slot order: slots and raw weights (float32)."""
+        index = self._index
+        slots, tfs = index._postings(int(self._terms[r]))
+        if index._live < len(index.slot_ids):  # dead slots keep their postings until compacted
+            live = index._alive[slots]
+            slots, tfs = slots[live], tfs[live]
+        return slots, index._weights(tfs, slots, self._idf[r])
+
+    def _term_weights(self, r: int, slots: np.ndarray) -> np.ndarray:
+        """Query term ``r``'s raw weight in each of ``slots`` (ascending; 0 where absent), by
+        binary search in its posting lists, which the ascending slots walk in one direction."""
+        index = self._index
+        t = int(self._terms[r])
+        tf = np.zeros(len(slots), np.float32)
+        runs = []
+        if t < len(index._inv_indptr) - 1:
+            lo, hi = index._inv_indptr[t], index._inv_indptr[t + 1]
+            runs.append((index._inv_slots[lo:hi], index._inv_tf[lo:hi]))
+        new = index._new_postings.get(t)
+        if new is not None:
+            runs.append((np.asarray(new[0], np.int64), np.asarray(new[1], np.float32)))
+        for run_slots, run_tf in runs:
+            at = np.searchsorted(run_slots, slots)
+            ok = at < len(run_slots)
+            ok[ok] = run_slots[at[ok]] == slots[ok]
+            tf[ok] = run_tf[at[ok]]
+        return index._weights(tf, slots, self._idf[r])
+
+    def _floor(self, found: np.ndarray, partial: np.ndarray, m: int) -> float | None:
+        """A raw score the m-th best of ``found`` reaches (None with fewer than m): the m-th
+        best full score of the 4m most promising by ``partial``, m documents reaching it."""
+        if len(found) < m:
+            return None
+        sample = np.argpartition(-partial, 4 * m - 1)[: 4 * m] if len(found) > 4 * m else slice(None)
+        raw = self._raw(found[sample])
+        return float(np.partition(raw, len(raw) - m)[len(raw) - m])
+
+    def top(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``m`` best live slots among those scoring above 0, best first (ties by slot),
+        and their scores: (m',) int64 and (m',) float32, m' <= m. Fewer than m means no other
+        document scores above 0; otherwise none outside scores above the last one.
+
+        MaxScore: the query's terms are taken rarest first, each adding the documents of its
+        posting list with their partial scores, until the m-th best full score among the most
+        promising of them is above what the terms not taken could add at most (the sum of
+        their idf): no other document can reach the head. Of the documents taken, only those
+        whose partial score plus what the terms not taken could add reaches the m-th score
+        stay in the running, those terms being looked up rarest first; the few left are scored
+        in full from their own terms. The common terms' long lists are never read whole."""
+        k = len(self._terms)
+        if m <= 0 or not k:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        rarest = np.argsort(-self._idf, kind="stable").tolist()
+        df = self._index._df[self._terms].tolist()
+        idf = self._idf.tolist()
+        left = float(sum(idf))  # at least what the terms not taken can add
+        found, partial = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        floor = None  # a raw score the m-th best reaches, once m documents are found
+        taken = 0
+        for r in rarest:
+            if floor is None and len(found) >= m and (len(found) >= 4 * m or df[r] > 4 * m):
+                floor = self._floor(found, partial, m)
+            # enough once the floor is above what the terms not taken could add
+            if floor is not None and floor > _above(left):
+                break
+            slots, weights = self._live_run(r)
+            if len(found):  # both in slot order: a stable sort merges the two runs
+                both = np.concatenate([found, slots])
+                order = np.argsort(both, kind="stable")
+                merged = both[order]
+                first = np.ones(len(merged), bool)
+                first[1:] = merged[1:] != merged[:-1]
+                starts = np.flatnonzero(first)
+                found = merged[starts]
+                partial = np.add.reduceat(np.concatenate([partial, weights])[order], starts)
+            else:
+                found, partial = slots, weights
+            taken += 1
+            left = left - idf[r] if taken < k else 0.0
+        if floor is None:
+            floor = self._floor(found, partial, m) or 0.0
+        # the terms not taken are looked up rarest first, each for the documents whose partial
+        # score plus what the rest could add still reaches the floor
+        for r in [None, *rarest[taken:]]:
+            if r is not None:
+                partial = partial + self._term_weights(r, found)
+                left = left - idf[r] if r != rarest[-1] else 0.0
+            keep = partial >= floor - _above(left) - 1e-5 * floor
+            found, partial = found[keep], partial[keep]
+        raw = self._raw(found)
+        if len(found) > m:
+            kth = np.partition(raw, len(raw) - m)[len(raw) - m]
+            above = np.flatnonzero(raw > kth)
+            tied = np.flatnonzero(raw == kth)[: m - len(above)]  # the lowest slots among ties
+            pick = np.sort(np.concatenate([above, tied]))
+            found, raw = found[pick], raw[pick]
+        order = np.argsort(-raw, kind="stable")  # found is in slot order: ties by slot
+        return found[order], self._normalised(raw[order])
