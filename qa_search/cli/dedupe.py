@@ -76,8 +76,8 @@ def _print(result: DedupeResult, index_dir: str) -> None:
     default=None,
     help=(
         "Cluster on the calibrated duplicate probability from this value up. Default: on an index "
-        "with no calibration of its own, using the one shipped for its model, probability from 0.5; "
-        "otherwise raw cosine."
+        "with no calibration of its own, using the one shipped for its model, probability from its "
+        "\"related\" tier; otherwise raw cosine."
     ),
 )
 @click.option(
@@ -96,9 +96,9 @@ def _print(result: DedupeResult, index_dir: str) -> None:
 @click.option(
     "--linkage",
     type=click.Choice(["average", "complete"]),
-    default="average",
-    show_default=True,
-    help="average: a cluster's pairs reach the threshold on average; complete: every pair does.",
+    default=None,
+    help="average: a cluster's pairs reach the threshold on average; complete: every pair does "
+    "[default: complete on the probabilities of a shipped calibration, else average].",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the clusters as JSON.")
@@ -108,7 +108,7 @@ def dedupe(
     min_probability: float | None,
     min_cosine: float | None,
     neighbours: int,
-    linkage: str,
+    linkage: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
