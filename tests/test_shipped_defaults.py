@@ -10,7 +10,7 @@ import pytest
 from conftest import FakeEmbedder
 
 import qa_search.embedding.model_defaults as model_defaults_module
-from qa_search import Answer, ForumIndex, Thread, configure_index, describe_index
+from qa_search import Answer, ForumIndex, Thread, build, configure_index, describe_index
 from qa_search.cli import main
 from qa_search.embedding.model_defaults import ShippedDefaults, model_defaults
 from qa_search.embedding.models import DEFAULT_MODEL
@@ -80,7 +80,9 @@ def test_an_index_keeps_the_defaults_it_was_built_with_until_refreshed(package, 
     described = describe_index(ix).defaults
     assert described["recorded"] and not described["current"] and described["calibration"] == "shipped"
     assert described["shipped"]["sha256"] == ShippedDefaults.of("fake-bow", OLD).sha256
-    # updating or reconfiguring keeps them too
+    # a full rebuild with the same model, and reconfiguring, keep them too
+    build(ix, THREADS)
+    assert ForumIndex.load(ix, FakeEmbedder()).duplicate_cutoff() == (0.8, "calibrated")
     done = configure_index(ix, {"lexical_weight": 0.2})
     assert done.published is not None and not done.defaults["current"]
     assert ForumIndex.load(ix, FakeEmbedder()).duplicate_cutoff() == (0.8, "calibrated")

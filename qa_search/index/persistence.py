@@ -49,6 +49,14 @@ def stored_calibration(snapshot: Path, manifest: Mapping) -> Calibration | None:
     return Calibration.from_dict(json.loads((snapshot / "calibration.json").read_text(encoding="utf-8")))
 
 
+def stored_shipped_defaults(snapshot: Path, manifest: Mapping) -> ShippedDefaults | None:
+    """The shipped defaults a snapshot recorded (None for one written before the record, or of
+    a model with none); ``ValueError`` for a damaged record."""
+    if "shipped_defaults.json" not in manifest.get("files", {}):
+        return None
+    return ShippedDefaults.from_bytes((snapshot / "shipped_defaults.json").read_bytes())
+
+
 def _probe_min_cosine(embedder: Embedder) -> float:
     return float(getattr(embedder, "probe_min_cosine", PROBE_MIN_COSINE))
 
@@ -205,9 +213,8 @@ def _read_files(index: IndexContents, snap: Path, recorded: dict) -> None:
             lexical = LexicalIndex.load(snap / "lexical.npz", texts=questions_by_id)
             if len(lexical) != len(threads) or not all(t.id in lexical.position for t in threads):
                 raise ValueError(f"lexical.npz holds {len(lexical)} questions for {len(threads)} threads")
-        if "shipped_defaults.json" in recorded.get("files", {}):
-            # without it (a snapshot written before the record): the package's current ones
-            index.shipped_defaults = ShippedDefaults.from_bytes((snap / "shipped_defaults.json").read_bytes())
+        # without a record (a snapshot written before it): the package's current ones
+        index.shipped_defaults = stored_shipped_defaults(snap, recorded)
         try:
             index.calibration = stored_calibration(snap, recorded)
         except ValueError as exc:

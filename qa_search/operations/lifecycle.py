@@ -18,12 +18,13 @@ from pathlib import Path
 
 from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache, cache_root
 from qa_search.embedding.loading import load_embedder, load_recorded_embedder
+from qa_search.embedding.model_defaults import ShippedDefaults
 from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors, resolve_model
 from qa_search.embedding.tuned import model_index_settings
 from qa_search.errors import QASearchError
 from qa_search.index.config import IndexConfig, config_of
 from qa_search.index.forum import ForumIndex
-from qa_search.index.persistence import matches_recorded_model, stored_calibration
+from qa_search.index.persistence import matches_recorded_model, stored_calibration, stored_shipped_defaults
 from qa_search.operations.publishing import newer_than, publish_with_log
 from qa_search.scoring.calibration import Calibration
 from qa_search.storage.generations import prune, resolve_snapshot, writer_lock
@@ -321,6 +322,7 @@ def build_index(
         cached = cached_embedder(index_dir, embedder) if use_cache else None
         index = ForumIndex(cached or embedder, config or starting_config(index_dir, embedder.name)[0])
         index.calibration, dropped = _kept_calibration(index_dir, index)
+        index.shipped_defaults = _kept_shipped_defaults(index_dir, index)
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)
         # writes acknowledged after the dump was made and folded in since: the dump lacks them
@@ -346,6 +348,22 @@ def build_index(
             index_progress=index_progress, then=guard, since=since, carried=kept,
         )
         return replace(report, calibration_dropped=dropped, removed=len(removed), kept_live_writes=len(kept))
+
+
+def _kept_shipped_defaults(index_dir: Path, index: ForumIndex) -> ShippedDefaults | None:
+    """The shipped defaults the current generation recorded, for a rebuild with the same model to
+    keep (a package upgrade changes them only through configure --refresh-defaults); None (the
+    package's current ones) for a first build, another model or an unreadable record."""
+    if current_generation(index_dir) is None:
+        return None
+    snap = resolve_snapshot(index_dir)
+    manifest = read_manifest(snap)
+    if manifest["model"]["name"] != index.embedder.name:
+        return None
+    try:
+        return stored_shipped_defaults(snap, manifest)
+    except (OSError, ValueError):
+        return None
 
 
 def _kept_calibration(index_dir: Path, index: ForumIndex) -> tuple[Calibration | None, str | None]:
