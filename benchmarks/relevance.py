@@ -29,8 +29,9 @@ shipped model is fitted on all four. ``--write`` puts it into
 qa_search/embedding/defaults/all-MiniLM-L6-v2.json (the duplicate calibration there is
 benchmarks/default_calibration.py's and is kept).
 
-Vectors are cached under /tmp/qa_search_bench (never in the repository): the first run embeds
-about 33,000 texts (some minutes on two cores), later runs none.
+Vectors are cached under /tmp/qa_search_bench (never in the repository), one file per backend,
+and the measured signals per backend and default settings: the first run embeds about 33,000
+texts (some minutes on two cores), later runs none.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ import pickle
 import random
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from qa_search import Answer, ForumIndex, Thread, load_embedder, read_dump
+from qa_search import Answer, ForumIndex, IndexConfig, Thread, load_embedder, read_dump
 from qa_search.embedding.models import Embedder
 from qa_search.index.relevance import hit_signals
 from qa_search.index.search import _dense_score
@@ -174,7 +176,17 @@ class CachedEmbedder:
 
 
 def cached_embedder() -> CachedEmbedder:
-    return CachedEmbedder(load_embedder(), CACHE / "vectors.npz")
+    """The default embedder, its vectors cached per backend (int8 and fp32 vectors differ)."""
+    inner = load_embedder()
+    return CachedEmbedder(inner, CACHE / f"vectors-{getattr(inner, 'backend', 'torch')}.npz")
+
+
+def signals_file() -> Path:
+    """Where the measured signals are kept: one file per backend and default settings, so a
+    change of either measures again."""
+    backend = load_embedder().backend
+    settings = hashlib.sha1(json.dumps(asdict(IndexConfig()), sort_keys=True).encode()).hexdigest()[:12]
+    return CACHE / f"relevance_signals-{backend}-{settings}.pkl"
 
 
 def _gz(path: Path) -> list[dict]:
@@ -420,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the JSON only")
     args = parser.parse_args(argv)
-    signals = CACHE / "relevance_signals.pkl"
+    signals = signals_file()
     if signals.is_file() and not args.fresh:
         data = pickle.loads(signals.read_bytes())
     else:

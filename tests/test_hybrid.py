@@ -74,7 +74,7 @@ def _corpus(seed=0, n=80, dim=16):
 def test_hybrid_search_equals_brute_force(k, filters, keep, scoring, lw):
     threads, overrides, rng = _corpus()
     emb = FakeEmbedder(dimension=16, overrides=overrides)
-    cfg = IndexConfig(answer_weight=0.8, lexical_weight=lw, **scoring)
+    cfg = IndexConfig(answer_weight=0.8, lexical_weight=lw, lexical_mode="fixed", **scoring)
     index = ForumIndex(emb, cfg)
     index.upsert(threads)
     index.delete(["t0", "t1"])

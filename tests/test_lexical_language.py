@@ -58,7 +58,9 @@ def _build(fake_cli, tmp_path, *extra):
 
 
 def test_build_set_records_the_language_and_configure_rebuilds_only_the_lexical_index(tmp_path, fake_cli):
-    ix = _build(fake_cli, tmp_path, "--set", "lexical_language=french")
+    # the lexical score decides here (the fake embedder's cosines are noise): the whole weight
+    ix = _build(fake_cli, tmp_path, "--set", "lexical_language=french", "--set", "lexical_mode=fixed",
+                "--set", "lexical_weight=1")
     snap = resolve_snapshot(ix)
     assert json.loads((snap / "manifest.json").read_text())["config"]["lexical_language"] == "french"
     loaded = ForumIndex.load(ix, embedder=_fake())

@@ -32,9 +32,9 @@ QUERIES = [
 
 
 def test_updated_parses_command_line_strings_and_checks_them():
-    cfg = IndexConfig().updated({"lexical_weight": "0.5", "vote_cap": "50", "solved_boost": 0.1})
-    assert (cfg.lexical_weight, cfg.vote_cap, cfg.solved_boost) == (0.5, 50, 0.1)
-    assert cfg.changed() == {"lexical_weight": 0.5, "vote_cap": 50, "solved_boost": 0.1}
+    cfg = IndexConfig().updated({"lexical_weight": "0.7", "vote_cap": "50", "solved_boost": 0.1})
+    assert (cfg.lexical_weight, cfg.vote_cap, cfg.solved_boost) == (0.7, 50, 0.1)
+    assert cfg.changed() == {"lexical_weight": 0.7, "vote_cap": 50, "solved_boost": 0.1}
     assert IndexConfig().changed() == {}
     with pytest.raises(ValueError, match=r"unknown setting 'lexical'.*lexical_weight"):
         IndexConfig().updated({"lexical": "1"})
@@ -143,14 +143,14 @@ def test_cli_build_set_and_configure(tmp_path, fake_cli):
     assert r.exit_code == 0, r.output
     assert "settings of generation 1" in r.output
     assert "solved_boost         0.05  (default 0.0)" in r.output
-    assert "lexical_weight       1.0\n" in r.output
+    assert "lexical_weight       0.5\n" in r.output
     # --set publishes a new generation; nothing else changes
-    change = ["--set", "lexical_weight=0.5", "--set", "vote_boost=0.1"]
+    change = ["--set", "lexical_weight=0.7", "--set", "vote_boost=0.1"]
     r = fake_cli.invoke(main, ["configure", ix, *change, "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["generation"] == 2 and current_generation(ix) == 2
-    assert out["changed"] == {"lexical_weight": 0.5, "solved_boost": 0.05, "vote_boost": 0.1}
+    assert out["changed"] == {"lexical_weight": 0.7, "solved_boost": 0.05, "vote_boost": 0.1}
     assert out["config"] == asdict(current_config(ix))
     # asking again for what the index has publishes nothing
     r = fake_cli.invoke(main, ["configure", ix, *change])
@@ -159,7 +159,7 @@ def test_cli_build_set_and_configure(tmp_path, fake_cli):
     # a rebuild keeps them; --set changes one on top
     r = fake_cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", ix, "-q", "--set", "vote_boost=0"])
     assert r.exit_code == 0, r.output
-    assert current_config(ix).changed() == {"lexical_weight": 0.5, "solved_boost": 0.05}
+    assert current_config(ix).changed() == {"lexical_weight": 0.7, "solved_boost": 0.05}
     # a value that clashes with one the index keeps is refused before anything is embedded
     r = fake_cli.invoke(main, ["build", str(SAMPLE_DUMP), "--index", ix, "-q", "--set", "chunk_words=40"])
     assert r.exit_code == 0, r.output

@@ -12,6 +12,7 @@ import numpy as np
 from qa_search.errors import SnapshotError
 from qa_search.scoring.analyser import DEFAULT_LANGUAGE, check_language
 from qa_search.scoring.ann import EXACT_SEARCH_LIMIT
+from qa_search.scoring.fusion import LEXICAL_MODES
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,15 @@ class IndexConfig:
     #: plain better-of-the-two. Measured on CounselChat (README, "Answer-aware scoring").
     agreement_weight: float = 0.25
     #: Weight of the lexical signal (per-query normalised BM25 of the question, in [0, 1]) added
-    #: to a thread's cosine score; 0 turns the lexical index off. Tuned on dev data (README,
-    #: "Quality").
-    lexical_weight: float = 1.0
+    #: to a thread's cosine score; 0 turns the lexical index off. Chosen leave-one-data-set-out
+    #: (docs/quality.md, "Lexical weight").
+    lexical_weight: float = 0.5
+    #: How the lexical weight applies to a query (:data:`qa_search.scoring.fusion.LEXICAL_MODES`):
+    #: ``"fixed"``, the whole weight for every query, or ``"coverage"``, the weight times the
+    #: share of the query its best lexical match covers
+    #: (:func:`~qa_search.scoring.fusion.query_lexical_weight`). A snapshot that records none
+    #: was built with ``"fixed"``.
+    lexical_mode: str = "coverage"
     #: Cosine at or above which a question is reported as a likely duplicate.
     duplicate_threshold: float = 0.8
     #: Maximum characters of a hit's snippet.
@@ -91,6 +98,11 @@ class IndexConfig:
             raise ValueError(
                 f"IndexConfig.exact_search_limit must be at least 0, got {self.exact_search_limit}"
             )
+        if self.lexical_mode not in LEXICAL_MODES:
+            raise ValueError(
+                f"IndexConfig.lexical_mode must be one of {', '.join(LEXICAL_MODES)}, "
+                f"got {self.lexical_mode!r}"
+            )
         try:
             check_language(self.lexical_language)
         except ValueError as exc:
@@ -98,8 +110,11 @@ class IndexConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> IndexConfig:
+        """The settings a snapshot's manifest records; a setting it does not record takes the
+        value snapshots were built with before the setting existed (:data:`RECORDED_BEFORE`),
+        not today's default, so an old snapshot searches as it did when it was written."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{**RECORDED_BEFORE, **{k: v for k, v in data.items() if k in known}})
 
     def updated(self, settings: Mapping[str, object]) -> IndexConfig:
         """A copy with ``settings`` changed; values may be strings (``"0.5"``), as a command line gives them.
@@ -143,6 +158,11 @@ class IndexConfig:
             for f in fields(self)
             if getattr(self, f.name) != getattr(default, f.name)
         }
+
+
+#: Settings whose default changed, or that were added after snapshots without them were
+#: written: the value such a snapshot was built and searched with.
+RECORDED_BEFORE: dict[str, object] = {"lexical_mode": "fixed", "lexical_weight": 1.0}
 
 
 #: Each setting's kind, from its declaration (not from its current value: 0 is a float setting's

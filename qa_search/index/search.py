@@ -22,7 +22,15 @@ from qa_search.index.contents import IndexContents, as_str_list
 from qa_search.index.parts import ANSWER, QUESTION, chunk_words
 from qa_search.index.relevance import hit_relevance
 from qa_search.index.results import Highlights, SearchHit
-from qa_search.scoring.fusion import make_snippet, row_dots, thread_dense_score, top_threads, unseen_bound
+from qa_search.scoring.fusion import (
+    make_snippet,
+    query_lexical_weight,
+    row_dots,
+    thread_dense_score,
+    top_threads,
+    unseen_bound,
+)
+from qa_search.scoring.lexical import LexicalQuery
 from qa_search.threads import Thread
 
 
@@ -160,7 +168,9 @@ def score_threads(index: IndexContents, text: str, thread_ids: Sequence[str]) ->
         index.get(tid)
     lex = None
     if lexical is not None:
-        lex = lexical.query(text).scores_at([lexical.position[tid] for tid in thread_ids]).tolist()
+        query_lex = lexical.query(text)
+        lw = _lexical_weight(index, query_lex)
+        lex = query_lex.scores_at([lexical.position[tid] for tid in thread_ids]).tolist()
     out = []
     for i, tid in enumerate(thread_ids):
         s, _ = _dense_score(index, tid, query)
@@ -248,6 +258,18 @@ def _dense_scores(
 Ranked = tuple[str, float, int, float, float | None]
 
 
+def _lexical_weight(index: IndexContents, lex: LexicalQuery) -> float:
+    """The query's lexical weight (:func:`~qa_search.scoring.fusion.query_lexical_weight`): one
+    number for all its threads, so the ranking stays exact. The coverage rule reads the best
+    normalised BM25 in the whole forum, a statistic of the forum like BM25's idf, so a filtered
+    search scores its threads as :func:`score_threads` does."""
+    cfg = index.config
+    if cfg.lexical_mode == "fixed":
+        return cfg.lexical_weight
+    _, best = lex.top(1)
+    return query_lexical_weight(cfg.lexical_weight, cfg.lexical_mode, float(best[0]) if len(best) else 0.0)
+
+
 def _search_exact(
     index: IndexContents, text: str, query: np.ndarray, k: int, keep: Callable[[Thread], bool] | None,
     recency: Callable[[Thread], float] | None = None,
@@ -263,6 +285,7 @@ def _search_exact(
     lexical = index.lexical_index() if lw > 0 else None
     if lexical is not None:  # reads the query terms' posting lists, not a score for every slot
         lex = lexical.query(text)
+        lw = _lexical_weight(index, lex)
     boost_bound = index.boost_bound() + (refine.RECENCY_BOOST if recency is not None else 0.0)
     questions, answers, parts = index.question_index, index.answer_index, index.parts
     nq, na = len(questions), len(answers)

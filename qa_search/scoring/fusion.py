@@ -81,7 +81,7 @@ def query_lexical_weight(lexical_weight, mode: str, top_lexical):  # noqa: ANN00
     elif mode == "coverage":
         share = top
     else:
-        raise ValueError(f"lexical mode must be one of {LEXICAL_MODES}, got {mode!r}")
+        raise ValueError(f"lexical mode must be one of {', '.join(LEXICAL_MODES)}, got {mode!r}")
     weight = lexical_weight * share
     return float(weight) if weight.ndim == 0 else weight
 
