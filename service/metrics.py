@@ -35,6 +35,19 @@ class _IndexCollector:
         g = GaugeMetricFamily("qa_search_live_writes", "Write-log entries applied on top of the generation.")
         g.add_metric([], live.applied)
         yield g
+        g = GaugeMetricFamily("qa_search_generation_loading",
+                              "Generation being loaded in the background (-1: none).")
+        loading = live.loading_generation
+        g.add_metric([], -1 if loading is None else loading)
+        yield g
+        g = GaugeMetricFamily("qa_search_generation_load_failing",
+                              "1 while the newest generation could not be loaded and an older one serves.")
+        g.add_metric([], 0 if live.load_error is None else 1)
+        yield g
+        c = CounterMetricFamily("qa_search_generation_load_failures",
+                                "Generation loads that failed (each tried again later).")
+        c.add_metric([], live.load_failures)
+        yield c
         cache = live.cache
         c = CounterMetricFamily("qa_search_query_cache", "Query-embedding cache lookups.", labels=["result"])
         c.add_metric(["hit"], cache.hits)

@@ -9,17 +9,25 @@ large write delays neither searches nor other writes, here or in another process
 embedding; whatever was logged in the moment between is embedded under the lock. A large
 write's vectors are kept beside the log (storage/writevectors.py) for the other processes,
 which apply it without running the model again (index/writeprep.py prepares a write: checks,
-embedding, vectors kept; index/rwlock.py is the lock). A new generation is loaded
-and brought up to date with the log in a background thread while the old one keeps serving;
-then the reference is swapped, which waits only for the searches already running on the old
-index. So publishing never fails or delays a request beyond that swap.
+embedding, vectors kept; index/rwlock.py is the lock).
+
+A new generation (a publish by another process, or a rollback) is loaded and brought up to
+date with the log in the watcher's thread (:meth:`LiveIndex.start`) while the old one keeps
+serving; then the reference is swapped, which waits only for the searches already running on
+the old index. While the watcher runs, a request never loads a generation or reads the log
+itself: one that notices the log or the generation has changed wakes the watcher and answers
+from what is served now. A generation that fails to load is logged, counted
+(:attr:`LiveIndex.load_failures`) and tried again, at growing intervals, while the old one
+serves. So publishing never fails or delays a request beyond that swap. A handle whose watcher
+was never started (a script, a test) does that work in the call that notices it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +70,11 @@ class LiveIndex:
     (typeahead sends every keystroke).
     """
 
+    #: Seconds before a generation that failed to load is tried again; doubled after each
+    #: failure, up to :attr:`retry_max_seconds`.
+    retry_seconds = 1.0
+    retry_max_seconds = 60.0
+
     def __init__(
         self, index_dir: Path, embedder: Embedder | None = None, cache_size: int = 1024, *,
         threads: int | None = None, min_query_chars: int = 1,
@@ -79,21 +92,50 @@ class LiveIndex:
         self.applied = 0
         self._rw = RWLock()
         self._sync = threading.Lock()  # one catch-up / write / swap at a time
+        self._loading = threading.Lock()  # one generation load at a time
+        #: How a generation is loaded (a test may slow it down or make it fail).
+        self._loader: Callable[[Path, Embedder], ForumIndex] = ForumIndex.load
         self._failed_generation: int | None = None
+        self._retry_at = 0.0
+        self._retry_delay = self.retry_seconds
+        #: The generation being loaded in the background (None: none).
+        self.loading_generation: int | None = None
+        #: Why the newest generation could not be loaded (None once one loads), and how many
+        #: loads have failed since this process started.
+        self.load_error: str | None = None
+        self.load_failures = 0
         self._catch_up_or_log()  # the whole log, from its start
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._poller: threading.Thread | None = None
 
     # -- reads --------------------------------------------------------------------------
 
     @contextmanager
     def reading(self) -> Iterator[ForumIndex]:
-        """The index, for one request's reads. Applies other processes' writes first (a stat
-        when there are none), so a write acknowledged anywhere is visible here."""
+        """The index, for one request's reads. Where the log has changed (a ``stat``), other
+        processes' writes are applied: by the watcher, woken here and not waited for, when it
+        runs (so a write acknowledged anywhere is visible within moments); else here, first."""
         if self.log.changed():
-            self._catch_up_or_log()
+            if self._watching():
+                self._wake.set()
+            else:
+                self._catch_up_or_log()
         with self._rw.read():
             yield self.index
+
+    def _watching(self) -> bool:
+        """Whether the watcher runs, in a thread other than this one."""
+        poller = self._poller
+        return poller is not None and poller.is_alive() and poller is not threading.current_thread()
+
+    def _swap_due(self) -> None:
+        """The log now belongs to another generation (a rollback): the watcher loads it, woken
+        here; without one, it is loaded here."""
+        if self._watching():
+            self._wake.set()
+        else:
+            self.check_generation()
 
     def _query(self, text: str) -> str | None:
         text = text.strip()
@@ -114,13 +156,15 @@ class LiveIndex:
         recency_half_life_days: float | None = None,
         highlight: bool = False,
         min_relevance: float | None = None,
+        rerank: bool = False,
     ) -> list[SearchHit]:
         """:meth:`ForumIndex.search` on the index as it is now: the k threads most similar to
         ``text``, best first, after the first ``offset``; none for a query under
         ``min_query_chars``. Empty ``tags`` and ``category`` filter nothing (a form's blank
         fields). ``groups``: the caller's groups, whose visible threads alone are searched
         (empty: public threads only; None: every thread, for an operator's own tools; a service
-        passes every caller's groups). The other arguments as :meth:`ForumIndex.search` takes them."""
+        passes every caller's groups). The other arguments as :meth:`ForumIndex.search` takes them
+        (``rerank``: with the reranker loaded with the generation, never per request)."""
         query = self._query(text)
         if query is None:
             return []
@@ -129,7 +173,7 @@ class LiveIndex:
                 query, k=k, offset=offset, tags=tags, category=category, groups=groups,
                 created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
                 recency_half_life_days=recency_half_life_days, highlight=highlight,
-                min_relevance=min_relevance,
+                min_relevance=min_relevance, rerank=rerank,
             )
 
     @property
@@ -194,7 +238,7 @@ class LiveIndex:
             before = self.log.file
             swap = self._take(before, self.log.poll(), vectors)
         if swap:
-            self.check_generation()
+            self._swap_due()
 
     def _take(
         self, before: tuple | None, entries: list[WriteEntry], vectors: dict[str, np.ndarray] | None = None
@@ -229,8 +273,8 @@ class LiveIndex:
             before = self.log.file
             unseen, entry = self.log.append_upsert(threads, write_id)
             swap = self._take(before, [*unseen, entry], vectors)
-        if swap:  # the write is in the log of the generation swapped to
-            self.check_generation()
+        if swap:  # the write is in the log of the generation swapped to, visible once it is
+            self._swap_due()
         return entry
 
     def delete(self, thread_ids: Iterable[str] | str, *, missing_ok: bool = True) -> WriteEntry:
@@ -265,9 +309,9 @@ class LiveIndex:
                         if absent:  # another process deleted it first, in log order
                             raise UnknownThreadError(absent[0])
                     break
-            self.check_generation()
-        if swap:  # the write is in the log of the generation swapped to
-            self.check_generation()
+            self.check_generation()  # the check needs the new generation (or the watcher's load)
+        if swap:  # the write is in the log of the generation swapped to, visible once it is
+            self._swap_due()
         return entry
 
     def _require(self, ids: list[str]) -> None:
@@ -278,52 +322,90 @@ class LiveIndex:
     # -- generations --------------------------------------------------------------------
 
     def check_generation(self) -> bool:
-        """Swap to a newly published generation, if any; returns whether it swapped."""
+        """Swap to a newly published generation, if any; returns whether it swapped.
+
+        The generation is loaded and the log replayed onto it while the old one serves and
+        takes writes; the writes logged meanwhile are embedded before, and applied under, the
+        lock that orders writes, and the swap itself waits only for running searches. A load
+        that fails is logged and counted, the old generation serves on, and the same
+        generation is tried again after :attr:`retry_seconds`, doubling each time."""
         if not self._watch:
             return False
-        try:
-            number = serving_generation(self.index_dir)
-        except QASearchError as exc:
-            log.error("cannot read the current generation: %s", exc)
-            return False
-        if number is None or number == self.generation or number == self._failed_generation:
-            return False
-        try:
-            fresh = ForumIndex.load(generation_path(self.index_dir, number), self.index.embedder)
-        except QASearchError as exc:  # keep serving the old one; try again on the next publish
-            log.error("not switching to generation %d: %s", number, exc)
-            self._failed_generation = number
-            return False
+        with self._loading:
+            try:
+                number = serving_generation(self.index_dir)
+            except QASearchError as exc:
+                log.error("cannot read the current generation: %s", exc)
+                return False
+            if number is None or number == self.generation:
+                return False
+            if number == self._failed_generation and time.monotonic() < self._retry_at:
+                return False
+            self.loading_generation = number
+            try:
+                return self._load(number)
+            except Exception as exc:  # keep serving the old one; try it again later
+                self._load_failed(number, exc)
+                return False
+            finally:
+                self.loading_generation = None
+
+    def _load(self, number: int) -> bool:
+        path = generation_path(self.index_dir, number)
+        fresh = self._loader(path, self.index.embedder)
         fresh.query_embedder = self.cache
-        fresh_log = WriteLog(self.index_dir, after=folded_through(generation_path(self.index_dir, number)))
+        fresh_log = WriteLog(self.index_dir, after=folded_through(path))
         # the bulk of the log is applied while the old index still serves and takes writes
         entries = _readable(fresh_log)
         applied = apply_entries(fresh, entries, embed_writes(self.index_dir, fresh, entries))
+        vectors = embed_writes(self.index_dir, fresh, fresh_log.peek())  # logged since: no lock yet
         with self._sync:
             entries = _readable(fresh_log)
-            applied += apply_entries(fresh, entries, embed_writes(self.index_dir, fresh, entries))
+            applied += apply_entries(fresh, entries, embed_writes(self.index_dir, fresh, entries,
+                                                                  vectors=vectors))
             with self._rw.write():
                 self.index, self.log, self.generation = fresh, fresh_log, number
             self.applied = applied
+        self.load_error, self._failed_generation, self._retry_delay = None, None, self.retry_seconds
         log.info("now serving generation %d (%d threads, %d live writes on top)", number, len(fresh), applied)
         return True
 
+    def _load_failed(self, number: int, exc: Exception) -> None:
+        if number != self._failed_generation:
+            self._retry_delay = self.retry_seconds
+        self._failed_generation = number
+        self._retry_at = time.monotonic() + self._retry_delay
+        reason = str(exc) if isinstance(exc, QASearchError) else f"{type(exc).__name__}: {exc}"
+        self.load_error = f"generation {number}: {reason}"
+        self.load_failures += 1
+        log.error("not switching to generation %d (still serving %s; trying again in %.0f s): %s",
+                  number, self.generation, self._retry_delay, reason)
+        self._retry_delay = min(self._retry_delay * 2, self.retry_max_seconds)
+
     def _watch_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+        while not self._stop.is_set():
+            self._wake.wait(interval)  # a tick, or a request that saw the log change
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 self.check_generation()
                 if self.log.changed():
                     self._catch_up_or_log()  # a damaged line is logged once, not every tick
             except Exception:  # the watcher must survive anything; the next tick retries
                 log.exception("index watcher failed")
+            self._stop.wait(0.005)  # a damaged log reads as changed on every request: not a spin
 
     def start(self, interval: float) -> None:
-        """Watch for new generations and log entries every ``interval`` seconds in a thread."""
+        """Watch for new generations and log entries in a thread: every ``interval`` seconds,
+        and whenever a request sees the log change. From then on, requests leave loading
+        generations and applying other processes' writes to it."""
         self._poller = threading.Thread(target=self._watch_loop, args=(interval,), name="qa-search-watch",
                                         daemon=True)
         self._poller.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._poller is not None:
             self._poller.join(timeout=10)
