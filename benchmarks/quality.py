@@ -8,9 +8,10 @@ Four systems, measured in one run on the same data:
   see benchmarks/encoders.py) and exact cosine between question texts; for duplicate pairs the
   raw cosine;
 - **BM25**: bm25s with Snowball stemming (qa_search.scoring.lexical) alone;
-- **qa_search**: the library's defaults (ONNX int8 encoder, hybrid dense + BM25, answer-aware
-  thread score, snapshot built and loaded as `qa-search build` does it: HNSW over 8-bit vectors
-  for the 137k Quora questions); duplicate pairs scored by `calibrate`'s scorer;
+- **qa_search**: the library's defaults, ``IndexConfig()`` (ONNX int8 encoder, dense + BM25
+  weighted by the query's best lexical coverage, answer-aware thread score, chosen by
+  benchmarks/defaults.py; snapshot built and loaded as `qa-search build` does it: HNSW over
+  8-bit vectors for the 137k Quora questions); duplicate pairs scored by `calibrate`'s scorer;
 - **qa_search tuned**: the same with a model fine-tuned by `qa_search.tools.tuning.tune` (defaults,
   seed 0) on SemEval-2016 train part 2 (``--tuned-model`` reuses one made earlier), and the
   index settings it recommends (``qa_search.json`` beside it: lexical weight 0.25), as
@@ -26,6 +27,12 @@ Datasets (../shared/data, see its README):
 - SemEval-2016 Task 3 subtask B dev: each question's 10 candidates reranked, official MAP.
 - CounselChat: threads indexed as title + answers, each body a query for its own thread
   (benchmarks/counselchat.py); BM25 indexes title + answers as one document.
+
+Two summary rows: each system's worst relative change against by hand over the three sets'
+main metrics (Quora nDCG@10, SemEval MAP, CounselChat nDCG@10), and the share of off-topic
+queries (benchmarks/relevance.py's written list: gibberish, other languages, emoji, long junk,
+off-topic English) that find nothing on CounselChat at the cut the model ships with (by hand
+and BM25 always return k threads; a model without a relevance model, such as a tuned one, too).
 
 Vectors are cached under ``--work`` (default ~/.cache/qa_search/quality), so a second run skips
 the embedding. Prints a Markdown table, then the JSON (``--json``: the JSON only).
@@ -48,6 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import counselchat  # noqa: E402
+import relevance  # noqa: E402
 import semeval  # noqa: E402
 import semeval_pairs  # noqa: E402
 
@@ -55,6 +63,7 @@ from qa_search import ForumIndex, IndexConfig, Thread, load_embedder  # noqa: E4
 from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache  # noqa: E402
 from qa_search.embedding.models import model_fingerprint, probe_vectors  # noqa: E402
 from qa_search.embedding.tuned import model_index_settings  # noqa: E402
+from qa_search.index.relevance import relevance_model  # noqa: E402
 from qa_search.operations.lifecycle import build_index  # noqa: E402
 from qa_search.scoring.calibration import pair_groups  # noqa: E402
 from qa_search.scoring.fusion import brute_force_topk  # noqa: E402
@@ -216,6 +225,20 @@ def counselchat_bm25() -> dict:
     return ranking_metrics(ranked, [frozenset([r["thread_id"]]) for r in rows])
 
 
+def off_topic_rejected(embedder, config: IndexConfig) -> float:
+    """The share of relevance.py's written off-topic queries that find nothing on CounselChat
+    at the model's shipped cut (0 for a model without a relevance model: every query finds k
+    threads)."""
+    index = ForumIndex(embedder, config)
+    index.upsert(counselchat.counselchat_threads(counselchat.read_counselchat()))
+    model = relevance_model(index)
+    if model is None:
+        return 0.0
+    texts = [t for kind in relevance.OFF_TOPIC.values() for t in kind] + relevance.OFF_TOPIC_EN
+    pages = index.search_many(texts, 5, min_relevance=model.min_relevance)
+    return round(sum(not hits for hits in pages) / len(texts), 6)
+
+
 def pick(d: dict) -> dict:
     return {k: d[k] for k in ("recall@1", "recall@10", "mrr@10", "ndcg@10")}
 
@@ -268,9 +291,27 @@ def run(work: Path, tuned: str | None, skip_tuned: bool) -> dict:
         log(f"SemEval and CounselChat: {name}")
         out["semeval_dev"][name] = {"map": semeval.semeval_file_map(SEMEVAL_DEV, embedder, config)}
         out["counselchat"][name] = pick(counselchat.evaluate_counselchat(embedder, config)["all"])
+        out["counselchat"][name]["off_topic_rejected"] = off_topic_rejected(embedder, config)
+    for s in ("by hand", "BM25"):
+        out["counselchat"][s]["off_topic_rejected"] = 0.0  # k threads for every query
+    out["worst_vs_by_hand"] = worst_vs_by_hand(out)
     out["settings"] = {name: config.changed() for name, (_, config) in systems.items()}
     out["tuned_model"] = None if skip_tuned else systems["qa_search tuned"][0].name
     out["seconds"] = round(time.time() - started, 1)
+    return out
+
+
+#: Each set's main metric, for the worst-set row.
+MAIN = (("quora", "ndcg@10"), ("semeval_dev", "map"), ("counselchat", "ndcg@10"))
+
+
+def worst_vs_by_hand(result: dict) -> dict:
+    """Each system's worst relative change against by hand over :data:`MAIN`, and on which set."""
+    out = {}
+    for system in result["quora"]:
+        rel = {d: result[d][system][m] / result[d]["by hand"][m] - 1 for d, m in MAIN if system in result[d]}
+        worst = min(rel, key=lambda d: rel[d])
+        out[system] = {"rel": round(rel[worst], 6), "set": worst}
     return out
 
 
@@ -284,6 +325,7 @@ ROWS = (
     ("SemEval-2016 dev MAP", "semeval_dev", "map"),
     ("CounselChat nDCG@10", "counselchat", "ndcg@10"),
     ("CounselChat recall@1", "counselchat", "recall@1"),
+    ("Off-topic queries finding nothing (CounselChat)", "counselchat", "off_topic_rejected"),
 )
 
 
@@ -296,6 +338,9 @@ def table(result: dict) -> str:
             v = result[dataset].get(s, {}).get(key)
             cells.append("" if v is None else f"{v:.2f}" if dataset == "semeval_dev" else f"{100 * v:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    worst = result.get("worst_vs_by_hand", {})
+    cells = [f"{100 * worst[s]['rel']:+.2f}% ({worst[s]['set']})" if s in worst else "" for s in systems]
+    lines.append("| Worst set vs by hand (relative) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
