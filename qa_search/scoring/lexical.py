@@ -420,6 +420,21 @@ class LexicalIndex:
         return index
 
 
+def _merged(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The union of runs of (slots ascending, partial scores): slots ascending, each once, with
+    its partial scores summed (float32, in no set order)."""
+    runs = [run for run in runs if len(run[0])]
+    if len(runs) <= 1:
+        return runs[0] if runs else (np.zeros(0, np.int64), np.zeros(0, np.float32))
+    slots = np.concatenate([s for s, _ in runs])
+    order = np.argsort(slots, kind="stable")  # sorted runs: merged, not sorted again
+    merged = slots[order]
+    first = np.ones(len(merged), bool)
+    first[1:] = merged[1:] != merged[:-1]
+    starts = np.flatnonzero(first)
+    return merged[starts], np.add.reduceat(np.concatenate([w for _, w in runs])[order], starts)
+
+
 def _above(bound: float) -> float:
     """``bound`` raised by more than float32 sums of a few terms can round by."""
     return bound * (1 + 1e-5) + 1e-6
@@ -548,28 +563,23 @@ class LexicalQuery:
         idf = self._idf.tolist()
         left = float(sum(idf))  # at least what the terms not taken can add
         found, partial = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        runs: list[tuple[np.ndarray, np.ndarray]] = []  # taken, not yet merged into found
+        held = 0  # postings taken: at least the documents found
         floor = None  # a raw score the m-th best reaches, once m documents are found
         taken = 0
         for r in rarest:
-            if floor is None and len(found) >= m and (len(found) >= 4 * m or df[r] > 4 * m):
+            if floor is None and held >= m and (held >= 4 * m or df[r] > 4 * m):
+                found, partial = _merged([(found, partial), *runs])
+                runs = []
                 floor = self._floor(found, partial, m)
             # enough once the floor is above what the terms not taken could add
             if floor is not None and floor > _above(left):
                 break
-            slots, weights = self._live_run(r)
-            if len(found):  # both in slot order: a stable sort merges the two runs
-                both = np.concatenate([found, slots])
-                order = np.argsort(both, kind="stable")
-                merged = both[order]
-                first = np.ones(len(merged), bool)
-                first[1:] = merged[1:] != merged[:-1]
-                starts = np.flatnonzero(first)
-                found = merged[starts]
-                partial = np.add.reduceat(np.concatenate([partial, weights])[order], starts)
-            else:
-                found, partial = slots, weights
+            runs.append(self._live_run(r))
+            held += len(runs[-1][0])
             taken += 1
             left = left - idf[r] if taken < k else 0.0
+        found, partial = _merged([(found, partial), *runs])
         if floor is None:
             floor = self._floor(found, partial, m) or 0.0
         # the terms not taken are looked up rarest first, each for the documents whose partial
