@@ -267,7 +267,8 @@ def _lexical_weight(index: IndexContents, lex: LexicalQuery) -> float:
     if cfg.lexical_mode == "fixed":
         return cfg.lexical_weight
     _, best = lex.top(1)
-    return query_lexical_weight(cfg.lexical_weight, cfg.lexical_mode, float(best[0]) if len(best) else 0.0)
+    top = float(best[0]) if len(best) else 0.0
+    return float(query_lexical_weight(cfg.lexical_weight, cfg.lexical_mode, top))
 
 
 def _search_exact(

@@ -62,7 +62,9 @@ def thread_dense_score(
 LEXICAL_MODES = ("fixed", "coverage")
 
 
-def query_lexical_weight(lexical_weight, mode: str, top_lexical):  # noqa: ANN001, ANN201 - float or array
+def query_lexical_weight(
+    lexical_weight: float, mode: str, top_lexical: float | np.ndarray
+) -> float | np.ndarray:
     """The weight of the lexical score for one query (or an array of queries, elementwise), in
     ``[0, lexical_weight]``.
 
