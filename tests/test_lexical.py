@@ -180,6 +180,10 @@ def test_the_sparse_query_equals_the_dense_scores_to_the_bit(seed):
             else:  # the head holds every document that scores at all
                 assert len(slots) == np.count_nonzero(dense > 0)
         assert bool(q) == bool(dense.any() or index._query_terms(tokenize([query], index.language)[0]))
+        deep = index.query(query, depth=40)  # a shallow head is the deep one's prefix
+        for m in (1, 5, 40):
+            for got, want in zip(deep.top(m), index.query(query).top(m), strict=True):
+                np.testing.assert_array_equal(got, want)
 
 
 def test_a_tie_at_the_edge_of_the_head_goes_to_the_lower_slot():

@@ -285,7 +285,7 @@ def _search_exact(
     w, c, lw = cfg.answer_weight, cfg.agreement_weight, cfg.lexical_weight
     lexical = index.lexical_index() if lw > 0 else None
     if lexical is not None:  # reads the query terms' posting lists, not a score for every slot
-        lex = lexical.query(text)
+        lex = lexical.query(text, depth=max(4 * k, 32))  # the first round's head, found once
         lw = _lexical_weight(index, lex)
     boost_bound = index.boost_bound() + (refine.RECENCY_BOOST if recency is not None else 0.0)
     questions, answers, parts = index.question_index, index.answer_index, index.parts

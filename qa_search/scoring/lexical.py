@@ -305,14 +305,15 @@ class LexicalIndex:
         norm = K1 * ((1 - B) + B * self._length[slots] / self._avg_length())
         return idf * (tfs / (norm + tfs))
 
-    def query(self, text: str) -> LexicalQuery:
+    def query(self, text: str, depth: int = 1) -> LexicalQuery:
         """Query ``text`` against the index as it is now, reading posting lists only (see the
-        module's summary); :meth:`scores` is the same query over every slot."""
-        return self.query_tokens(tokenize([text], self.language)[0])
+        module's summary); :meth:`scores` is the same query over every slot. ``depth``: the
+        head any :meth:`LexicalQuery.top` computes at least (a shallower one is its prefix)."""
+        return self.query_tokens(tokenize([text], self.language)[0], depth)
 
-    def query_tokens(self, tokens: Sequence[str]) -> LexicalQuery:
+    def query_tokens(self, tokens: Sequence[str], depth: int = 1) -> LexicalQuery:
         """:meth:`query` for a query already run through :func:`tokenize`."""
-        return LexicalQuery(self, self._query_terms(tokens))
+        return LexicalQuery(self, self._query_terms(tokens), depth)
 
     def scores(self, text: str) -> np.ndarray:
         """Normalised BM25 of every slot for query ``text``: (len(slot_ids),) float32 in [0, 1]."""
@@ -447,8 +448,10 @@ class LexicalQuery:
     last bit. Valid until the index is next written (a search holds one within one read).
     """
 
-    def __init__(self, index: LexicalIndex, terms: list[int]) -> None:
+    def __init__(self, index: LexicalIndex, terms: list[int], depth: int = 1) -> None:
         self._index = index
+        self._depth = depth
+        self._head: tuple[int, np.ndarray, np.ndarray] | None = None  # the deepest head so far
         # alphabetical: every sum runs in the order LexicalIndex.scores adds them
         self._terms = np.asarray(terms, np.int64)
         self._idf = _idf(index._df[self._terms], index._live) if terms else np.zeros(0, np.float32)
@@ -558,6 +561,14 @@ class LexicalQuery:
         k = len(self._terms)
         if m <= 0 or not k:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        # the head of a deeper head (same order, ties by slot): no need to find it again
+        if self._head is None or self._head[0] < m:
+            self._head = (max(m, self._depth), *self._find(max(m, self._depth)))
+        _, slots, scores = self._head
+        return slots[:m], scores[:m]
+
+    def _find(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        k = len(self._terms)
         rarest = np.argsort(-self._idf, kind="stable").tolist()
         df = self._index._df[self._terms].tolist()
         idf = self._idf.tolist()
