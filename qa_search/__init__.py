@@ -8,6 +8,7 @@ from qa_search._version import __version__
 from qa_search.dumps import read_dump, read_dumps, write_dump
 from qa_search.embedding.loading import BACKENDS, load_embedder
 from qa_search.embedding.models import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
+from qa_search.embedding.reranker import Reranker
 from qa_search.errors import (
     DumpFormatError,
     IncompatibleSnapshotError,
@@ -55,6 +56,11 @@ from qa_search.tools.evaluation import (
     read_queries,
 )
 from qa_search.tools.importers import FORMATS, detect_format, read_threads
+from qa_search.tools.rerankertraining import (
+    DEFAULT_RERANKER_LEARNING_RATE,
+    RerankerTrainResult,
+    train_reranker,
+)
 from qa_search.tools.stackexchange import (
     read_stackexchange_duplicates,
     stackexchange_question_ids,
@@ -102,6 +108,7 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_MODEL",
     "Embedder",
+    "Reranker",
     "SentenceTransformerEmbedder",
     "load_embedder",
     # the index
@@ -142,10 +149,12 @@ __all__ = [
     "DEFAULT_EPOCHS",
     "DEFAULT_LEARNING_RATE",
     "DEFAULT_NEIGHBOURS",
+    "DEFAULT_RERANKER_LEARNING_RATE",
     "DEFAULT_SEED",
     "ClusterThread",
     "DedupeResult",
     "DuplicateCluster",
+    "RerankerTrainResult",
     "ScoredPair",
     "TuneResult",
     "check_targets",
@@ -156,5 +165,6 @@ __all__ = [
     "read_pairs",
     "read_queries",
     "read_tuning_pairs",
+    "train_reranker",
     "tune",
 ]

@@ -225,7 +225,8 @@ class Duplicate(BaseModel):
     title: str = Field(examples=["How do therapists deal with their own mistakes?"])
     url: str | None = None
     probability: float | None = Field(
-        None, description="Calibrated probability of a duplicate; null while the index is uncalibrated."
+        None, description="Probability of a duplicate: the reranker's where the index has one attached, else "
+        "the calibrated scorer's; null while the index is uncalibrated."
     )
     tier: Literal["duplicate", "related"] | None = Field(
         None, description="'duplicate' or 'related'; null while the index is uncalibrated."
@@ -234,6 +235,10 @@ class Duplicate(BaseModel):
 
 class DuplicatesResponse(BaseModel):
     duplicates: list[Duplicate]
+    scorer: Literal["reranker", "calibrated", "cosine"] = Field(
+        "calibrated", description="What gave the verdicts: the index's cross-encoder reranker (rescoring the "
+        "20 best candidates), its calibrated scorer, or raw cosines (uncalibrated)."
+    )
 
 
 #: What ``threshold`` means, for the GET and POST forms alike.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from typing import Literal
 
 import click
 
@@ -99,10 +100,25 @@ def delete(index_dir: str, thread_ids: tuple[str, ...], missing_ok: bool, keep: 
     help="Adopt this package's shipped relevance model and duplicate calibration for the index's model "
     "in place of those its snapshot recorded.",
 )
+@click.option(
+    "--reranker",
+    "reranker_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Attach the reranker in this directory (from qa-search tune --reranker): copied into the index, "
+    "it scores duplicate verdicts.",
+)
+@click.option("--no-reranker", is_flag=True, help="Detach the index's reranker.")
 @click.option("--json", "as_json", is_flag=True, help="Print the settings (and what was published) as JSON.")
 @library_errors
 def configure(
-    index_dir: str, settings: dict[str, str], keep: int, refresh_defaults: bool, as_json: bool
+    index_dir: str,
+    settings: dict[str, str],
+    keep: int,
+    refresh_defaults: bool,
+    reranker_dir: str | None,
+    no_reranker: bool,
+    as_json: bool,
 ) -> None:
     """Show the index's settings; with --set, change them and publish a new generation.
 
@@ -110,21 +126,27 @@ def configure(
     embedded and how, so they change only with a new build (qa-search build --set). The shipped
     relevance model and duplicate calibration recorded in the index stay until --refresh-defaults.
     """
+    if reranker_dir is not None and no_reranker:
+        raise click.UsageError("give --reranker DIR or --no-reranker, not both")
+    reranker: str | Literal[False] | None = False if no_reranker else reranker_dir
     try:
-        result = configure_index(index_dir, settings, keep=keep, refresh_defaults=refresh_defaults)
+        result = configure_index(
+            index_dir, settings, keep=keep, refresh_defaults=refresh_defaults, reranker=reranker
+        )
     except SettingsError as exc:  # raised before the model loads
         raise click.BadParameter(str(exc), param_hint="--set") from None
     config, summary = result.config, result.published
     defaults = asdict(IndexConfig())
     if as_json:
-        out: dict = {"config": asdict(config), "changed": config.changed(), "defaults": result.defaults}
+        out: dict = {"config": asdict(config), "changed": config.changed(), "defaults": result.defaults,
+                     "reranker": result.reranker}
         if summary is not None:
             out.update(generation=summary.generation, snapshot=summary.snapshot, pruned=list(summary.pruned))
         echo_json(out)
         return
     if summary is not None:
         click.echo(f"published generation {summary.generation} at {summary.snapshot}")
-    elif settings or refresh_defaults:
+    elif settings or refresh_defaults or reranker is not None:
         click.echo("the index already has these settings; nothing published")
     click.echo(f"{index_dir}: settings of generation {result.generation}")
     for name, value in asdict(config).items():
@@ -132,6 +154,9 @@ def configure(
         click.echo(f"  {name:<20} {value}{note}")
     if result.defaults is not None:
         click.echo(f"  {'shipped defaults':<20} {defaults_line(result.defaults)}")
+    rr = result.reranker
+    click.echo(f"  {'reranker':<20} " + ("none" if rr is None else (
+        f"{rr['dir']} (sha256 {rr['sha256'][:12]}, {rr['precision']}, trained on {rr['pairs']} pairs)")))
 
 
 def defaults_line(used: dict) -> str:

@@ -42,12 +42,15 @@ def _not_blank(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--min-relevance", type=FiniteRange(0, 1), default=None,
               help="Drop hits whose relevance (the probability that the thread answers TEXT) is below "
                    "this [default: keep every hit].")
+@click.option("--rerank", is_flag=True, help="Put the first 20 hits in the order of the index's reranker "
+                                             "(qa-search configure --reranker).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"hits": [...], "next_offset": N} as JSON.')
 @library_errors
 def search(
     index_dir: str, text: str, k: int, offset: int, tags: tuple[str, ...], categories: tuple[str, ...],
     created_after: str | None, created_before: str | None, exclude_closed: bool,
-    recency_half_life_days: float | None, highlight: bool, min_relevance: float | None, as_json: bool,
+    recency_half_life_days: float | None, highlight: bool, min_relevance: float | None, rerank: bool,
+    as_json: bool,
 ) -> None:
     """Find the threads most similar to TEXT."""
     filtered = bool(tags or categories or created_after or created_before or exclude_closed)
@@ -57,7 +60,7 @@ def search(
         found = index.search(
             text, k=k + 1, offset=offset, tags=tags or None, category=categories or None,
             created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
-            recency_half_life_days=recency_half_life_days, highlight=highlight,
+            recency_half_life_days=recency_half_life_days, highlight=highlight, rerank=rerank,
         )
     except ValueError as exc:  # a date that is not ISO 8601, or a range that ends before it starts
         raise click.UsageError(str(exc)) from None
@@ -106,7 +109,11 @@ def _marked(text: str, spans: tuple[tuple[int, int], ...]) -> str:
 @click.option("--json", "as_json", is_flag=True, help='Print {"duplicates": [...]} as JSON.')
 @library_errors
 def duplicates(index_dir: str, text: str, k: int, threshold: float | None, as_json: bool) -> None:
-    """List threads whose question is likely a duplicate of TEXT."""
+    """List threads whose question is likely a duplicate of TEXT.
+
+    With a reranker attached (qa-search configure --reranker), the best 20 candidates are scored
+    by it: the probabilities and tiers shown are its own.
+    """
     hits = ForumIndex.load(index_dir).find_duplicates(text, threshold=threshold, k=k)
     if as_json:
         echo_json({"duplicates": [h.to_dict() for h in hits]})

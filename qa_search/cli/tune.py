@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from qa_search import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
+    DEFAULT_RERANKER_LEARNING_RATE,
     DEFAULT_SEED,
     read_tuning_pairs,
+    train_reranker,
     tune,
 )
-from qa_search.cli._common import FiniteRange, echo_json, library_errors
+from qa_search.cli._common import FiniteRange, echo_json, library_errors, progress_bar
 
 
 @click.command("tune")
@@ -48,10 +51,26 @@ from qa_search.cli._common import FiniteRange, echo_json, library_errors
     show_default=True,
     type=FiniteRange(0, 1, min_open=True),
 )
+@click.option(
+    "--reranker",
+    is_flag=True,
+    help="Train a cross-encoder reranker (for qa-search configure INDEX --reranker OUT) instead of "
+    "tuning the embedding model.",
+)
+@click.option("--max-pairs", type=click.IntRange(2), default=None,
+              help="With --reranker: train on at most this many pairs (a seeded sample).")
+@click.option("--max-steps", type=click.IntRange(1), default=None,
+              help="With --reranker: stop after this many optimiser steps.")
+@click.option("--max-length", type=click.IntRange(8, 512), default=128, show_default=True,
+              help="With --reranker: tokens per pair, both questions together.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="With --reranker: torch CPU threads [default: torch's choice].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
 @library_errors
 def tune_command(
+    ctx: click.Context,
     pair_files: tuple[str, ...],
     corpus: tuple[str, ...],
     out_dir: str,
@@ -60,6 +79,11 @@ def tune_command(
     seed: int,
     batch_size: int,
     learning_rate: float,
+    reranker: bool,
+    max_pairs: int | None,
+    max_steps: int | None,
+    max_length: int,
+    threads: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -67,9 +91,17 @@ def tune_command(
 
     The result is a sentence-transformers directory for `qa-search build --model OUT`, with the
     index settings that suit a tuned model beside it (qa_search.json), which a new index built
-    with it starts from.
+    with it starts from. With --reranker, a cross-encoder is trained from the same base model
+    instead: OUT holds its ONNX graphs and reranker.json, for `qa-search configure INDEX
+    --reranker OUT` (its learning rate defaults to 3e-5).
     """
     pairs = read_tuning_pairs(pair_files, corpus)
+    if reranker:
+        _train_reranker(ctx, pairs, out_dir, base, epochs, seed, batch_size, learning_rate,
+                        max_pairs, max_steps, max_length, threads, quiet or as_json, as_json)
+        return
+    if max_pairs is not None or max_steps is not None or threads is not None:
+        raise click.UsageError("--max-pairs, --max-steps and --threads go with --reranker")
     result = tune(
         pairs,
         out_dir,
@@ -91,3 +123,42 @@ def tune_command(
     )
     settings = ", ".join(f"{k}={v}" for k, v in result.index_settings.items())
     click.echo(f"an index built with it starts from: {settings}")
+
+
+def _train_reranker(
+    ctx: click.Context, pairs: list, out_dir: str, base: str | None, epochs: int, seed: int,
+    batch_size: int, learning_rate: float, max_pairs: int | None, max_steps: int | None,
+    max_length: int, threads: int | None, quiet: bool, as_json: bool,
+) -> None:
+    if ctx.get_parameter_source("learning_rate") is ParameterSource.DEFAULT:
+        learning_rate = DEFAULT_RERANKER_LEARNING_RATE
+    bar = None if quiet else progress_bar("training", False, unit="steps")
+    last = [0]
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - last[0])
+            last[0] = done
+
+    try:
+        result = train_reranker(
+            pairs, out_dir, base=base, epochs=epochs, seed=seed, batch_size=batch_size,
+            learning_rate=learning_rate, max_length=max_length, max_pairs=max_pairs,
+            max_steps=max_steps, threads=threads, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    tiers = ", ".join(f"{k} >= {v:.3f}" for k, v in result.tiers.items()) or "none measured (defaults)"
+    held = "" if result.held_out_ap is None else (
+        f"; held-out AP {result.held_out_ap:.3f} on {result.held_out} pairs")
+    click.echo(
+        f"trained a reranker from {result.base_model} on {result.pairs} pairs (both orders): "
+        f"{result.epochs} epoch(s), {result.steps} steps in {result.seconds:.1f} s{held}; saved to "
+        f"{result.out_dir}"
+    )
+    click.echo(f"tiers: {tiers}; attach it with: qa-search configure INDEX --reranker {result.out_dir}")

@@ -23,6 +23,7 @@ import numpy as np
 
 from qa_search.embedding.model_defaults import ShippedDefaults
 from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors
+from qa_search.embedding.reranker import Reranker
 from qa_search.errors import UnknownThreadError
 from qa_search.index.config import IndexConfig, check_scoring_settings
 from qa_search.index.parts import ANSWER, QUESTION, Part, thread_parts
@@ -66,6 +67,8 @@ class IndexContents:
         #: The shipped defaults recorded in the snapshot it was loaded from (see :mod:`.defaults`);
         #: None: the package's current ones for its model, recorded when it is saved.
         self.shipped_defaults: ShippedDefaults | None = None
+        #: The cross-encoder that rescores duplicate candidates (see :mod:`.rerank`); None: none attached.
+        self.reranker: Reranker | None = None
 
     def reconfigure(self, settings: Mapping[str, object]) -> IndexConfig:
         """Change scoring settings in place (see :meth:`IndexConfig.updated`); returns the new config.

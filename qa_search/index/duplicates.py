@@ -5,6 +5,9 @@ Uncalibrated, a duplicate is a question whose cosine reaches a threshold. Calibr
 into a probability, and tiers of it into verdicts. An index with no calibration of its own uses
 the one shipped for its model, where there is one (:mod:`.defaults`).
 
+An index with a reranker attached (:mod:`.rerank`) gives the current scorer's
+:data:`~.rerank.RERANK_CANDIDATES` best candidates to it, and its probability and tiers decide.
+
 A caller's groups limit the stored questions a new one is compared with to those the caller may
 see: the nearest questions, and so the neighbourhood the calibrated scorer reads, are those an
 index of only the visible threads would give. A hidden thread never appears and takes no place
@@ -19,6 +22,7 @@ import numpy as np
 
 from qa_search.index.contents import IndexContents
 from qa_search.index.defaults import duplicate_calibration
+from qa_search.index.rerank import RERANK_CANDIDATES, rerank_duplicates
 from qa_search.index.results import DuplicateHit
 from qa_search.index.search import skip_blank, texts_list, viewer_groups
 from qa_search.scoring.analyser import tokenize
@@ -47,7 +51,10 @@ def find_duplicates_many(
     Uncalibrated, a hit is a question whose cosine reaches ``threshold`` (default: the
     config's ``duplicate_threshold``). Calibrated, candidates are ranked by probability and
     carry it with their tier; without an explicit ``threshold`` a hit must reach at least
-    the lowest tier, with one it must reach that raw cosine. A blank text finds nothing.
+    the lowest tier, with one it must reach that raw cosine. With a reranker attached, the
+    :data:`~.rerank.RERANK_CANDIDATES` best candidates of that scorer (by probability, or cosine
+    uncalibrated) are scored by the reranker, whose probability and tiers the hits carry (an
+    explicit ``threshold`` still picks candidates by raw cosine). A blank text finds nothing.
 
     ``groups`` are the caller's groups, as :func:`~qa_search.index.search.search_many` takes
     them: only threads visible to them are compared with (None: every thread).
@@ -63,10 +70,15 @@ def _find_duplicates(
     index: IndexContents, texts: list[str], threshold: float | None, k: int, viewer: frozenset[str] | None
 ) -> list[list[DuplicateHit]]:
     cal = duplicate_calibration(index)
+    reranker = index.reranker
     limit = index.config.duplicate_threshold if threshold is None and cal is None else threshold
+    if reranker is not None:
+        limit = threshold  # the reranker judges: the cosine only chooses its candidates
     queries = index.query_embedder.encode(texts, batch_size=index.config.batch_size)
     # calibrated, the scorer looks at each candidate's place among the nearest questions
     depth = k if cal is None else max(4 * k, RANK_DEPTH + 1)
+    if reranker is not None:
+        depth = max(depth, RERANK_CANDIDATES)
     out = []
     for text, near in zip(texts, _nearest(index, queries, depth, limit, viewer), strict=True):
         if cal is None:
@@ -87,9 +99,14 @@ def _find_duplicates(
                 _duplicate_hit(index, near[i][1], near[i][0], float(p), cal.tier(float(p)))
                 for i, p in zip(keep, probs, strict=True)
             ]
-            hits = [h for h in hits if threshold is not None or h.tier is not None]
             # calibrated, every hit carries its probability
             hits.sort(key=lambda h: (-(h.probability or 0.0), h.thread_id))
+        if reranker is not None:
+            # the current scorer's best candidates, whatever their tier, are the reranker's to judge
+            candidates = [(h.thread_id, h.score) for h in hits[:RERANK_CANDIDATES]]
+            hits = rerank_duplicates(index, reranker, text, candidates, keep_untiered=threshold is not None)
+        elif cal is not None:
+            hits = [h for h in hits if threshold is not None or h.tier is not None]
         out.append(hits[:k])
     return out
 
@@ -196,17 +213,30 @@ def pair_features(index: IndexContents, pairs: Sequence[tuple[str, str]]) -> np.
     return _pair_features(index, texts, [b for _, b in pairs], np.array(cos), np.array(other), np.array(rank))
 
 
-def pair_scores(index: IndexContents, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+def pair_scores(
+    index: IndexContents, pairs: Sequence[tuple[str, str]], *, rerank: bool = False
+) -> np.ndarray:
     """The duplicate scorer's score of stored pairs: the calibrated probability, or the raw
-    question cosine while uncalibrated. (n,) float64."""
+    question cosine while uncalibrated; with ``rerank``, the reranker's probability where the
+    index has one attached (dedupe leaves it off: it scores every neighbour pair of the forum,
+    a cross-encoder run each). (n,) float64."""
+    if rerank and index.reranker is not None:
+        for a, b in pairs:
+            index.get(a), index.get(b)
+        texts = [(index.get(a).question_text, index.get(b).question_text) for a, b in pairs]
+        return index.reranker.score(texts)
     x = pair_features(index, pairs)
     cal = duplicate_calibration(index)
     return x[:, 0] if cal is None else cal.probability(x)
 
 
-def duplicate_cutoff(index: IndexContents) -> tuple[float, str]:
-    """The score at which a pair counts as a duplicate, on the :func:`pair_scores` scale, and
-    which scorer that is: ``(tier threshold, "calibrated")`` or ``(cosine, "cosine")``."""
+def duplicate_cutoff(index: IndexContents, *, rerank: bool = False) -> tuple[float, str]:
+    """The score at which a pair counts as a duplicate, on the :func:`pair_scores` scale (with
+    the same ``rerank``), and which scorer that is: ``(tier threshold, "reranker")``,
+    ``(tier threshold, "calibrated")`` or ``(cosine, "cosine")``."""
+    if rerank and index.reranker is not None:
+        tiers = index.reranker.tiers
+        return tiers.get("duplicate", max(tiers.values(), default=0.5)), "reranker"
     cal = duplicate_calibration(index)
     if cal is None:
         return index.config.duplicate_threshold, "cosine"

@@ -16,6 +16,7 @@ import numpy as np
 from qa_search.embedding.models import Embedder
 from qa_search.index import duplicates, persistence, search
 from qa_search.index.contents import IndexContents
+from qa_search.index.rerank import rerank_search
 from qa_search.index.results import DuplicateHit, SearchHit
 from qa_search.scoring.calibration import Calibration
 
@@ -45,17 +46,20 @@ class ForumIndex(IndexContents):
         recency_half_life_days: float | None = None,
         highlight: bool = False,
         min_relevance: float | None = None,
+        rerank: bool = False,
     ) -> list[SearchHit]:
         """The k threads most similar to ``text``, best first, one hit per thread, after the
         first ``offset``; ``tags``, ``category`` (one or several), ``created_after`` /
         ``created_before`` and ``exclude_closed`` filter exactly, ``groups`` keeps the threads
         those groups may see (None: every thread), ``recency_half_life_days`` boosts recent
         threads, ``highlight`` marks the query's terms and ``min_relevance`` drops hits less likely
-        than that to answer the text (see :func:`.search.search_many`)."""
-        return search.search_many(
-            self, [text], k, offset=offset, tags=tags, category=category, groups=groups,
+        than that to answer the text (see :func:`.search.search_many`). ``rerank``: the first
+        hits in the attached reranker's order (see :func:`.rerank.rerank_search`)."""
+        return self.search_many(
+            [text], k, offset=offset, tags=tags, category=category, groups=groups,
             created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
             recency_half_life_days=recency_half_life_days, highlight=highlight, min_relevance=min_relevance,
+            rerank=rerank,
         )[0]
 
     def search_many(
@@ -73,13 +77,21 @@ class ForumIndex(IndexContents):
         recency_half_life_days: float | None = None,
         highlight: bool = False,
         min_relevance: float | None = None,
+        rerank: bool = False,
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch; a blank text finds nothing."""
-        return search.search_many(
-            self, texts, k, offset=offset, tags=tags, category=category, groups=groups,
-            created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
-            recency_half_life_days=recency_half_life_days, highlight=highlight, min_relevance=min_relevance,
-        )
+
+        def run(n: int, start: int = 0) -> list[list[SearchHit]]:
+            return search.search_many(
+                self, texts, n, offset=start, tags=tags, category=category, groups=groups,
+                created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
+                recency_half_life_days=recency_half_life_days, highlight=highlight,
+                min_relevance=min_relevance,
+            )
+
+        if rerank:
+            return rerank_search(self, texts, k, offset, run)
+        return run(k, offset)
 
     def score_threads(self, text: str, thread_ids: Sequence[str]) -> list[float]:
         """The search score of each given thread for ``text``, in the order given."""
@@ -116,13 +128,13 @@ class ForumIndex(IndexContents):
         """Signals of stored pairs (see :func:`.duplicates.pair_features`)."""
         return duplicates.pair_features(self, pairs)
 
-    def pair_scores(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def pair_scores(self, pairs: Sequence[tuple[str, str]], *, rerank: bool = False) -> np.ndarray:
         """The duplicate scorer's score of stored pairs (see :func:`.duplicates.pair_scores`)."""
-        return duplicates.pair_scores(self, pairs)
+        return duplicates.pair_scores(self, pairs, rerank=rerank)
 
-    def duplicate_cutoff(self) -> tuple[float, str]:
+    def duplicate_cutoff(self, *, rerank: bool = False) -> tuple[float, str]:
         """The score at which a pair counts as a duplicate, and which scorer that is."""
-        return duplicates.duplicate_cutoff(self)
+        return duplicates.duplicate_cutoff(self, rerank=rerank)
 
     def calibrate(
         self, pairs: Sequence[tuple[str, str]], labels: Sequence[int], targets: dict[str, float] | None = None

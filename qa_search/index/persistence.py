@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +26,8 @@ from qa_search._version import __version__
 from qa_search.embedding.loading import load_recorded_embedder
 from qa_search.embedding.model_defaults import ShippedDefaults
 from qa_search.embedding.models import PROBE_MIN_COSINE, Embedder, same_model
-from qa_search.errors import IncompatibleSnapshotError, SnapshotError
+from qa_search.embedding.reranker import Reranker, files_digest
+from qa_search.errors import IncompatibleSnapshotError, ModelLoadError, SnapshotError
 from qa_search.index.config import IndexConfig, config_of
 from qa_search.index.contents import IndexContents
 from qa_search.index.defaults import shipped_defaults
@@ -33,7 +36,8 @@ from qa_search.scoring.ann import VectorIndex
 from qa_search.scoring.calibration import Calibration
 from qa_search.scoring.lexical import LexicalIndex
 from qa_search.storage.generations import publish, resolve_snapshot
-from qa_search.storage.snapshot import read_manifest, verify_files
+from qa_search.storage.layout import GENERATIONS
+from qa_search.storage.snapshot import file_sha256, read_manifest, verify_files
 from qa_search.threads import thread_from_dict
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,109 @@ def stored_shipped_defaults(snapshot: Path, manifest: Mapping) -> ShippedDefault
     if "shipped_defaults.json" not in manifest.get("files", {}):
         return None
     return ShippedDefaults.from_bytes((snapshot / "shipped_defaults.json").read_bytes())
+
+
+#: Where an index directory keeps the rerankers attached to it, each in a folder named by the
+#: first 16 hex digits of its :attr:`~qa_search.embedding.reranker.Reranker.digest`.
+RERANKERS = "rerankers"
+
+
+def reranker_record(reranker: Reranker) -> dict:
+    """What a manifest records of an attached reranker: its folder (relative to the index
+    directory), the SHA-256 of its files together and of each, and its recipe's summary."""
+    recipe = reranker.recipe
+    return {
+        "dir": f"{RERANKERS}/{reranker.digest[:16]}",
+        "sha256": reranker.digest,
+        "files": dict(reranker.files),
+        "precision": recipe.get("precision", "fp32"),
+        "base_model": recipe.get("base_model"),
+        "pairs": recipe.get("pairs"),
+        "created_at": recipe.get("created_at"),
+        "tiers": dict(reranker.tiers),
+    }
+
+
+def _index_root(snap: Path) -> Path:
+    """The index directory a snapshot belongs to (the snapshot itself when it stands alone)."""
+    return snap.parent.parent if snap.parent.name == GENERATIONS else snap
+
+
+def reranker_problems(snap: Path, recorded: Mapping) -> list[str]:
+    """What is wrong with the reranker a snapshot's manifest records ([] when it is sound or
+    there is none): its folder or a file missing, or a file whose SHA-256 differs."""
+    record = recorded.get("reranker")
+    if not record:
+        return []
+    folder = _index_root(snap) / record["dir"]
+    problems = []
+    for name, sha in sorted(record["files"].items()):
+        f = folder / name
+        if not f.is_file():
+            problems.append(f"the reranker's {name} is missing from {folder}")
+        elif file_sha256(f) != sha:
+            problems.append(
+                f"the reranker's {name} in {folder} does not match its checksum (changed or damaged)"
+            )
+    if not problems and files_digest(record["files"]) != record["sha256"]:
+        problems.append("the manifest's reranker record does not match its own file checksums")
+    return problems
+
+
+def stored_reranker(snap: Path, recorded: Mapping) -> Reranker | None:
+    """The reranker a snapshot records, loaded (None without one). One whose files are missing
+    or differ from the recorded checksums raises :class:`SnapshotError`: duplicate verdicts
+    must come from the reranker the snapshot was published with."""
+    record = recorded.get("reranker")
+    if not record:
+        return None
+    folder = _index_root(snap) / record["dir"]
+    try:
+        reranker = Reranker.load(folder, precision=record.get("precision"))
+    except ModelLoadError as exc:
+        raise SnapshotError(f"snapshot {snap}: its reranker cannot be loaded: {exc}") from None
+    if reranker.digest != record["sha256"]:
+        raise SnapshotError(
+            f"snapshot {snap}: the reranker in {folder} does not match its checksum (changed or "
+            "damaged); attach it again with qa-search configure --reranker DIR, or roll back"
+        )
+    return reranker
+
+
+def kept_reranker(index_dir: str | Path) -> Reranker | None:
+    """The reranker ``index_dir``'s current generation records, for a full build to keep (None
+    for a new index or one without)."""
+    try:
+        snap = resolve_snapshot(index_dir)
+    except SnapshotError:
+        return None
+    return stored_reranker(snap, read_manifest(snap))
+
+
+def store_reranker(reranker: Reranker, index_dir: Path) -> Path:
+    """Copy ``reranker``'s files into ``index_dir``'s :data:`RERANKERS` folder under its content
+    address, unless they are there already; returns that folder. Kept there for every
+    generation that records it, so a rollback, or a deleted training directory, keeps working."""
+    target = index_dir / RERANKERS / reranker.digest[:16]
+    if target.resolve() == reranker.directory.resolve():
+        return target
+    if target.is_dir() and all(
+        (target / n).is_file() and (target / n).stat().st_size == (reranker.directory / n).stat().st_size
+        for n in reranker.files
+    ):  # the same content address: the same files (verify checks their checksums)
+        return target
+    tmp = target.with_name(f".tmp-{target.name}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        for name in reranker.files:
+            shutil.copyfile(reranker.directory / name, tmp / name)
+        if target.exists():  # a damaged copy: replaced
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def _probe_min_cosine(embedder: Embedder) -> float:
@@ -105,6 +212,7 @@ def manifest(index: IndexContents) -> dict:
         "counts": index.counts,
         # which shipped defaults shipped_defaults.json holds (None: its model has none)
         "shipped_defaults": None if (shipped := shipped_defaults(index)) is None else shipped.summary(),
+        "reranker": None if index.reranker is None else reranker_record(index.reranker),
     }
 
 
@@ -147,6 +255,8 @@ def save(
     """
     # the index type follows the size, and tombstones are compacted away, here
     index.compact(progress)
+    if index.reranker is not None:
+        store_reranker(index.reranker, Path(index_dir))
 
     def write(out: Path) -> None:
         write_files(index, out)
@@ -215,6 +325,7 @@ def _read_files(index: IndexContents, snap: Path, recorded: dict) -> None:
                 raise ValueError(f"lexical.npz holds {len(lexical)} questions for {len(threads)} threads")
         # without a record (a snapshot written before it): the package's current ones
         index.shipped_defaults = stored_shipped_defaults(snap, recorded)
+        index.reranker = stored_reranker(snap, recorded)
         try:
             index.calibration = stored_calibration(snap, recorded)
         except ValueError as exc:

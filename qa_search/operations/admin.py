@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from qa_search.embedding.cache import cache_root
 from qa_search.embedding.loading import check_recorded_model
 from qa_search.embedding.model_defaults import package_defaults
+from qa_search.embedding.reranker import Reranker
 from qa_search.errors import SettingsError, SnapshotError
 from qa_search.index.config import IndexConfig, check_scoring_settings
 from qa_search.operations.changes import reconfigure_index
@@ -111,6 +113,8 @@ class Configured:
     published: BuildReport | None = None
     #: The shipped defaults in use after it (see :func:`defaults_in_use`).
     defaults: dict | None = None
+    #: The reranker attached after it, as the manifest records it (None: none).
+    reranker: dict | None = None
 
 
 def configure_index(
@@ -119,13 +123,17 @@ def configure_index(
     *,
     keep: int = DEFAULT_KEEP,
     refresh_defaults: bool = False,
+    reranker: str | Path | Literal[False] | None = None,
 ) -> Configured:
     """The current generation's settings with ``settings`` changed, published as a new generation
     when that changes anything (nothing is embedded again).
 
     ``refresh_defaults``: adopt this package's shipped relevance model and duplicate calibration
     for the index's model in place of those its snapshot recorded (published only when they
-    differ). A setting that is unknown, out of range or one that only a build may change
+    differ). ``reranker``: the directory of a reranker (``qa-search tune --reranker``) to attach,
+    its files copied into the index directory, or False to detach the one attached (None: leave
+    it); a directory that is no reranker raises :class:`ModelLoadError` before anything is
+    written. A setting that is unknown, out of range or one that only a build may change
     (``chunk_words`` ...) raises :class:`SettingsError` before the model loads.
     """
     generation = current_generation(index_dir)
@@ -141,10 +149,29 @@ def configure_index(
     before = _current_defaults(index_dir) or {}
     # a snapshot written before the record takes one, of the package's current defaults
     stale = refresh_defaults and not (before.get("recorded") and before.get("current"))
-    if config == current and not stale:  # asking for what the index already has publishes nothing
-        return Configured(config, generation, None, before or None)
-    report = reconfigure_index(index_dir, asked, keep=keep, refresh_defaults=stale)
-    return Configured(config, report.generation, report, _current_defaults(index_dir))
+    attached = _current_reranker(index_dir)
+    new_reranker = None if reranker is None or reranker is False else Reranker.load(reranker)
+    same_reranker = (
+        reranker is None
+        or (reranker is False and attached is None)
+        or (new_reranker is not None and attached is not None and attached["sha256"] == new_reranker.digest)
+    )
+    if config == current and not stale and same_reranker:  # what the index has already: nothing published
+        return Configured(config, generation, None, before or None, attached)
+    report = reconfigure_index(
+        index_dir, asked, keep=keep, refresh_defaults=stale,
+        reranker=None if same_reranker else (new_reranker or False),
+    )
+    return Configured(
+        config, report.generation, report, _current_defaults(index_dir), _current_reranker(index_dir)
+    )
+
+
+def _current_reranker(index_dir: str | Path) -> dict | None:
+    try:
+        return read_manifest(resolve_snapshot(index_dir)).get("reranker")
+    except SnapshotError:
+        return None
 
 
 def defaults_in_use(manifest: Mapping) -> dict:

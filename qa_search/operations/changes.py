@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from qa_search.embedding.cache import CachedEmbedder
 from qa_search.embedding.loading import load_recorded_embedder
 from qa_search.embedding.models import Embedder
+from qa_search.embedding.reranker import Reranker
 from qa_search.errors import QASearchError, SnapshotError, UnknownThreadError
 from qa_search.index.contents import as_str_list
 from qa_search.index.defaults import refresh_defaults as adopt_package_defaults
@@ -150,10 +152,12 @@ def reconfigure_index(
     *,
     keep: int = DEFAULT_KEEP,
     refresh_defaults: bool = False,
+    reranker: Reranker | Literal[False] | None = None,
 ) -> BuildReport:
     """Publish a new generation: the current one with scoring ``settings`` changed, and with
     ``refresh_defaults`` the package's current shipped defaults for its model adopted (see
-    :func:`~qa_search.index.defaults.refresh_defaults`).
+    :func:`~qa_search.index.defaults.refresh_defaults`). ``reranker``: attach this one (its
+    files are copied into the index directory), False: detach it, None: keep what is attached.
 
     Nothing is embedded again; see :meth:`ForumIndex.reconfigure` for what may change. A bad
     setting raises ``ValueError`` before anything is written.
@@ -165,6 +169,8 @@ def reconfigure_index(
         index.reconfigure(settings)
         if refresh_defaults:
             adopt_package_defaults(index)
+        if reranker is not None:
+            index.reranker = reranker or None
         return publish_generation(index_dir, index, cached, 0, 0, started, keep)
 
 

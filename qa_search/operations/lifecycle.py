@@ -24,7 +24,12 @@ from qa_search.embedding.tuned import model_index_settings
 from qa_search.errors import QASearchError
 from qa_search.index.config import IndexConfig, config_of
 from qa_search.index.forum import ForumIndex
-from qa_search.index.persistence import matches_recorded_model, stored_calibration, stored_shipped_defaults
+from qa_search.index.persistence import (
+    kept_reranker,
+    matches_recorded_model,
+    stored_calibration,
+    stored_shipped_defaults,
+)
 from qa_search.operations.publishing import newer_than, publish_with_log
 from qa_search.scoring.calibration import Calibration
 from qa_search.storage.generations import prune, resolve_snapshot, writer_lock
@@ -322,6 +327,7 @@ def build_index(
         cached = cached_embedder(index_dir, embedder) if use_cache else None
         index = ForumIndex(cached or embedder, config or starting_config(index_dir, embedder.name)[0])
         index.calibration, dropped = _kept_calibration(index_dir, index)
+        index.reranker = kept_reranker(index_dir)  # it reads question texts, not vectors: any model keeps it
         index.shipped_defaults = _kept_shipped_defaults(index_dir, index)
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)

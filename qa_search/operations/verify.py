@@ -9,7 +9,7 @@ from pathlib import Path
 from qa_search.embedding.loading import load_recorded_embedder
 from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors
 from qa_search.errors import ModelLoadError, SnapshotError
-from qa_search.index.persistence import matches_recorded_model
+from qa_search.index.persistence import matches_recorded_model, reranker_problems
 from qa_search.scoring.ann import VectorIndex
 from qa_search.storage.generations import resolve_snapshot
 from qa_search.storage.layout import generation_path, list_generations
@@ -26,15 +26,16 @@ def _count_lines(path: Path) -> int:
 def verify_snapshot(snap: Path, embedder: Embedder | None = None, *, check_model: bool = True) -> list[str]:
     """The problems of one snapshot directory ([] when it is sound).
 
-    Checks the manifest, every file's size and SHA-256, that the counts in the manifest match
-    the files (threads, parts, vectors), and, with ``check_model``, that the model (``embedder``,
-    or the one the manifest names) still gives the recorded fingerprint.
+    Checks the manifest, every file's size and SHA-256 (an attached reranker's too), that the
+    counts in the manifest match the files (threads, parts, vectors), and, with ``check_model``,
+    that the model (``embedder``, or the one the manifest names) still gives the recorded
+    fingerprint.
     """
     try:
         manifest = read_manifest(snap)
     except SnapshotError as exc:
         return [str(exc)]
-    problems = verify_files(snap, manifest)
+    problems = verify_files(snap, manifest) + reranker_problems(snap, manifest)
     if problems:
         return problems
     counts = manifest.get("counts", {})

@@ -179,8 +179,9 @@ def evaluate_pairs(
 
     Returns ``ap`` (average precision), ``recall_at_precision_0.9`` (the best recall at
     precision >= ``min_precision``, with the score threshold reaching it), and the precision and
-    recall of the threshold the index uses today (the calibrated "duplicate" tier, else the
-    config's raw ``duplicate_threshold``). A pair naming a thread the index lacks raises
+    recall of the threshold the index uses today (the attached reranker's "duplicate" tier, the
+    calibrated one, else the config's raw ``duplicate_threshold``; ``scorer`` says which). A
+    pair naming a thread the index lacks raises
     :class:`UnknownThreadError`; with ``on_missing`` it is passed there instead, left out and
     counted in ``skipped_missing``. No pair left to score raises :class:`QASearchError`.
     """
@@ -199,10 +200,11 @@ def evaluate_pairs(
         pairs = kept
     else:
         skipped = 0
-    scores = index.pair_scores([(p.id1, p.id2) for p in pairs])
+    # the scorer find_duplicates gives verdicts with: the reranker where one is attached
+    scores = index.pair_scores([(p.id1, p.id2) for p in pairs], rerank=True)
     labels = np.array([p.label for p in pairs])
     best = recall_at_precision(scores, labels, min_precision)
-    threshold, kind = index.duplicate_cutoff()
+    threshold, kind = index.duplicate_cutoff(rerank=True)
     used = precision_recall_at(scores, labels, threshold)
     return {
         "pairs": len(pairs),

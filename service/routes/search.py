@@ -3,7 +3,9 @@ page's query, among those the caller may see, a page at a time."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
 
 from ..deps import LiveDep, SearchInBody, SearchInQuery, SearchQuery, ViewerDep
 from ..errors import ERRORS
@@ -13,22 +15,35 @@ from ..tokens import Viewer
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
+#: ``rerank``, a query parameter of GET and POST alike.
+Rerank = Annotated[bool, Query(description=(
+    "Put the first 20 hits in the order of the index's cross-encoder reranker (409 where the index has "
+    "none). Slower: see the docs' HTTP API page for its latency."))]
+
+
 @router.get("/search", response_model=SearchResponse, summary="Similar threads (typeahead, search pages)")
-def search(live: LiveDep, query: SearchInQuery, viewer: ViewerDep) -> SearchResponse:
+def search(live: LiveDep, query: SearchInQuery, viewer: ViewerDep, rerank: Rerank = False) -> SearchResponse:
     """The best k threads after the first ``offset``; ``next_offset`` says where the next page starts."""
-    return _page(live, query, viewer)
+    return _page(live, query, viewer, rerank)
 
 
 @router.post("/search", response_model=SearchResponse, summary="Similar threads, the text in the body")
-def search_posted(live: LiveDep, query: SearchInBody, viewer: ViewerDep) -> SearchResponse:
+def search_posted(
+    live: LiveDep, query: SearchInBody, viewer: ViewerDep, rerank: Rerank = False
+) -> SearchResponse:
     """As GET, but the text stays out of URLs (and so out of the access logs of any proxy in front)."""
-    return _page(live, query, viewer)
+    return _page(live, query, viewer, rerank)
 
 
-def _page(live: LiveDep, query: SearchQuery, viewer: Viewer) -> SearchResponse:
+def _page(live: LiveDep, query: SearchQuery, viewer: Viewer, rerank: bool) -> SearchResponse:
+    if rerank and live.index.reranker is None:
+        raise HTTPException(409, "this index has no reranker; search without rerank, or attach one "
+                                 "(qa-search configure INDEX --reranker DIR)")
     # one more than the page, and not cut by relevance: the cut applies to the page alone, so a
     # hit past the page never slips into it when one within is cut (pages stay disjoint)
     options = query.options()
     cut = options.pop("min_relevance", None)
-    hits = live.search(query.text, query.k + 1, groups=viewer.groups, min_relevance=None, **options)
+    hits = live.search(
+        query.text, query.k + 1, groups=viewer.groups, min_relevance=None, rerank=rerank, **options
+    )
     return SearchResponse.page(hits, query.offset, query.k, cut)

@@ -1,0 +1,86 @@
+"""Rescoring the best few candidates with an index's cross-encoder reranker.
+
+The vector search (and the calibrated scorer) picks the :data:`RERANK_CANDIDATES` best
+candidates cheaply; the reranker (:class:`~qa_search.embedding.reranker.Reranker`, attached with
+``qa-search configure --reranker``) reads each of them beside the new text and gives the
+probability that they are duplicates. Duplicate verdicts take that probability and their tier
+from it; a search asked to rerank puts its first candidates in the reranker's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from qa_search.embedding.reranker import Reranker
+from qa_search.errors import QASearchError
+from qa_search.index.contents import IndexContents
+from qa_search.index.results import DuplicateHit, SearchHit
+
+#: Candidates the reranker rescores per text: 20 pairs took about 40 ms (both orders, fp32) on
+#: 2 shared cores (docs/tuning.md, Reranker).
+RERANK_CANDIDATES = 20
+
+
+class NoRerankerError(QASearchError):
+    """A search asked to rerank on an index with no reranker attached."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this index has no reranker to rerank with; attach one with "
+            "qa-search configure INDEX --reranker DIR, or search without rerank"
+        )
+
+
+def attached_reranker(index: IndexContents) -> Reranker:
+    """The index's reranker; :class:`NoRerankerError` when it has none."""
+    if index.reranker is None:
+        raise NoRerankerError()
+    return index.reranker
+
+
+def rerank_duplicates(
+    index: IndexContents,
+    reranker: Reranker,
+    text: str,
+    candidates: Sequence[tuple[str, float]],
+    keep_untiered: bool,
+) -> list[DuplicateHit]:
+    """``candidates`` (thread id, cosine) of the new question ``text`` as duplicate hits scored
+    by ``reranker``: best probability first (ties by thread id), each with its tier; those under
+    the lowest tier are dropped unless ``keep_untiered`` (an explicit cosine threshold chose
+    them)."""
+    if not candidates:
+        return []
+    probs = reranker.score([(text, index.get(tid).question_text) for tid, _ in candidates])
+    hits = []
+    for (tid, cosine), p in zip(candidates, probs.tolist(), strict=True):
+        tier = reranker.tier(p)
+        if tier is None and not keep_untiered:
+            continue
+        t = index.get(tid)
+        hits.append(DuplicateHit(t.id, round(float(cosine), 6), t.title, t.url, round(p, 6), tier))
+    hits.sort(key=lambda h: (-(h.probability or 0.0), h.thread_id))
+    return hits
+
+
+def rerank_search(
+    index: IndexContents,
+    texts: Sequence[str],
+    k: int,
+    offset: int,
+    run: Callable[[int], list[list[SearchHit]]],
+) -> list[list[SearchHit]]:
+    """Each text's page of hits (``k`` after ``offset``) with the first
+    :data:`RERANK_CANDIDATES` hits of its ranking in the reranker's order (its probability that
+    the thread's question is the text's duplicate, best first); hits past them keep their place.
+    ``run(n)`` is the search itself, giving each text's first ``n`` hits."""
+    reranker = attached_reranker(index)
+    pages = []
+    for text, hits in zip(texts, run(max(offset + k, RERANK_CANDIDATES)), strict=True):
+        head, tail = hits[:RERANK_CANDIDATES], hits[RERANK_CANDIDATES:]
+        if head:
+            probs = reranker.score([(text, index.get(h.thread_id).question_text) for h in head]).tolist()
+            order = sorted(range(len(head)), key=lambda i: (-probs[i], i))
+            head = [head[i] for i in order]
+        pages.append((head + tail)[offset : offset + k])
+    return pages
