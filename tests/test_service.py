@@ -86,7 +86,9 @@ def test_duplicates_get_and_post(client):
     assert set(got["duplicates"][0]) == {"thread_id", "score", "title", "url", "probability", "tier"}
     posted = client.post("/v1/duplicates", json={"title": "How do I calm down before a panic attack?"}).json()
     assert [d["thread_id"] for d in posted["duplicates"]] == ["t1"]
-    assert client.get("/v1/duplicates", params={"q": "unrelated words entirely"}).json() == {"duplicates": []}
+    assert client.get("/v1/duplicates", params={"q": "unrelated words entirely"}).json() == {
+        "duplicates": [], "scorer": "cosine"
+    }
     # a detailed draft is read up to QA_SEARCH_MAX_QUERY_CHARS (2000) characters, not refused
     title = "How do I calm down before a panic attack?"
     body = "calm down before a panic attack " * 100
