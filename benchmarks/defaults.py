@@ -408,12 +408,42 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def latency(rounds: int = 5) -> dict:
+    """Encode ms per query, int8 against fp32, one text at a time as a search does, the two
+    interleaved so that the machine's load falls on both alike (median over the paraphrases
+    and 200 Quora dev queries, ``rounds`` times each); and each graph's size on disk."""
+    queries, _, _ = relevance.quora_subset()
+    texts = [p["query"] for p in read_paraphrases()] + [q["text"] for q in queries[:200]]
+    embedders = {"int8": load_embedder(backend="onnx-int8"), "fp32": load_embedder(backend="onnx")}
+    times: dict[str, list[float]] = {p: [] for p in embedders}
+    for emb in embedders.values():
+        emb.encode(texts[:8])  # warm the session
+    for _ in range(rounds):
+        for text in texts:
+            for p, emb in embedders.items():
+                t = time.perf_counter()
+                emb.encode([text])
+                times[p].append(1000 * (time.perf_counter() - t))
+    out: dict = {
+        p: {"median_ms": round(float(np.median(v)), 3), "p90_ms": round(float(np.percentile(v, 90)), 3)}
+        for p, v in times.items()
+    }
+    for p, emb in embedders.items():
+        out[p]["graph_mb"] = round(Path(emb.source).stat().st_size / 2**20, 1)
+    out["fp32_over_int8"] = round(out["fp32"]["median_ms"] / out["int8"]["median_ms"], 2)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "qa_search" / "defaults")
     ap.add_argument("--embed-only", action="store_true", help="fill the vector cache and stop")
+    ap.add_argument("--latency", action="store_true", help="measure encode ms per query, int8 and fp32")
     ap.add_argument("--json", action="store_true", help="print only the JSON")
     args = ap.parse_args(argv)
+    if args.latency:
+        print(json.dumps(latency()))
+        return 0
     if not relevance.DATA.exists():
         ap.error(f"{relevance.DATA} is missing: this benchmark reads ../shared/data beside the repository")
     result = run(args.work, args.embed_only)
