@@ -202,22 +202,26 @@ def tuned_model_dir(path, settings) -> str:
 
 def test_a_tuned_models_settings_apply_when_an_index_starts_using_it(tmp_path, threads):
     model = tuned_model_dir(tmp_path / "tuned", {"lexical_weight": 0.25})
-    assert model_index_settings(model) == {"lexical_weight": 0.25}
+    # a weight recorded without its rule was measured under the fixed rule, and keeps it
+    fixed = {"lexical_weight": 0.25, "lexical_mode": "fixed"}
+    assert model_index_settings(model) == fixed
+    both = tuned_model_dir(tmp_path / "tuned-coverage", {"lexical_weight": 0.25, "lexical_mode": "coverage"})
+    assert model_index_settings(both) == {"lexical_weight": 0.25, "lexical_mode": "coverage"}
     assert model_index_settings(None) == {} and model_index_settings(str(tmp_path)) == {}
     ix = tmp_path / "ix"
     # a new index takes them
-    assert starting_config(ix, model) == (IndexConfig(lexical_weight=0.25), {"lexical_weight": 0.25})
+    assert starting_config(ix, model) == (IndexConfig(lexical_weight=0.25, lexical_mode="fixed"), fixed)
     build_index(ix, threads[:10], FakeEmbedder(name=model))
-    assert current_config(ix).changed() == {"lexical_weight": 0.25}
+    assert current_config(ix).changed() == fixed
     # the operator's change survives a rebuild with the same model
     reconfigure_index(ix, {"lexical_weight": "0.6", "solved_boost": "0.02"}, FakeEmbedder(name=model))
     build_index(ix, threads[:10], FakeEmbedder(name=model))
-    assert current_config(ix).changed() == {"lexical_weight": 0.6, "solved_boost": 0.02}
+    assert current_config(ix).changed() == {"lexical_mode": "fixed", "lexical_weight": 0.6, "solved_boost": 0.02}
     # another model without settings keeps the index's; a tuned one brings its own, boosts stay
     build_index(ix, threads[:10], FakeEmbedder(name="fake-other"))
-    assert current_config(ix).changed() == {"lexical_weight": 0.6, "solved_boost": 0.02}
+    assert current_config(ix).changed() == {"lexical_mode": "fixed", "lexical_weight": 0.6, "solved_boost": 0.02}
     build_index(ix, threads[:10], FakeEmbedder(name=model))
-    assert current_config(ix).changed() == {"lexical_weight": 0.25, "solved_boost": 0.02}
+    assert current_config(ix).changed() == {**fixed, "solved_boost": 0.02}
 
 
 def test_a_damaged_settings_file_is_named(tmp_path):

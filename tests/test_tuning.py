@@ -245,7 +245,7 @@ def test_cli_tunes_from_id_pairs_and_build_takes_the_model(tmp_path):
     )
     assert built.exit_code == 0, built.output
     assert "5 threads" in built.output
-    assert "settings recommended by the tuned model: lexical_weight=0.25" in built.output
+    assert "settings recommended by the tuned model: lexical_mode=fixed, lexical_weight=0.25" in built.output
     assert current_config(tmp_path / "idx").changed() == TUNED_INDEX_SETTINGS
 
 

@@ -13,12 +13,13 @@ from qa_search.errors import QASearchError
 SETTINGS_FILE = "qa_search.json"
 
 
-def model_index_settings(model: str | None) -> dict[str, float]:
+def model_index_settings(model: str | None) -> dict[str, object]:
     """The index settings a model directory recommends (its :data:`SETTINGS_FILE`), or ``{}``.
 
     Only tuned models written by :func:`~qa_search.tools.tuning.tune` carry them; the packaged
     model, hub names and other directories give ``{}``. A damaged file raises
-    :class:`QASearchError`.
+    :class:`QASearchError`. A lexical weight recorded without its rule comes from a tuning made
+    when the fixed rule was the only one, and was measured under it, so it keeps that rule.
     """
     _, source = resolve_model(model)
     path = Path(source) / SETTINGS_FILE
@@ -30,4 +31,6 @@ def model_index_settings(model: str | None) -> dict[str, float]:
             raise TypeError("index_settings is not an object")
     except (ValueError, KeyError, TypeError) as exc:
         raise QASearchError(f"{path} is damaged: {exc}") from exc
+    if "lexical_weight" in settings and "lexical_mode" not in settings:
+        settings = {**settings, "lexical_mode": "fixed"}
     return settings
