@@ -216,10 +216,10 @@ def test_a_tuned_models_settings_apply_when_an_index_starts_using_it(tmp_path, t
     # the operator's change survives a rebuild with the same model
     reconfigure_index(ix, {"lexical_weight": "0.6", "solved_boost": "0.02"}, FakeEmbedder(name=model))
     build_index(ix, threads[:10], FakeEmbedder(name=model))
-    assert current_config(ix).changed() == {"lexical_mode": "fixed", "lexical_weight": 0.6, "solved_boost": 0.02}
+    assert current_config(ix).changed() == {**fixed, "lexical_weight": 0.6, "solved_boost": 0.02}
     # another model without settings keeps the index's; a tuned one brings its own, boosts stay
     build_index(ix, threads[:10], FakeEmbedder(name="fake-other"))
-    assert current_config(ix).changed() == {"lexical_mode": "fixed", "lexical_weight": 0.6, "solved_boost": 0.02}
+    assert current_config(ix).changed() == {**fixed, "lexical_weight": 0.6, "solved_boost": 0.02}
     build_index(ix, threads[:10], FakeEmbedder(name=model))
     assert current_config(ix).changed() == {**fixed, "solved_boost": 0.02}
 
