@@ -168,7 +168,7 @@ def build(
     since = as_of if as_of is not None else exported_at(dumps)  # before reading: a pipe is made now
     source = ThreadInput(dumps, fmt, mappings, site_url, skip_invalid, quiet)
 
-    def from_model(settings: dict[str, float]) -> None:  # stderr: --json's stdout stays one object
+    def from_model(settings: dict[str, object]) -> None:  # stderr: --json's stdout stays one object
         shown = ", ".join(f"{k}={v}" for k, v in settings.items())
         click.echo(f"settings recommended by the tuned model: {shown}", err=True)
 

@@ -183,7 +183,7 @@ def build_embedder(index_dir: str | Path, model: str | None = None, backend: str
     return load_embedder(model, backend=backend or "auto")
 
 
-def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dict[str, float]]:
+def starting_config(index_dir: str | Path, model: str) -> tuple[IndexConfig, dict[str, object]]:
     """The settings a build of ``index_dir`` with ``model`` starts from, and the model's part.
 
     The current generation's settings are kept; where the index is new or was built with
