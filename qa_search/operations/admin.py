@@ -53,7 +53,7 @@ def build(
     use_cache: bool = True,
     progress: Progress | None = None,
     index_progress: Progress | None = None,
-    on_model_settings: Callable[[dict[str, float]], None] | None = None,
+    on_model_settings: Callable[[dict[str, object]], None] | None = None,
     as_of: datetime | None = None,
     max_removals: float | None = None,
     allow_removals: bool = False,
