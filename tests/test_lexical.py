@@ -190,3 +190,38 @@ def test_a_tie_at_the_edge_of_the_head_goes_to_the_lower_slot():
     index = LexicalIndex.build([f"d{i}" for i in range(6)], ["grief"] * 6)
     slots, scores = index.query("grief").top(4)
     assert slots.tolist() == [0, 1, 2, 3] and len(set(scores.tolist())) == 1
+
+
+def test_weights_kept_between_writes_follow_every_write_to_the_bit():
+    # a query keeps each slot's length normalisation and each term's weights until the next
+    # write; querying between every write, merge and compaction must never read stale ones
+    rng = np.random.default_rng(7)
+    docs = {f"d{i}": t for i, t in enumerate(_texts(rng, 120))}
+    index = LexicalIndex.build(list(docs), list(docs.values()))
+    queries = ["anxiety sleep", "panic work family", "grief", "mother sister job move"]
+
+    def check() -> None:
+        for query in queries:
+            dense = index.scores(query)
+            q = index.query(query, depth=10)
+            np.testing.assert_array_equal(q.scores_at(np.arange(len(index.slot_ids))), dense)
+            slots, scores = q.top(10)
+            want, _ = _dense_head(index, query, 10)
+            assert scores.tolist() == want, query
+            np.testing.assert_array_equal(dense[slots], scores)
+
+    for step in range(60):
+        check()  # warms what is kept, then a write changes the statistics under it
+        op = step % 5
+        if op == 0:
+            index.add([f"n{step}"], [str(rng.choice(WORDS))])  # a short document: the average moves
+        elif op == 1:
+            index.remove([str(rng.choice([d for d in index.slot_ids if d is not None]))])
+        elif op == 2:
+            d = str(rng.choice([d for d in index.slot_ids if d is not None]))
+            index.add([d], [" ".join(rng.choice(WORDS, size=6))])
+        elif op == 3:
+            index.merge()
+        else:
+            index.compact()
+    check()

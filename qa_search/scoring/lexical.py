@@ -22,12 +22,7 @@ dead: its postings stay in the main segment, masked when a query runs, until the
 compacted, which :meth:`LexicalIndex.save` does (a published snapshot holds live slots only).
 
 A search needs the head of a query's scores and the scores of a few candidates, not a score for
-every slot: :meth:`LexicalIndex.query` reads only posting lists. The head is exact by MaxScore
-(Turtle and Flood, 1995): a term's weight in any document is below its idf, so the documents
-holding none of the query's rarest terms score below the sum of the other terms' idf; once the
-m-th best score among the documents holding a rare term passes that sum, no other document can
-reach the head. Common words ("what", in 40% of Quora's questions) are then only looked up, by
-binary search, for the documents already found, instead of scored over their whole lists.
+every slot: :meth:`LexicalIndex.query` reads only posting lists (lexicalquery.py).
 """
 
 from __future__ import annotations
@@ -40,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from qa_search.scoring.analyser import DEFAULT_LANGUAGE, check_language, tokenize
+from qa_search.scoring.lexicalquery import LexicalQuery
+
+__all__ = ["LexicalIndex", "LexicalQuery"]
 
 #: BM25 saturation and length normalisation (bm25s' defaults for Lucene's variant are 1.5 / 0.75).
 K1 = 1.2
@@ -86,6 +84,13 @@ class LexicalIndex:
         self._new_docs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._new_postings: dict[int, tuple[list[int], list[float]]] = {}
         self._new_count = 0
+        # what queries reuse between writes, keyed to the count of writes (every write changes
+        # the statistics): each slot's length normalisation, and each term's main-segment
+        # weights (one float32 per posting) with the count they were computed at
+        self._writes = 0
+        self._norm_cache: tuple[int, np.ndarray] | None = None
+        self._inv_w = np.zeros(0, np.float32)
+        self._w_at = np.zeros(0, np.int64)
 
     # ---- size and statistics -------------------------------------------------------------
     def __len__(self) -> int:
@@ -148,6 +153,7 @@ class LexicalIndex:
                 slots.append(slot)
                 freqs.append(tf)
             self._new_count += len(terms)
+        self._writes += 1
         if self._new_count > _MERGE_FLOOR + len(self._inv_slots) // 8:
             self.merge()
 
@@ -162,6 +168,7 @@ class LexicalIndex:
         return removed
 
     def _kill(self, slot: int) -> None:
+        self._writes += 1
         terms, _ = self._doc_terms(slot)
         self._df[terms] -= 1
         self._live -= 1
@@ -224,6 +231,7 @@ class LexicalIndex:
         at = indptr[terms] + main_counts[terms] + (np.arange(len(terms)) - new_before[terms])
         merged_slots[at], merged_tf[at] = new_slots[order], new_tf[order]
         self._inv_indptr, self._inv_slots, self._inv_tf = indptr, merged_slots, merged_tf
+        self._forget_weights()
         self._new_docs.clear()
         self._new_postings.clear()
         self._new_count = 0
@@ -235,6 +243,13 @@ class LexicalIndex:
         self._inv_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._inv_slots = slots[order].astype(np.int64)
         self._inv_tf = tfs[order].astype(np.float32)
+        self._forget_weights()
+
+    def _forget_weights(self) -> None:
+        # the main segment's postings moved: no term's weights are known
+        self._writes += 1
+        self._inv_w = np.zeros(len(self._inv_tf), np.float32)
+        self._w_at = np.full(len(self._inv_indptr) - 1, -1, np.int64)
 
     def compact(self) -> None:
         """Drop dead slots and unused terms: slots are renumbered, scores do not change."""
@@ -301,9 +316,32 @@ class LexicalIndex:
             tfs = np.concatenate([tfs, np.asarray(new[1], np.float32)])
         return slots, tfs
 
-    def _weights(self, tfs: np.ndarray, slots: np.ndarray, idf: np.float32) -> np.ndarray:
-        norm = K1 * ((1 - B) + B * self._length[slots] / self._avg_length())
-        return idf * (tfs / (norm + tfs))
+    def _norms(self) -> np.ndarray:
+        """BM25's length normalisation of every slot, K1 * (1 - B + B * length / average
+        length): float32, one per slot (and per slot allocated ahead), until the next write."""
+        cached = self._norm_cache
+        if cached is None or cached[0] != self._writes:
+            # elementwise, so each slot's value is the bits a computation over a few slots gives
+            cached = self._norm_cache = (self._writes, K1 * ((1 - B) + B * self._length / self._avg_length()))
+        return cached[1]
+
+    def _weights(self, tfs: np.ndarray, slots: np.ndarray, idf: np.float32 | np.ndarray) -> np.ndarray:
+        return idf * (tfs / (self._norms()[slots] + tfs))
+
+    def _main_weights(self, term: int, idf: np.float32) -> tuple[np.ndarray, np.ndarray]:
+        """``term``'s main-segment postings: slots ascending and their raw weights, computed
+        once between writes (``idf`` is the term's, as the query computed it)."""
+        if term >= len(self._inv_indptr) - 1:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        lo, hi = self._inv_indptr[term], self._inv_indptr[term + 1]
+        slots, weights = self._inv_slots[lo:hi], self._inv_w[lo:hi]
+        if self._w_at[term] != self._writes:
+            weights[:] = self._weights(self._inv_tf[lo:hi], slots, idf)
+            self._w_at[term] = self._writes
+        return slots, weights
+
+    def _term_idf(self, terms: np.ndarray) -> np.ndarray:
+        return _idf(self._df[terms], self._live)
 
     def query(self, text: str, depth: int = 1) -> LexicalQuery:
         """Query ``text`` against the index as it is now, reading posting lists only (see the
@@ -419,194 +457,3 @@ class LexicalIndex:
         sizes = np.diff(index._fwd_indptr)
         index._set_inverted(index._fwd_terms, np.repeat(np.arange(n), sizes), index._fwd_tf)
         return index
-
-
-def _merged(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """The union of runs of (slots ascending, partial scores): slots ascending, each once, with
-    its partial scores summed (float32, in no set order)."""
-    runs = [run for run in runs if len(run[0])]
-    if len(runs) <= 1:
-        return runs[0] if runs else (np.zeros(0, np.int64), np.zeros(0, np.float32))
-    slots = np.concatenate([s for s, _ in runs])
-    order = np.argsort(slots, kind="stable")  # sorted runs: merged, not sorted again
-    merged = slots[order]
-    first = np.ones(len(merged), bool)
-    first[1:] = merged[1:] != merged[:-1]
-    starts = np.flatnonzero(first)
-    return merged[starts], np.add.reduceat(np.concatenate([w for _, w in runs])[order], starts)
-
-
-def _above(bound: float) -> float:
-    """``bound`` raised by more than float32 sums of a few terms can round by."""
-    return bound * (1 + 1e-5) + 1e-6
-
-
-class LexicalQuery:
-    """One query's normalised BM25 over a :class:`LexicalIndex` as it is now, from the posting
-    lists of the query's terms and the few documents' own terms: :meth:`top` (the exact head)
-    and :meth:`scores_at` (given slots) equal :meth:`LexicalIndex.scores` at those slots, to the
-    last bit. Valid until the index is next written (a search holds one within one read).
-    """
-
-    def __init__(self, index: LexicalIndex, terms: list[int], depth: int = 1) -> None:
-        self._index = index
-        self._depth = depth
-        self._head: tuple[int, np.ndarray, np.ndarray] | None = None  # the deepest head so far
-        # alphabetical: every sum runs in the order LexicalIndex.scores adds them
-        self._terms = np.asarray(terms, np.int64)
-        self._idf = _idf(index._df[self._terms], index._live) if terms else np.zeros(0, np.float32)
-        self._norm = self._idf.sum()
-        by_id = np.argsort(self._terms)
-        self._ids_sorted, self._row_of_sorted = self._terms[by_id], by_id
-
-    def __bool__(self) -> bool:
-        """Whether a live document holds one of the query's terms (else every score is 0)."""
-        return bool(len(self._terms))
-
-    def _raw(self, slots: np.ndarray) -> np.ndarray:
-        """Unnormalised BM25 of live ``slots`` (any order): (len(slots),) float32, each summed
-        over the query's terms in alphabetical order from 0 as :meth:`LexicalIndex.scores` adds
-        them (adding the 0 of a term a document lacks changes no bit). Each document's terms
-        are read from the forward lists, which lie together, not searched for in the postings."""
-        index, k, n = self._index, len(self._terms), len(slots)
-        weights = np.zeros((k, n), np.float32)
-        main = np.flatnonzero(slots < index._main_slots)
-        if len(main):
-            lo = index._fwd_indptr[slots[main]]
-            sizes = index._fwd_indptr[slots[main] + 1] - lo
-            col = np.repeat(main, sizes)
-            at = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))
-            self._fill(weights, col, index._fwd_terms[at], index._fwd_tf[at], slots)
-        for j in np.flatnonzero(slots >= index._main_slots).tolist():  # added since the last merge
-            terms, tfs = index._new_docs[int(slots[j])]
-            self._fill(weights, np.full(len(terms), j), terms, tfs, slots)
-        out = np.zeros(n, np.float32)
-        for row in weights:
-            out += row
-        return out
-
-    def _fill(self, weights: np.ndarray, col: np.ndarray, terms: np.ndarray, tfs: np.ndarray,
-              slots: np.ndarray) -> None:
-        """Set ``weights[query term, col]`` for the documents' (``col``) terms and frequencies
-        that are query terms, as LexicalIndex._weights computes them."""
-        pos = np.minimum(np.searchsorted(self._ids_sorted, terms), len(self._ids_sorted) - 1)
-        hit = self._ids_sorted[pos] == terms
-        rows, col = self._row_of_sorted[pos[hit]], col[hit]
-        weights[rows, col] = self._index._weights(tfs[hit], slots[col], self._idf[rows])
-
-    def _normalised(self, raw: np.ndarray) -> np.ndarray:
-        out = raw / self._norm
-        return np.minimum(out, 1.0, out=out)
-
-    def scores_at(self, slots: np.ndarray | Sequence[int]) -> np.ndarray:
-        """Normalised BM25 of the given slots: (n,) float32 in [0, 1], 0 for a dead slot."""
-        slots = np.asarray(slots, np.int64)
-        if not len(self._terms) or not len(slots):
-            return np.zeros(len(slots), np.float32)
-        alive = self._index._alive[slots]
-        out = np.zeros(len(slots), np.float32)
-        out[alive] = self._normalised(self._raw(slots[alive]))
-        return out
-
-    def _live_run(self, r: int) -> tuple[np.ndarray, np.ndarray]:
-        """Query term ``r``'s live postings in slot order: slots and raw weights (float32)."""
-        index = self._index
-        slots, tfs = index._postings(int(self._terms[r]))
-        if index._live < len(index.slot_ids):  # dead slots keep their postings until compacted
-            live = index._alive[slots]
-            slots, tfs = slots[live], tfs[live]
-        return slots, index._weights(tfs, slots, self._idf[r])
-
-    def _term_weights(self, r: int, slots: np.ndarray) -> np.ndarray:
-        """Query term ``r``'s raw weight in each of ``slots`` (ascending; 0 where absent), by
-        binary search in its posting lists, which the ascending slots walk in one direction."""
-        index = self._index
-        t = int(self._terms[r])
-        tf = np.zeros(len(slots), np.float32)
-        runs = []
-        if t < len(index._inv_indptr) - 1:
-            lo, hi = index._inv_indptr[t], index._inv_indptr[t + 1]
-            runs.append((index._inv_slots[lo:hi], index._inv_tf[lo:hi]))
-        new = index._new_postings.get(t)
-        if new is not None:
-            runs.append((np.asarray(new[0], np.int64), np.asarray(new[1], np.float32)))
-        for run_slots, run_tf in runs:
-            at = np.searchsorted(run_slots, slots)
-            ok = at < len(run_slots)
-            ok[ok] = run_slots[at[ok]] == slots[ok]
-            tf[ok] = run_tf[at[ok]]
-        return index._weights(tf, slots, self._idf[r])
-
-    def _floor(self, found: np.ndarray, partial: np.ndarray, m: int) -> float | None:
-        """A raw score the m-th best of ``found`` reaches (None with fewer than m): the m-th
-        best full score of the 4m most promising by ``partial``, m documents reaching it."""
-        if len(found) < m:
-            return None
-        sample = np.argpartition(-partial, 4 * m - 1)[: 4 * m] if len(found) > 4 * m else slice(None)
-        raw = self._raw(found[sample])
-        return float(np.partition(raw, len(raw) - m)[len(raw) - m])
-
-    def top(self, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``m`` best live slots among those scoring above 0, best first (ties by slot),
-        and their scores: (m',) int64 and (m',) float32, m' <= m. Fewer than m means no other
-        document scores above 0; otherwise none outside scores above the last one.
-
-        MaxScore: the query's terms are taken rarest first, each adding the documents of its
-        posting list with their partial scores, until the m-th best full score among the most
-        promising of them is above what the terms not taken could add at most (the sum of
-        their idf): no other document can reach the head. Of the documents taken, only those
-        whose partial score plus what the terms not taken could add reaches the m-th score
-        stay in the running, those terms being looked up rarest first; the few left are scored
-        in full from their own terms. The common terms' long lists are never read whole."""
-        k = len(self._terms)
-        if m <= 0 or not k:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        # the head of a deeper head (same order, ties by slot): no need to find it again
-        if self._head is None or self._head[0] < m:
-            self._head = (max(m, self._depth), *self._find(max(m, self._depth)))
-        _, slots, scores = self._head
-        return slots[:m], scores[:m]
-
-    def _find(self, m: int) -> tuple[np.ndarray, np.ndarray]:
-        k = len(self._terms)
-        rarest = np.argsort(-self._idf, kind="stable").tolist()
-        df = self._index._df[self._terms].tolist()
-        idf = self._idf.tolist()
-        left = float(sum(idf))  # at least what the terms not taken can add
-        found, partial = np.zeros(0, np.int64), np.zeros(0, np.float32)
-        runs: list[tuple[np.ndarray, np.ndarray]] = []  # taken, not yet merged into found
-        held = 0  # postings taken: at least the documents found
-        floor = None  # a raw score the m-th best reaches, once m documents are found
-        taken = 0
-        for r in rarest:
-            if floor is None and held >= m and (held >= 4 * m or df[r] > 4 * m):
-                found, partial = _merged([(found, partial), *runs])
-                runs = []
-                floor = self._floor(found, partial, m)
-            # enough once the floor is above what the terms not taken could add
-            if floor is not None and floor > _above(left):
-                break
-            runs.append(self._live_run(r))
-            held += len(runs[-1][0])
-            taken += 1
-            left = left - idf[r] if taken < k else 0.0
-        found, partial = _merged([(found, partial), *runs])
-        if floor is None:
-            floor = self._floor(found, partial, m) or 0.0
-        # the terms not taken are looked up rarest first, each for the documents whose partial
-        # score plus what the rest could add still reaches the floor
-        for r in [None, *rarest[taken:]]:
-            if r is not None:
-                partial = partial + self._term_weights(r, found)
-                left = left - idf[r] if r != rarest[-1] else 0.0
-            keep = partial >= floor - _above(left) - 1e-5 * floor
-            found, partial = found[keep], partial[keep]
-        raw = self._raw(found)
-        if len(found) > m:
-            kth = np.partition(raw, len(raw) - m)[len(raw) - m]
-            above = np.flatnonzero(raw > kth)
-            tied = np.flatnonzero(raw == kth)[: m - len(above)]  # the lowest slots among ties
-            pick = np.sort(np.concatenate([above, tied]))
-            found, raw = found[pick], raw[pick]
-        order = np.argsort(-raw, kind="stable")  # found is in slot order: ties by slot
-        return found[order], self._normalised(raw[order])
