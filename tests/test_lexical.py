@@ -193,35 +193,66 @@ def test_a_tie_at_the_edge_of_the_head_goes_to_the_lower_slot():
 
 
 def test_weights_kept_between_writes_follow_every_write_to_the_bit():
-    # a query keeps each slot's length normalisation and each term's weights until the next
-    # write; querying between every write, merge and compaction must never read stale ones
+    # a query keeps each slot's length normalisation, each term's weights and largest weight,
+    # and a common term's weights by slot until the next write; querying between every write,
+    # merge and compaction must never read stale ones
     rng = np.random.default_rng(7)
-    docs = {f"d{i}": t for i, t in enumerate(_texts(rng, 120))}
-    index = LexicalIndex.build(list(docs), list(docs.values()))
-    queries = ["anxiety sleep", "panic work family", "grief", "mother sister job move"]
+    common, rare = WORDS[:3], WORDS[3:]
 
+    def text(n_common: int) -> str:
+        words = list(rng.choice(common, size=n_common)) + list(rng.choice(rare, size=int(rng.integers(0, 3))))
+        return " ".join(words)
+
+    docs = {f"d{i}": text(int(rng.integers(0, 4))) for i in range(300)}
+    index = LexicalIndex.build(list(docs), list(docs.values()))
+    queries = [text(int(rng.integers(1, 4))) for _ in range(12)] + [" ".join(common), common[0]]
     def check() -> None:
+        live = [d for d in index.slot_ids if d is not None]
+        fresh = LexicalIndex.build(live, [docs[d] for d in live])  # keeps nothing from before
         for query in queries:
             dense = index.scores(query)
-            q = index.query(query, depth=10)
+            np.testing.assert_allclose(dense[[index.position[d] for d in live]], fresh.scores(query),
+                                       atol=TOLERANCE)
+            for m in (1, 3, 5, 20):
+                slots, scores = index.query(query).top(m)
+                want, _ = _dense_head(index, query, m)
+                assert scores.tolist() == want, (query, m)
+                np.testing.assert_array_equal(dense[slots], scores)
+            q = index.query(query)
             np.testing.assert_array_equal(q.scores_at(np.arange(len(index.slot_ids))), dense)
-            slots, scores = q.top(10)
-            want, _ = _dense_head(index, query, 10)
-            assert scores.tolist() == want, query
-            np.testing.assert_array_equal(dense[slots], scores)
 
     for step in range(60):
-        check()  # warms what is kept, then a write changes the statistics under it
+        check()  # fills what is kept, then a write changes the statistics under it
         op = step % 5
-        if op == 0:
-            index.add([f"n{step}"], [str(rng.choice(WORDS))])  # a short document: the average moves
+        if op == 0:  # documents full of common words: their weights (and the average length) move
+            new = {f"n{step}-{j}": text(6) for j in range(8)}
+            index.add(list(new), list(new.values()))
+            docs.update(new)
         elif op == 1:
-            index.remove([str(rng.choice([d for d in index.slot_ids if d is not None]))])
+            gone = [d for d in index.slot_ids if d is not None][:6]
+            index.remove(gone)
+            for d in gone:
+                del docs[d]
         elif op == 2:
             d = str(rng.choice([d for d in index.slot_ids if d is not None]))
-            index.add([d], [" ".join(rng.choice(WORDS, size=6))])
+            docs[d] = f"{common[0]} {rare[0]} {rare[1]}"
+            index.add([d], [docs[d]])
         elif op == 3:
             index.merge()
         else:
             index.compact()
     check()
+
+
+def test_a_write_that_raises_a_common_terms_largest_weight_is_not_missed():
+    # "sleep" is bounded by its largest weight once a query has read it; a short document of
+    # nothing but "sleep" then outscores every "grief" document, and the bound must follow it
+    filler = [" ".join(f"x{(i + j) % 40}" for j in range(9)) for i in range(200)]
+    texts = [f"grief {f}" for f in filler[:20]] + [f"sleep {f}" for f in filler[20:80]] + filler[80:]
+    index = LexicalIndex.build([f"d{i}" for i in range(200)], texts)
+    before, _ = index.query("grief sleep").top(1)
+    assert texts[int(before[0])].startswith("grief")  # a "grief" document leads before the write
+    index.add(["short"], ["sleep sleep sleep sleep sleep"])
+    slots, scores = index.query("grief sleep").top(1)
+    assert index.slot_ids[int(slots[0])] == "short"
+    assert scores.tolist() == _dense_head(index, "grief sleep", 1)[0]

@@ -6,16 +6,18 @@ own terms, and gives every score to the last bit as the index's dense
 :meth:`~qa_search.scoring.lexical.LexicalIndex.scores` does (the same float32 operations, each
 score summed over the query's terms in alphabetical order).
 
-The head is exact by MaxScore (Turtle and Flood, 1995): a term's weight in any document is below
-its idf, so the documents holding none of the query's rarest terms score below the sum of the
-other terms' idf; once the m-th best score among the documents holding a rare term passes that
-sum, no other document can reach the head. Common words ("what", in 40% of Quora's questions)
-are then only looked up, by binary search, for the documents already found, instead of scored
-over their whole lists.
+The head is exact by MaxScore (Turtle and Flood, 1995): no document can gain more from a term
+than the term's largest weight (below its idf), so the documents holding none of the query's
+rarest terms score below the sum of the other terms' largest weights; once the m-th best partial
+score among the documents holding a rare term passes that sum, no other document can reach the
+head. Common words ("what", in 39% of Quora's questions) are then only looked up for the
+documents still in the running, instead of scored over their whole lists.
 
-Most of a query's cost is the number of numpy calls, not the postings they read, so the index
-keeps what only a write changes (each slot's length normalisation, each term's weights in the
-main segment, computed the first time a query reads them) and the query takes them as they are.
+Most of a query's cost is the number of numpy calls and the cache misses of reading scattered
+documents, not the postings read, so the index keeps what only a write changes, keyed to its
+count of writes: each slot's length normalisation, each term's weights in the main segment and
+its largest weight (from the first query that reads them), and a common term's weights by slot;
+and only the documents within rounding of the m-th best partial score are scored in full.
 """
 
 from __future__ import annotations
@@ -31,17 +33,19 @@ if TYPE_CHECKING:
 
 def _merged(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """The union of runs of (slots ascending, partial scores): slots ascending, each once, with
-    its partial scores summed (float32, in no set order)."""
+    its partial scores summed (float32, rounded once from a float64 sum)."""
     runs = [run for run in runs if len(run[0])]
     if len(runs) <= 1:
         return runs[0] if runs else (np.zeros(0, np.int64), np.zeros(0, np.float32))
     slots = np.concatenate([s for s, _ in runs])
     order = np.argsort(slots, kind="stable")  # sorted runs: merged, not sorted again
     merged = slots[order]
-    first = np.ones(len(merged), bool)
+    first = np.empty(len(merged), bool)
+    first[0] = True
     np.not_equal(merged[1:], merged[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    return merged[starts], np.add.reduceat(np.concatenate([w for _, w in runs])[order], starts)
+    # summed in float64 by group (faster than reduceat over many short groups): a bound
+    sums = np.bincount(np.cumsum(first) - 1, np.concatenate([w for _, w in runs])[order])
+    return merged[first], sums.astype(np.float32)
 
 
 def _above(bound: float) -> float:
@@ -127,6 +131,7 @@ class LexicalQuery:
         if new is not None:
             slots = np.asarray(new[0], np.int64)
             runs.append((slots, index._weights(np.asarray(new[1], np.float32), slots, self._idf[r])))
+        index._note_bound(t, runs)
         return runs
 
     def _live_run(self, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +147,9 @@ class LexicalQuery:
     def _term_weights(self, r: int, slots: np.ndarray) -> np.ndarray:
         """Query term ``r``'s raw weight in each of ``slots`` (ascending; 0 where absent), by
         binary search in its posting lists, which the ascending slots walk in one direction."""
+        dense = self._index._dense_weights(int(self._terms[r]), lambda: self._runs(r))
+        if dense is not None:
+            return dense[slots]
         out = np.zeros(len(slots), np.float32)
         for run_slots, run_w in self._runs(r):
             if not len(run_slots):
@@ -152,14 +160,17 @@ class LexicalQuery:
             out[ok] = run_w[at[ok]]
         return out
 
-    def _floor(self, found: np.ndarray, partial: np.ndarray, m: int) -> float | None:
-        """A raw score the m-th best of ``found`` reaches (None with fewer than m): the m-th
-        best full score of the 4m most promising by ``partial``, m documents reaching it."""
-        if len(found) < m:
+    def _slack(self, score: float) -> float:
+        """More than two float32 sums of the query's weights near ``score`` can differ by."""
+        return score * (1e-5 + len(self._terms) * 2.0**-22) + 1e-6
+
+    def _floor(self, partial: np.ndarray, m: int) -> float | None:
+        """A raw score that m documents reach (None with fewer than m): a partial score sums
+        some of a document's weights, none negative, so the m-th best of them (less rounding)."""
+        if len(partial) < m:
             return None
-        sample = np.argpartition(-partial, 4 * m - 1)[: 4 * m] if len(found) > 4 * m else slice(None)
-        raw = self._raw(found[sample])
-        return float(np.partition(raw, len(raw) - m)[len(raw) - m])
+        kth = float(np.partition(partial, len(partial) - m)[len(partial) - m])
+        return kth - 2 * self._slack(kth)
 
     def top(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``m`` best live slots among those scoring above 0, best first (ties by slot),
@@ -167,12 +178,15 @@ class LexicalQuery:
         document scores above 0; otherwise none outside scores above the last one.
 
         MaxScore: the query's terms are taken rarest first, each adding the documents of its
-        posting list with their partial scores, until the m-th best full score among the most
-        promising of them is above what the terms not taken could add at most (the sum of
-        their idf): no other document can reach the head. Of the documents taken, only those
-        whose partial score plus what the terms not taken could add reaches the m-th score
-        stay in the running, those terms being looked up rarest first; the few left are scored
-        in full from their own terms. The common terms' long lists are never read whole."""
+        posting list with their partial scores, until the m-th best partial score is above
+        what the terms not taken could add at most (the sum of their largest weights where a
+        query has read them since the last write, else of their idf): no other document can
+        reach the head. Of the documents taken, only those whose partial score plus what the
+        terms not taken could add reaches that score stay in the running, those terms being
+        looked up rarest first (a common term's weights by slot, kept between writes); the
+        documents whose partial score is then within rounding of the m-th best are scored in
+        full from their own terms. The common terms' long lists are never searched one by one.
+        """
         k = len(self._terms)
         if m <= 0 or not k:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -186,8 +200,8 @@ class LexicalQuery:
         k = len(self._terms)
         rarest = np.argsort(-self._idf, kind="stable").tolist()
         df = self._index._df[self._terms].tolist()
-        idf = self._idf.tolist()
-        left = float(sum(idf))  # at least what the terms not taken can add
+        bound = self._index._bounds(self._terms.tolist(), self._idf.tolist())
+        left = float(sum(bound))  # at least what the terms not taken can add
         found, partial = np.zeros(0, np.int64), np.zeros(0, np.float32)
         runs: list[tuple[np.ndarray, np.ndarray]] = []  # taken, not yet merged into found
         held = 0  # postings taken: at least the documents found
@@ -197,31 +211,31 @@ class LexicalQuery:
             if floor is None and held >= m and (held >= 4 * m or df[r] > 4 * m):
                 found, partial = _merged([(found, partial), *runs])
                 runs = []
-                floor = self._floor(found, partial, m)
+                floor = self._floor(partial, m)
             # enough once the floor is above what the terms not taken could add
             if floor is not None and floor > _above(left):
                 break
             runs.append(self._live_run(r))
             held += len(runs[-1][0])
             taken += 1
-            left = left - idf[r] if taken < k else 0.0
+            left = left - bound[r] if taken < k else 0.0
         found, partial = _merged([(found, partial), *runs])
         if floor is None:
-            floor = self._floor(found, partial, m) or 0.0
+            floor = self._floor(partial, m) or 0.0
         # the terms not taken are looked up rarest first, each for the documents whose partial
         # score plus what the rest could add still reaches the floor
         for r in [None, *rarest[taken:]]:
             if r is not None:
                 partial = partial + self._term_weights(r, found)
-                left = left - idf[r] if r != rarest[-1] else 0.0
+                left = left - bound[r] if r != rarest[-1] else 0.0
             keep = partial >= floor - _above(left) - 1e-5 * floor
             found, partial = found[keep], partial[keep]
-        raw = self._raw(found)
         if len(found) > m:
-            kth = np.partition(raw, len(raw) - m)[len(raw) - m]
-            above = np.flatnonzero(raw > kth)
-            tied = np.flatnonzero(raw == kth)[: m - len(above)]  # the lowest slots among ties
-            pick = np.sort(np.concatenate([above, tied]))
-            found, raw = found[pick], raw[pick]
-        order = np.argsort(-raw, kind="stable")  # found is in slot order: ties by slot
+            # every term is in the partial scores now, each within rounding of the full score:
+            # a document of the head is within twice that of the m-th best partial score
+            kth = float(np.partition(partial, len(partial) - m)[len(partial) - m])
+            found = found[partial >= kth - 2 * self._slack(kth)]
+        raw = self._raw(found)
+        # found is in slot order: ties by slot (the few left are sorted whole, not partitioned)
+        order = np.argsort(-raw, kind="stable")[:m]
         return found[order], self._normalised(raw[order])
