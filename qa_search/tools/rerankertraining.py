@@ -38,8 +38,9 @@ from qa_search.scoring.calibration import DEFAULT_TARGETS, pair_groups
 from qa_search.scoring.metrics import average_precision, recall_at_precision
 from qa_search.tools.tuningdata import DEFAULT_SEED, LabelledPair
 
-#: One pass over the pairs (both orders): on Quora's 13,789 train pairs more passes were not
-#: measured to pay for their time on 2 cores (docs/tuning.md, Reranker).
+#: One pass over the pairs (both orders): 28.5 minutes over Quora's 13,789 train pairs on 2
+#: shared cores with one thread (docs/tuning.md, "A reranker for duplicate verdicts"); more
+#: passes were not measured.
 DEFAULT_RERANKER_EPOCHS = 1
 DEFAULT_RERANKER_BATCH_SIZE = 16
 DEFAULT_RERANKER_LEARNING_RATE = 3e-5
