@@ -22,13 +22,37 @@ and only the documents within rounding of the m-th best partial score are scored
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from qa_search.scoring.lexical import LexicalIndex
+Runs = list[tuple[np.ndarray, np.ndarray]]
+
+
+class LexicalIndex(Protocol):
+    """What a query reads of :class:`qa_search.scoring.lexical.LexicalIndex` (named here, not
+    imported: the index makes its queries)."""
+
+    slot_ids: list[str | None]
+    _alive: np.ndarray
+    _df: np.ndarray
+    _live: int
+    _fwd_indptr: np.ndarray
+    _fwd_terms: np.ndarray
+    _fwd_tf: np.ndarray
+    _new_docs: dict[int, tuple[np.ndarray, np.ndarray]]
+    _new_postings: dict[int, tuple[list[int], list[float]]]
+
+    @property
+    def _main_slots(self) -> int: ...
+    def _norms(self) -> np.ndarray: ...
+    def _weights(self, tfs: np.ndarray, slots: np.ndarray, idf: np.float32 | np.ndarray) -> np.ndarray: ...
+    def _main_weights(self, term: int, idf: np.float32) -> tuple[np.ndarray, np.ndarray]: ...
+    def _dense_weights(self, term: int, runs: Callable[[], Runs]) -> np.ndarray | None: ...
+    def _note_bound(self, term: int, runs: Runs) -> None: ...
+    def _bounds(self, terms: list[int], idf: list[float]) -> list[float]: ...
+    def _term_idf(self, terms: np.ndarray) -> np.ndarray: ...
 
 
 def _merged(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
