@@ -67,7 +67,8 @@ def _merged(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
     first = np.empty(len(merged), bool)
     first[0] = True
     np.not_equal(merged[1:], merged[:-1], out=first[1:])
-    # summed in float64 by group (faster than reduceat over many short groups): a bound
+    # summed in float64 by group, faster than reduceat over many short groups: partial scores
+    # only choose documents (with room for rounding), the head's scores come from _raw
     sums = np.bincount(np.cumsum(first) - 1, np.concatenate([w for _, w in runs])[order])
     return merged[first], sums.astype(np.float32)
 
@@ -146,7 +147,7 @@ class LexicalQuery:
         out[alive] = self._normalised(self._raw(slots[alive]))
         return out
 
-    def _runs(self, r: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _runs(self, r: int) -> Runs:
         """Query term ``r``'s postings, main segment then new one, each in slot order: slots and
         raw weights (float32), dead slots included."""
         index, t = self._index, int(self._terms[r])
@@ -169,8 +170,8 @@ class LexicalQuery:
         return slots, weights
 
     def _term_weights(self, r: int, slots: np.ndarray) -> np.ndarray:
-        """Query term ``r``'s raw weight in each of ``slots`` (ascending; 0 where absent), by
-        binary search in its posting lists, which the ascending slots walk in one direction."""
+        """Query term ``r``'s raw weight in each of ``slots`` (ascending; 0 where absent): read
+        by slot for a common term, else by binary search in its posting lists."""
         dense = self._index._dense_weights(int(self._terms[r]), lambda: self._runs(r))
         if dense is not None:
             return dense[slots]
