@@ -16,8 +16,8 @@ from qa_search.errors import QASearchError
 from qa_search.index.contents import IndexContents
 from qa_search.index.results import DuplicateHit, SearchHit
 
-#: Candidates the reranker rescores per text: 20 Quora pairs took 439 ms at p50 (both orders,
-#: fp32) on 2 busy shared cores, the calibrated scorer's whole call 16 ms (docs/tuning.md, "A
+#: Candidates the reranker rescores per text: 20 Quora pairs took 166 ms at p50 (both orders,
+#: fp32) on 2 shared cores, the calibrated scorer's whole call 15 ms (docs/tuning.md, "A
 #: reranker for duplicate verdicts"), so the reranker sees no more than it must.
 RERANK_CANDIDATES = 20
 
