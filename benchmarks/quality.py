@@ -1,6 +1,7 @@
 """Retrieval and duplicate quality, side by side, on the three dev sets (issue 6).
 
     python benchmarks/quality.py [--tuned-model DIR] [--work DIR] [--skip-tuned] [--json]
+                                [--duplicates] [--reranker-work DIR] [--only-duplicates]
 
 Four systems, measured in one run on the same data:
 
@@ -34,8 +35,21 @@ queries (benchmarks/relevance.py's written list: gibberish, other languages, emo
 off-topic English) that find nothing on CounselChat at the cut the model ships with (by hand
 and BM25 always return k threads; a model without a relevance model, such as a tuned one, too).
 
-Vectors are cached under ``--work`` (default ~/.cache/qa_search/quality), so a second run skips
-the embedding. Prints a Markdown table, then the JSON (``--json``: the JSON only).
+Duplicate verdicts, in two more tables:
+
+- ``--duplicates``: out of the box, what an index with no calibration of its own answers with the
+  calibration shipped for the default model (on the forum's cosine scale), as
+  benchmarks/default_calibration.py measures it, on data it was not fitted on: Quora dev pairs
+  (relevance.py's 20,000-question subset), SemEval-2016 dev and the sample forum's documented
+  groups; AP and precision / recall at each tier, and the worst set;
+- ``--reranker-work DIR``: the cross-encoder reranker beside the calibrated scorer, from
+  benchmarks/reranker.py (rerankers trained on Quora train and SemEval train part 2, kept under
+  DIR; training one takes about half an hour on 2 cores): AP, recall at precision 0.90, SemEval
+  MAP and the latency of 20 candidates.
+
+``--only-duplicates`` runs only those. Vectors are cached under ``--work`` (default
+~/.cache/qa_search/quality), so a second run skips the embedding. Prints the Markdown tables,
+then the JSON (``--json``: the JSON only).
 """
 
 from __future__ import annotations
@@ -55,17 +69,24 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import counselchat  # noqa: E402
+import default_calibration  # noqa: E402
 import relevance  # noqa: E402
+import reranker as reranker_benchmark  # noqa: E402
 import semeval  # noqa: E402
 import semeval_pairs  # noqa: E402
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder  # noqa: E402
 from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache  # noqa: E402
-from qa_search.embedding.models import model_fingerprint, probe_vectors  # noqa: E402
+from qa_search.embedding.model_defaults import model_defaults  # noqa: E402
+from qa_search.embedding.models import (  # noqa: E402
+    DEFAULT_MODEL,  # noqa: E402
+    model_fingerprint,
+    probe_vectors,
+)
 from qa_search.embedding.tuned import model_index_settings  # noqa: E402
 from qa_search.index.relevance import relevance_model  # noqa: E402
 from qa_search.operations.lifecycle import build_index  # noqa: E402
-from qa_search.scoring.calibration import pair_groups  # noqa: E402
+from qa_search.scoring.calibration import Calibration, pair_groups  # noqa: E402
 from qa_search.scoring.fusion import brute_force_topk  # noqa: E402
 from qa_search.scoring.lexical import LexicalIndex  # noqa: E402
 from qa_search.scoring.metrics import average_precision, recall_at_precision, semeval_map  # noqa: E402
@@ -301,6 +322,42 @@ def run(work: Path, tuned: str | None, skip_tuned: bool) -> dict:
     return out
 
 
+def duplicates_out_of_the_box() -> dict:
+    """The shipped duplicate calibration at its tiers on data it was not fitted on (see
+    benchmarks/default_calibration.py), and the worst set by the "related" tier's precision."""
+    log("duplicates out of the box: Quora dev subset, SemEval dev, the sample forum")
+    cal = Calibration.from_dict(model_defaults(DEFAULT_MODEL)["duplicate_calibration"])
+    embedder = default_calibration.cached_embedder()
+    sets = {
+        "quora_dev": default_calibration.quora_dev(embedder)[:3],
+        "semeval_dev": default_calibration.semeval(embedder, "dev")[:3],
+        "sample": default_calibration.sample(embedder)[:3],
+    }
+    embedder.save()
+    out = {name: default_calibration.at_tiers(cal, *data) for name, data in sets.items()}
+    worst = min(out, key=lambda n: out[n]["related"]["precision"])
+    return {"sets": out, "tiers": cal.tiers, "worst_related_precision": worst}
+
+
+def duplicates_table(result: dict) -> str:
+    tiers = list(result["tiers"])
+    head = " | ".join(f'"{t}" precision / recall' for t in tiers)
+    lines = [f"| data (not fitted on) | pairs | AP | {head} |", "|---" * (3 + len(tiers)) + "|"]
+    for name, r in result["sets"].items():
+        cells = [f"{100 * r[t]['precision']:.1f}% / {100 * r[t]['recall']:.1f}%" for t in tiers]
+        worst = " (worst)" if name == result["worst_related_precision"] else ""
+        lines.append(f"| {name}{worst} | {r['pairs']} | {r['ap']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def reranker_figures(work: Path) -> dict:
+    """benchmarks/reranker.py's rows: Quora dev pairs (3,000 of them) and SemEval-2016 dev."""
+    return {
+        "quora": reranker_benchmark.quora(work, None, reranker_benchmark.QUORA_DEV_PAIRS, False),
+        "semeval": reranker_benchmark.semeval(work, False),
+    }
+
+
 #: Each set's main metric, for the worst-set row.
 MAIN = (("quora", "ndcg@10"), ("semeval_dev", "map"), ("counselchat", "ndcg@10"))
 
@@ -349,15 +406,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "qa_search" / "quality")
     ap.add_argument("--tuned-model", default=None, help="a tuned model directory to measure")
     ap.add_argument("--skip-tuned", action="store_true", help="leave out the tuned model's column")
+    ap.add_argument("--duplicates", action="store_true", help="also the out-of-the-box duplicate table")
+    ap.add_argument("--reranker-work", type=Path, default=None,
+                    help="also the reranker table, its rerankers trained (or reused) under this directory")
+    ap.add_argument("--only-duplicates", action="store_true", help="only the duplicate tables")
     ap.add_argument("--json", action="store_true", help="print only the JSON")
     args = ap.parse_args(argv)
     for needed in (QUORA, SEMEVAL_DEV, counselchat.COUNSELCHAT):
         if not needed.exists():
             ap.error(f"{needed} is missing: this benchmark reads ../shared/data beside the repository")
-    result = run(args.work, args.tuned_model, args.skip_tuned)
+    result: dict = {} if args.only_duplicates else run(args.work, args.tuned_model, args.skip_tuned)
+    tables = [] if args.only_duplicates else [table(result)]
+    if args.duplicates or args.only_duplicates:
+        result["duplicates_out_of_the_box"] = duplicates_out_of_the_box()
+        tables.append(duplicates_table(result["duplicates_out_of_the_box"]))
+    if args.reranker_work is not None:
+        result["reranker"] = reranker_figures(args.reranker_work)
+        tables.append(reranker_benchmark.table(result["reranker"]))
     if not args.json:
-        print(table(result))
-        print()
+        for t in tables:
+            print(t)
+            print()
     print(json.dumps(result))
     return 0
 
