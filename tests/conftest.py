@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa_search import ForumIndex, Thread
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DUMP = ROOT / "indexes" / "sample" / "threads.jsonl"
 SAMPLE_GROUPS = ROOT / "indexes" / "sample" / "duplicate_groups.json"
@@ -97,7 +99,7 @@ def calibrated_sample_index():
     threads (a pair inside one duplicate group is a duplicate)."""
     import json
 
-    from qa_search import ForumIndex, read_dump
+    from qa_search import read_dump
 
     threads = list(read_dump(SAMPLE_DUMP))
     groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
@@ -112,3 +114,15 @@ def labelled_pairs(threads, groups) -> list[tuple[str, str, int]]:
     """Every pair of ``threads``' ids, labelled 1 when some group (a set of ids) holds both."""
     ids = [t.id for t in threads]
     return [(a, b, int(any({a, b} <= g for g in groups))) for i, a in enumerate(ids) for b in ids[i + 1 :]]
+
+
+#: Two short threads: a published index small enough for tests of generations and the write log.
+TWO_THREADS = [Thread("a", "how to sleep better at night"), Thread("b", "arguing with my sister about money")]
+
+
+def two_thread_index(path: Path) -> Path:
+    """:data:`TWO_THREADS` published at ``path`` (generation 1) with the fake embedder."""
+    index = ForumIndex(FakeEmbedder())
+    index.upsert(TWO_THREADS)
+    index.save(path)
+    return path

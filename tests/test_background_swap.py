@@ -10,22 +10,19 @@ import threading
 import time
 
 import pytest
-from conftest import FakeEmbedder
+from conftest import TWO_THREADS, FakeEmbedder, two_thread_index
 
 from qa_search import ForumIndex, LiveIndex, SnapshotError, Thread
 from qa_search.storage.generations import rollback
 from service.metrics import Metrics
 
-BASE = [Thread("a", "how to sleep better at night"), Thread("b", "arguing with my sister about money")]
+BASE = TWO_THREADS
 NEW = Thread("d", "my dog died and I cannot stop crying")
 
 
 @pytest.fixture
 def index_dir(tmp_path):
-    index = ForumIndex(FakeEmbedder())
-    index.upsert(BASE)
-    index.save(tmp_path / "idx")
-    return tmp_path / "idx"
+    return two_thread_index(tmp_path / "idx")
 
 
 def _publish(index_dir):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import FakeEmbedder
-from test_hybrid import _corpus
+from test_hybrid import _corpus, assert_search_ranks
 from test_index import brute_force_score
 
 from qa_search import ForumIndex, IndexConfig, Thread
@@ -81,13 +81,7 @@ def test_search_with_the_query_weight_equals_brute_force(mode, k, filters, keep)
         weight = query_lexical_weight(cfg.lexical_weight, mode, best)
         want = {t.id: brute_force_score(t, overrides, q, cfg) + weight * float(lex_scores[lex.position[t.id]])
                 for t in live}
-        ranked = sorted(want.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        got = index.search(text, k, **filters)
-        assert [h.thread_id for h in got] == [tid for tid, _ in ranked]
-        np.testing.assert_allclose([h.score for h in got], [s for _, s in ranked], atol=1e-5)
-        # reranking a fixed list scores as search does
-        ids = [tid for tid, _ in ranked]
-        np.testing.assert_allclose(index.score_threads(text, ids), [s for _, s in ranked], atol=1e-5)
+        assert_search_ranks(index, text, k, filters, want)
 
 
 def test_the_weight_is_read_over_the_whole_forum():

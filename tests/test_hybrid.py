@@ -64,6 +64,17 @@ def _corpus(seed=0, n=80, dim=16):
     return threads, overrides, rng
 
 
+def assert_search_ranks(index: ForumIndex, text: str, k: int, filters: dict, want: dict[str, float]) -> None:
+    """``index.search`` returns the k best of ``want`` (thread id -> brute-force score; ties by
+    id) with those scores, and ``score_threads`` scores that fixed list the same way."""
+    ranked = sorted(want.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    got = index.search(text, k, **filters)
+    assert [h.thread_id for h in got] == [tid for tid, _ in ranked]
+    np.testing.assert_allclose([h.score for h in got], [s for _, s in ranked], atol=1e-5)
+    ids = [tid for tid, _ in ranked]
+    np.testing.assert_allclose(index.score_threads(text, ids), [s for _, s in ranked], atol=1e-5)
+
+
 @pytest.mark.parametrize("scoring", [{}, {"agreement_weight": 0.0, "solved_boost": 0.2, "vote_boost": 0.3}])
 @pytest.mark.parametrize("k", [1, 5, 50])
 @pytest.mark.parametrize(
@@ -90,13 +101,7 @@ def test_hybrid_search_equals_brute_force(k, filters, keep, scoring, lw):
         for t in live:
             dense = brute_force_score(t, overrides, q, cfg)
             want[t.id] = dense + lw * float(lex_scores[lex.position[t.id]])
-        ranked = sorted(want.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        got = index.search(text, k, **filters)
-        assert [h.thread_id for h in got] == [tid for tid, _ in ranked]
-        np.testing.assert_allclose([h.score for h in got], [s for _, s in ranked], atol=1e-5)
-        # reranking a fixed list gives the same scores
-        ids = [tid for tid, _ in ranked]
-        np.testing.assert_allclose(index.score_threads(text, ids), [s for _, s in ranked], atol=1e-5)
+        assert_search_ranks(index, text, k, filters, want)
 
 
 def test_lexical_index_follows_upserts_and_survives_save(tmp_path):

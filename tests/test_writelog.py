@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import FakeEmbedder
+from conftest import TWO_THREADS, FakeEmbedder, two_thread_index
 
 from qa_search import Answer, ForumIndex, LiveIndex, SnapshotError, Thread
 from qa_search.embedding.querycache import QueryCache
@@ -14,15 +14,12 @@ from qa_search.storage.generations import current_generation, rollback
 from qa_search.storage.logformat import LOCK_NAME
 from qa_search.storage.writelog import WriteLog
 
-BASE = [Thread("a", "how to sleep better at night"), Thread("b", "arguing with my sister about money")]
+BASE = TWO_THREADS
 
 
 @pytest.fixture
 def index_dir(tmp_path):
-    index = ForumIndex(FakeEmbedder())
-    index.upsert(BASE)
-    index.save(tmp_path / "idx")
-    return tmp_path / "idx"
+    return two_thread_index(tmp_path / "idx")
 
 
 def test_appends_are_read_once_by_every_other_handle(tmp_path):
