@@ -90,9 +90,10 @@ class DuplicateHit:
     score: float
     title: str
     url: str | None = None
-    #: Calibrated probability that this is a duplicate; None while the index is uncalibrated.
+    #: Calibrated probability that this is a duplicate (the forum's own calibration, else the
+    #: one shipped for the index's model); None where the index has neither.
     probability: float | None = None
-    #: "duplicate" or "related" from the calibrated tiers; None while the index is uncalibrated.
+    #: "duplicate" or "related" from the calibration's tiers; None where it has no calibration.
     tier: str | None = None
 
     def to_dict(self) -> dict:
