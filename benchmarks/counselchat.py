@@ -3,7 +3,7 @@
     python benchmarks/counselchat.py [--data ../shared/data/counselchat/threads.jsonl.gz]
         [--model M] [--baseline-backend torch] [--json]
 
-The protocol (issue 6): every CounselChat thread is indexed as its title (the question text,
+The protocol: every CounselChat thread is indexed as its title (the question text,
 body left out) and its therapists' answers; each thread's *body* is then a query, and the
 thread it came from is the one relevant result. Queries and answers were written for each
 other, the title is a one-line summary, so this measures what answers add to a question's

@@ -1,4 +1,4 @@
-"""Retrieval and duplicate quality, side by side, on the three dev sets (issue 6).
+"""Retrieval and duplicate quality, side by side, on the three dev sets.
 
     python benchmarks/quality.py [--tuned-model DIR] [--work DIR] [--skip-tuned] [--json]
                                 [--duplicates] [--reranker-work DIR] [--only-duplicates]
@@ -17,7 +17,7 @@ Four systems, measured in one run on the same data:
   seed 0) on SemEval-2016 train part 2 (``--tuned-model`` reuses one made earlier), and the
   index settings it recommends (``qa_search.json`` beside it: lexical weight 0.25), as
   `qa-search build --model` applies them. Quora's train pairs are left out: the model was
-  trained on Quora already, and the issue measured one epoch on them at -0.1 nDCG@10.
+  trained on Quora already, and one epoch on them measured -0.1 nDCG@10.
 
 Datasets (../shared/data, see its README):
 

@@ -225,8 +225,9 @@ class Duplicate(BaseModel):
     title: str = Field(examples=["How do therapists deal with their own mistakes?"])
     url: str | None = None
     probability: float | None = Field(
-        None, description="Probability of a duplicate: the reranker's where the index has one attached, else "
-        "the calibrated scorer's; null while the index is uncalibrated."
+        None, description="Probability of a duplicate: the reranker's where the index has one attached, or "
+        "the blend its calibration chose with that reranker, else the calibrated scorer's; null while the "
+        "index is uncalibrated."
     )
     tier: Literal["duplicate", "related"] | None = Field(
         None, description="'duplicate' or 'related'; null while the index is uncalibrated."
@@ -235,9 +236,11 @@ class Duplicate(BaseModel):
 
 class DuplicatesResponse(BaseModel):
     duplicates: list[Duplicate]
-    scorer: Literal["reranker", "calibrated", "cosine"] = Field(
-        "calibrated", description="What gave the verdicts: the index's cross-encoder reranker (rescoring the "
-        "20 best candidates), its calibrated scorer, or raw cosines (uncalibrated)."
+    scorer: Literal["combined", "reranker", "calibrated", "cosine"] = Field(
+        "calibrated", description="What gave the verdicts: the calibrated scorer and the index's "
+        "cross-encoder reranker together (rescoring the 20 best candidates; chosen when the index was "
+        "calibrated with the reranker attached), the reranker, the calibrated scorer, or raw cosines "
+        "(uncalibrated)."
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from qa_search.scoring.calibration import (
     BOOSTED,
     COSINE,
     Calibration,
+    RerankerBlend,
     fit_boosted,
     fit_calibration,
+    fit_reranker_blend,
     group_folds,
 )
 from qa_search.scoring.metrics import average_precision, precision_recall_at
@@ -348,3 +351,67 @@ def test_cli_eval_and_calibrate_on_a_built_index(tmp_path, monkeypatch):
     bad.write_text('{"id1": "t001", "id2": "zzz", "label": 1}\n{"id1": "t001", "id2": "t002", "label": 0}\n')
     r = cli.invoke(main, ["calibrate", ix, "--pairs", str(bad)])
     assert r.exit_code == 1 and "no thread with id 'zzz'" in r.output and current_generation(ix) == 2
+
+
+# -- blending a reranker with the calibrated scorer ----------------------------------------
+
+
+def _blend_inputs(n, seed, reranker_informative):
+    """Out-of-fold calibrated probabilities and reranker probabilities of n pairs: each a noisy
+    reading of the hidden label; the reranker's noise is independent of the calibrated one's,
+    or (not informative) it is noise alone."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    cal = 1 / (1 + np.exp(-(2.0 * (y - 0.5) * 2 + 1.5 * rng.standard_normal(n))))
+    signal = 2.0 * (y - 0.5) * 2 if reranker_informative else 0.0
+    rr = 1 / (1 + np.exp(-(signal + 1.5 * rng.standard_normal(n))))
+    return cal, rr, y
+
+
+def test_a_reranker_that_adds_evidence_is_blended_and_its_tiers_hold_out_of_fold():
+    cal, rr, y = _blend_inputs(3000, 0, reranker_informative=True)
+    blend = fit_reranker_blend(cal[:2000], rr[:2000], y[:2000], {"duplicate": 0.9, "related": 0.6}, "d" * 64)
+    assert isinstance(blend, RerankerBlend)
+    assert blend.scorer == "combined" and min(blend.coef) > 0 and blend.uses_reranker
+    r = blend.report
+    assert r["ap_out_of_fold_combined"] > max(r["ap_out_of_fold_calibrated"], r["ap_out_of_fold_reranker"])
+    # on pairs it never saw, the blend ranks better than either input and its tiers keep their aim
+    p = blend.probability(cal[2000:], rr[2000:])
+    assert average_precision(p, y[2000:]) > average_precision(cal[2000:], y[2000:])
+    assert average_precision(p, y[2000:]) > average_precision(rr[2000:], y[2000:])
+    flagged = p >= blend.tiers["duplicate"]
+    assert flagged.sum() > 20 and y[2000:][flagged].mean() >= 0.85
+    assert blend.tier(float(p.max())) == "duplicate"
+
+
+def test_a_reranker_that_adds_nothing_leaves_the_verdicts_to_the_calibrated_scorer():
+    cal, rr, y = _blend_inputs(2000, 1, reranker_informative=False)
+    blend = fit_reranker_blend(cal, rr, y, {"duplicate": 0.9, "related": 0.6}, "e" * 64)
+    assert isinstance(blend, RerankerBlend)
+    assert blend.scorer == "calibrated" and blend.coef[1] == 0 and not blend.uses_reranker
+    # reading the calibrated probability alone, it needs no reranker output
+    np.testing.assert_allclose(
+        blend.probability(cal[:5], None), 1 / (1 + np.exp(-(blend.coef[0] * np.log(cal[:5] / (1 - cal[:5]))
+                                                             + blend.intercept)))
+    )
+
+
+def test_a_blend_needs_enough_unseen_pairs_of_each_class_and_round_trips():
+    cal, rr, y = _blend_inputs(60, 2, reranker_informative=True)
+    few = np.zeros(60, int)
+    few[:5] = 1
+    why = fit_reranker_blend(cal, rr, few, {"duplicate": 0.9}, "f" * 64)
+    assert isinstance(why, str) and "5 duplicates" in why and "at least 10" in why
+    cal, rr, y = _blend_inputs(2000, 3, reranker_informative=True)
+    blend = fit_reranker_blend(cal, rr, y, {"duplicate": 0.9, "related": 0.6}, "a" * 64)
+    assert isinstance(blend, RerankerBlend)
+    calibration = fit_calibration(*_synthetic_pairs(400, 0))
+    with_blend = replace(calibration, reranker_blend=blend)
+    back = Calibration.from_dict(json.loads(json.dumps(with_blend.to_dict())))
+    assert back.reranker_blend == blend and back == with_blend
+    assert back.blend_for("a" * 64) == blend and back.blend_for("b" * 64) is None
+    assert calibration.blend_for("a" * 64) is None
+    bad = with_blend.to_dict()
+    bad["reranker_blend"]["scorer"] = "magic"
+    with pytest.raises(ValueError, match="unknown reranker blend scorer"):
+        Calibration.from_dict(bad)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,10 @@ from qa_search import (
 )
 from qa_search.cli import main
 from qa_search.embedding.models import packaged_model_path
+from qa_search.embedding.reranker import pair_key
 from qa_search.index.rerank import RERANK_CANDIDATES, NoRerankerError
 from qa_search.operations.lifecycle import build_index
+from qa_search.scoring.calibration import RerankerBlend
 from qa_search.storage.generations import resolve_snapshot
 from qa_search.storage.snapshot import read_manifest
 from qa_search.tools.tuningdata import LabelledPair
@@ -136,6 +139,11 @@ def test_training_writes_the_onnx_reranker_and_its_recipe(reranker_dir, tiny_bas
     for name in ("model.onnx", "model.int8.onnx", "tokenizer.json"):
         assert (reranker_dir / name).is_file()
     assert (reranker_dir / "torch").is_dir()  # the CrossEncoder itself, to train further
+    # which pairs it learned from, as digests (no text), either order and any spacing alike
+    keys = (reranker_dir / "trained_pairs.txt").read_text().split()
+    assert sorted(keys) == keys and set(keys) == {pair_key(a, b) for a, b, _ in PAIRS}
+    assert pair_key(PAIRS[0][1], "  " + PAIRS[0][0].upper()) == pair_key(*PAIRS[0][:2])
+    assert Reranker.load(reranker_dir).trained_pairs() == frozenset(keys)
 
 
 def test_scores_are_probabilities_the_same_either_way_round(reranker_dir):
@@ -354,3 +362,110 @@ def test_the_service_says_when_there_is_no_reranker(index_dir):
         assert "therapist" not in r.text
         got = client.get("/v1/duplicates", params={"q": "How do I stop panic attacks before work?"}).json()
         assert got["scorer"] == "calibrated"
+
+
+# -- blending it with the calibrated scorer ---------------------------------------------------
+
+
+def _calibration_pairs():
+    """The sample's grouped pairs and every 15th other pair: a few hundred labelled pairs."""
+    groups = [set(g) for g in json.loads(SAMPLE_GROUPS.read_text())]
+    pairs = labelled_pairs(_sample_threads(), groups)
+    return [p for i, p in enumerate(pairs) if p[2] or i % 15 == 0]
+
+
+def test_calibrating_with_a_reranker_attached_chooses_how_verdicts_use_it(index_dir, reranker_dir, fake_cli):
+    configure_index(index_dir, reranker=reranker_dir)
+    pairs = _calibration_pairs()
+    cal, _ = calibrate_index(index_dir, [(a, b) for a, b, _ in pairs], [y for *_, y in pairs],
+                             embedder=FakeEmbedder())
+    blend = cal.reranker_blend
+    index = ForumIndex.load(index_dir, FakeEmbedder())
+    assert blend is not None, cal.report.get("reranker_blend")
+    assert blend.reranker == index.reranker.digest
+    assert index.calibration.reranker_blend == blend  # saved with the calibration
+    assert blend.report["pairs"] == len(pairs) and blend.report["left_out_trained_on"] == 0
+    assert set(blend.tiers) == {"duplicate", "related"}
+    assert index.duplicate_cutoff(rerank=True) == (blend.tiers["duplicate"], blend.scorer)
+    # the verdicts are the chosen blend of the two scorers' probabilities
+    text = "How do I stop panic attacks before work?"
+    hits = index.find_duplicates(text, k=5, threshold=-1.0)
+    reranker, index.reranker = index.reranker, None
+    calibrated = {h.thread_id: h.probability for h in index.find_duplicates(text, k=RERANK_CANDIDATES,
+                                                                             threshold=-1.0)}
+    index.reranker = reranker
+    ids = [h.thread_id for h in hits]
+    rr = reranker.score([(text, index.get(t).question_text) for t in ids]) if blend.uses_reranker else None
+    expected = blend.probability(np.array([calibrated[t] for t in ids]), rr)
+    np.testing.assert_allclose([h.probability for h in hits], expected, atol=1e-6)
+    assert all(h.tier == blend.tier(h.probability) for h in hits)
+    # the CLI says what was chosen
+    pairs_file = _pairs_file(index_dir.parent, pairs)
+    r = fake_cli.invoke(main, ["calibrate", str(index_dir), "--pairs", str(pairs_file)])
+    assert r.exit_code == 0, r.output
+    assert f"reranker: verdicts from the {blend.scorer} scorer" in r.output
+
+
+def _pairs_file(where: Path, pairs) -> Path:
+    path = where / "cal-pairs.jsonl"
+    path.write_text("".join(json.dumps({"id1": a, "id2": b, "label": y}) + "\n" for a, b, y in pairs))
+    return path
+
+
+def test_a_combined_blend_rescores_the_candidates_with_both(index_dir, reranker_dir):
+    configure_index(index_dir, reranker=reranker_dir)
+    index = ForumIndex.load(index_dir, FakeEmbedder())
+    text = "my therapist forgot what I told her last week"
+    reranker, index.reranker = index.reranker, None
+    calibrated = index.find_duplicates(text, k=RERANK_CANDIDATES, threshold=-1.0)
+    index.reranker = reranker
+    blend = RerankerBlend(reranker.digest, "combined", (0.8, 1.7), -0.3, {"duplicate": 0.7, "related": 0.4})
+    index.calibration = replace(index.calibration, reranker_blend=blend)
+    hits = index.find_duplicates(text, k=RERANK_CANDIDATES, threshold=-1.0)
+    rr = reranker.score([(text, index.get(h.thread_id).question_text) for h in calibrated])
+    p = blend.probability(np.array([h.probability for h in calibrated]), rr)
+    expected = sorted(zip(p.tolist(), [h.thread_id for h in calibrated], strict=True),
+                      key=lambda x: (-x[0], x[1]))
+    assert [h.thread_id for h in hits] == [t for _, t in expected]
+    np.testing.assert_allclose([h.probability for h in hits], [q for q, _ in expected], atol=1e-6)
+    assert index.duplicate_cutoff(rerank=True) == (0.7, "combined")
+    pairs = [(h.thread_id, calibrated[0].thread_id) for h in calibrated[1:4]]
+    texts = [(index.get(a).question_text, index.get(b).question_text) for a, b in pairs]
+    np.testing.assert_allclose(
+        index.pair_scores(pairs, rerank=True),
+        blend.probability(index.pair_scores(pairs), reranker.score(texts)),
+    )
+    # a blend fitted with another reranker is not used: the attached one judges alone
+    index.calibration = replace(index.calibration, reranker_blend=replace(blend, reranker="0" * 64))
+    assert index.duplicate_cutoff(rerank=True)[1] == "reranker"
+    hits = index.find_duplicates(text, k=5, threshold=-1.0)
+    np.testing.assert_allclose(
+        [h.probability for h in hits],
+        reranker.score([(text, index.get(h.thread_id).question_text) for h in hits]), atol=1e-6,
+    )
+
+
+def test_no_blend_from_pairs_the_reranker_trained_on_or_without_its_record(index_dir, reranker_dir, tmp_path):
+    pairs = _calibration_pairs()
+    threads = {t.id: t for t in _sample_threads()}
+    # a reranker that says it was trained on every one of these pairs
+    seen = tmp_path / "seen"
+    shutil.copytree(reranker_dir, seen)
+    keys = sorted({pair_key(threads[a].question_text, threads[b].question_text) for a, b, _ in pairs})
+    (seen / "trained_pairs.txt").write_text("".join(k + "\n" for k in keys))
+    configure_index(index_dir, reranker=seen)
+    cal, _ = calibrate_index(index_dir, [(a, b) for a, b, _ in pairs], [y for *_, y in pairs],
+                             embedder=FakeEmbedder())
+    assert cal.reranker_blend is None
+    assert "0 duplicates and 0 non-duplicates among the pairs the reranker did not train on" in \
+        cal.report["reranker_blend"]
+    # one from before the record: it cannot tell, so it is not blended
+    old = tmp_path / "old"
+    shutil.copytree(reranker_dir, old)
+    (old / "trained_pairs.txt").unlink()
+    configure_index(index_dir, reranker=old)
+    cal, _ = calibrate_index(index_dir, [(a, b) for a, b, _ in pairs], [y for *_, y in pairs],
+                             embedder=FakeEmbedder())
+    assert cal.reranker_blend is None and "does not record the pairs" in cal.report["reranker_blend"]
+    index = ForumIndex.load(index_dir, FakeEmbedder())
+    assert index.duplicate_cutoff(rerank=True)[1] == "reranker"

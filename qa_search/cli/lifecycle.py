@@ -157,6 +157,12 @@ def configure(
     rr = result.reranker
     click.echo(f"  {'reranker':<20} " + ("none" if rr is None else (
         f"{rr['dir']} (sha256 {rr['sha256'][:12]}, {rr['precision']}, trained on {rr['pairs']} pairs)")))
+    if reranker_dir is not None and summary is not None:
+        click.echo(
+            f"note: duplicate verdicts use the reranker alone until `qa-search calibrate {index_dir} "
+            "--pairs FILE` (labelled pairs it was not trained on) measures how it blends with the "
+            "calibrated scorer"
+        )
 
 
 def defaults_line(used: dict) -> str:

@@ -173,4 +173,22 @@ def calibrate(
             f"  {name:>9}: probability >= {cut:.3f} (precision {r[name]['precision']:.3f}, "
             f"recall {r[name]['recall']:.3f} out of fold)"
         )
+    blend = cal.reranker_blend
+    if blend is not None:
+        b = blend.report
+        aps = ", ".join(
+            f"{key.removeprefix('ap_out_of_fold_')} {value:.3f}" for key, value in b.items()
+            if key.startswith("ap_out_of_fold_") and value is not None
+        )
+        click.echo(
+            f"reranker: verdicts from the {blend.scorer} scorer (out-of-fold AP {aps}, on {b['pairs']} "
+            f"pairs it was not trained on; {b['left_out_trained_on']} it was trained on left out)"
+        )
+        for name, cut in blend.tiers.items():
+            click.echo(
+                f"  {name:>9}: probability >= {cut:.3f} (precision {b[name]['precision']:.3f}, "
+                f"recall {b[name]['recall']:.3f} out of fold)"
+            )
+    elif "reranker_blend" in r:
+        click.echo(f"reranker: not blended ({r['reranker_blend']}); verdicts use it alone")
     click.echo(f"published generation {summary.generation} at {summary.snapshot}")

@@ -12,6 +12,7 @@ A reranker directory holds::
     model.onnx              the exported graph (input_ids, attention_mask, token_type_ids -> logit)
     model.int8.onnx         its dynamic int8 quantisation (used when the recipe's precision says so)
     tokenizer.json, special_tokens_map.json   the fast tokenizer
+    trained_pairs.txt       a digest of each pair it was trained on (:func:`pair_key`), one a line
     torch/                  the trained CrossEncoder, for training further (never read here)
 
 Only the files in :data:`ONNX_FILES` are needed to score; attaching a reranker to an index copies
@@ -32,8 +33,16 @@ from qa_search.errors import ModelLoadError
 from qa_search.storage.snapshot import file_sha256
 
 RECIPE_FILE = "reranker.json"
-#: The files a reranker needs to score pairs (the int8 graph only where it was written).
-ONNX_FILES = ("reranker.json", "model.onnx", "model.int8.onnx", "tokenizer.json", "special_tokens_map.json")
+#: Which pairs the reranker was trained on, so a calibration can leave them out when it measures
+#: how the reranker blends with the calibrated scorer (a reranker scores its own training pairs
+#: far better than it will score a forum's new questions).
+TRAINED_PAIRS_FILE = "trained_pairs.txt"
+#: The files a reranker needs to score pairs and be blended (the int8 graph and the training
+#: record only where they were written).
+ONNX_FILES = (
+    "reranker.json", "model.onnx", "model.int8.onnx", "tokenizer.json", "special_tokens_map.json",
+    TRAINED_PAIRS_FILE,
+)
 #: The reranker.json format this version reads and writes.
 FORMAT_VERSION = 1
 #: Tokens per pair (both questions together); longer pairs lose their ends, the longer side first.
@@ -47,6 +56,13 @@ DEFAULT_TIERS = {"duplicate": 0.5, "related": 0.2}
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def pair_key(a: str, b: str) -> str:
+    """A short digest of a question pair, the same in either order and through changes of case
+    and spacing: how :data:`TRAINED_PAIRS_FILE` records a pair without keeping its text."""
+    sides = sorted(" ".join(t.split()).casefold() for t in (a, b))
+    return hashlib.sha256("\0".join(sides).encode("utf-8")).hexdigest()[:16]
 
 
 def read_recipe(directory: str | Path) -> dict:
@@ -141,6 +157,18 @@ class Reranker:
             if probability >= cut:
                 return name
         return None
+
+    def trained_pairs(self) -> frozenset[str] | None:
+        """The :func:`pair_key` of every pair it was trained on; None for a reranker that does
+        not record them (written by an older version)."""
+        cached = self.__dict__.get("_trained_pairs", False)
+        if cached is False:
+            path = self.directory / TRAINED_PAIRS_FILE
+            cached = None
+            if path.is_file():
+                cached = frozenset(path.read_text("utf-8").split())
+            self.__dict__["_trained_pairs"] = cached
+        return cached
 
     def logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """The model's raw logit for each pair in the order given: (n,) float64."""

@@ -6,7 +6,10 @@ into a probability, and tiers of it into verdicts. An index with no calibration 
 the one shipped for its model, where there is one (:mod:`.defaults`).
 
 An index with a reranker attached (:mod:`.rerank`) gives the current scorer's
-:data:`~.rerank.RERANK_CANDIDATES` best candidates to it, and its probability and tiers decide.
+:data:`~.rerank.RERANK_CANDIDATES` best candidates to it. Its probability and tiers decide, unless
+the index was calibrated with that reranker attached: then the blend the calibration chose
+(:class:`~qa_search.scoring.calibration.RerankerBlend`: the calibrated scorer, the reranker, or
+both together) gives the probability and the tiers.
 
 A caller's groups limit the stored questions a new one is compared with to those the caller may
 see: the nearest questions, and so the neighbourhood the calibrated scorer reads, are those an
@@ -17,16 +20,24 @@ in them (the lexical signals' word weights are still the whole index's).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
+from qa_search.embedding.reranker import pair_key
 from qa_search.index.contents import IndexContents
 from qa_search.index.defaults import duplicate_calibration
 from qa_search.index.rerank import RERANK_CANDIDATES, rerank_duplicates
 from qa_search.index.results import DuplicateHit
 from qa_search.index.search import skip_blank, texts_list, viewer_groups
 from qa_search.scoring.analyser import tokenize
-from qa_search.scoring.calibration import Calibration, fit_calibration, pair_groups
+from qa_search.scoring.calibration import (
+    Calibration,
+    RerankerBlend,
+    fit_calibration_out_of_fold,
+    fit_reranker_blend,
+    pair_groups,
+)
 from qa_search.scoring.pairs import (
     FEATURES,
     RANK_DEPTH,
@@ -66,11 +77,20 @@ def find_duplicates_many(
     return skip_blank(texts, lambda batch: _find_duplicates(index, batch, threshold, k, viewer))
 
 
+def reranker_blend(index: IndexContents) -> RerankerBlend | None:
+    """The blend the index's own calibration fitted with the reranker attached now, or None."""
+    if index.calibration is None or index.reranker is None:
+        return None
+    return index.calibration.blend_for(index.reranker.digest)
+
+
 def _find_duplicates(
     index: IndexContents, texts: list[str], threshold: float | None, k: int, viewer: frozenset[str] | None
 ) -> list[list[DuplicateHit]]:
     cal = duplicate_calibration(index)
-    reranker = index.reranker
+    blend = reranker_blend(index)
+    # a blend in which the calibrated scorer won needs no cross-encoder run at all
+    reranker = index.reranker if blend is None or blend.uses_reranker else None
     limit = index.config.duplicate_threshold if threshold is None and cal is None else threshold
     if reranker is not None:
         limit = threshold  # the reranker judges: the cosine only chooses its candidates
@@ -103,12 +123,27 @@ def _find_duplicates(
             hits.sort(key=lambda h: (-(h.probability or 0.0), h.thread_id))
         if reranker is not None:
             # the current scorer's best candidates, whatever their tier, are the reranker's to judge
-            candidates = [(h.thread_id, h.score) for h in hits[:RERANK_CANDIDATES]]
-            hits = rerank_duplicates(index, reranker, text, candidates, keep_untiered=threshold is not None)
+            hits = rerank_duplicates(
+                index, reranker, text, hits[:RERANK_CANDIDATES], threshold is not None, blend
+            )
+        elif blend is not None:
+            hits = _blended(blend, hits, threshold is not None)
         elif cal is not None:
             hits = [h for h in hits if threshold is not None or h.tier is not None]
         out.append(hits[:k])
     return out
+
+
+def _blended(blend: RerankerBlend, hits: list[DuplicateHit], keep_untiered: bool) -> list[DuplicateHit]:
+    """Calibrated hits rescored by a blend that reads the calibrated probability alone."""
+    if not hits:
+        return hits
+    probs = blend.probability(np.array([h.probability or 0.0 for h in hits]), None).tolist()
+    out = [
+        replace(h, probability=round(p, 6), tier=blend.tier(p))
+        for h, p in zip(hits, probs, strict=True)
+    ]
+    return [h for h in out if keep_untiered or h.tier is not None]
 
 
 def _nearest(
@@ -219,12 +254,22 @@ def pair_scores(
     """The duplicate scorer's score of stored pairs: the calibrated probability, or the raw
     question cosine while uncalibrated; with ``rerank``, the reranker's probability where the
     index has one attached (dedupe leaves it off: it scores every neighbour pair of the forum,
-    a cross-encoder run each). (n,) float64."""
-    if rerank and index.reranker is not None:
+    a cross-encoder run each), or the blend's probability where the index was calibrated with
+    that reranker attached. (n,) float64."""
+    blend = reranker_blend(index) if rerank else None
+    if rerank and index.reranker is not None and (blend is None or blend.uses_reranker):
         for a, b in pairs:
             index.get(a), index.get(b)
         texts = [(index.get(a).question_text, index.get(b).question_text) for a, b in pairs]
-        return index.reranker.score(texts)
+        reranked = index.reranker.score(texts)
+        if blend is None:
+            return reranked
+        return blend.probability(_calibrated_scores(index, pairs), reranked)
+    scores = _calibrated_scores(index, pairs)
+    return scores if blend is None else blend.probability(scores, None)
+
+
+def _calibrated_scores(index: IndexContents, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
     x = pair_features(index, pairs)
     cal = duplicate_calibration(index)
     return x[:, 0] if cal is None else cal.probability(x)
@@ -233,7 +278,11 @@ def pair_scores(
 def duplicate_cutoff(index: IndexContents, *, rerank: bool = False) -> tuple[float, str]:
     """The score at which a pair counts as a duplicate, on the :func:`pair_scores` scale (with
     the same ``rerank``), and which scorer that is: ``(tier threshold, "reranker")``,
-    ``(tier threshold, "calibrated")`` or ``(cosine, "cosine")``."""
+    ``(tier threshold, "calibrated")`` or ``(cosine, "cosine")``; with a blend, its tier
+    threshold and its scorer ("calibrated", "reranker" or "combined")."""
+    blend = reranker_blend(index) if rerank else None
+    if blend is not None:
+        return blend.tiers.get("duplicate", max(blend.tiers.values())), blend.scorer
     if rerank and index.reranker is not None:
         tiers = index.reranker.tiers
         return tiers.get("duplicate", max(tiers.values(), default=0.5)), "reranker"
@@ -252,8 +301,51 @@ def calibrate(
     """Fit the duplicate scorer on labelled stored pairs and give it to ``index`` (saved with
     it). ``targets`` maps tier names to the precision each must reach (default duplicate 0.90,
     related 0.60). Pairs that share a thread are kept in one fold when the tiers are measured
-    out of fold."""
+    out of fold.
+
+    With a reranker attached, the pairs it was not trained on also choose how verdicts use it
+    (:func:`~qa_search.scoring.calibration.fit_reranker_blend`; every pair is scored by it once).
+    The calibration's report says what was chosen, or why no blend was fitted."""
     groups = pair_groups(pairs)
     x = pair_features(index, pairs)
-    index.calibration = fit_calibration(x, np.asarray(labels), targets, groups=groups)
-    return index.calibration
+    y = np.asarray(labels)
+    cal, oof = fit_calibration_out_of_fold(x, y, targets, groups=groups)
+    if index.reranker is not None:
+        cal = _with_blend(index, cal, oof, pairs, y, groups)
+    index.calibration = cal
+    return cal
+
+
+def _with_blend(
+    index: IndexContents,
+    cal: Calibration,
+    oof: np.ndarray,
+    pairs: Sequence[tuple[str, str]],
+    labels: np.ndarray,
+    groups: Sequence[object],
+) -> Calibration:
+    """``cal`` with the blend of the attached reranker fitted, or with the reason there is none
+    in its report."""
+    reranker = index.reranker
+    assert reranker is not None
+    trained = reranker.trained_pairs()
+    texts = [(index.get(a).question_text, index.get(b).question_text) for a, b in pairs]
+    if trained is None:
+        why: str | RerankerBlend = (
+            "the reranker does not record the pairs it was trained on (it was trained by an older "
+            "qa_search): train it again to blend it"
+        )
+    else:
+        unseen = [i for i, (a, b) in enumerate(texts) if pair_key(a, b) not in trained]
+        why = fit_reranker_blend(
+            oof[unseen],
+            reranker.score([texts[i] for i in unseen]),
+            labels[unseen],
+            cal.targets,
+            reranker.digest,
+            groups=[groups[i] for i in unseen],
+        )
+        if isinstance(why, RerankerBlend):
+            report = {**why.report, "left_out_trained_on": len(pairs) - len(unseen)}
+            return replace(cal, reranker_blend=replace(why, report=report))
+    return replace(cal, report={**cal.report, "reranker_blend": why})

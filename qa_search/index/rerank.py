@@ -10,11 +10,15 @@ from it; a search asked to rerank puts its first candidates in the reranker's or
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
 
 from qa_search.embedding.reranker import Reranker
 from qa_search.errors import QASearchError
 from qa_search.index.contents import IndexContents
 from qa_search.index.results import DuplicateHit, SearchHit
+from qa_search.scoring.calibration import RerankerBlend
 
 #: Candidates the reranker rescores per text: 20 Quora pairs took 166 ms at p50 (both orders,
 #: fp32) on 2 shared cores, the calibrated scorer's whole call 15 ms (docs/tuning.md, "A
@@ -43,23 +47,27 @@ def rerank_duplicates(
     index: IndexContents,
     reranker: Reranker,
     text: str,
-    candidates: Sequence[tuple[str, float]],
+    candidates: Sequence[DuplicateHit],
     keep_untiered: bool,
+    blend: RerankerBlend | None = None,
 ) -> list[DuplicateHit]:
-    """``candidates`` (thread id, cosine) of the new question ``text`` as duplicate hits scored
-    by ``reranker``: best probability first (ties by thread id), each with its tier; those under
-    the lowest tier are dropped unless ``keep_untiered`` (an explicit cosine threshold chose
-    them)."""
+    """``candidates`` of the new question ``text`` rescored by ``reranker``: best probability
+    first (ties by thread id), each with its tier; those under the lowest tier are dropped unless
+    ``keep_untiered`` (an explicit cosine threshold chose them). With a ``blend``, the
+    probability and tiers are the blend's, from the reranker's probability and the candidates'
+    calibrated ones."""
     if not candidates:
         return []
-    probs = reranker.score([(text, index.get(tid).question_text) for tid, _ in candidates])
+    probs = reranker.score([(text, index.get(h.thread_id).question_text) for h in candidates])
+    if blend is not None:
+        probs = blend.probability(np.array([h.probability or 0.0 for h in candidates]), probs)
+    tier_of = reranker.tier if blend is None else blend.tier
     hits = []
-    for (tid, cosine), p in zip(candidates, probs.tolist(), strict=True):
-        tier = reranker.tier(p)
+    for h, p in zip(candidates, probs.tolist(), strict=True):
+        tier = tier_of(p)
         if tier is None and not keep_untiered:
             continue
-        t = index.get(tid)
-        hits.append(DuplicateHit(t.id, round(float(cosine), 6), t.title, t.url, round(p, 6), tier))
+        hits.append(replace(h, probability=round(p, 6), tier=tier))
     hits.sort(key=lambda h: (-(h.probability or 0.0), h.thread_id))
     return hits
 

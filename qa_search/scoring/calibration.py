@@ -13,6 +13,11 @@ about how often a flagged pair really is a duplicate. Calibration learns from la
 3. tiers: the "duplicate" and "related" tiers are the lowest probabilities whose out-of-fold
    precision reaches the target (0.90 and 0.60 by default).
 
+4. where an index has a cross-encoder reranker attached, a *blend*: the calibrated probability
+   and the reranker's, each as log-odds, in one logistic model, fitted out of fold on the labelled
+   pairs the reranker was not trained on, beside each of the two alone; the best by out-of-fold
+   average precision decides the verdicts (:class:`RerankerBlend`).
+
 Folds keep connected pairs together (pairs sharing a question are in one fold), otherwise the
 held-out precision would be optimistic. The trees are stored as plain arrays in the snapshot and
 evaluated here with numpy: loading an index needs neither scikit-learn nor pickle.
@@ -63,6 +68,14 @@ def _fit_logistic(
         if np.abs(step).max() < 1e-8:
             break
     return w[:-1], float(w[-1])
+
+
+def tier_of(tiers: Mapping[str, float], probability: float) -> str | None:
+    """The best tier (``{name: least probability}``) that ``probability`` reaches, or None."""
+    for name, cut in sorted(tiers.items(), key=lambda kv: -kv[1]):
+        if probability >= cut:
+            return name
+    return None
 
 
 def _fit_platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -196,6 +209,9 @@ class Calibration:
     cosine_quartiles: tuple[float, float, float] | None = None
     #: Set by :meth:`for_forum`: the serving forum's quartiles, which its cosines are mapped from.
     forum_quartiles: tuple[float, float, float] | None = None
+    #: How the verdicts join the reranker attached when this was fitted (None: none was attached,
+    #: or too few of the pairs were unseen by it to measure a blend).
+    reranker_blend: RerankerBlend | None = None
 
     def for_forum(self, quartiles: Sequence[float]) -> Calibration:
         """This calibration for a forum whose nearest-other-question cosines have these
@@ -240,10 +256,13 @@ class Calibration:
 
     def tier(self, probability: float) -> str | None:
         """The best tier whose threshold ``probability`` reaches, or None."""
-        for name, cut in sorted(self.tiers.items(), key=lambda kv: -kv[1]):
-            if probability >= cut:
-                return name
-        return None
+        return tier_of(self.tiers, probability)
+
+    def blend_for(self, reranker_digest: str | None) -> RerankerBlend | None:
+        """The blend fitted with the reranker of this digest, or None (fitted with another one,
+        or with none)."""
+        blend = self.reranker_blend
+        return blend if blend is not None and blend.reranker == reranker_digest else None
 
     def to_dict(self) -> dict:
         return {
@@ -256,6 +275,7 @@ class Calibration:
             "targets": self.targets,
             "report": self.report,
             **({} if self.cosine_quartiles is None else {"cosine_quartiles": list(self.cosine_quartiles)}),
+            **({} if self.reranker_blend is None else {"reranker_blend": self.reranker_blend.to_dict()}),
         }
 
     @classmethod
@@ -270,6 +290,7 @@ class Calibration:
             )
         trees = data.get("trees")
         quartiles = data.get("cosine_quartiles")
+        blend = data.get("reranker_blend")
         return cls(
             features,
             str(data["scorer"]),
@@ -280,6 +301,7 @@ class Calibration:
             {k: float(v) for k, v in data["targets"].items()},
             dict(data.get("report", {})),
             None if quartiles is None else _three(quartiles),
+            reranker_blend=None if blend is None else RerankerBlend.from_dict(blend),
         )
 
 
@@ -354,6 +376,23 @@ def fit_calibration(
     seed: int = 0,
     scorers: Sequence[str] = (BOOSTED, COSINE),
 ) -> Calibration:
+    """Fit the pair scorer (see :func:`fit_calibration_out_of_fold`, which also gives each
+    pair's out-of-fold probability)."""
+    return fit_calibration_out_of_fold(
+        x, labels, targets, groups=groups, folds=folds, seed=seed, scorers=scorers
+    )[0]
+
+
+def fit_calibration_out_of_fold(
+    x: np.ndarray,
+    labels: np.ndarray,
+    targets: Mapping[str, float] | None = None,
+    *,
+    groups: Sequence[Hashable] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    scorers: Sequence[str] = (BOOSTED, COSINE),
+) -> tuple[Calibration, np.ndarray]:
     """Fit the pair scorer on an (n, len(FEATURES)) feature matrix and 0/1 labels, and choose
     the tiers.
 
@@ -361,6 +400,7 @@ def fit_calibration(
     fold. Each scorer in ``scorers`` is scored out of fold; the best by average precision is
     refitted on every pair. Tier thresholds come from the out-of-fold probabilities (each pair
     scored by a model that did not see it), so their precision is what unseen pairs should get.
+    Returns the calibration and those out-of-fold probabilities ((n,), in the pairs' order).
     """
     targets = check_targets(targets or DEFAULT_TARGETS)
     x = np.asarray(x, np.float64)
@@ -409,4 +449,158 @@ def fit_calibration(
         tiers[name] = min(float(point.threshold), 1.0)
         report[name] = {"precision": round(point.precision, 6), "recall": round(point.recall, 6)}
     trees = fit_boosted(x, y, seed) if scorer == BOOSTED else None
-    return Calibration(FEATURES, scorer, trees, slope, intercept, tiers, targets, report)
+    return Calibration(FEATURES, scorer, trees, slope, intercept, tiers, targets, report), oof
+
+
+#: The scorers a reranker blend chooses between: the calibrated probability alone, the
+#: reranker's alone (its probability mapped onto the forum's pairs), and both together.
+BLEND_SCORERS = ("calibrated", "reranker", "combined")
+#: The inputs (0: calibrated log-odds, 1: the reranker's) each blend scorer reads.
+_BLEND_INPUTS = {"calibrated": (0,), "reranker": (1,), "combined": (0, 1)}
+#: Fewer unseen pairs of either class than this and no blend is fitted: a handful cannot tell the
+#: scorers apart, and the tiers would rest on one or two pairs.
+BLEND_MIN_CLASS = 10
+
+
+def _foldable(fold: np.ndarray, y: np.ndarray, folds: int) -> bool:
+    """Whether every one of ``folds`` folds holds pairs, and the rest of the pairs both labels."""
+    return len(set(fold.tolist())) == folds and all(
+        0 < y[fold != f].sum() < (fold != f).sum() for f in range(folds)
+    )
+
+
+def log_odds(p: np.ndarray) -> np.ndarray:
+    """``log(p / (1 - p))``, with ``p`` kept off 0 and 1 so a certain scorer stays finite."""
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class RerankerBlend:
+    """How duplicate verdicts join a reranker's probability with the calibrated one:
+    probability = sigmoid(coef[0] * logit(calibrated) + coef[1] * logit(reranker) + intercept),
+    a weight of 0 for an input the chosen scorer does not read."""
+
+    #: The digest (:attr:`~qa_search.embedding.reranker.Reranker.digest`) of the reranker it
+    #: was fitted with; another reranker attached later is not blended.
+    reranker: str
+    #: One of :data:`BLEND_SCORERS`: which inputs the verdicts read.
+    scorer: str
+    coef: tuple[float, float]
+    intercept: float
+    #: Tier name -> the lowest blended probability in that tier (out of fold).
+    tiers: dict[str, float]
+    #: Pairs used and left out, out-of-fold AP of each scorer, each tier's precision and recall.
+    report: dict = field(default_factory=dict)
+
+    @property
+    def uses_reranker(self) -> bool:
+        """Whether verdicts need the reranker run (not when the calibrated scorer won)."""
+        return self.scorer != "calibrated"
+
+    def probability(self, calibrated: np.ndarray, reranker: np.ndarray | None) -> np.ndarray:
+        """(n,) blended probabilities from the calibrated and the reranker's probabilities
+        (``reranker`` may be None when :attr:`uses_reranker` is False)."""
+        z = self.coef[0] * log_odds(calibrated) + self.intercept
+        if self.coef[1]:
+            if reranker is None:
+                raise ValueError(f"the {self.scorer} blend needs the reranker's probabilities")
+            z = z + self.coef[1] * log_odds(reranker)
+        return _sigmoid(z)
+
+    def tier(self, probability: float) -> str | None:
+        return tier_of(self.tiers, probability)
+
+    def to_dict(self) -> dict:
+        return {
+            "reranker": self.reranker,
+            "scorer": self.scorer,
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "tiers": self.tiers,
+            "report": self.report,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> RerankerBlend:
+        scorer = str(data["scorer"])
+        if scorer not in BLEND_SCORERS:
+            raise ValueError(f"unknown reranker blend scorer {scorer!r}; run `qa-search calibrate` again")
+        coef = [float(v) for v in data["coef"]]
+        if len(coef) != 2:
+            raise ValueError("a reranker blend has two weights; run `qa-search calibrate` again")
+        return cls(
+            str(data["reranker"]),
+            scorer,
+            (coef[0], coef[1]),
+            float(data["intercept"]),
+            {k: float(v) for k, v in data["tiers"].items()},
+            dict(data.get("report", {})),
+        )
+
+
+def fit_reranker_blend(
+    calibrated: np.ndarray,
+    reranker: np.ndarray,
+    labels: np.ndarray,
+    targets: Mapping[str, float],
+    reranker_digest: str,
+    *,
+    groups: Sequence[Hashable] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> RerankerBlend | str:
+    """Choose how verdicts use a reranker, from labelled pairs it was not trained on:
+    ``calibrated`` must be each pair's *out-of-fold* calibrated probability (a probability from a
+    scorer that saw the pair would make the calibrated side look better than it is), ``reranker``
+    the reranker's probability.
+
+    Each of :data:`BLEND_SCORERS` is a logistic model over the log-odds it reads, fitted on folds
+    (``groups`` kept together) and scored out of fold; the best average precision wins, a tie
+    keeping the cheaper (calibrated, then reranker). A blend whose weights would turn one input
+    upside down is not a candidate. Tiers come from the winner's out-of-fold probabilities at
+    ``targets``. Returns the blend, or a sentence saying why none could be fitted."""
+    y = np.asarray(labels, np.float64)
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    if min(positives, negatives) < BLEND_MIN_CLASS:
+        return (
+            f"{positives} duplicates and {negatives} non-duplicates among the pairs the reranker did "
+            f"not train on; a blend needs at least {BLEND_MIN_CLASS} of each"
+        )
+    x = np.column_stack([log_odds(calibrated), log_odds(reranker)])
+    fold = group_folds(groups, len(y), folds, seed)
+    folding = "by connected pairs"
+    if not _foldable(fold, y, folds):
+        # the pairs all hang together (one thread links them all, as a forum's moderation log
+        # does): folds by pair. Models of one to three weights barely fit their own pairs, so
+        # the out-of-fold figures stay close to what unseen pairs get.
+        fold, folding = group_folds(None, len(y), folds, seed), "by pair"
+    report: dict = {"pairs": len(y), "positives": positives, "folds": folding}
+    best = None
+    for scorer in BLEND_SCORERS:
+        cols = list(_BLEND_INPUTS[scorer])
+        oof = np.zeros(len(y))
+        for f in set(fold.tolist()):
+            held = fold == f
+            coef, intercept = _fit_logistic(x[~held][:, cols], y[~held])
+            oof[held] = _sigmoid(x[held][:, cols] @ coef + intercept)
+        coef, intercept = _fit_logistic(x[:, cols], y)
+        if (coef < 0).any():
+            report[f"ap_out_of_fold_{scorer}"] = None  # an input read upside down: not a scorer
+            continue
+        ap = average_precision(oof, y)
+        report[f"ap_out_of_fold_{scorer}"] = round(ap, 6)
+        if best is None or ap > best[0] + 1e-9:
+            full = np.zeros(2)
+            full[cols] = coef
+            best = (ap, scorer, (float(full[0]), float(full[1])), intercept, oof)
+    if best is None:
+        return "no blend scorer kept both inputs the right way up"
+    ap, scorer, coef2, intercept, oof = best
+    report["ap_out_of_fold"] = round(ap, 6)
+    tiers = {}
+    for name, target in sorted(check_targets(targets).items(), key=lambda kv: -kv[1]):
+        point = recall_at_precision(oof, y, target)
+        tiers[name] = min(float(point.threshold), 1.0)
+        report[name] = {"precision": round(point.precision, 6), "recall": round(point.recall, 6)}
+    return RerankerBlend(reranker_digest, scorer, coef2, float(intercept), tiers, report)

@@ -31,7 +31,9 @@ from qa_search.embedding.reranker import (
     DEFAULT_MAX_LENGTH,
     FORMAT_VERSION,
     RECIPE_FILE,
+    TRAINED_PAIRS_FILE,
     Reranker,
+    pair_key,
 )
 from qa_search.errors import QASearchError
 from qa_search.scoring.calibration import DEFAULT_TARGETS, pair_groups
@@ -193,6 +195,8 @@ def train_reranker(
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "library_version": __version__,
         }
+        keys = sorted({pair_key(chosen[i].text1, chosen[i].text2) for i in train_idx})
+        (tmp / TRAINED_PAIRS_FILE).write_text("".join(f"{k}\n" for k in keys), encoding="utf-8")
         # written last: a directory with reranker.json is a complete reranker
         (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
         if out.exists():
