@@ -24,6 +24,7 @@ from qa_search.index.config import IndexConfig
 from qa_search.index.forum import ForumIndex
 from qa_search.index.live import LiveIndex
 from qa_search.index.results import DuplicateHit, SearchHit, SearchPage, UpsertStats
+from qa_search.index.search import SearchOptions
 from qa_search.operations.admin import (
     Configured,
     IndexDescription,
@@ -117,6 +118,7 @@ __all__ = [
     "IndexConfig",
     "LiveIndex",
     "SearchHit",
+    "SearchOptions",
     "SearchPage",
     "UpsertStats",
     # operating an index directory

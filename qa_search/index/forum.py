@@ -8,8 +8,8 @@ module that does the work: :mod:`.search`, :mod:`.duplicates` and :mod:`.persist
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,7 +18,11 @@ from qa_search.index import duplicates, persistence, search
 from qa_search.index.contents import IndexContents
 from qa_search.index.rerank import rerank_search
 from qa_search.index.results import DuplicateHit, SearchHit
+from qa_search.index.search import SearchOptions
 from qa_search.scoring.calibration import Calibration
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 class ForumIndex(IndexContents):
@@ -32,62 +36,27 @@ class ForumIndex(IndexContents):
     # -- search -------------------------------------------------------------------------
 
     def search(
-        self,
-        text: str,
-        k: int = 10,
-        *,
-        offset: int = 0,
-        tags: Iterable[str] | None = None,
-        category: str | Iterable[str] | None = None,
-        groups: Iterable[str] | None = None,
-        created_after: str | datetime | None = None,
-        created_before: str | datetime | None = None,
-        exclude_closed: bool = False,
-        recency_half_life_days: float | None = None,
-        highlight: bool = False,
-        min_relevance: float | None = None,
-        rerank: bool = False,
+        self, text: str, k: int = 10, *, offset: int = 0, rerank: bool = False,
+        **options: Unpack[SearchOptions],
     ) -> list[SearchHit]:
         """The k threads most similar to ``text``, best first, one hit per thread, after the
-        first ``offset``; ``tags``, ``category`` (one or several), ``created_after`` /
-        ``created_before`` and ``exclude_closed`` filter exactly, ``groups`` keeps the threads
-        those groups may see (None: every thread), ``recency_half_life_days`` boosts recent
-        threads, ``highlight`` marks the query's terms and ``min_relevance`` drops hits less likely
-        than that to answer the text (see :func:`.search.search_many`). ``rerank``: the first
-        hits in the attached reranker's order (see :func:`.rerank.rerank_search`)."""
-        return self.search_many(
-            [text], k, offset=offset, tags=tags, category=category, groups=groups,
-            created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
-            recency_half_life_days=recency_half_life_days, highlight=highlight, min_relevance=min_relevance,
-            rerank=rerank,
-        )[0]
+        first ``offset``; ``options`` (``tags``, ``category``, ``groups``, ``created_after``,
+        ``created_before``, ``exclude_closed``, ``recency_half_life_days``, ``highlight``,
+        ``min_relevance``: see :class:`.search.SearchOptions`) filter, boost and mark them.
+        ``rerank``: the first hits in the attached reranker's order (see
+        :func:`.rerank.rerank_search`)."""
+        search.check_options(options, "search")
+        return self.search_many([text], k, offset=offset, rerank=rerank, **options)[0]
 
     def search_many(
-        self,
-        texts: Sequence[str],
-        k: int = 10,
-        *,
-        offset: int = 0,
-        tags: Iterable[str] | None = None,
-        category: str | Iterable[str] | None = None,
-        groups: Iterable[str] | None = None,
-        created_after: str | datetime | None = None,
-        created_before: str | datetime | None = None,
-        exclude_closed: bool = False,
-        recency_half_life_days: float | None = None,
-        highlight: bool = False,
-        min_relevance: float | None = None,
-        rerank: bool = False,
+        self, texts: Sequence[str], k: int = 10, *, offset: int = 0, rerank: bool = False,
+        **options: Unpack[SearchOptions],
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch; a blank text finds nothing."""
+        search.check_options(options, "search_many")  # before a missing reranker is reported
 
         def run(n: int, start: int = 0) -> list[list[SearchHit]]:
-            return search.search_many(
-                self, texts, n, offset=start, tags=tags, category=category, groups=groups,
-                created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
-                recency_half_life_days=recency_half_life_days, highlight=highlight,
-                min_relevance=min_relevance,
-            )
+            return search.search_many(self, texts, n, offset=start, **options)
 
         if rerank:
             return rerank_search(self, texts, k, offset, run)

@@ -29,8 +29,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,11 +43,15 @@ from qa_search.index.relevance import relevance_model
 from qa_search.index.replay import apply_entries
 from qa_search.index.results import DuplicateHit, SearchHit
 from qa_search.index.rwlock import RWLock
+from qa_search.index.search import SearchOptions, check_options
 from qa_search.index.writeprep import embed_writes, keep_vectors, portable
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
 from qa_search.storage.logformat import WriteEntry, log_switch
 from qa_search.storage.writelog import WriteLog, folded_through
 from qa_search.threads import Thread
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 log = logging.getLogger(__name__)
 
@@ -142,39 +146,23 @@ class LiveIndex:
         return text if len(text) >= self.min_query_chars else None
 
     def search(
-        self,
-        text: str,
-        k: int = 10,
-        *,
-        offset: int = 0,
-        tags: Iterable[str] | None = None,
-        category: str | Iterable[str] | None = None,
-        groups: Iterable[str] | None = None,
-        created_after: str | datetime | None = None,
-        created_before: str | datetime | None = None,
-        exclude_closed: bool = False,
-        recency_half_life_days: float | None = None,
-        highlight: bool = False,
-        min_relevance: float | None = None,
-        rerank: bool = False,
+        self, text: str, k: int = 10, *, offset: int = 0, rerank: bool = False,
+        **options: Unpack[SearchOptions],
     ) -> list[SearchHit]:
         """:meth:`ForumIndex.search` on the index as it is now: the k threads most similar to
         ``text``, best first, after the first ``offset``; none for a query under
         ``min_query_chars``. Empty ``tags`` and ``category`` filter nothing (a form's blank
         fields). ``groups``: the caller's groups, whose visible threads alone are searched
         (empty: public threads only; None: every thread, for an operator's own tools; a service
-        passes every caller's groups). The other arguments as :meth:`ForumIndex.search` takes them
-        (``rerank``: with the reranker loaded with the generation, never per request)."""
+        passes every caller's groups). The other ``options`` as :meth:`ForumIndex.search` takes
+        them (:class:`~qa_search.index.search.SearchOptions`; ``rerank``: with the reranker
+        loaded with the generation, never per request)."""
+        check_options(options, "search")  # a short query finds nothing, but a misspelt keyword is told
         query = self._query(text)
         if query is None:
             return []
         with self.reading() as index:
-            return index.search(
-                query, k=k, offset=offset, tags=tags, category=category, groups=groups,
-                created_after=created_after, created_before=created_before, exclude_closed=exclude_closed,
-                recency_half_life_days=recency_half_life_days, highlight=highlight,
-                min_relevance=min_relevance, rerank=rerank,
-            )
+            return index.search(query, k=k, offset=offset, rerank=rerank, **options)
 
     @property
     def default_min_relevance(self) -> float | None:

@@ -12,8 +12,9 @@ the ranking stays exact with it; a page (``offset``) is a slice of that exact ra
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from qa_search.scoring.fusion import (
 )
 from qa_search.scoring.lexical import LexicalQuery
 from qa_search.threads import Thread
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 def texts_list(texts: Sequence[str], method: str) -> list[str]:
@@ -94,57 +98,76 @@ def _thread_filter(
     return keep
 
 
+class SearchOptions(TypedDict, total=False):
+    """The keyword arguments every search takes beside ``k`` and ``offset`` (``search_many``
+    below, :meth:`.forum.ForumIndex.search` / ``search_many`` and ``LiveIndex.search``), each
+    optional: an absent key, None or False is that option off.
+
+    ``tags`` keeps threads having at least one of these tags (a single string is one tag);
+    ``category`` keeps threads of that category, or of any of several; values are trimmed and
+    empty ones filter nothing. ``groups`` are the caller's groups: only threads visible to them
+    are returned (a thread is visible when its ``visible_to`` is empty or names one of them), so
+    an empty collection sees public threads only; None sees every thread (an operator's own
+    tools; a service passes each caller's groups). ``created_after`` and ``created_before`` (ISO
+    8601 strings or datetimes; naive is UTC) keep threads created in [after, before), leaving
+    out threads with no readable ``created_at``. ``exclude_closed`` leaves out threads the forum
+    closed (their ``closed_at``). Filtering is exact: the search fetches deeper until k matching
+    threads are certain (or none are left), so a filter never costs recall.
+
+    ``recency_half_life_days`` adds to each thread's score :data:`.refine.RECENCY_BOOST` halved
+    every that many days of its age. ``highlight`` fills each hit's ``highlights`` with where
+    its title and snippet hold the query's terms. ``min_relevance`` drops the hits whose
+    ``relevance`` (the probability that the thread answers the text; None where the index's
+    model has no relevance model) is below it, so a text nothing in the forum answers
+    (gibberish, another language, another topic) finds nothing.
+    """
+
+    tags: Iterable[str] | None
+    category: str | Iterable[str] | None
+    groups: Iterable[str] | None
+    created_after: str | datetime | None
+    created_before: str | datetime | None
+    exclude_closed: bool
+    recency_half_life_days: float | None
+    highlight: bool
+    min_relevance: float | None
+
+
+def check_options(options: Mapping[str, object], method: str) -> None:
+    """``TypeError`` for a keyword that is not a :class:`SearchOptions` key, as Python raises for
+    a function's unknown keyword: a ``**options`` parameter takes any name, and a misspelt
+    filter would otherwise be dropped without a word. ``method`` names the call."""
+    unknown = sorted(options.keys() - SearchOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}; a search takes "
+                        f"k, offset and {', '.join(sorted(SearchOptions.__optional_keys__))}")
+
+
 def search_many(
-    index: IndexContents,
-    texts: Sequence[str],
-    k: int = 10,
-    *,
-    offset: int = 0,
-    tags: Iterable[str] | None = None,
-    category: str | Iterable[str] | None = None,
-    groups: Iterable[str] | None = None,
-    created_after: str | datetime | None = None,
-    created_before: str | datetime | None = None,
-    exclude_closed: bool = False,
-    recency_half_life_days: float | None = None,
-    highlight: bool = False,
-    min_relevance: float | None = None,
+    index: IndexContents, texts: Sequence[str], k: int = 10, *, offset: int = 0,
+    **options: Unpack[SearchOptions],
 ) -> list[list[SearchHit]]:
     """The k threads most similar to each text, best first, one hit per thread, after the first
     ``offset`` of them (a page: pages at offsets 0, k, 2k... are disjoint and together are the
     ranking); the texts are embedded in one batch. A blank text (empty or only whitespace)
-    finds nothing: its list is empty, and it is not embedded.
-
-    ``tags`` keeps threads having at least one of these tags (a single string is one tag);
-    ``category`` keeps threads of that category, or of any of several; empty values filter
-    nothing. ``created_after`` and ``created_before`` (ISO 8601 strings or datetimes; naive is
-    UTC) keep threads created in [after, before), leaving out threads with no readable
-    ``created_at``. ``exclude_closed`` leaves out threads the forum closed (their
-    ``closed_at``). ``recency_half_life_days`` adds to each thread's score
-    :data:`.refine.RECENCY_BOOST` halved every that many days of its age (None: no boost).
-    ``highlight`` fills each hit's ``highlights`` with where its title and snippet hold the
-    query's terms. ``groups`` are
-    the caller's groups: only threads visible to them are returned (a thread is visible when its
-    ``visible_to`` is empty or names one of them), so an empty collection sees public threads
-    only; ``None`` sees every thread (an operator's own tools; a service passes each caller's
-    groups). Filtering is exact: the search fetches deeper until k matching threads are certain
-    (or none are left), so a filter never costs recall.
-
-    Each hit carries its ``relevance``, the probability that it answers the text (None where
-    the index's model has no relevance model); ``min_relevance`` drops the hits below it, so a
-    text nothing in the forum answers (gibberish, another language, another topic) finds
-    nothing. None (the default) keeps every hit.
+    finds nothing: its list is empty, and it is not embedded. ``options`` filter, boost and
+    mark the hits (see :class:`SearchOptions`); each hit carries its ``relevance``.
     """
+    check_options(options, "search_many")
     texts = texts_list(texts, "search")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if offset < 0:
         raise ValueError(f"offset must be at least 0, got {offset}")
+    min_relevance = options.get("min_relevance")
     if min_relevance is not None and (isinstance(min_relevance, bool) or not 0 <= min_relevance <= 1):
         raise ValueError(f"min_relevance must be a probability in [0, 1], got {min_relevance!r}")
-    keep = _thread_filter(tags, category, groups, created_after=created_after,
-                          created_before=created_before, exclude_closed=exclude_closed)
-    recency = refine.recency_boost(recency_half_life_days)
+    keep = _thread_filter(options.get("tags"), options.get("category"), options.get("groups"),
+                          created_after=options.get("created_after"),
+                          created_before=options.get("created_before"),
+                          exclude_closed=bool(options.get("exclude_closed")))
+    recency = refine.recency_boost(options.get("recency_half_life_days"))
+    highlight = options.get("highlight")
 
     def run(batch: list[str]) -> list[list[SearchHit]]:
         queries = index.query_embedder.encode(batch, batch_size=index.config.batch_size)
