@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import semeval_pairs  # noqa: E402
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder  # noqa: E402
-from qa_search.embedding.reranker import Reranker  # noqa: E402
+from qa_search.embedding.reranker import TRAINED_PAIRS_FILE, Reranker, pair_key  # noqa: E402
 from qa_search.operations.lifecycle import build_index  # noqa: E402
 from qa_search.scoring.metrics import average_precision, recall_at_precision, semeval_map  # noqa: E402
 from qa_search.tools.rerankertraining import train_reranker  # noqa: E402
@@ -126,12 +126,14 @@ def reranker_rows(
     reranker_dir: Path,
     dev: Sequence[tuple[str, str, str, str, int]],
     latency_texts: Sequence[str],
+    train: Sequence[tuple[str, str, int]] = (),
 ) -> dict:
     """The calibrated scorer of ``index`` (calibrated already) and the reranker in
     ``reranker_dir`` on ``dev`` pairs ``(id1, id2, text1, text2, label)`` of threads ``index``
     holds: ``{"calibrated": {...}, "reranker fp32": {...}, "reranker int8": {...}}``, each with
     AP, recall at precision 0.90 and the p50/p99 latency of scoring :data:`CANDIDATES`
-    candidates of each of ``latency_texts``."""
+    candidates of each of ``latency_texts``. With the ``train`` pairs ``(id1, id2, label)`` the
+    index was calibrated on, also :func:`blended`'s two rows."""
     labels = np.array([d[4] for d in dev])
     out = {}
     log(f"calibrated scorer on {len(dev)} pairs")
@@ -152,30 +154,62 @@ def reranker_rows(
             "ms_per_pair_bulk": round(per_pair, 2),
         }
         out[f"reranker {precision}"]["_scores"] = scores
-        if precision == "fp32":
-            out["calibrated + reranker fp32"] = combined(np.asarray(calibrated), scores, labels)
+    if train:
+        out.update(blended(index, reranker_dir, dev, train))
     return out
 
 
-def combined(calibrated: np.ndarray, reranker: np.ndarray, labels: np.ndarray) -> dict:
-    """The two scorers together: a logistic model over both probabilities as log-odds, fitted on
-    one seeded half of the pairs and measured on the other, both ways round (the mean of the two
-    halves' AP and recall at precision 0.90). Not what an index does: it shows whether the
-    reranker adds to the calibrated scorer."""
-    from sklearn.linear_model import LogisticRegression
+def with_training_record(reranker_dir: Path, pairs: Sequence[LabelledPair]) -> None:
+    """Rerankers trained by this benchmark before ``tune --reranker`` recorded its training pairs
+    lack trained_pairs.txt; the benchmark knows what it gave them (``pairs``, the few held out
+    for the tiers included), so it writes the record: ``calibrate`` then leaves those pairs out of
+    the blend, as it would for a reranker trained now."""
+    record = reranker_dir / TRAINED_PAIRS_FILE
+    if not record.is_file():
+        log(f"recording the {len(pairs)} pairs {reranker_dir.name} was given in {record.name}")
+        keys = sorted({pair_key(p.text1, p.text2) for p in pairs})
+        record.write_text("".join(f"{k}\n" for k in keys), encoding="utf-8")
 
-    def logit(p: np.ndarray) -> np.ndarray:
-        p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-        return np.log(p / (1 - p))
 
-    x = np.c_[logit(calibrated), logit(reranker)]
-    order = np.random.default_rng(0).permutation(len(labels))
-    halves = (order[: len(order) // 2], order[len(order) // 2:])
-    rows = []
+def blended(
+    index: ForumIndex,
+    reranker_dir: Path,
+    dev: Sequence[tuple[str, str, str, str, int]],
+    train: Sequence[tuple[str, str, int]],
+) -> dict:
+    """What ``calibrate`` does with the reranker attached: the index calibrated on the ``train``
+    pairs (the reranker learned them, so they fit only the calibrated scorer) and one seeded half
+    of the ``dev`` pairs (which also choose and fit the blend), measured on the other half, both
+    ways round (the mean of the two halves). Beside it, the calibrated scorer fitted on the same
+    pairs without the reranker, on the same halves. Restores the index's calibration after."""
+    reranker = Reranker.load(reranker_dir)
+    order = np.random.default_rng(0).permutation(len(dev))
+    halves = (order[: len(order) // 2], order[len(order) // 2 :])
+    before = (index.calibration, index.reranker)
+    rows: dict[str, list] = {"calibrated": [], "blend": []}
+    chosen = []
     for fit, held in (halves, halves[::-1]):
-        model = LogisticRegression().fit(x[fit], labels[fit])
-        rows.append(pair_metrics(model.predict_proba(x[held])[:, 1], labels[held]))
-    return {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]}
+        pairs = [(a, b) for a, b, _ in train] + [(dev[i][0], dev[i][1]) for i in fit]
+        labels = [y for *_, y in train] + [dev[i][4] for i in fit]
+        held_pairs, held_labels = [(dev[i][0], dev[i][1]) for i in held], np.array([dev[i][4] for i in held])
+        index.reranker = None
+        index.calibrate(pairs, labels)
+        rows["calibrated"].append(pair_metrics(index.pair_scores(held_pairs), held_labels))
+        index.reranker = reranker
+        log(f"calibrating with the reranker attached on {len(pairs)} pairs")
+        cal = index.calibrate(pairs, labels)
+        blend = cal.reranker_blend
+        chosen.append(blend.scorer if blend is not None else f"none: {cal.report.get('reranker_blend')}")
+        rows["blend"].append(pair_metrics(index.pair_scores(held_pairs, rerank=True), held_labels))
+    index.calibration, index.reranker = before
+
+    def mean(metrics: list[dict]) -> dict:
+        return {k: round(float(np.mean([m[k] for m in metrics])), 4) for k in metrics[0]}
+
+    return {
+        "calibrated, same halves": mean(rows["calibrated"]),
+        "calibrated + reranker (blend)": {**mean(rows["blend"]), "chosen": chosen},
+    }
 
 
 def quora(work: Path, max_pairs: int | None, dev_pairs: int | None, train_only: bool) -> dict:
@@ -195,13 +229,16 @@ def quora(work: Path, max_pairs: int | None, dev_pairs: int | None, train_only: 
     index = ForumIndex.load(index_dir, embedder)
     train_rows = read_gz(QUORA / "train_pairs.jsonl.gz")
     log(f"Quora: calibrating on {len(train_rows)} train pairs")
-    index.calibrate([(r["id1"], r["id2"]) for r in train_rows], [int(r["label"]) for r in train_rows])
+    train_ids = [(r["id1"], r["id2"], int(r["label"])) for r in train_rows]
+    index.calibrate([(a, b) for a, b, _ in train_ids], [y for *_, y in train_ids])
+    with_training_record(reranker_dir, train)
     dev = [(r["id1"], r["id2"], texts[r["id1"]], texts[r["id2"]], int(r["label"]))
            for r in read_gz(QUORA / "dev_pairs.jsonl.gz")]
     if dev_pairs and len(dev) > dev_pairs:
         dev = random.Random(0).sample(dev, dev_pairs)
     queries = [r["text"] for r in read_gz(QUORA / "dev_queries.jsonl.gz")]
-    rows = reranker_rows(index, reranker_dir, dev, random.Random(0).sample(queries, LATENCY_QUERIES))
+    latency_texts = random.Random(0).sample(queries, LATENCY_QUERIES)
+    rows = reranker_rows(index, reranker_dir, dev, latency_texts, train_ids)
     for row in rows.values():
         row.pop("_scores", None)
     return {"train_pairs_used": max_pairs or len(train), "dev_pairs": len(dev), "rows": rows}
@@ -223,13 +260,18 @@ def semeval(work: Path, train_only: bool) -> dict:
     index = ForumIndex(load_embedder(), IndexConfig())
     index.upsert(threads.values())
     log(f"SemEval: calibrating on {len(train_pairs)} train pairs ({len(threads)} questions indexed)")
-    index.calibrate(
-        [(q["query_id"], c["id"]) for q in train_q for c in q["candidates"]],
-        [int(c["label"] in semeval_pairs.RELEVANT) for q in train_q for c in q["candidates"]],
-    )
+    train_ids = [
+        (q["query_id"], c["id"], int(c["label"] in semeval_pairs.RELEVANT))
+        for q in train_q
+        for c in q["candidates"]
+    ]
+    index.calibrate([(a, b) for a, b, _ in train_ids], [y for *_, y in train_ids])
+    with_training_record(reranker_dir, train_pairs)
     dev = [(q["query_id"], c["id"], index.get(q["query_id"]).question_text, index.get(c["id"]).question_text,
             int(c["label"] in semeval_pairs.RELEVANT)) for q in dev_q for c in q["candidates"]]
-    rows = reranker_rows(index, reranker_dir, dev, [index.get(q["query_id"]).question_text for q in dev_q])
+    rows = reranker_rows(
+        index, reranker_dir, dev, [index.get(q["query_id"]).question_text for q in dev_q], train_ids
+    )
     # dev MAP: each question's 10 candidates in search-engine order, ranked by each scorer
     calibrated = index.pair_scores([(d[0], d[1]) for d in dev])
     by_pair = {"calibrated": dict(zip([(d[0], d[1]) for d in dev], calibrated, strict=True))}
