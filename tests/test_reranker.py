@@ -294,6 +294,7 @@ def test_cli_attach_detach_duplicates_search_and_eval(index_dir, reranker_dir, f
     r = fake_cli.invoke(main, ["configure", ix, "--reranker", str(reranker_dir)])
     assert r.exit_code == 0, r.output
     assert "reranker             rerankers/" in r.output
+    assert "duplicate verdicts use the reranker alone until `qa-search calibrate" in r.output
     r = fake_cli.invoke(main, ["duplicates", ix, "How do I stop panic attacks before work?", "--json"])
     assert r.exit_code == 0, r.output
     r = fake_cli.invoke(main, ["search", ix, "panic attacks", "--rerank", "--json"])
