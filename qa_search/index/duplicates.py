@@ -304,7 +304,7 @@ def calibrate(
     out of fold.
 
     With a reranker attached, the pairs it was not trained on also choose how verdicts use it
-    (:func:`~qa_search.scoring.calibration.fit_reranker_blend`; every pair is scored by it once).
+    (:func:`~qa_search.scoring.calibration.fit_reranker_blend`; each of those is scored by it once).
     The calibration's report says what was chosen, or why no blend was fitted."""
     groups = pair_groups(pairs)
     x = pair_features(index, pairs)
