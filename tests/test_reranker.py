@@ -470,3 +470,23 @@ def test_no_blend_from_pairs_the_reranker_trained_on_or_without_its_record(index
     assert cal.reranker_blend is None and "does not record the pairs" in cal.report["reranker_blend"]
     index = ForumIndex.load(index_dir, FakeEmbedder())
     assert index.duplicate_cutoff(rerank=True)[1] == "reranker"
+
+
+def test_the_service_reports_a_combined_blend_and_its_verdicts(index_dir, reranker_dir):
+    configure_index(index_dir, reranker=reranker_dir)
+    index = ForumIndex.load(index_dir, FakeEmbedder())
+    tiers = {"duplicate": 0.8, "related": 0.5}
+    blend = RerankerBlend(index.reranker.digest, "combined", (0.9, 1.2), 0.2, tiers)
+    index.calibration = replace(index.calibration, reranker_blend=blend)
+    index.save(index_dir)  # a new generation whose calibration holds the blend
+    index = ForumIndex.load(index_dir, FakeEmbedder())
+    assert index.calibration.reranker_blend == blend
+    text = "How do I stop panic attacks before work?"
+    expected = index.find_duplicates(text, threshold=-1.0)
+    app = create_app(Settings(index_dir=index_dir, max_k=5), embedder=FakeEmbedder())
+    with TestClient(app) as client:
+        got = client.get("/v1/duplicates", params={"q": text, "threshold": -1}).json()
+    assert got["scorer"] == "combined" and got["duplicates"]
+    assert [(d["thread_id"], d["probability"], d["tier"]) for d in got["duplicates"]] == [
+        (h.thread_id, h.probability, h.tier) for h in expected
+    ]
