@@ -70,5 +70,15 @@ class ReadOnlyIndexError(QASearchError):
     """A write to an index served read-only (a single snapshot, which no build updates)."""
 
 
+class NoRerankerError(QASearchError):
+    """A search asked to rerank on an index with no reranker attached."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this index has no reranker to rerank with; attach one with "
+            "qa-search configure INDEX --reranker DIR, or search without rerank"
+        )
+
+
 class SettingsError(QASearchError, ValueError):
     """An index setting that is unknown, out of its range, or at odds with one the index keeps."""

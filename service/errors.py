@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from qa_search import ReadOnlyIndexError, SnapshotError, UnknownThreadError
+from qa_search import NoRerankerError, ReadOnlyIndexError, SnapshotError, UnknownThreadError
 
 from .schemas import BATCH_TOO_BIG, Problem
 
@@ -91,5 +91,12 @@ def write_errors() -> Iterator[None]:
         raise HTTPException(503, f"writes are suspended: {exc}") from None
 
 
+async def no_reranker(request: Request, exc: Exception) -> JSONResponse:
+    """409: the request asked to rerank, and the index serving it has no reranker attached (a
+    state of the index, not a fault of the request's form)."""
+    return problem(409, str(exc))
+
+
 def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(NoRerankerError, no_reranker)

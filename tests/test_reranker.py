@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from qa_search import (
     ForumIndex,
     ModelLoadError,
+    NoRerankerError,
     QASearchError,
     Reranker,
     SnapshotError,
@@ -35,7 +36,7 @@ from qa_search import (
 from qa_search.cli import main
 from qa_search.embedding.models import packaged_model_path
 from qa_search.embedding.reranker import pair_key
-from qa_search.index.rerank import RERANK_CANDIDATES, NoRerankerError
+from qa_search.index.rerank import RERANK_CANDIDATES
 from qa_search.operations.lifecycle import build_index
 from qa_search.scoring.calibration import RerankerBlend
 from qa_search.storage.generations import resolve_snapshot

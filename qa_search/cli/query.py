@@ -112,7 +112,8 @@ def duplicates(index_dir: str, text: str, k: int, threshold: float | None, as_js
     """List threads whose question is likely a duplicate of TEXT.
 
     With a reranker attached (qa-search configure --reranker), the best 20 candidates are scored
-    by it: the probabilities and tiers shown are its own.
+    by it: the probabilities and tiers shown are its own, or the blend's that the index's last
+    calibrate chose with it.
     """
     hits = ForumIndex.load(index_dir).find_duplicates(text, threshold=threshold, k=k)
     if as_json:

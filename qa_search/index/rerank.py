@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from qa_search.embedding.reranker import Reranker
-from qa_search.errors import QASearchError
+from qa_search.errors import NoRerankerError
 from qa_search.index.contents import IndexContents
 from qa_search.index.results import DuplicateHit, SearchHit
 from qa_search.scoring.calibration import RerankerBlend
@@ -24,16 +24,6 @@ from qa_search.scoring.calibration import RerankerBlend
 #: fp32) on 2 shared cores, the calibrated scorer's whole call 15 ms (docs/tuning.md, "A
 #: reranker for duplicate verdicts"), so the reranker sees no more than it must.
 RERANK_CANDIDATES = 20
-
-
-class NoRerankerError(QASearchError):
-    """A search asked to rerank on an index with no reranker attached."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "this index has no reranker to rerank with; attach one with "
-            "qa-search configure INDEX --reranker DIR, or search without rerank"
-        )
 
 
 def attached_reranker(index: IndexContents) -> Reranker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from ..deps import LiveDep, SearchInBody, SearchInQuery, SearchQuery, ViewerDep
 from ..errors import ERRORS
@@ -36,9 +36,6 @@ def search_posted(
 
 
 def _page(live: LiveDep, query: SearchQuery, viewer: Viewer, rerank: bool) -> SearchResponse:
-    if rerank and live.index.reranker is None:
-        raise HTTPException(409, "this index has no reranker; search without rerank, or attach one "
-                                 "(qa-search configure INDEX --reranker DIR)")
     # one more than the page, and not cut by relevance: the cut applies to the page alone, so a
     # hit past the page never slips into it when one within is cut (pages stay disjoint)
     options = query.options()
