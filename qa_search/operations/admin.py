@@ -167,11 +167,17 @@ def configure_index(
     )
 
 
-def _current_reranker(index_dir: str | Path) -> dict | None:
+def _current_manifest(index_dir: str | Path) -> dict | None:
+    """The current generation's manifest; None where there is no readable one (the list of
+    generations says why)."""
     try:
-        return read_manifest(resolve_snapshot(index_dir)).get("reranker")
+        return read_manifest(resolve_snapshot(index_dir))
     except SnapshotError:
         return None
+
+
+def _current_reranker(index_dir: str | Path) -> dict | None:
+    return (_current_manifest(index_dir) or {}).get("reranker")
 
 
 def defaults_in_use(manifest: Mapping) -> dict:
@@ -283,10 +289,8 @@ def describe_index(index_dir: str | Path) -> IndexDescription:
 
 
 def _current_defaults(index_dir: str | Path) -> dict | None:
-    try:
-        return defaults_in_use(read_manifest(resolve_snapshot(index_dir)))
-    except SnapshotError:  # no readable current generation: the generations' list says why
-        return None
+    manifest = _current_manifest(index_dir)
+    return None if manifest is None else defaults_in_use(manifest)
 
 
 def check_servable(index_dir: str | Path) -> Path:

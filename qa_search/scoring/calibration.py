@@ -78,6 +78,20 @@ def tier_of(tiers: Mapping[str, float], probability: float) -> str | None:
     return None
 
 
+def choose_tiers(
+    probs: np.ndarray, labels: np.ndarray, targets: Mapping[str, float], report: dict
+) -> dict[str, float]:
+    """Each tier's threshold: the least out-of-fold probability at which its target precision
+    is met (1.0 where none is), best tier first; each tier's precision and recall there are
+    added to ``report``."""
+    tiers = {}
+    for name, target in sorted(targets.items(), key=lambda kv: -kv[1]):
+        point = recall_at_precision(probs, labels, target)
+        tiers[name] = min(float(point.threshold), 1.0)
+        report[name] = {"precision": round(point.precision, 6), "recall": round(point.recall, 6)}
+    return tiers
+
+
 def _fit_platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """``(slope, intercept)`` of probability = sigmoid(slope * raw + intercept), slope >= 0 (a
     higher score never means a lower probability)."""
@@ -443,11 +457,7 @@ def fit_calibration_out_of_fold(
         raise ValueError("no scorer can be measured out of fold on these pairs: label more of them")
     ap, scorer, slope, intercept, oof = best
     report["ap_out_of_fold"] = round(ap, 6)
-    tiers = {}
-    for name, target in sorted(targets.items(), key=lambda kv: -kv[1]):
-        point = recall_at_precision(oof, y, target)
-        tiers[name] = min(float(point.threshold), 1.0)
-        report[name] = {"precision": round(point.precision, 6), "recall": round(point.recall, 6)}
+    tiers = choose_tiers(oof, y, targets, report)
     trees = fit_boosted(x, y, seed) if scorer == BOOSTED else None
     return Calibration(FEATURES, scorer, trees, slope, intercept, tiers, targets, report), oof
 
@@ -598,9 +608,5 @@ def fit_reranker_blend(
         return "no blend scorer kept both inputs the right way up"
     ap, scorer, coef2, intercept, oof = best
     report["ap_out_of_fold"] = round(ap, 6)
-    tiers = {}
-    for name, target in sorted(check_targets(targets).items(), key=lambda kv: -kv[1]):
-        point = recall_at_precision(oof, y, target)
-        tiers[name] = min(float(point.threshold), 1.0)
-        report[name] = {"precision": round(point.precision, 6), "recall": round(point.recall, 6)}
+    tiers = choose_tiers(oof, y, check_targets(targets), report)
     return RerankerBlend(reranker_digest, scorer, coef2, float(intercept), tiers, report)
