@@ -128,16 +128,6 @@ def stored_reranker(snap: Path, recorded: Mapping) -> Reranker | None:
     return reranker
 
 
-def kept_reranker(index_dir: str | Path) -> Reranker | None:
-    """The reranker ``index_dir``'s current generation records, for a full build to keep (None
-    for a new index or one without)."""
-    try:
-        snap = resolve_snapshot(index_dir)
-    except SnapshotError:
-        return None
-    return stored_reranker(snap, read_manifest(snap))
-
-
 def store_reranker(reranker: Reranker, index_dir: Path) -> Path:
     """Copy ``reranker``'s files into ``index_dir``'s :data:`RERANKERS` folder under its content
     address, unless they are there already; returns that folder. Kept there for every

@@ -25,9 +25,9 @@ from qa_search.errors import QASearchError
 from qa_search.index.config import IndexConfig, config_of
 from qa_search.index.forum import ForumIndex
 from qa_search.index.persistence import (
-    kept_reranker,
     matches_recorded_model,
     stored_calibration,
+    stored_reranker,
     stored_shipped_defaults,
 )
 from qa_search.operations.publishing import newer_than, publish_with_log
@@ -326,9 +326,11 @@ def build_index(
             raise QASearchError("no threads to index: the input is empty")
         cached = cached_embedder(index_dir, embedder) if use_cache else None
         index = ForumIndex(cached or embedder, config or starting_config(index_dir, embedder.name)[0])
-        index.calibration, dropped = _kept_calibration(index_dir, index)
-        index.reranker = kept_reranker(index_dir)  # it reads question texts, not vectors: any model keeps it
-        index.shipped_defaults = _kept_shipped_defaults(index_dir, index)
+        current = _current_snapshot(index_dir)
+        index.calibration, dropped = _kept_calibration(current, index)
+        # it reads question texts, not vectors: any model keeps it
+        index.reranker = None if current is None else stored_reranker(*current)
+        index.shipped_defaults = _kept_shipped_defaults(current, index)
         before = cached.embedded if cached else 0
         stats = index.upsert(batch, progress=progress)
         # writes acknowledged after the dump was made and folded in since: the dump lacks them
@@ -356,14 +358,22 @@ def build_index(
         return replace(report, calibration_dropped=dropped, removed=len(removed), kept_live_writes=len(kept))
 
 
-def _kept_shipped_defaults(index_dir: Path, index: ForumIndex) -> ShippedDefaults | None:
-    """The shipped defaults the current generation recorded, for a rebuild with the same model to
-    keep (a package upgrade changes them only through configure --refresh-defaults); None (the
-    package's current ones) for a first build, another model or an unreadable record."""
+def _current_snapshot(index_dir: Path) -> tuple[Path, dict] | None:
+    """The current generation's snapshot and manifest, whose parts a rebuild keeps (None for a
+    new index)."""
     if current_generation(index_dir) is None:
         return None
     snap = resolve_snapshot(index_dir)
-    manifest = read_manifest(snap)
+    return snap, read_manifest(snap)
+
+
+def _kept_shipped_defaults(current: tuple[Path, dict] | None, index: ForumIndex) -> ShippedDefaults | None:
+    """The shipped defaults the current generation recorded, for a rebuild with the same model to
+    keep (a package upgrade changes them only through configure --refresh-defaults); None (the
+    package's current ones) for a first build, another model or an unreadable record."""
+    if current is None:
+        return None
+    snap, manifest = current
     if manifest["model"]["name"] != index.embedder.name:
         return None
     try:
@@ -372,14 +382,15 @@ def _kept_shipped_defaults(index_dir: Path, index: ForumIndex) -> ShippedDefault
         return None
 
 
-def _kept_calibration(index_dir: Path, index: ForumIndex) -> tuple[Calibration | None, str | None]:
+def _kept_calibration(
+    current: tuple[Path, dict] | None, index: ForumIndex
+) -> tuple[Calibration | None, str | None]:
     """The current generation's duplicate calibration, for a rebuild with the same model to keep
     (it maps the pair signals of this model to probabilities, whatever threads are indexed), or
     why it cannot be kept."""
-    if current_generation(index_dir) is None:
+    if current is None:
         return None, None
-    snap = resolve_snapshot(index_dir)
-    manifest = read_manifest(snap)
+    snap, manifest = current
     if "calibration.json" not in manifest.get("files", {}):
         return None, None
     model = manifest["model"]
