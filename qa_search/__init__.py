@@ -24,7 +24,7 @@ from qa_search.errors import (
 from qa_search.index.config import IndexConfig
 from qa_search.index.forum import ForumIndex
 from qa_search.index.live import LiveIndex
-from qa_search.index.results import DuplicateHit, SearchHit, SearchPage, UpsertStats
+from qa_search.index.results import DuplicateHit, DuplicateVerdicts, SearchHit, SearchPage, UpsertStats
 from qa_search.index.search import SearchOptions
 from qa_search.operations.admin import (
     Configured,
@@ -116,6 +116,7 @@ __all__ = [
     "load_embedder",
     # the index
     "DuplicateHit",
+    "DuplicateVerdicts",
     "ForumIndex",
     "IndexConfig",
     "LiveIndex",

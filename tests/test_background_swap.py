@@ -150,3 +150,39 @@ def test_without_a_watcher_the_call_that_notices_a_rollback_loads_it(index_dir):
     with live.reading() as index:
         assert live.generation == 1 and "d" not in index
     assert loader.calls == 1
+
+
+def test_duplicate_verdicts_name_the_scorer_of_the_generation_that_judged_them(index_dir):
+    """A swap that comes while a duplicates request reads must not label generation 1's hits
+    (raw cosines) with generation 2's calibrated scorer."""
+    from conftest import calibrated_sample_index
+
+    live = LiveIndex(index_dir, FakeEmbedder())
+    calibrated_sample_index().save(index_dir)  # generation 2: calibrated
+    loaded = threading.Event()
+
+    def load(path, embedder):
+        fresh = ForumIndex.load(path, embedder)
+        loaded.set()
+        return fresh
+
+    live._loader = load
+    swap = threading.Thread(target=live.check_generation)
+    first = live.index.find_duplicates
+
+    def swap_meanwhile(*args, **kwargs):
+        swap.start()
+        assert loaded.wait(30)  # generation 2 is loaded and now waits to be swapped in
+        time.sleep(0.05)
+        return first(*args, **kwargs)
+
+    live.index.find_duplicates = swap_meanwhile
+    found = live.duplicate_verdicts(TWO_THREADS[0].title, threshold=0.0)
+    swap.join(30)
+    assert live.generation == 2
+    assert {h.thread_id for h in found.hits} <= {"a", "b"} and found.hits
+    assert found.scorer == "cosine"
+    text = "I feel anxious all the time"
+    after = live.duplicate_verdicts(text)
+    assert after.scorer == "calibrated"
+    assert [h.thread_id for h in after.hits] == [h.thread_id for h in live.find_duplicates(text)]

@@ -41,7 +41,7 @@ from qa_search.index.contents import as_str_list
 from qa_search.index.forum import ForumIndex
 from qa_search.index.relevance import relevance_model
 from qa_search.index.replay import apply_entries
-from qa_search.index.results import DuplicateHit, SearchHit
+from qa_search.index.results import DuplicateHit, DuplicateVerdicts, SearchHit
 from qa_search.index.rwlock import RWLock
 from qa_search.index.search import SearchOptions, check_options
 from qa_search.index.writeprep import embed_writes, keep_vectors, portable
@@ -182,6 +182,17 @@ class LiveIndex:
             return []
         with self.reading() as index:
             return index.find_duplicates(query, threshold=threshold, k=k, groups=groups)
+
+    def duplicate_verdicts(
+        self, text: str, *, threshold: float | None = None, k: int = 5, groups: Iterable[str] | None = None
+    ) -> DuplicateVerdicts:
+        """:meth:`find_duplicates` with the scorer that judged the hits, both from the
+        generation served at that moment (one read, so a swap cannot fall between them)."""
+        query = self._query(text)
+        with self.reading() as index:
+            hits = [] if query is None else index.find_duplicates(query, threshold=threshold, k=k,
+                                                                  groups=groups)
+            return DuplicateVerdicts(tuple(hits), index.duplicate_cutoff(rerank=True)[1])
 
     # -- writes -------------------------------------------------------------------------
 

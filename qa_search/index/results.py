@@ -100,6 +100,17 @@ class DuplicateHit:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class DuplicateVerdicts:
+    """A text's likely duplicates and which scorer judged them ("combined", "reranker",
+    "calibrated" or "cosine"), both read from the same index: a server that swaps generations
+    between the two reads could otherwise label one generation's verdicts with the next's
+    scorer."""
+
+    hits: tuple[DuplicateHit, ...]
+    scorer: str
+
+
 class PartRef(NamedTuple):
     """Where an embedded vector came from."""
 
