@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -117,6 +119,33 @@ def test_the_server_ends_with_an_ordinary_exit_on_sigterm_and_ctrl_c():
             signal.raise_signal(sig)  # as uvicorn does once it has shut down
             pytest.fail("the block went on after the signal")
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_serving_on_a_port_in_use_is_one_line_and_exit_1_before_uvicorn_starts(tmp_path, fake_cli,
+                                                                                monkeypatch):
+    ix = tmp_path / "ix"
+    _build(fake_cli, ix)
+    for name in [n for n in os.environ if n.startswith("QA_SEARCH_")]:
+        monkeypatch.delenv(name)
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda *a, **kw: started.append(kw))
+    with socket.socket() as taken:  # a server already listening there (a second make run)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for workers in ("1", "2"):
+            r = fake_cli.invoke(main, ["serve", str(ix), "--port", str(port), "--workers", workers])
+            assert r.exit_code == 1, r.output
+            assert r.stderr.strip().splitlines() == [
+                f"Error: cannot serve on 127.0.0.1:{port}: Address already in use: another process is "
+                "listening there; stop it, or choose another port (--port; PORT= for make run)"]
+    assert started == []
+    r = fake_cli.invoke(main, ["serve", str(ix), "--host", "no-such-host.invalid"])
+    assert r.exit_code == 1 and "cannot serve on no-such-host.invalid:8000: " in r.stderr
+    assert started == []
+    r = fake_cli.invoke(main, ["serve", str(ix), "--port", str(port)])  # free again: it starts
+    assert r.exit_code == 0, r.output
+    assert [(kw["host"], kw["port"]) for kw in started] == [("127.0.0.1", port)]
 
 
 def test_make_run_execs_the_server():

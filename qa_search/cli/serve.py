@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,9 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
         settings = Settings(index_dir=Path(index_dir))
     except ValidationError as exc:
         raise click.ClickException(describe_errors(exc)) from None
+    # uvicorn would report a port in use (a second `make run`, another server on 8000) as a log
+    # line after loading the index, and exit 3
+    _check_address(host, port)
     click.echo(f"serving {index_dir} on http://{host}:{port} with {workers} worker(s)", err=True)
     # workers are separate processes that build the app from the environment (service.settings)
     os.environ["QA_SEARCH_INDEX_DIR"] = str(Path(index_dir).resolve())
@@ -62,6 +67,27 @@ def serve(index_dir: str, host: str, port: int, workers: int) -> None:
         errors.unlink(missing_ok=True)
     if reason:
         raise click.ClickException(f"the service stopped: a worker could not start: {reason}")
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server could not listen on: a port another process
+    holds, a host that does not resolve or is not this machine's. Binds as uvicorn does (every
+    address the host resolves to, with SO_REUSEADDR) and lets go at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _name, address in infos:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # as asyncio binds it: the IPv4 address is tried on its own
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (": another process is listening there; stop it, or choose another port "
+                    "(--port; PORT= for make run)")
+        raise click.ClickException(f"cannot serve on {host}:{port}: {reason}{hint}") from None
 
 
 class _Stop(Exception):
