@@ -111,6 +111,26 @@ def require_moderator(
         raise HTTPException(403, "wrong moderator key")
 
 
+def metrics_scrape(
+    settings: SettingsDep,
+    key: Annotated[str | None, Depends(_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> bool:
+    """Whether a scrape of /metrics gets the query cache's counters: with QA_SEARCH_METRICS_KEY
+    set, only a scrape that sends it is answered, with every metric; unset, anyone gets the
+    others (the counters would tell a stranger whether a text had been searched before)."""
+    if settings.metrics_key is None:
+        return False
+    given = key if key is not None else (bearer.credentials if bearer is not None else None)
+    if not given:
+        raise HTTPException(401, "missing metrics key: send QA_SEARCH_METRICS_KEY in the Authorization: "
+                            "Bearer (or X-API-Key) header", headers={"WWW-Authenticate": "Bearer"})
+    expected = settings.metrics_key.get_secret_value().encode()
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
+        raise HTTPException(403, "wrong metrics key")
+    return True
+
+
 # -- who the reader is ---------------------------------------------------------------------
 
 _token_header = APIKeyHeader(

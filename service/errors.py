@@ -46,13 +46,25 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     for e in errors:
         if e.get("type") == BATCH_TOO_BIG:
             return problem(413, str(e.get("msg")))
-    problems = [{"loc": list(e.get("loc", ())), "field": _field(e.get("loc", ())),
-                 "msg": str(e.get("msg", "invalid"))[:300], "type": str(e.get("type", "value_error"))}
-                for e in errors[:MAX_PROBLEMS]]
+    problems = [_problem(e) for e in errors[:MAX_PROBLEMS]]
     body: dict[str, Any] = {"detail": problems}
     if len(errors) > MAX_PROBLEMS:
         body["omitted"] = len(errors) - MAX_PROBLEMS
     return JSONResponse(body, status_code=422)
+
+
+def _problem(error: dict[str, Any]) -> dict[str, Any]:
+    loc, msg = list(error.get("loc", ())), str(error.get("msg", "invalid"))[:300]
+    kind = str(error.get("type", "value_error"))
+    if kind == EXTRA_FIELD and loc:
+        # the place is the field's name, which is the client's text (a key built from what the
+        # user typed, say): the object holding it is named instead
+        loc, msg = loc[:-1], "holds an unknown field (its name is not repeated); see /docs for the fields"
+    return {"loc": loc, "field": _field(loc), "msg": msg, "type": kind}
+
+
+#: Pydantic's error type for a field a model does not take.
+EXTRA_FIELD = "extra_forbidden"
 
 
 def _field(loc: tuple | list) -> str:

@@ -42,7 +42,9 @@ CLIENT_GONE = 499
 #: Methods whose body the guard reads (and bounds) before the app sees it.
 _WITH_BODY = ("POST", "PUT", "PATCH", "DELETE")
 #: Routes under the read and the write rate, and those that need the API key (with a body method).
-_READS = ("/v1/search", "/v1/duplicates", "/v1/moderation/duplicates", "/v1/moderation/duplicates.csv")
+#: /metrics is a read: with a metrics key set, wrong keys are counted.
+_READS = ("/v1/search", "/v1/duplicates", "/v1/moderation/duplicates", "/v1/moderation/duplicates.csv",
+          "/metrics")
 _WRITES = "/v1/threads"
 #: Writes that authenticate by the signature on their body, not by the API key: the body limit
 #: and the write rate apply, the key check does not.

@@ -48,7 +48,18 @@ class _IndexCollector:
                                 "Generation loads that failed (each tried again later).")
         c.add_metric([], live.load_failures)
         yield c
-        cache = live.cache
+
+
+class _CacheCollector:
+    """The query cache's counters, read at scrape time. The cache is shared by every caller, so
+    a count read before and after one search says whether anyone searched that text before:
+    they are shown only to a scrape with the metrics key."""
+
+    def __init__(self, live) -> None:
+        self.live = live
+
+    def collect(self):
+        cache = self.live.cache
         c = CounterMetricFamily("qa_search_query_cache", "Query-embedding cache lookups.", labels=["result"])
         c.add_metric(["hit"], cache.hits)
         c.add_metric(["miss"], cache.misses)
@@ -65,6 +76,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        #: What depends on other callers' query text, rendered only when asked for.
+        self.private = CollectorRegistry()
         self.latency = Histogram(
             "qa_search_request_duration_seconds", "Request latency by route template.",
             ["route", "method", "status"], buckets=BUCKETS, registry=self.registry,
@@ -72,9 +85,12 @@ class Metrics:
 
     def track(self, live) -> None:
         self.registry.register(_IndexCollector(live))
+        self.private.register(_CacheCollector(live))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.latency.labels(route, method, str(status)).observe(seconds)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, private: bool = False) -> bytes:
+        """The metrics page; with ``private``, the query cache's counters too."""
+        page = generate_latest(self.registry)
+        return page + generate_latest(self.private) if private else page

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     #: Key of the moderators' view (/moderation, GET /v1/moderation/duplicates); unset: the API key.
     moderator_key: SecretStr | None = None
+    #: Key a scrape of /metrics must present (Authorization: Bearer, or X-API-Key). Unset: /metrics
+    #: is open but leaves out the query cache's counters, which would tell anyone whether a
+    #: text had been searched before.
+    metrics_key: SecretStr | None = None
     #: Refuse searches and duplicate checks that carry no search token (X-QA-Token).
     require_token: bool = False
     #: Origins allowed to call the API from a browser (CORS), comma-separated in the environment.
@@ -138,7 +142,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("api_key", "token_secret", "discourse_secret", "webhook_secret", "moderator_key",
-                     mode="before")
+                     "metrics_key", mode="before")
     @classmethod
     def _blank_key_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

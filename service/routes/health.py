@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from ..deps import LiveDep, MetricsDep
+from fastapi import APIRouter, Depends, Response
+
+from ..deps import LiveDep, MetricsDep, metrics_scrape
 from ..schemas import Health, Problem, Ready
 
 router = APIRouter()
@@ -24,5 +26,5 @@ def readyz(live: LiveDep) -> Ready:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics_page(metrics: MetricsDep) -> Response:
-    return Response(metrics.render(), media_type=metrics.content_type)
+def metrics_page(metrics: MetricsDep, private: Annotated[bool, Depends(metrics_scrape)]) -> Response:
+    return Response(metrics.render(private), media_type=metrics.content_type)
