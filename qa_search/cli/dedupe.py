@@ -114,11 +114,13 @@ def dedupe(
 ) -> None:
     """Find clusters of threads that duplicate each other, each with a thread to keep.
 
-    Every question's nearest questions are scored (raw question cosine, or with
-    --min-probability the calibrated probability), and pairs at or above the threshold are
-    grouped so that a cluster's pairs reach it on average (no chaining through a path of loosely
-    similar questions). On a calibrated index every pair also shows its duplicate probability.
-    The suggested thread to keep is the most answered, then the most voted.
+    Every question's nearest questions are scored (raw question cosine, or the calibrated
+    probability: with --min-probability, and by default where the index uses the calibration
+    shipped for its model), and pairs at or above the threshold are grouped so that a cluster's
+    pairs reach it on average, or with complete linkage every pair does (no chaining through a
+    path of loosely similar questions). On a calibrated index every pair also shows its
+    duplicate probability. The suggested thread to keep is the most answered, then the most
+    voted.
     """
     if min_probability is not None and min_cosine is not None:  # before the model loads
         raise click.UsageError("give --min-probability or --min-cosine, not both")
