@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import h11
+from h11 import _connection as h11_connection
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -232,6 +233,25 @@ _REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; 
                     % (len(_TIMEOUT_TEXT), _TIMEOUT_TEXT))
 
 
+#: Most bytes a request's line and headers may take: h11's own bound on headers still arriving
+#: (uvicorn's default), applied as well to headers that arrive in one read, which h11 takes whole.
+MAX_HEADER_BYTES = h11_connection.DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+
+
+class _BoundedHeaders(h11.Connection):
+    """An h11 connection that refuses a request whose line and headers pass MAX_HEADER_BYTES,
+    however they arrived (in one read, or pipelined behind another request), as h11 refuses ones
+    still arriving: uvicorn answers 400 and closes the connection."""
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            size = len(event.method) + len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+            if size > MAX_HEADER_BYTES:
+                raise h11.RemoteProtocolError("request headers too large", error_status_hint=431)
+        return event
+
+
 class HeaderTimeoutH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with a deadline, ``header_timeout`` seconds from a connection's
     opening (or from the first byte of a later request on it) until that request's headers are
@@ -241,6 +261,7 @@ class HeaderTimeoutH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, header_timeout: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.conn = _BoundedHeaders(h11.SERVER, MAX_HEADER_BYTES)
         self.header_timeout = header_timeout
         self._header_deadline: asyncio.TimerHandle | None = None
         self._started = False  # bytes of the pending request have arrived

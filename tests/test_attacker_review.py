@@ -5,6 +5,7 @@ what test_abuse, test_visibility and test_tokens already try."""
 from __future__ import annotations
 
 import random
+import socket
 
 import pytest
 from conftest import FakeEmbedder
@@ -75,6 +76,54 @@ def test_an_unknown_field_in_a_signed_webhook_is_not_repeated(forum):
                         headers={"X-QA-Signature": signature, "Content-Type": "application/json"})
         assert r.status_code == 422 and secret not in r.text
         assert [p["loc"] for p in r.json()["detail"]] == [["body"]]
+
+
+# -- headers, against a real uvicorn ------------------------------------------------------------
+
+
+def _exchange(port: int, *parts: bytes) -> bytes:
+    """What the server answers to ``parts``, each sent on its own, until it closes or pauses."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        for part in parts:
+            try:
+                sock.sendall(part)
+            except OSError:  # closed on us mid-send: the answer is already there
+                break
+        sock.settimeout(1.0)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return data
+
+
+def test_a_request_whose_headers_pass_16_kb_is_refused_however_they_arrive(forum, tmp_path):
+    # h11 bounds only headers still arriving; ones that arrive in one read went through whole
+    from test_abuse import Server
+
+    head = b"GET /v1/search?q=sleep HTTP/1.1\r\nHost: x\r\nX-QA-Token: "
+    server = Server(forum, tmp_path / "server.log")
+    try:
+        for parts in ((head + b"a" * 60_000 + b"\r\n\r\n",),  # at once
+                      (head + b"a" * 10_000, b"a" * 10_000 + b"\r\n\r\n")):  # in two reads
+            answer = _exchange(server.port, *parts)
+            assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+            assert b"a" * 20 not in answer
+        # under the limit, and a body arriving with its headers, are answered as before
+        assert _exchange(server.port, head + b"a" * 15_000 + b"\r\n\r\n").startswith(b"HTTP/1.1 401 ")
+        body = b'{"q": "sleep", "tags": ["' + b"t" * 400_000 + b'"]}'
+        post = (b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        assert _exchange(server.port, post).startswith(b"HTTP/1.1 422 ")
+        kept = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"  # pipelined on one connection
+        answer = _exchange(server.port, kept * 50 + head + b"a" * 60_000 + b"\r\n\r\n")
+        assert answer.count(b"HTTP/1.1 200 ") == 50
+        assert answer.rindex(b"HTTP/1.1 400 ") > answer.rindex(b"HTTP/1.1 200 ")
+    finally:
+        server.stop()
+    assert b"aaaa" not in (tmp_path / "server.log").read_bytes()
 
 
 # -- metrics ---------------------------------------------------------------------------------
