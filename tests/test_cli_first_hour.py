@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -146,6 +147,31 @@ def test_serving_on_a_port_in_use_is_one_line_and_exit_1_before_uvicorn_starts(t
     r = fake_cli.invoke(main, ["serve", str(ix), "--port", str(port)])  # free again: it starts
     assert r.exit_code == 0, r.output
     assert [(kw["host"], kw["port"]) for kw in started] == [("127.0.0.1", port)]
+
+
+def test_info_of_a_snapshot_folder_says_to_give_it_the_index_directory(tmp_path, fake_cli):
+    ix = tmp_path / "ix"
+    _build(fake_cli, ix)
+    snapshot = ix / "generations" / "000001"
+    for extra in ([], ["--json"]):
+        r = fake_cli.invoke(main, ["info", str(snapshot), *extra])
+        assert r.exit_code == 1, r.output
+        assert r.output.strip().splitlines() == [
+            f"Error: {snapshot} is a single snapshot, not an index directory: give info the directory "
+            f"that holds its generations/ folder (`qa-search verify {snapshot}` checks this snapshot)"]
+    assert json.loads(fake_cli.invoke(main, ["info", str(ix), "--json"]).stdout)["current"] == 1
+
+
+def test_a_reader_that_stops_early_ends_the_command_without_an_error_line(tmp_path, fake_cli):
+    ix = tmp_path / "ix"
+    _build(fake_cli, ix)
+    with subprocess.Popen([sys.executable, "-m", "qa_search.cli", "info", str(ix)], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # as `| head -1` does once it has its line: every write now fails with EPIPE
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 1
+    assert "Broken pipe" not in err and "Error" not in err, err
 
 
 def test_make_run_execs_the_server():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import math
@@ -41,6 +42,8 @@ def library_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except QASearchError as exc:
             raise click.ClickException(str(exc)) from exc
         except OSError as exc:
+            if exc.errno == errno.EPIPE:  # the reader went away (`| head`): click ends quietly
+                raise
             if exc.filename is not None and exc.strerror:  # "[Errno 13] ..." said plainly
                 raise click.ClickException(f"{exc.filename}: {exc.strerror}") from exc
             raise click.ClickException(str(exc)) from exc
