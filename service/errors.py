@@ -54,7 +54,8 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _problem(error: dict[str, Any]) -> dict[str, Any]:
-    loc, msg = list(error.get("loc", ())), str(error.get("msg", "invalid"))[:300]
+    loc = [part for part in error.get("loc", ()) if not _union_member(part)]
+    msg = str(error.get("msg", "invalid"))[:300]
     kind = str(error.get("type", "value_error"))
     if kind == EXTRA_FIELD and loc:
         # the place is the field's name, which is the client's text (a key built from what the
@@ -65,6 +66,16 @@ def _problem(error: dict[str, Any]) -> dict[str, Any]:
 
 #: Pydantic's error type for a field a model does not take.
 EXTRA_FIELD = "extra_forbidden"
+#: How pydantic names the plain members of a union (``int``, ``constrained-str``) in an error's
+#: place; other members it names by their validators (``list[...]``, ``function-after[...]``).
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "none", "constrained-str", "constrained-int",
+                            "constrained-float"})
+
+
+def _union_member(part: object) -> bool:
+    """Whether a part of an error's place names a member of a union, not a field the client
+    wrote: the field is named without it (the validators' names even hold memory addresses)."""
+    return isinstance(part, str) and ("[" in part or part in _UNION_MEMBERS)
 
 
 def _field(loc: tuple | list) -> str:
