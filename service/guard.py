@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import ipaddress
 import logging
 import math
 import os
@@ -93,6 +94,21 @@ class RateLimits:
         return max(1, math.ceil(reset - time.time()))
 
 
+def rate_key(host: str) -> str:
+    """What a client at ``host`` is counted as: its address, or for IPv6 its /64, since a
+    subscriber is given a whole /64 and could otherwise take a new rate from each of 2**64
+    addresses (an IPv4 address written as IPv6, ``::ffff:a.b.c.d``, is that IPv4 address)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # not an address: a test client's name, a Unix socket
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return host
+
+
 def _rate_kind(scope: Scope) -> str | None:
     path = scope["path"]
     if path == _WRITES or path.startswith((_WRITES + "/", _WEBHOOKS)):
@@ -145,7 +161,7 @@ class RequestGuard:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, status: dict) -> None:
         kind = _rate_kind(scope)
         if kind is not None:
-            client = scope["client"][0] if scope.get("client") else "unknown"
+            client = rate_key(scope["client"][0]) if scope.get("client") else "unknown"
             wait = self.rates.retry_after(kind, client)
             if wait is not None:
                 response = problem(429, f"too many requests from this address: retry in {wait} s")

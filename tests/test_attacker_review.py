@@ -140,6 +140,27 @@ def test_a_request_whose_headers_pass_16_kb_is_refused_however_they_arrive(forum
     assert b"aaaa" not in (tmp_path / "server.log").read_bytes()
 
 
+def test_an_ipv6_client_cannot_take_a_new_rate_for_each_address_of_its_network(forum, tmp_path):
+    # a subscriber is given a whole /64: counted per address, one client would have 2**64 rates
+    from test_abuse import Server
+
+    server = Server(forum, tmp_path / "server.log", QA_SEARCH_TRUSTED_PROXIES="127.0.0.1",
+                    QA_SEARCH_READ_RATE="3/minute")
+    try:
+        def status(client: str) -> int:
+            return server.call("GET", "/v1/search?q=sleep", client=client)[0]
+
+        assert [status(f"2001:db8:0:7::{n:x}") for n in range(1, 6)] == [200] * 3 + [429] * 2
+        assert status("2001:db8:0:8::1") == 200  # another subscriber
+        # IPv4 clients are still counted one address each, also written as IPv6
+        assert [status(f"192.0.2.{n}") for n in range(1, 5)] == [200] * 4
+        assert [status("::ffff:198.51.100.7") for _ in range(3)] == [200] * 3
+        assert status("198.51.100.7") == 429
+        assert status("::ffff:198.51.100.8") == 200
+    finally:
+        server.stop()
+
+
 # -- metrics ---------------------------------------------------------------------------------
 
 
