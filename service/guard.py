@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import h11
-from h11 import _connection as h11_connection
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -249,9 +248,10 @@ _REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; 
                     % (len(_TIMEOUT_TEXT), _TIMEOUT_TEXT))
 
 
-#: Most bytes a request's line and headers may take: h11's own bound on headers still arriving
-#: (uvicorn's default), applied as well to headers that arrive in one read, which h11 takes whole.
-MAX_HEADER_BYTES = h11_connection.DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+#: Most bytes a request's line and headers may take, however they arrive: h11 bounds only
+#: headers still arriving (16 KB by default) and takes whole a block that arrives in one read.
+#: 64 KB holds a GET search of QA_SEARCH_MAX_QUERY_CHARS' default 2,000 emoji, percent-encoded.
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class _BoundedHeaders(h11.Connection):
