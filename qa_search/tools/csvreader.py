@@ -67,8 +67,11 @@ def read_csv(
         needed = [f for f in CSV_FIELDS if f in ("id", "title") or f in mapping]
         missing = [f"{f} (column {fields[f]!r})" for f in needed if fields[f] not in columns]
         if missing:
+            # the header is not quoted back: a file that is not CSV at all (a JSONL dump given
+            # as CSV, a CSV without a header) has post text where the column names would be
             raise DumpFormatError(
-                str(path), 1, f"no column for {', '.join(missing)}; the header has {', '.join(header)}"
+                str(path), 1, f"no column for {', '.join(missing)} among the header's {len(header)} columns; "
+                "map fields to columns with --map FIELD=COLUMN, or check the file is CSV with a header row"
             )
         index = {f: columns[c] for f, c in fields.items() if c in columns}
 
