@@ -157,7 +157,7 @@ def test_info_of_a_snapshot_folder_says_to_give_it_the_index_directory(tmp_path,
         r = fake_cli.invoke(main, ["info", str(snapshot), *extra])
         assert r.exit_code == 1, r.output
         assert r.output.strip().splitlines() == [
-            f"Error: {snapshot} is a single snapshot, not an index directory: give info the directory "
+            f"Error: {snapshot} is a single snapshot, not an index directory: give the directory "
             f"that holds its generations/ folder (`qa-search verify {snapshot}` checks this snapshot)"]
     assert json.loads(fake_cli.invoke(main, ["info", str(ix), "--json"]).stdout)["current"] == 1
 

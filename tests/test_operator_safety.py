@@ -389,9 +389,21 @@ def test_operating_system_errors_and_a_missing_index_are_one_line_and_status_1(t
                  ["duplicates", str(tmp_path / "nope"), "hello"]):
         r = fake_cli.invoke(main, args)
         assert r.exit_code == 1 and f"no index at {tmp_path / 'nope'}" in r.stderr, args
+    for args in (["update", str(tmp_path / "nope"), str(dump)], ["delete", str(tmp_path / "nope"), "1"],
+                 ["rollback", str(tmp_path / "nope")]):
+        # a writer of an existing index says there is none, and leaves no directory behind
+        r = fake_cli.invoke(main, args)
+        assert r.exit_code == 1 and f"no index at {tmp_path / 'nope'}: build one" in r.stderr, args
+        assert not (tmp_path / "nope").exists()
     (tmp_path / "empty").mkdir()
     r = fake_cli.invoke(main, ["info", str(tmp_path / "empty")])
     assert r.exit_code == 1 and "holds no published snapshot" in r.stderr
+    assert "qa-search build DUMP --index DIR" in r.stderr
+    # the folder above an index (indexes/sample for indexes/sample/index) points to it
+    built = tmp_path / "forum" / "index"
+    assert fake_cli.invoke(main, ["build", str(dump), "--index", str(built), "-q"]).exit_code == 0
+    r = fake_cli.invoke(main, ["search", str(tmp_path / "forum"), "a question"])
+    assert r.exit_code == 1 and f"did you mean {built}?" in r.stderr
     for value in ("nan", "5", "-1.5"):
         r = fake_cli.invoke(main, ["duplicates", str(tmp_path), "hello", "--threshold", value])
         assert r.exit_code == 2 and "--threshold" in r.stderr, value

@@ -213,11 +213,6 @@ def info(index_dir: str, as_json: bool) -> None:
     """Show an index directory's generations, the current one, counts, model and sizes."""
     described = describe_index(index_dir)
     gens = described.generations
-    if not gens and described.current is None:  # describe_index let it through: a snapshot's own folder
-        raise click.ClickException(
-            f"{index_dir} is a single snapshot, not an index directory: give info the directory that "
-            f"holds its generations/ folder (`qa-search verify {index_dir}` checks this snapshot)"
-        )
     out = described.to_dict()
     if as_json:
         echo_json(out)

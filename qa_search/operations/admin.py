@@ -34,7 +34,7 @@ from qa_search.operations.lifecycle import (
 from qa_search.storage.generations import GenerationInfo, describe, resolve_snapshot, rollback, writer_lock
 from qa_search.storage.layout import current_generation, read_history
 from qa_search.storage.lock import read_holder
-from qa_search.storage.snapshot import read_manifest
+from qa_search.storage.snapshot import MANIFEST, read_manifest
 from qa_search.storage.writelog import serving_generation
 from qa_search.threads import Thread
 
@@ -269,7 +269,13 @@ class IndexDescription:
 
 
 def describe_index(index_dir: str | Path) -> IndexDescription:
-    """Describe ``index_dir``; raises :class:`SnapshotError` saying why when it is no index."""
+    """Describe ``index_dir``; raises :class:`SnapshotError` saying why when it is no index (a
+    single snapshot's folder included: it has no generations to describe)."""
+    if (Path(index_dir) / MANIFEST).is_file():
+        raise SnapshotError(
+            f"{index_dir} is a single snapshot, not an index directory: give the directory that "
+            f"holds its generations/ folder (`qa-search verify {index_dir}` checks this snapshot)"
+        )
     generations = describe(index_dir)
     current = current_generation(index_dir)
     if not generations and current is None:

@@ -77,7 +77,7 @@ def update_index(
     """
     index_dir = Path(index_dir)
     started = time.perf_counter()
-    with writer_lock(index_dir):
+    with writer_lock(index_dir, existing=True):
         set_access(index_dir, group_readable)
         index, cached = _load_current(index_dir, embedder, use_cache)
         batch = list(threads)
@@ -136,7 +136,7 @@ def delete_threads(
         if not deleted:
             raise _NothingDeleted
 
-    with writer_lock(index_dir):
+    with writer_lock(index_dir, existing=True):
         index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
         try:
             report = publish_generation(index_dir, index, cached, 0, 0, started, keep, then=delete)
@@ -164,7 +164,7 @@ def reconfigure_index(
     """
     index_dir = Path(index_dir)
     started = time.perf_counter()
-    with writer_lock(index_dir):
+    with writer_lock(index_dir, existing=True):
         index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
         index.reconfigure(settings)
         if refresh_defaults:
@@ -193,7 +193,7 @@ def calibrate_index(
     calibration and the report."""
     index_dir = Path(index_dir)
     started = time.perf_counter()
-    with writer_lock(index_dir):
+    with writer_lock(index_dir, existing=True):
         index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
         if on_missing is not None:
             kept = []

@@ -53,16 +53,23 @@ from qa_search.storage.writelog import serving_generation, writes_for_switch
 
 
 @contextmanager
-def writer_lock(index_dir: str | Path, command: str | None = None) -> Iterator[None]:
+def writer_lock(
+    index_dir: str | Path, command: str | None = None, *, existing: bool = False
+) -> Iterator[None]:
     """Hold the index directory's writer lock for the ``with`` block (see lock.py), having first
     finished a rollback killed midway (:func:`finish_switch`), so a writer never reads a
     directory whose write log and ``CURRENT`` disagree.
 
-    Creates ``index_dir`` if needed (and removes it again on exit if the block left it empty).
+    Creates ``index_dir`` if needed (and removes it again on exit if the block left it empty);
+    with ``existing``, a writer that changes an index already there, a missing ``index_dir``
+    raises :class:`SnapshotError` saying there is no index, instead of being created first and
+    then found empty.
     Raises :class:`~qa_search.errors.IndexLockedError`, naming the holder, when another process
     holds the lock. ``command`` is recorded for that message (default: this process's command
     line).
     """
+    if existing and not Path(index_dir).exists():
+        resolve_snapshot(index_dir)
     with hold_writer_lock(index_dir, command) as first:
         if first:  # a nested hold comes after the outer one has finished it
             finish_switch(index_dir)
@@ -80,7 +87,10 @@ def resolve_snapshot(path: str | Path) -> Path:
     if number is None:
         if not path.exists():
             raise SnapshotError(f"no index at {path}: build one with `qa-search build DUMP --index {path}`")
-        raise SnapshotError(f"{path} holds no published snapshot (no {CURRENT} file or {MANIFEST})")
+        inside = [p for p in sorted(path.iterdir()) if (p / CURRENT).is_file()] if path.is_dir() else []
+        fix = (f"did you mean {inside[0]}?" if inside
+               else "give an index directory, or build one there with `qa-search build DUMP --index DIR`")
+        raise SnapshotError(f"{path} holds no published snapshot (no {CURRENT} file or {MANIFEST}): {fix}")
     snap = generation_path(path, number)
     if not (snap / MANIFEST).is_file():
         raise SnapshotError(f"{path}: the current generation {number} is missing ({snap})")
@@ -187,7 +197,7 @@ def rollback(index_dir: str | Path, to: int | None = None) -> int:
     # it, and without --to it must not go a generation further
     unfinished = index_dir.is_dir() and (index_dir / CURRENT).is_file() \
         and serving_generation(index_dir) != current_generation(index_dir)
-    with writer_lock(index_dir):
+    with writer_lock(index_dir, existing=True):
         clean_debris(index_dir)
         current = current_generation(index_dir)
         if current is None:
