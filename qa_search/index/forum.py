@@ -45,7 +45,7 @@ class ForumIndex(IndexContents):
         ``min_relevance``: see :class:`.search.SearchOptions`) filter, boost and mark them.
         ``rerank``: the first hits in the attached reranker's order (see
         :func:`.rerank.rerank_search`)."""
-        search.check_options(options, "search")
+        search.check_options(options, "search", rerank=True)
         return self.search_many([text], k, offset=offset, rerank=rerank, **options)[0]
 
     def search_many(
@@ -53,7 +53,7 @@ class ForumIndex(IndexContents):
         **options: Unpack[SearchOptions],
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch; a blank text finds nothing."""
-        search.check_options(options, "search_many")  # before a missing reranker is reported
+        search.check_options(options, "search_many", rerank=True)  # before a missing reranker is reported
 
         def run(n: int, start: int = 0) -> list[list[SearchHit]]:
             return search.search_many(self, texts, n, offset=start, **options)

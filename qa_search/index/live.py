@@ -157,7 +157,8 @@ class LiveIndex:
         passes every caller's groups). The other ``options`` as :meth:`ForumIndex.search` takes
         them (:class:`~qa_search.index.search.SearchOptions`; ``rerank``: with the reranker
         loaded with the generation, never per request)."""
-        check_options(options, "search")  # a short query finds nothing, but a misspelt keyword is told
+        # a short query finds nothing, but a misspelt keyword is still told
+        check_options(options, "search", rerank=True)
         query = self._query(text)
         if query is None:
             return []

@@ -133,14 +133,16 @@ class SearchOptions(TypedDict, total=False):
     min_relevance: float | None
 
 
-def check_options(options: Mapping[str, object], method: str) -> None:
+def check_options(options: Mapping[str, object], method: str, *, rerank: bool = False) -> None:
     """``TypeError`` for a keyword that is not a :class:`SearchOptions` key, as Python raises for
     a function's unknown keyword: a ``**options`` parameter takes any name, and a misspelt
-    filter would otherwise be dropped without a word. ``method`` names the call."""
+    filter would otherwise be dropped without a word. ``method`` names the call; ``rerank``:
+    whether it takes ``rerank`` too (an index's methods do, this module's functions do not)."""
     unknown = sorted(options.keys() - SearchOptions.__optional_keys__)
     if unknown:
+        named = ("k", "offset", *(("rerank",) if rerank else ()))
         raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}; a search takes "
-                        f"k, offset and {', '.join(sorted(SearchOptions.__optional_keys__))}")
+                        f"{', '.join(named)} and {', '.join(sorted(SearchOptions.__optional_keys__))}")
 
 
 def search_many(
