@@ -1,15 +1,22 @@
-"""The service as an attacker sees it: what a caller without the right token, key or group can
-learn from responses other than the hits themselves (error bodies, metrics, scores), beyond
-what test_abuse, test_visibility and test_tokens already try."""
+"""The service as an attacker sees it, beyond what test_abuse, test_visibility and test_tokens
+already try: what a caller without the right token, key or group can learn from responses
+other than the hits (error bodies, metrics, scores), and limits an attacker could step around
+(headers that arrive in one read, a rate per IPv6 address), some against a real uvicorn."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import random
 import socket
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from conftest import FakeEmbedder
 from fastapi.testclient import TestClient
+from test_abuse import Server
 
 from qa_search import ForumIndex, Thread
 from service.app import create_app
@@ -26,7 +33,7 @@ PUBLIC = [
 HIDDEN = Thread("h1", "zorblax quentin overdose plan", visible_to=("mods",))
 
 
-def _index(path, threads) -> object:
+def _index(path: Path, threads: list[Thread]) -> Path:
     index = ForumIndex(FakeEmbedder())
     index.upsert(threads)
     index.save(path)
@@ -78,10 +85,6 @@ def test_a_field_of_two_types_is_named_as_the_client_wrote_it_not_by_the_validat
 
 
 def test_an_unknown_field_in_a_signed_webhook_is_not_repeated(forum):
-    import hashlib
-    import hmac
-    import json
-
     secret = "the name of my abuser"
     body = json.dumps({"event": "delete", "ids": ["p0"], secret: True}).encode()
     signature = "sha256=" + hmac.new(b"w" * 32, body, hashlib.sha256).hexdigest()
@@ -115,9 +118,6 @@ def _exchange(port: int, *parts: bytes) -> bytes:
 
 def test_a_request_whose_headers_pass_64_kb_is_refused_however_they_arrive(forum, tmp_path):
     # h11 bounds only headers still arriving; ones that arrive in one read went through whole
-    from urllib.parse import quote
-
-    from test_abuse import Server
 
     head = b"GET /v1/search?q=sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-QA-Token: "
     server = Server(forum, tmp_path / "server.log")
@@ -147,8 +147,6 @@ def test_a_request_whose_headers_pass_64_kb_is_refused_however_they_arrive(forum
 
 def test_an_ipv6_client_cannot_take_a_new_rate_for_each_address_of_its_network(forum, tmp_path):
     # a subscriber is given a whole /64: counted per address, one client would have 2**64 rates
-    from test_abuse import Server
-
     server = Server(forum, tmp_path / "server.log", QA_SEARCH_TRUSTED_PROXIES="127.0.0.1",
                     QA_SEARCH_READ_RATE="3/minute")
     try:
