@@ -210,9 +210,6 @@ def test_with_a_metrics_key_the_scraper_alone_gets_every_metric(forum):
 # -- scores ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="the lexical index's word statistics count hidden threads: a "
-                   "word that only a hidden thread holds changes the scores of the public threads a "
-                   "query finds (qa_search.scoring.lexical; not fixable in the service)")
 def test_a_public_callers_scores_do_not_depend_on_hidden_threads(tmp_path):
     without = _index(tmp_path / "without", PUBLIC)
     with_hidden = _index(tmp_path / "with", [*PUBLIC, HIDDEN])

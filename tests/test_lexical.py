@@ -256,3 +256,33 @@ def test_a_write_that_raises_a_common_terms_largest_weight_is_not_missed():
     slots, scores = index.query("grief sleep").top(1)
     assert index.slot_ids[int(slots[0])] == "short"
     assert scores.tolist() == _dense_head(index, "grief sleep", 1)[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_view_without_some_documents_scores_as_an_index_of_the_others_alone(seed):
+    rng = np.random.default_rng(seed)
+    docs = {f"d{i}": t for i, t in enumerate(_texts(rng, 80))}
+    index = LexicalIndex.build(list(docs), list(docs.values()))
+    late = {f"n{i}": t for i, t in enumerate(_texts(rng, 6))}  # still in the new segment
+    index.add(list(late), list(late.values()))
+    docs.update(late)
+    left_out = {d for d in docs if rng.random() < 0.3} | {"n1", "n4"}
+    before = {q: index.scores(q).copy() for q in _texts(rng, 5)}
+    view = index.without(left_out)
+    kept = [d for d in docs if d not in left_out]
+    fresh = LexicalIndex.build(kept, [docs[d] for d in kept])
+    for query in [*_texts(rng, 30), "anxiety anxiety", "zebra"]:
+        got, want = _aligned(view, fresh, query)
+        np.testing.assert_array_equal(got, want)
+        slots, scores = view.query(query).top(8)
+        fresh_slots, fresh_scores = fresh.query(query).top(8)
+        np.testing.assert_array_equal(scores, fresh_scores)
+        assert not {view.slot_ids[s] for s in slots.tolist()} & left_out
+        word = query.split()[0] if query else "zebra"
+        assert view.idf(word) == fresh.idf(word)
+    queries = _texts(rng, 10)
+    np.testing.assert_array_equal(view.score_pairs(queries, kept[:10]), fresh.score_pairs(queries, kept[:10]))
+    # the index itself is untouched, and a view of nothing is the index
+    for query, scores in before.items():
+        np.testing.assert_array_equal(index.scores(query), scores)
+    assert index.without(["not-indexed"]) is index and len(view) == len(kept)

@@ -10,6 +10,7 @@ import random
 import time
 
 import jwt
+import numpy as np
 import pytest
 from conftest import FakeEmbedder, calibrated_sample_index
 from fastapi.testclient import TestClient
@@ -60,7 +61,7 @@ def _visible(thread: Thread, groups: frozenset[str]) -> bool:
 def _brute_search(index: ForumIndex, text: str, k: int, groups: frozenset[str]) -> list[str]:
     """The k best visible threads by the exact score of every thread, ties by id."""
     ids = [t.id for t in index.threads() if _visible(t, groups)]
-    scores = index.score_threads(text, ids)
+    scores = index.score_threads(text, ids, groups)
     return [tid for _, tid in sorted(zip((-s for s in scores), ids, strict=True))][:k]
 
 
@@ -85,10 +86,12 @@ def test_search_returns_the_k_best_visible_threads_as_brute_force_does(config):
             got = [h.thread_id for h in hits]
             assert all(_visible(by_id[t], groups) for t in got)
             assert got == _brute_search(index, text, k, groups)
-            # the same as the unfiltered exhaustive ranking with the invisible threads taken out
-            everything = index.search(text, len(index))
-            assert got == [h.thread_id for h in everything if _visible(by_id[h.thread_id], groups)][:k]
-            assert [h.score for h in hits] == [h.score for h in everything if h.thread_id in got]
+            # the same as a search of an index that holds only the threads the caller may see,
+            # scores included: no word of a thread they may not see moves a score
+            alone = ForumIndex(FakeEmbedder(), config)
+            alone.upsert([t for t in threads if _visible(t, groups)])
+            want = [(h.thread_id, h.score) for h in alone.search(text, k)]
+            assert [(h.thread_id, h.score) for h in hits] == want
 
 
 def test_groups_combine_with_tags_and_category_and_search_many_agrees():
@@ -368,3 +371,69 @@ def test_random_group_assignments_never_leak_to_an_outsider():
             dups = index.find_duplicates(text, threshold=-1.0, k=k, groups=groups)
             assert [d.thread_id for d in dups] == [d.thread_id for d in index.find_duplicates(
                 text, threshold=-1.0, k=len(index)) if _visible(by_id[d.thread_id], groups)][:k]
+
+
+def _with_hidden_words(threads: list[Thread], n: int = 6) -> list[Thread]:
+    """Threads for the "mods" group alone that repeat the forum's own words (so a public query
+    holds them) and add one no public thread has."""
+    rng = random.Random(3)
+    return [Thread(f"h{i}", f"{rng.choice(threads).title} quentin", visible_to=("mods",)) for i in range(n)]
+
+
+def test_relevance_and_duplicate_verdicts_read_only_the_threads_the_caller_may_see():
+    """The relevance signals (which of the query's words the forum knows, how much of them a
+    hit covers) and the duplicate scorer's lexical signals of a caller who may not see some
+    threads are those of an index without them."""
+    from qa_search.index.duplicates import _pair_features
+    from qa_search.index.relevance import hit_signals
+
+    public = calibrated_sample_index()
+    threads = public.threads()
+    both = ForumIndex(FakeEmbedder())
+    both.upsert([*threads, *_with_hidden_words(threads)])
+    both.calibration = public.calibration
+    rng = random.Random(4)
+    for text in [f"{rng.choice(threads).title} quentin" for _ in range(6)]:
+        hits = [(h.thread_id, h.score) for h in public.search(text, 5)]
+        assert hits == [(h.thread_id, h.score) for h in both.search(text, 5, groups=[])]
+        np.testing.assert_array_equal(hit_signals(both, text, hits, viewer=frozenset()),
+                                      hit_signals(public, text, hits))
+        assert both.find_duplicates(text, groups=["grief"]) == public.find_duplicates(text)
+        # the pair signals themselves, lexical ones included, whatever the fitted scorer reads
+        ids, zeros = [t for t, _ in hits], np.zeros(len(hits))
+        np.testing.assert_array_equal(
+            _pair_features(both, [text] * len(ids), ids, zeros, zeros, zeros, frozenset({"grief"})),
+            _pair_features(public, [text] * len(ids), ids, zeros, zeros, zeros))
+    # a caller in the group reads every thread, as the operator does
+    assert both.lexical_for(frozenset({"mods"})) is both.lexical_for(None) is both.lexical_index()
+
+
+def test_a_callers_statistics_follow_every_write_of_a_thread_they_may_not_see(tmp_path):
+    rng = random.Random(9)
+    threads = _random_threads(rng, 40)
+    public = [dataclasses.replace(t, visible_to=()) for t in threads if not t.visible_to]
+    index = ForumIndex(FakeEmbedder())
+    index.upsert(threads)
+    texts = [_words(rng, 2, 4) for _ in range(5)]
+
+    def agrees(visible: list[Thread]) -> None:
+        alone = ForumIndex(FakeEmbedder())
+        alone.upsert(visible)
+        for text in texts:
+            want = [(h.thread_id, h.score) for h in alone.search(text, 5)]
+            assert [(h.thread_id, h.score) for h in index.search(text, 5, groups=[])] == want
+
+    agrees(public)
+    hidden = [t for t in threads if t.visible_to]
+    index.upsert(dataclasses.replace(hidden[0], visible_to=()))  # made public
+    public.append(dataclasses.replace(hidden[0], visible_to=()))
+    agrees(public)
+    index.upsert(dataclasses.replace(public[0], visible_to=("mods",)))  # made private
+    agrees(public[1:])
+    index.delete([hidden[1].id])  # a hidden thread goes: nothing a public caller sees changes
+    agrees(public[1:])
+    index.upsert(Thread("new", f"{texts[0]} exam", visible_to=("teens",)))
+    agrees(public[1:])
+    index.save(tmp_path / "ix")  # a loaded index knows its restricted threads again
+    index = ForumIndex.load(tmp_path / "ix", FakeEmbedder())
+    agrees(public[1:])

@@ -16,6 +16,7 @@ Search (:mod:`.search`), duplicate scoring (:mod:`.duplicates`) and snapshots
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
@@ -40,6 +41,11 @@ def as_str_list(items: Iterable[str]) -> list[str]:
     return [items] if isinstance(items, str) else list(items)
 
 
+#: Lexical views kept for the groups of recent callers (see IndexContents.lexical_for): a forum
+#: has few distinct sets of groups, and a view costs a copy of the index's per-slot arrays.
+VIEWS_KEPT = 8
+
+
 class IndexContents:
     """The threads of one index and the vectors of their parts, kept in memory."""
 
@@ -62,6 +68,13 @@ class IndexContents:
             LexicalIndex(self.config.lexical_language) if self.config.lexical_weight > 0 else None
         )
         self._max_boost = 0.0  # at least every thread's boost, see boost_bound
+        # each set of groups some thread is restricted to, numbered from 1: the label the lexical
+        # index keeps for the thread (0: public), so a caller's view leaves out a few labels
+        # rather than a list of threads
+        self._audiences: dict[frozenset[str], int] = {}
+        # lexical views for recent callers' groups: (lexical index, its version, groups) -> view
+        self._views: dict[tuple[int, int, frozenset[str]], tuple[LexicalIndex, LexicalIndex]] = {}
+        self._views_lock = threading.Lock()
         #: The fitted duplicate scorer (see :func:`.duplicates.calibrate`); None while uncalibrated.
         self.calibration: Calibration | None = None
         #: The shipped defaults recorded in the snapshot it was loaded from (see :mod:`.defaults`);
@@ -167,10 +180,47 @@ class IndexContents:
         here only the first time an index that had none needs it (see :meth:`restore`)."""
         if self._lexical is None:
             tids = list(self._threads)
-            self._lexical = LexicalIndex.build(
+            self._lexical = self._label_restricted(LexicalIndex.build(
                 tids, [self._threads[t].question_text for t in tids], self.config.lexical_language
-            )
+            ))
         return self._lexical
+
+    def lexical_for(self, viewer: frozenset[str] | None) -> LexicalIndex:
+        """The lexical index as a caller in the ``viewer`` groups reads it: the threads they may
+        not see are left out of its statistics as well as its hits (see
+        :meth:`~qa_search.scoring.lexical.LexicalIndex.hiding`), so a score, a relevance or a
+        query's lexical weight never depends on what those threads say. None (an operator's own
+        tools) and a caller who may see every thread read the index itself."""
+        lexical = self.lexical_index()
+        if viewer is None:
+            return lexical
+        hidden = [n for groups, n in self._audiences.items() if viewer.isdisjoint(groups)]
+        if not hidden:
+            return lexical
+        key = (id(lexical), lexical.version, viewer)
+        with self._views_lock:
+            held = self._views.get(key)
+        if held is not None and held[0] is lexical:
+            return held[1]
+        view = lexical.hiding(hidden)
+        with self._views_lock:
+            if len(self._views) >= VIEWS_KEPT or any(k[1] != lexical.version for k in self._views):
+                self._views.clear()  # a write made every view stale; otherwise few callers' groups recur
+            self._views[key] = (lexical, view)
+        return view
+
+    def _audience(self, thread: Thread) -> int:
+        """The lexical label of the thread's readers: 0 for a public thread."""
+        if not thread.visible_to:
+            return 0
+        groups = frozenset(thread.visible_to)
+        return self._audiences.setdefault(groups, len(self._audiences) + 1)
+
+    def _label_restricted(self, lexical: LexicalIndex) -> LexicalIndex:
+        """``lexical`` (built or loaded over the threads) with the restricted threads' labels."""
+        restricted = [t for t in self._threads.values() if t.visible_to]
+        lexical.relabel([t.id for t in restricted], [self._audience(t) for t in restricted])
+        return lexical
 
     def boost(self, thread_id: str) -> float:
         """The thread's solved and vote boost (0 unless the config turns boosts on)."""
@@ -277,7 +327,11 @@ class IndexContents:
         if self._lexical is not None:
             # a thread whose question is unchanged (an answer added, a vote) keeps its slot
             asked = [t for t in batch.values() if t.question_text != self._question_text(t.id)]
-            self._lexical.add([t.id for t in asked], [t.question_text for t in asked])
+            self._lexical.add([t.id for t in asked], [t.question_text for t in asked],
+                              [self._audience(t) for t in asked])
+            readded = {t.id for t in asked}
+            kept = [t for t in batch.values() if t.id not in readded]  # its readers may have changed
+            self._lexical.relabel([t.id for t in kept], [self._audience(t) for t in kept])
         self._answers_held += sum(len(t.answers) - self._answer_count(t.id) for t in batch.values())
         self._threads.update(batch)
         # an upper bound suffices: raised by new threads, never lowered (no full pass per write)
@@ -356,7 +410,7 @@ class IndexContents:
         self._next_id = next_part_id
         if lexical is not None and lexical.language != self.config.lexical_language:
             lexical = None  # stemmed for another language than the settings name: built again
-        self._lexical = lexical
+        self._lexical = None if lexical is None else self._label_restricted(lexical)
         if lexical is None and (self.config.lexical_weight > 0 or self.calibration is not None):
             self.lexical_index()
         self._max_boost = self._largest_boost()

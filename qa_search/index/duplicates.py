@@ -14,7 +14,7 @@ both together) gives the probability and the tiers.
 A caller's groups limit the stored questions a new one is compared with to those the caller may
 see: the nearest questions, and so the neighbourhood the calibrated scorer reads, are those an
 index of only the visible threads would give. A hidden thread never appears and takes no place
-in them (the lexical signals' word weights are still the whole index's).
+in them, and the lexical signals' word weights are those of the visible threads alone.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def _find_duplicates(
                 np.array([near[i][0] for i in keep]),
                 np.array([best_other(near_scores, i) for i in keep]),
                 np.array([rank_feature(i) for i in keep]),
+                viewer,
             )
             probs: list[float] = cal.probability(x).tolist() if keep else []
             hits = [
@@ -193,12 +194,14 @@ def _pair_features(
     cosine: np.ndarray,
     best_other_cosine: np.ndarray,
     rank: np.ndarray,
+    viewer: frozenset[str] | None = None,
 ) -> np.ndarray:
     """Signals (see :data:`~qa_search.scoring.pairs.FEATURES`) of (new question text, stored
-    thread) pairs, from the dense neighbourhood measured by the caller."""
+    thread) pairs, from the dense neighbourhood measured by the caller; the word weights are
+    those of the ``viewer``'s threads alone (see :meth:`.contents.IndexContents.lexical_for`)."""
     if not len(texts):
         return np.zeros((0, len(FEATURES)))
-    lexical_index = index.lexical_index()
+    lexical_index = index.lexical_for(viewer)
     others = [index.get(tid).question_text for tid in thread_ids]
     distinct = list(dict.fromkeys([*texts, *others]))
     tokens = dict(zip(distinct, tokenize(distinct, lexical_index.language), strict=True))

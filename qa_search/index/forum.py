@@ -62,9 +62,12 @@ class ForumIndex(IndexContents):
             return rerank_search(self, texts, k, offset, run)
         return run(k, offset)
 
-    def score_threads(self, text: str, thread_ids: Sequence[str]) -> list[float]:
-        """The search score of each given thread for ``text``, in the order given."""
-        return search.score_threads(self, text, thread_ids)
+    def score_threads(
+        self, text: str, thread_ids: Sequence[str], groups: Iterable[str] | None = None
+    ) -> list[float]:
+        """The search score of each given thread for ``text``, in the order given, as a search
+        by a caller in ``groups`` scores it (see :func:`.search.score_threads`)."""
+        return search.score_threads(self, text, thread_ids, groups)
 
     def question_neighbours(
         self, k: int, *, batch: int = 4096, progress: Callable[[int, int], None] | None = None

@@ -29,12 +29,14 @@ def hit_signals(
     text: str,
     hits: Sequence[tuple[str, float]],
     lexical: Sequence[float] | None = None,
+    viewer: frozenset[str] | None = None,
 ) -> np.ndarray:
     """The relevance signals of one query's hits ``(thread id, dense score)``, best first:
     (n, len(FEATURES)) float64 (see :func:`~qa_search.scoring.relevance.relevance_rows`).
     ``lexical``: the hits' normalised BM25 where the caller has it (search adds it into the
-    score), else measured here."""
-    lexical_index = index.lexical_index()
+    score), else measured here. ``viewer``: the caller's groups, whose threads alone decide
+    which of the query's words are known (see :meth:`.contents.IndexContents.lexical_for`)."""
+    lexical_index = index.lexical_for(viewer)
     tokens = tokenize([text], lexical_index.language)[0]
     known = len(lexical_index._query_terms(tokens))
     tids = [tid for tid, _ in hits]
@@ -49,10 +51,12 @@ def hit_relevance(
     text: str,
     hits: Sequence[tuple[str, float]],
     lexical: Sequence[float] | None = None,
+    viewer: frozenset[str] | None = None,
 ) -> list[float | None]:
     """Each hit's relevance in [0, 1] (None for every hit where the model has no relevance
-    model), in the order given; ``hits`` and ``lexical`` as :func:`hit_signals` takes them."""
+    model), in the order given; ``hits``, ``lexical`` and ``viewer`` as :func:`hit_signals`
+    takes them."""
     model = relevance_model(index)
     if model is None or not hits:
         return [None] * len(hits)
-    return [float(p) for p in model.probability(hit_signals(index, text, hits, lexical))]
+    return [float(p) for p in model.probability(hit_signals(index, text, hits, lexical, viewer))]

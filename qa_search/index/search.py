@@ -170,11 +170,12 @@ def search_many(
                           exclude_closed=bool(options.get("exclude_closed")))
     recency = refine.recency_boost(options.get("recency_half_life_days"))
     highlight = options.get("highlight")
+    viewer = viewer_groups(options.get("groups"))
 
     def run(batch: list[str]) -> list[list[SearchHit]]:
         queries = index.query_embedder.encode(batch, batch_size=index.config.batch_size)
-        pages = [_relevant(index, t, _search_exact(index, t, q, offset + k, keep, recency)[offset:],
-                           min_relevance)
+        pages = [_relevant(index, t, _search_exact(index, t, q, offset + k, keep, recency, viewer)[offset:],
+                           min_relevance, viewer)
                  for t, q in zip(batch, queries, strict=True)]
         if not highlight:
             return pages
@@ -183,12 +184,16 @@ def search_many(
     return skip_blank(texts, run)
 
 
-def score_threads(index: IndexContents, text: str, thread_ids: Sequence[str]) -> list[float]:
+def score_threads(
+    index: IndexContents, text: str, thread_ids: Sequence[str], groups: Iterable[str] | None = None
+) -> list[float]:
     """The search score of each given thread for ``text`` (what :func:`search_many` would rank
-    them by), in the order given. For reranking a fixed candidate list."""
+    them by), in the order given. For reranking a fixed candidate list. ``groups``: the caller's,
+    as :func:`search_many` takes them: the lexical side reads their visible threads' statistics
+    (it does not filter: every given thread is scored)."""
     query = index.query_embedder.encode([text], batch_size=index.config.batch_size)[0]
     lw = index.config.lexical_weight
-    lexical = index.lexical_index() if lw > 0 else None
+    lexical = index.lexical_for(viewer_groups(groups)) if lw > 0 else None
     for tid in thread_ids:
         index.get(tid)
     lex = None
@@ -298,17 +303,19 @@ def _lexical_weight(index: IndexContents, lex: LexicalQuery) -> float:
 
 def _search_exact(
     index: IndexContents, text: str, query: np.ndarray, k: int, keep: Callable[[Thread], bool] | None,
-    recency: Callable[[Thread], float] | None = None,
+    recency: Callable[[Thread], float] | None = None, viewer: frozenset[str] | None = None,
 ) -> list[Ranked]:
     """The k best threads by dense score + boost (+ weighted lexical score when
     ``lexical_weight`` > 0, + ``recency`` of the thread, at most :data:`.refine.RECENCY_BOOST`),
     exact: candidates come from the question, answer (and lexical) lists, each scored exactly,
     and the lists are fetched deeper until no thread outside them can beat the k-th (each
     signal is bounded by its list's last fetched score, the boosts by their largest). Each comes
-    with its dense and lexical (None when off) scores, which its relevance reads."""
+    with its dense and lexical (None when off) scores, which its relevance reads. The lexical
+    side reads the ``viewer``'s threads alone (:meth:`.contents.IndexContents.lexical_for`):
+    the word statistics of threads the caller may not see never move a score."""
     cfg = index.config
     w, c, lw = cfg.answer_weight, cfg.agreement_weight, cfg.lexical_weight
-    lexical = index.lexical_index() if lw > 0 else None
+    lexical = index.lexical_for(viewer) if lw > 0 else None
     if lexical is not None:  # reads the query terms' posting lists, not a score for every slot
         lex = lexical.query(text, depth=max(4 * k, 32))  # the first round's head, found once
         lw = _lexical_weight(index, lex)
@@ -360,6 +367,7 @@ def _search_exact(
 
 def _relevant(
     index: IndexContents, text: str, ranked: list[Ranked], min_relevance: float | None,
+    viewer: frozenset[str] | None = None,
 ) -> list[SearchHit]:
     """The hits of the ranked threads with their relevance, less those below ``min_relevance``
     (a hit without one is kept); the relevance model reads the dense and lexical scores the
@@ -368,7 +376,8 @@ def _relevant(
     lexical = known if len(known) == len(ranked) else None
     dense = [(tid, d) for tid, _, _, d, _ in ranked]
     out = []
-    for (tid, score, pid, _, _), p in zip(ranked, hit_relevance(index, text, dense, lexical), strict=True):
+    for (tid, score, pid, _, _), p in zip(ranked, hit_relevance(index, text, dense, lexical, viewer),
+                              strict=True):
         relevance = None if p is None else round(p, 6)
         if min_relevance is None or relevance is None or relevance >= min_relevance:
             out.append(_hit(index, tid, score, pid, relevance))

@@ -27,6 +27,7 @@ every slot: :meth:`LexicalIndex.query` reads only posting lists (lexicalquery.py
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,6 +73,9 @@ class LexicalIndex:
         self.position: dict[str, int] = {}
         self._alive = np.zeros(0, bool)
         self._length = np.zeros(0, np.float32)  # tokens per slot (0 for a dead slot)
+        # each slot's label: a number the owner gives a document (its readers, say) so that a
+        # view can leave out every document of some labels (see hiding); 0 for none
+        self._label = np.zeros(0, np.int32)
         self._vocab: dict[str, int] = {}
         self._df = np.zeros(0, np.int64)
         self._live = 0
@@ -110,6 +114,12 @@ class LexicalIndex:
     def _avg_length(self) -> float:
         return self._total_length / self._live if self._live else 1.0
 
+    @property
+    def version(self) -> int:
+        """A number that changes with every write (and merge): what is derived from the index,
+        a view of it included, holds until it changes."""
+        return self._writes
+
     def idf(self, token: str) -> float:
         """Lucene's idf of a stemmed token; a token no document has gets the highest idf."""
         j = self._vocab.get(token)
@@ -127,13 +137,16 @@ class LexicalIndex:
         index.merge()
         return index
 
-    def add(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
-        """Add documents, replacing any already indexed under the same id."""
+    def add(self, doc_ids: Sequence[str], texts: Sequence[str], labels: Sequence[int] | None = None) -> None:
+        """Add documents, replacing any already indexed under the same id; ``labels``: each
+        one's label (see :meth:`hiding`; default 0)."""
         if len(doc_ids) != len(texts):
             raise ValueError(f"{len(doc_ids)} ids for {len(texts)} texts")
-        self.add_tokens(doc_ids, tokenize(texts, self.language))
+        self.add_tokens(doc_ids, tokenize(texts, self.language), labels)
 
-    def add_tokens(self, doc_ids: Sequence[str], tokens: Sequence[Sequence[str]]) -> None:
+    def add_tokens(
+        self, doc_ids: Sequence[str], tokens: Sequence[Sequence[str]], labels: Sequence[int] | None = None
+    ) -> None:
         """:meth:`add` for documents already run through :func:`tokenize`."""
         self.remove(d for d in doc_ids if d in self.position)
         first = len(self.slot_ids)
@@ -151,6 +164,7 @@ class LexicalIndex:
             self._df[terms] += 1
             self._alive[slot] = True
             self._length[slot] = len(toks)
+            self._label[slot] = 0 if labels is None else labels[k]
             self._live += 1
             self._total_length += len(toks)
             self._new_docs[slot] = (terms, tfs)
@@ -162,6 +176,16 @@ class LexicalIndex:
         self._writes += 1
         if self._new_count > _MERGE_FLOOR + len(self._inv_slots) // 8:
             self.merge()
+
+    def relabel(self, doc_ids: Sequence[str], labels: Sequence[int]) -> None:
+        """Give indexed documents new labels (ids not indexed are ignored); a view made before
+        a label changed is stale (:attr:`version` moves)."""
+        slots = [self.position.get(d, -1) for d in doc_ids]
+        at = np.array([s for s in slots if s >= 0], np.int64)
+        new = np.array([lab for s, lab in zip(slots, labels, strict=True) if s >= 0], np.int32)
+        if len(at) and (self._label[at] != new).any():
+            self._label[at] = new
+            self._writes += 1
 
     def remove(self, doc_ids: Iterable[str]) -> int:
         """Remove documents by id (ids not indexed are ignored); returns how many were removed."""
@@ -197,6 +221,7 @@ class LexicalIndex:
             extra = max(slots - len(self._alive), len(self._alive), 1024)
             self._alive = np.concatenate([self._alive, np.zeros(extra, bool)])
             self._length = np.concatenate([self._length, np.zeros(extra, np.float32)])
+            self._label = np.concatenate([self._label, np.zeros(extra, np.int32)])
 
     def _doc_terms(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
         if slot >= self._main_slots:
@@ -276,11 +301,57 @@ class LexicalIndex:
         self.slot_ids = list(ids)
         self.position = {d: i for i, d in enumerate(ids)}  # type: ignore[misc]
         self._length = self._length[keep].copy()
+        self._label = self._label[keep].copy()
         self._alive = np.ones(len(keep), bool)
         self._fwd_indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._fwd_terms = terms
         self._fwd_tf = tfs
         self._set_inverted(terms, np.repeat(np.arange(len(keep)), sizes), tfs)
+
+    def without(self, doc_ids: Iterable[str]) -> LexicalIndex:
+        """A read-only view of the index with ``doc_ids`` left out of it (ids not indexed are
+        ignored): their slots never score, and their words count in none of the statistics
+        BM25 reads (a term's document frequency, whether the term is known at all, the number
+        of documents, their average length). Every score is therefore the one an index of the
+        other documents alone gives, to the last bit: what a caller who may not see those
+        documents gets, so that no score, and no relevance or lexical weight computed from one,
+        tells whether a document they may not see holds a word.
+
+        The view shares this index's postings and keeps its own statistics and caches; it is
+        valid until this index is next written (see :attr:`version`), and is never written to.
+        Making one costs a copy of the per-slot and per-term arrays and a pass over the left-out
+        documents' own terms."""
+        slots = sorted({self.position[d] for d in doc_ids if d in self.position})
+        return self._without(np.array(slots, np.int64))
+
+    def hiding(self, labels: Iterable[int]) -> LexicalIndex:
+        """:meth:`without` the live documents whose label is one of ``labels``."""
+        n = len(self.slot_ids)
+        wanted = np.fromiter(labels, np.int32)
+        return self._without(np.flatnonzero(self._alive[:n] & np.isin(self._label[:n], wanted)))
+
+    def _without(self, slots: np.ndarray) -> LexicalIndex:
+        if not len(slots):
+            return self
+        view = copy.copy(self)
+        alive = self._alive.copy()
+        alive[slots] = False
+        df = self._df.copy()
+        main = slots[slots < self._main_slots]
+        lo, hi = self._fwd_indptr[main], self._fwd_indptr[main + 1]
+        ends = np.cumsum(hi - lo)
+        at = np.repeat(lo - (ends - (hi - lo)), hi - lo) + np.arange(int(ends[-1]) if len(ends) else 0)
+        newer = [self._new_docs[int(s)][0] for s in slots[slots >= self._main_slots]]
+        df -= np.bincount(np.concatenate([self._fwd_terms[at], *newer]), minlength=len(df))
+        view._alive, view._df = alive, df
+        view._live = self._live - len(slots)
+        view._total_length = self._total_length - int(self._length[slots].sum())
+        # every cache of weights, norms and bounds was computed from the whole index's statistics
+        view._norm_cache = None
+        view._inv_w = np.zeros(len(self._inv_tf), np.float32)
+        view._w_at = np.full(len(self._inv_indptr) - 1, -1, np.int64)
+        view._dense, view._maxima = (-1, {}), (-1, {})
+        return view
 
     # ---- reading -------------------------------------------------------------------------
     def top(self, scores: np.ndarray, m: int) -> np.ndarray:
@@ -491,6 +562,7 @@ class LexicalIndex:
         tokenize(["warm"], index.language)
         n = len(index.slot_ids)
         index._alive = np.ones(n, bool)
+        index._label = np.zeros(n, np.int32)  # labels are the owner's, given again after a load
         index._live = n
         index._total_length = int(index._length.sum())
         index._df = np.bincount(index._fwd_terms, minlength=len(index._vocab)).astype(np.int64)
