@@ -138,6 +138,30 @@ def test_filters_are_exact(forum, text):
         assert _ids(got + second) == _brute(index, text, 24, keep), options
 
 
+def test_a_filter_that_keeps_few_threads_is_exact_without_reading_the_whole_index(monkeypatch):
+    """A filter that keeps none or few of the threads near the query would send the candidate
+    lists ever deeper, to the whole index, at a cost that grows with the query's words: the
+    search scores the threads the filter keeps instead, once the lists would pass an eighth of
+    the index, and stays exact."""
+    index = ForumIndex(FakeEmbedder())
+    threads = _threads(1600, seed=3)
+    rare = {t.id for t in threads[::97]}
+    index.upsert([Thread(t.id, t.title, t.body, t.answers, tags=("rare",) if t.id in rare else ("common",),
+                         category=t.category, created_at=t.created_at) for t in threads])
+    asked: list[int] = []
+    search = type(index.question_index).search
+    monkeypatch.setattr(type(index.question_index), "search",
+                        lambda self, q, n: asked.append(n) or search(self, q, n))
+    long_query = " ".join(WORDS * 12)  # every word: the lexical lists are as long as they get
+    for text in (*QUERIES, long_query):
+        for options, keep in (({"tags": ["nobody-uses-this"]}, lambda t: False),
+                              ({"created_after": "2099-01-01"}, lambda t: False),
+                              ({"tags": ["rare"]}, lambda t: t.id in rare)):
+            asked.clear()
+            got = index.search(text, 10, **options)
+            assert _ids(got) == _brute(index, text, 10, keep), options
+            assert max(asked) < len(index) / 2, options
+
 def test_date_filters_refuse_what_is_not_iso_8601_without_repeating_it(forum):
     index, _ = forum
     with pytest.raises(ValueError, match="created_after must be an ISO 8601") as err:

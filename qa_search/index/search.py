@@ -5,8 +5,11 @@ A thread's score is its dense score (question and best answer chunk, see
 score. The ranking by that score is exact: the candidate lists are fetched deeper until no
 thread outside them can beat the k-th. Filters (tags, categories, dates, closed threads, the
 caller's groups) are exact too: a thread they leave out is never scored, and the lists go deeper
-to make up for it. A recency boost (off by default) is one more bounded term of the score, so
-the ranking stays exact with it; a page (``offset``) is a slice of that exact ranking.
+to make up for it, until they would reach an eighth of the index: then every thread the filter
+keeps is scored instead, so a filter that keeps nothing (a tag nobody uses) costs one pass of
+the filter, not a read of every list. A recency boost (off by default) is one more bounded
+term of the score, so the ranking stays exact with it; a page (``offset``) is a slice of that
+exact ranking.
 """
 
 from __future__ import annotations
@@ -283,6 +286,10 @@ def _dense_scores(
     return out
 
 
+#: A filtered search that would fetch this share of the questions from its candidate lists
+#: scores every thread its filter keeps instead (see _search_exact).
+DIRECT_SHARE = 1 / 8
+
 #: One ranked thread as the search found it: (thread id, score, part id that matched, dense
 #: score, lexical score or None when off); a hit is made of it only if it is returned.
 Ranked = tuple[str, float, int, float, float | None]
@@ -328,7 +335,29 @@ def _search_exact(
     q1 = query[None, :]
     exact: dict[str, tuple[float, int]] = {}
     signals: dict[str, tuple[float, float | None]] = {}
+
+    def score(new: list[str]) -> None:
+        new_lex = lex.scores_at([lexical.position[t] for t in new]).tolist() if lexical is not None else None
+        for i, (tid, (dense, pid)) in enumerate(zip(new, _dense_scores(index, new, query), strict=True)):
+            total = dense + index.boost(tid)
+            if recency is not None:
+                total += recency(index.get(tid))
+            lex_score = None
+            if new_lex is not None:
+                lex_score = new_lex[i]
+                total += lw * lex_score
+            exact[tid] = (total, pid)
+            signals[tid] = (dense, lex_score)
+
     while True:
+        if keep is not None and fetch > max(4 * k, 32) and fetch >= DIRECT_SHARE * nq:
+            # the filter keeps few of the threads near the query (none, for a tag nobody uses):
+            # fetching deeper would read most of the index's lists, at a cost that grows with
+            # the query's words; scoring every thread the filter keeps is exact and costs one
+            # pass of the filter
+            score([t.id for t in index.threads() if t.id not in exact and keep(t)])
+            ranked = top_threads(exact, k)
+            break
         qs, qi = questions.search(q1, min(fetch, nq))
         as_, ai = answers.search(q1, min(fetch, na))
         qs, qi, as_, ai = qs[0], qi[0], as_[0], ai[0]
@@ -337,19 +366,7 @@ def _search_exact(
             # the best live slots scoring above 0: fewer than fetch when no others do
             top_lex, top_lex_scores = lex.top(fetch)
             cands.update(lexical.slot_ids[i] for i in top_lex.tolist())
-        new = [t for t in cands if t not in exact and (keep is None or keep(index.get(t)))]
-        if lexical is not None:
-            new_lex = lex.scores_at([lexical.position[t] for t in new]).tolist()
-        for i, (tid, (dense, pid)) in enumerate(zip(new, _dense_scores(index, new, query), strict=True)):
-            score = dense + index.boost(tid)
-            if recency is not None:
-                score += recency(index.get(tid))
-            lex_score = None
-            if lexical is not None:
-                lex_score = new_lex[i]
-                score += lw * lex_score
-            exact[tid] = (score, pid)
-            signals[tid] = (dense, lex_score)
+        score([t for t in cands if t not in exact and (keep is None or keep(index.get(t)))])
         ranked = top_threads(exact, k)
         # every thread has a question: an exhausted list means all threads were seen and scored
         # exactly
