@@ -38,6 +38,9 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
         lifespan=lifespan(settings, metrics, embedder),
         docs_url=None,  # served from local files by routes.pages
         redoc_url=None,
+        # Starlette's redirect to the path without its trailing slash builds the Location from
+        # the Host header and repeats the query's text in it: /v1/search/ is a 404 instead
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics

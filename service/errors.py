@@ -23,6 +23,8 @@ log = logging.getLogger("qa_search.service")
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem}, 403: {"model": Problem}, 413: {"model": Problem}, 422: {},
 }
+#: What a route taking a JSON body may answer besides: a body declared as something else.
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {415: {"model": Problem}}
 #: What a write may answer besides: the index's disk is full (507), writes are suspended (503).
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {507: {"model": Problem}, 503: {"model": Problem}}
 #: A full disk, and a user's disk quota used up: the same to whoever sent the write.

@@ -1,6 +1,7 @@
 """The outermost ASGI layer, before any routing and before any body is read or parsed: a client
 over its rate gets a 429, a write without the right key a 401 or 403, a query string that is not
-UTF-8 a 400, a body over the limit a 413 and one that comes too slowly a 408; an unexpected error
+UTF-8 a 400, a JSON route's body declared as something else a 415, a body over its route's limit
+a 413 (reads have a smaller one than writes) and one that comes too slowly a 408; an unexpected error
 gets a 500 logged without the request's text; every request is timed for the metrics and says
 which worker process answered it.
 
@@ -30,7 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import problem
 from .metrics import Metrics
-from .schemas import BATCH_LIMIT
+from .schemas import BATCH_LIMIT, read_body_limit
 from .settings import Settings
 
 log = logging.getLogger("qa_search.service")
@@ -50,6 +51,14 @@ _WRITES = "/v1/threads"
 #: Writes that authenticate by the signature on their body, not by the API key: the body limit
 #: and the write rate apply, the key check does not.
 _WEBHOOKS = "/v1/webhooks/"
+#: Routes whose POST body is a JSON request model (the webhooks read their signed bytes as JSON
+#: whatever they are declared as, as a forum may send them).
+_JSON_BODIES = frozenset({"/v1/search", "/v1/duplicates", "/v1/threads"})
+#: How to bring a read's body under its limit, by route (a write's: _FEWER_THREADS).
+_SHORTER = {"/v1/search": "send a shorter query (q) or fewer filters",
+            "/v1/duplicates": "send a shorter draft (only the first QA_SEARCH_MAX_QUERY_CHARS characters "
+                              "of its title and body are read)"}
+_FEWER_THREADS = "send fewer or shorter threads per request"
 
 
 def key_refusal(settings: Settings, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
@@ -108,6 +117,17 @@ def rate_key(host: str) -> str:
     return host
 
 
+def declares_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request with these headers has its body read as JSON by the app: FastAPI's rule
+    (``application/json`` or ``application/*+json``; strictly, so no Content-Type is not JSON,
+    which keeps a browser's form posts from passing as JSON), on the first Content-Type, as
+    FastAPI reads it. Any other body reaches a request model as bytes, and its 422 would not say
+    that the header is what to fix."""
+    declared = next((value for name, value in headers if name == b"content-type"), b"")
+    main, _, sub = declared.split(b";", 1)[0].strip().lower().partition(b"/")
+    return main == b"application" and (sub == b"json" or sub.endswith(b"+json"))
+
+
 def _rate_kind(scope: Scope) -> str | None:
     path = scope["path"]
     if path == _WRITES or path.startswith((_WRITES + "/", _WEBHOOKS)):
@@ -125,6 +145,11 @@ class RequestGuard:
         self.settings = settings
         self.metrics = metrics
         self.rates = RateLimits(settings)
+        #: The body limit of every route but the writes: what the largest valid search or
+        #: duplicate check needs, so that unfinished bodies to the unauthenticated routes (which
+        #: the guard holds until they are whole) pin far less than writes' limit.
+        self.read_limit = min(settings.max_body_bytes,
+                              read_body_limit(settings.max_query_chars, settings.max_k))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -185,8 +210,11 @@ class RequestGuard:
         if scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        limit = self.settings.max_body_bytes
-        too_big = f"the request body is over {limit} bytes: send fewer or shorter threads per request"
+        if kind == "write":
+            limit, advice = self.settings.max_body_bytes, _FEWER_THREADS
+        else:
+            limit, advice = self.read_limit, _SHORTER.get(scope["path"], "this route takes no such body")
+        too_big = f"the request body is over {limit} bytes: {advice}"
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > limit:
             await problem(413, too_big)(scope, receive, send)
@@ -201,6 +229,16 @@ class RequestGuard:
             await problem(refusal[0], refusal[1] or too_big)(scope, receive, send)
             return
         if status["code"] == CLIENT_GONE:
+            return
+        # after the body, so that one over the limit is a 413 and a client gone is not answered, as
+        # for any other body
+        json_route = scope["method"] == "POST" and scope["path"] in _JSON_BODIES
+        if json_route and not declares_json(scope["headers"]):
+            response = problem(415, "the body must be JSON sent with the header Content-Type: "
+                                    "application/json (curl's -d alone sends a form: add "
+                                    "-H 'Content-Type: application/json')")
+            response.headers["Accept-Post"] = "application/json"
+            await response(scope, receive, send)
             return
         body = b"".join(chunks)
         replayed = False

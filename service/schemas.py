@@ -8,6 +8,8 @@ except the batch cap, checked here before any thread is validated."""
 
 from __future__ import annotations
 
+import json
+import math
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
@@ -54,6 +56,7 @@ MAX_ID_CHARS = 512
 MAX_TITLE_CHARS = 2000
 MAX_TEXT_CHARS = 200_000  # a thread's or an answer's body
 MAX_QUERY_CHARS = 20_000  # a ceiling; QA_SEARCH_MAX_QUERY_CHARS (at most this) is the real bound
+MAX_DRAFT_BODY_CHARS = 20_000  # a duplicate check's draft body (read up to QA_SEARCH_MAX_QUERY_CHARS)
 MAX_ANSWERS = 1000
 MAX_TAGS = 100
 MAX_NAME_CHARS = 200  # a tag or a category
@@ -256,7 +259,8 @@ class DraftQuestion(BaseModel):
     title: Text = Field(min_length=1, max_length=MAX_QUERY_CHARS,
                         examples=["How do therapists handle their mistakes?"],
                         description="At most QA_SEARCH_MAX_QUERY_CHARS characters.")
-    body: Text = Field("", max_length=20000, examples=["My counsellor forgot what I told her last week."],
+    body: Text = Field("", max_length=MAX_DRAFT_BODY_CHARS,
+                       examples=["My counsellor forgot what I told her last week."],
                        description="Read up to QA_SEARCH_MAX_QUERY_CHARS characters of title and body.")
     k: StrictInt = Field(5, ge=1, description="Most duplicates to return (at most QA_SEARCH_MAX_K).")
     threshold: StrictFloat | None = Field(None, ge=-1, le=1, description=THRESHOLD)
@@ -376,3 +380,34 @@ class Ready(BaseModel):
 
 class Problem(BaseModel):
     detail: str = Field(description="What was wrong and how to fix it.")
+
+
+#: A character as wide as JSON writes one: outside the BMP, escaped (Python's ``json.dumps``
+#: default) as a surrogate pair, ``\ud83d\ude22``: 12 bytes.
+_WIDEST = "\U0001f622"
+#: Among the longest floats a JSON encoder writes (23 characters).
+_LONGEST_FLOAT = 2.2250738585072014e-308
+#: Room left above the largest read request, for a client's whitespace and number formatting.
+READ_BODY_MARGIN = 1.1
+
+
+def largest_read_requests(max_query_chars: int, max_k: int) -> dict[str, dict[str, Any]]:
+    """The largest valid ``POST /v1/search`` and ``POST /v1/duplicates`` bodies, by path: every
+    field present, every list and string at its bound, every character of every string an emoji
+    (JSON's widest), ``k`` at QA_SEARCH_MAX_K. Their lengths bound what a read route must accept."""
+    chars = min(max_query_chars, MAX_QUERY_CHARS)
+    name, moment = _WIDEST * MAX_NAME_CHARS, _WIDEST * MAX_DATE_CHARS
+    search = {"q": _WIDEST * chars, "k": max_k, "tags": [name] * MAX_TAGS,
+              "category": [name] * MAX_CATEGORIES, "offset": MAX_OFFSET, "created_after": moment,
+              "created_before": moment, "exclude_closed": False, "recency_half_life_days": _LONGEST_FLOAT,
+              "highlight": False, "min_relevance": _LONGEST_FLOAT}
+    draft = {"title": _WIDEST * chars, "body": _WIDEST * MAX_DRAFT_BODY_CHARS, "k": max_k,
+             "threshold": _LONGEST_FLOAT}
+    return {"/v1/search": search, "/v1/duplicates": draft}
+
+
+def read_body_limit(max_query_chars: int, max_k: int) -> int:
+    """Largest body, in bytes, a read route (search, duplicates) needs: the longer of
+    :func:`largest_read_requests` as ``json.dumps`` writes them, with READ_BODY_MARGIN to spare."""
+    longest = max(len(json.dumps(body)) for body in largest_read_requests(max_query_chars, max_k).values())
+    return math.ceil(longest * READ_BODY_MARGIN)

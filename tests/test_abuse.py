@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from service.schemas import read_body_limit
+from service.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "abuse-key"
 READ_RATE = 20
@@ -171,9 +174,14 @@ def test_every_attack_gets_a_short_4xx_quickly_with_little_memory_and_searches_g
     rss_before = _rss_mb(server.proc.pid)
     searches = Searches(server)
 
-    # 499,000 tags without a key: the list's length alone refuses it
+    # 499,000 tags: over a read's body limit (what the largest valid search needs), on its length
     tags = _compact({"q": "panic", "tags": [1] * 499_000})
     assert 990_000 < len(tags) < 1_000_000
+    status, body, _, elapsed = server.timed("POST", "/v1/search", tags, client="10.0.0.1")
+    assert "send a shorter query" in _short_4xx(status, body, elapsed, 413)["detail"]
+    # as many tags as that limit holds: the list's length alone refuses it
+    tags = _compact({"q": "panic", "tags": [1] * 210_000})
+    assert 400_000 < len(tags) < read_body_limit(Settings().max_query_chars, Settings().max_k)
     status, body, _, elapsed = server.timed("POST", "/v1/search", tags, client="10.0.0.1")
     problem = _short_4xx(status, body, elapsed, 422)
     assert len(problem["detail"]) == 1 and problem["detail"][0]["field"] == "tags"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..deps import DraftDuplicates, DuplicatesInQuery, LiveDep, ViewerDep
-from ..errors import ERRORS
+from ..errors import ERRORS, JSON_ERRORS
 from ..schemas import DuplicatesResponse
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -18,7 +18,8 @@ def duplicates(live: LiveDep, query: DuplicatesInQuery, viewer: ViewerDep) -> Du
     return DuplicatesResponse(duplicates=list(found.hits), scorer=found.scorer)
 
 
-@router.post("/duplicates", response_model=DuplicatesResponse, summary="Likely duplicates of a draft")
+@router.post("/duplicates", response_model=DuplicatesResponse, summary="Likely duplicates of a draft",
+             responses=JSON_ERRORS)
 def duplicates_of_draft(live: LiveDep, query: DraftDuplicates, viewer: ViewerDep) -> DuplicatesResponse:
     found = live.duplicate_verdicts(query.text, threshold=query.threshold, k=query.k, groups=viewer.groups)
     return DuplicatesResponse(duplicates=list(found.hits), scorer=found.scorer)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from ..deps import LiveDep, SearchInBody, SearchInQuery, SearchQuery, ViewerDep
-from ..errors import ERRORS
+from ..errors import ERRORS, JSON_ERRORS
 from ..schemas import SearchResponse
 from ..tokens import Viewer
 
@@ -27,7 +27,8 @@ def search(live: LiveDep, query: SearchInQuery, viewer: ViewerDep, rerank: Reran
     return _page(live, query, viewer, rerank)
 
 
-@router.post("/search", response_model=SearchResponse, summary="Similar threads, the text in the body")
+@router.post("/search", response_model=SearchResponse, summary="Similar threads, the text in the body",
+             responses=JSON_ERRORS)
 def search_posted(
     live: LiveDep, query: SearchInBody, viewer: ViewerDep, rerank: Rerank = False
 ) -> SearchResponse:

@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 from qa_search import Thread
 
 from ..deps import LiveDep, SettingsDep, ThreadsToWrite, require_key
-from ..errors import ERRORS, WRITE_ERRORS, write_errors
+from ..errors import ERRORS, JSON_ERRORS, WRITE_ERRORS, write_errors
 from ..schemas import Problem, WriteResponse
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses={**ERRORS, **WRITE_ERRORS})
@@ -31,7 +31,8 @@ def sized_threads(settings: SettingsDep, threads: ThreadsToWrite) -> list[Thread
     return threads
 
 
-@router.post("/threads", response_model=WriteResponse, summary="Add or replace threads")
+@router.post("/threads", response_model=WriteResponse, summary="Add or replace threads",
+             responses=JSON_ERRORS)
 def upsert(live: LiveDep, threads: Annotated[list[Thread], Depends(sized_threads)]) -> WriteResponse:
     with write_errors():
         entry = live.upsert(threads)
