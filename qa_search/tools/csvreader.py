@@ -184,5 +184,7 @@ def _csv_lines(fh: Iterable[bytes], path: Path) -> Iterator[str]:
             try:
                 text = piece.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DumpFormatError(str(path), lineno, f"not valid UTF-8 ({exc.reason})") from exc
+                # spreadsheets export CSV in the system's code page (Windows-1252, say) unless told
+                raise DumpFormatError(str(path), lineno, f"not valid UTF-8 ({exc.reason}): save the CSV as "
+                                      "UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8") from exc
             yield text.removeprefix("\ufeff") if lineno == 1 else text

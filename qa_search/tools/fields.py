@@ -46,19 +46,27 @@ _DUPLICATE_NOTICE = re.compile(
 
 class _TextOfHtml(HTMLParser):
     """Plain text of a post body: tags dropped, block elements on their own lines, an image's
-    ``alt`` text kept, a closed question's duplicate notice left out."""
+    ``alt`` text kept, scripts, styles and a closed question's duplicate notice left out."""
 
     BLOCKS = frozenset(
         {"p", "br", "li", "pre", "blockquote", "div", "h1", "h2", "h3", "h4", "h5", "h6", "hr"}
     )
+    #: Elements whose content is code, not text a reader sees (a forum's stored HTML can hold
+    #: an embed's script or a pasted style block).
+    HIDDEN = frozenset({"script", "style", "template"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
+        self._hidden_depth = 0
         self._quote_depth = 0
         self._quote_start = 0  # where the outermost blockquote's text starts in ``out``
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self._hidden_depth += 1
+            self.out.append("\n")
+            return
         if tag == "blockquote":
             if not self._quote_depth:
                 self._quote_start = len(self.out)
@@ -71,13 +79,18 @@ class _TextOfHtml(HTMLParser):
                 self.out.extend(("\n", alt, "\n"))
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN:
+            self._hidden_depth = max(0, self._hidden_depth - 1)
+            self.out.append("\n")
+            return
         if tag == "blockquote" and self._quote_depth:
             self._quote_depth -= 1
             if not self._quote_depth and _DUPLICATE_NOTICE.match("".join(self.out[self._quote_start :])):
                 del self.out[self._quote_start :]
 
     def handle_data(self, data: str) -> None:
-        self.out.append(data)
+        if not self._hidden_depth:
+            self.out.append(data)
 
 
 def html_to_text(html: str) -> str:

@@ -10,9 +10,11 @@ the source (without its password), never its data.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -91,6 +93,45 @@ def _answer_order(answer: dict) -> tuple:
     return (0, int(aid), "") if aid.isdigit() else (1, 0, aid)
 
 
+#: A missing table, as MariaDB/MySQL, PostgreSQL and SQLite say it.
+_NO_TABLE = re.compile(r"doesn't exist|does not exist|no such table", re.IGNORECASE)
+#: Query parameters of a URL that hold a password (libpq's and the MySQL drivers' spellings).
+_SECRET_PARAMS = frozenset({"password", "passwd", "pass", "sslpassword", "pgpass"})
+#: The scheme to write, with the sync extra's driver, for one that names no driver.
+_SCHEMES = {"mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "postgres": "postgresql+psycopg",
+            "postgresql": "postgresql+psycopg"}
+
+
+def database_url(url: str) -> sa.URL:
+    """``url`` parsed, or a :class:`QASearchError` that quotes none of it (it holds a password).
+
+    A password holding ``@`` unescaped moves its tail into the host; that is refused here,
+    before a driver's "cannot resolve host" would print the tail.
+    """
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise QASearchError("--from is not a database URL such as "
+                            "mysql+pymysql://user:password@host/forum") from None
+    if "@" in (parsed.host or ""):
+        raise QASearchError("the database URL holds more than one '@': percent-encode the user name and "
+                            "password (@ as %40, / as %2F, : as %3A, # as %23)")
+    path = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and path not in ("", ":memory:") and "uri" not in parsed.query \
+            and not Path(path).is_file():
+        # SQLite would create an empty database there, and the sync find no tables in it
+        raise QASearchError(f"there is no SQLite database at {path}: check the path after sqlite:/// "
+                            "(an absolute path takes four slashes)")
+    return parsed
+
+
+def describe_url(url: sa.URL) -> str:
+    """``url`` as messages and the sync's state name it: no password, in the user part or in
+    the query (``?password=``)."""
+    hidden = {key: "***" for key in url.query if key.lower() in _SECRET_PARAMS}
+    return url.update_query_dict(hidden).render_as_string(hide_password=True)
+
+
 class ForumDatabase:
     """A connection to a forum's database and the queries of its :class:`SourceMapping`.
 
@@ -101,15 +142,16 @@ class ForumDatabase:
 
     def __init__(self, url: str, mapping: SourceMapping) -> None:
         self.mapping = mapping
-        try:
-            parsed = sa.engine.make_url(url)
-        except sa.exc.ArgumentError:
-            raise QASearchError("--from is not a database URL such as "
-                                "mysql+pymysql://user:password@host/forum") from None
-        self.where = parsed.render_as_string(hide_password=True)
+        parsed = database_url(url)
+        self.where = describe_url(parsed)
         try:
             self.engine = sa.create_engine(parsed)
         except (ModuleNotFoundError, sa.exc.NoSuchModuleError) as exc:
+            if parsed.drivername in _SCHEMES:  # mysql://, postgres://: a driver the extra lacks
+                raise QASearchError(
+                    f"cannot open {self.where}: {parsed.drivername}:// names a driver the sync extra "
+                    f"does not install; write {_SCHEMES[parsed.drivername]}:// instead"
+                ) from None
             raise QASearchError(
                 f"cannot open {self.where}: its driver is not installed ({exc}); "
                 "install the sync extra: pip install 'qa-search[sync]'"
@@ -125,8 +167,13 @@ class ForumDatabase:
     def failed(self, exc: Exception, doing: str) -> QASearchError:
         """The error to raise for a database error ``exc`` met while ``doing``."""
         orig = getattr(exc, "orig", None) or exc
-        return QASearchError(f"{self.where}: {doing} failed: {orig.__class__.__name__}: "
-                             f"{str(orig).splitlines()[0][:300] if str(orig) else ''}")
+        said = str(orig).splitlines()[0][:300] if str(orig) else ""
+        hint = ""
+        q2a = self.mapping.name.startswith("Question2Answer")
+        if q2a and doing != "connecting" and _NO_TABLE.search(said):
+            hint = ("; check the table prefix (--prefix: QA_MYSQL_TABLE_PREFIX in the forum's "
+                    "qa-config.php)")
+        return QASearchError(f"{self.where}: {doing} failed: {orig.__class__.__name__}: {said}{hint}")
 
     def _execute(self, sql: str, params: Mapping[str, Any] | None = None, doing: str = "a query",
                  expanding: Iterable[str] = ()) -> sa.CursorResult:

@@ -15,7 +15,7 @@ An event that would leave the thread as it is writes nothing, so a replayed even
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -168,9 +168,13 @@ class DiscourseEvents:
     service do not coordinate, so two events on one topic arriving within milliseconds at two
     workers can lose the earlier one's part until the topic changes again or a sync runs."""
 
-    def __init__(self, live: LiveIndex, categories: Mapping[str, str] | None = None) -> None:
+    def __init__(self, live: LiveIndex, categories: Mapping[str, str] | None = None,
+                 check: Callable[[Thread, Thread | None], None] | None = None) -> None:
         self.live = live
         self.categories = dict(categories or {})
+        #: Called with the thread to write and the one the index holds (None if none) before an
+        #: upsert; raises to refuse the write (a receiver's bounds on what one event may store).
+        self.check = check
         self._lock = threading.Lock()
 
     def apply(self, event: str, payload: Mapping[str, Any]) -> WebhookOutcome:
@@ -196,5 +200,7 @@ class DiscourseEvents:
             return WebhookOutcome("ignored", tid, change.reason)
         if change.upsert == current:
             return WebhookOutcome("unchanged", tid)
+        if self.check is not None:
+            self.check(change.upsert, current)
         entry = self.live.upsert(change.upsert)
         return WebhookOutcome("upserted", tid, seq=entry.seq)

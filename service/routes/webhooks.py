@@ -14,7 +14,17 @@ from qa_search import DiscourseEvents, Thread
 
 from ..deps import LiveDep, SettingsDep, app_object
 from ..errors import ERRORS, WRITE_ERRORS, write_errors
-from ..schemas import _STRICT_ID, MAX_BATCH_CEILING, ThreadIn, _within_batch_limit
+from ..schemas import (
+    _STRICT_ID,
+    MAX_BATCH_CEILING,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TAGS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    ThreadIn,
+    _within_batch_limit,
+)
 from ..signatures import check_signature, json_object
 from .threads import sized_threads
 
@@ -71,9 +81,35 @@ async def generic_event(
                                       for e in exc.errors(include_input=False)]) from None
 
 
+def _within_bounds(thread: Thread, current: Thread | None) -> None:
+    """Refuse (422) what an event would store beyond the bounds ``POST /v1/threads`` sets, as
+    the generic webhook does; only the parts the event changes are checked, so a thread a sync
+    stored whole still takes its events, and a long topic its replies (a forum's topics may
+    pass the 1,000 answers one request may send). Names the field and its bound, never its text."""
+    over: list[str] = []
+    if len(thread.id) > MAX_ID_CHARS or not thread.id.isprintable():
+        over.append(f"the topic's id (at most {MAX_ID_CHARS} printable characters)")
+    if (current is None or thread.title != current.title) and len(thread.title) > MAX_TITLE_CHARS:
+        over.append(f"the title (at most {MAX_TITLE_CHARS} characters)")
+    if (current is None or thread.tags != current.tags) and (
+            len(thread.tags) > MAX_TAGS or any(len(t) > MAX_NAME_CHARS for t in thread.tags)):
+        over.append(f"the tags (at most {MAX_TAGS}, each of at most {MAX_NAME_CHARS} characters)")
+    if len(thread.category or "") > MAX_NAME_CHARS:
+        over.append(f"the category (at most {MAX_NAME_CHARS} characters)")
+    before = {a.id: a.body for a in current.answers} if current is not None else {}
+    texts = [thread.body] if current is None or thread.body != current.body else []
+    texts += [a.body for a in thread.answers if before.get(a.id) != a.body]
+    if any(len(text) > MAX_TEXT_CHARS for text in texts):
+        over.append(f"the post's text (at most {MAX_TEXT_CHARS} characters)")
+    if over:
+        raise HTTPException(422, f"the event would store {'; '.join(over)} beyond the bounds of "
+                                 "POST /v1/threads: nothing was written")
+
+
 def discourse_events(request: Request, live: LiveDep, settings: SettingsDep) -> DiscourseEvents:
     return app_object(request, "discourse_events",
-                      lambda: DiscourseEvents(live, categories=settings.discourse_categories))
+                      lambda: DiscourseEvents(live, categories=settings.discourse_categories,
+                                              check=_within_bounds))
 
 
 @router.post("/discourse", response_model=WebhookResult, summary="A Discourse topic or post event")
