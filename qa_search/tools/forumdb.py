@@ -129,7 +129,8 @@ def describe_url(url: sa.URL) -> str:
     """``url`` as messages and the sync's state name it: no password, in the user part or in
     the query (``?password=``)."""
     hidden = {key: "***" for key in url.query if key.lower() in _SECRET_PARAMS}
-    return url.update_query_dict(hidden).render_as_string(hide_password=True)
+    # rendering percent-encodes the stars; shown as the user part's ***
+    return url.update_query_dict(hidden).render_as_string(hide_password=True).replace("=%2A%2A%2A", "=***")
 
 
 class ForumDatabase:
