@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -84,15 +85,28 @@ def export_pairs(postlinks: str, out: str, posts: str | None, skip_invalid: bool
     questions = None if posts is None else stackexchange_question_ids(posts)
     skipped: list[DumpFormatError] = []
     missing: list[DumpFormatError] = []
-    n = write_pairs(
-        read_stackexchange_duplicates(
-            postlinks,
-            on_error=skipped.append if skip_invalid else None,
-            questions=questions,
-            on_skip=missing.append,
-        ),
-        out,
+    links = read_stackexchange_duplicates(
+        postlinks,
+        on_error=skipped.append if skip_invalid else None,
+        questions=questions,
+        on_skip=missing.append,
     )
+    written: set[frozenset[str]] = set()
+    repeated = 0
+
+    def once() -> Iterator[tuple[str, str]]:
+        # two questions closed as duplicates of each other, or one link recorded twice, are one
+        # pair: written twice it would weigh twice in eval, calibrate and tune
+        nonlocal repeated
+        for a, b in links:
+            key = frozenset((a, b))
+            if key in written:
+                repeated += 1
+                continue
+            written.add(key)
+            yield a, b
+
+    n = write_pairs(once(), out)
     for e in skipped:
         click.echo(f"skipped {e.path}:{e.line}: {e.reason}", err=True)
     if posts is None:
@@ -103,6 +117,8 @@ def export_pairs(postlinks: str, out: str, posts: str | None, skip_invalid: bool
         )
     elif missing:
         click.echo(f"skipped {len(missing)} links to posts not in Posts.xml", err=True)
+    if repeated:
+        click.echo(f"left out {repeated} link(s) between posts already paired (either way round)", err=True)
     if as_json:
         echo_json(
             {
@@ -110,6 +126,7 @@ def export_pairs(postlinks: str, out: str, posts: str | None, skip_invalid: bool
                 "out": out,
                 "posts": posts,
                 "skipped_missing": None if posts is None else len(missing),
+                "repeated": repeated,
                 "skipped": [{"file": e.path, "line": e.line, "reason": e.reason} for e in skipped],
             }
         )

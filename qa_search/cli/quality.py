@@ -36,6 +36,21 @@ def report_missing(pairs_file: str, missing: list) -> None:
         )
 
 
+def read_pair_file(pairs_file: str) -> list:
+    """The pairs of ``pairs_file``, each once: repeats are said on stderr, their lines counted."""
+    repeats: list = []
+    pairs = read_pairs(pairs_file, on_repeat=lambda pair, first: repeats.append((pair.line, first.line)))
+    if repeats:
+        shown = ", ".join(f"line {n} (of line {m})" for n, m in repeats[:5]) + (
+            " ..." if len(repeats) > 5 else "")
+        click.echo(
+            f"warning: {len(repeats)} line(s) of {pairs_file} repeat an earlier pair, either way round, "
+            f"and are counted once: {shown}",
+            err=True,
+        )
+    return pairs
+
+
 @click.command("eval")
 @_index_dir
 @click.option(
@@ -78,7 +93,7 @@ def evaluate(
             )
     else:
         assert pairs_file is not None  # exactly one of the two was given
-        pairs = read_pairs(pairs_file)
+        pairs = read_pair_file(pairs_file)
         missing: list = []
         try:
             result = evaluate_pairs(index, pairs, on_missing=missing.append if skip_missing else None)
@@ -134,7 +149,7 @@ def calibrate(
         check_targets(targets)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--duplicate-precision") from None
-    pairs = read_pairs(pairs_file)
+    pairs = read_pair_file(pairs_file)
     missing: list = []
     try:
         cal, summary = calibrate_index(

@@ -95,13 +95,25 @@ def tune_command(
     instead: OUT holds its ONNX graphs and reranker.json, for `qa-search configure INDEX
     --reranker OUT` (its learning rate defaults to 3e-5).
     """
-    pairs = read_tuning_pairs(pair_files, corpus)
+    if not reranker and (max_pairs is not None or max_steps is not None or threads is not None):
+        # a usage error before the pairs and dumps are read
+        raise click.UsageError("--max-pairs, --max-steps and --threads go with --reranker")
+    repeats: list[str] = []
+    pairs = read_tuning_pairs(
+        pair_files, corpus,
+        on_repeat=lambda path, line, first, first_line: repeats.append(
+            f"{path} line {line} (of {'line' if first == path else first + ' line'} {first_line})"),
+    )
+    if repeats:
+        click.echo(
+            f"warning: {len(repeats)} line(s) repeat an earlier pair, either way round, and are "
+            f"counted once: {', '.join(repeats[:5])}{' ...' if len(repeats) > 5 else ''}",
+            err=True,
+        )
     if reranker:
         _train_reranker(ctx, pairs, out_dir, base, epochs, seed, batch_size, learning_rate,
                         max_pairs, max_steps, max_length, threads, quiet or as_json, as_json)
         return
-    if max_pairs is not None or max_steps is not None or threads is not None:
-        raise click.UsageError("--max-pairs, --max-steps and --threads go with --reranker")
     result = tune(
         pairs,
         out_dir,

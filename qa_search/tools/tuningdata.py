@@ -9,15 +9,18 @@ tuning.py's.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from qa_search.dumps import check_input, json_line, numbered_lines, pair_label, read_dumps
 from qa_search.errors import DumpFormatError, QASearchError
 from qa_search.threads import thread_id
+
+log = logging.getLogger(__name__)
 
 #: The seed of a tuning run: the hard negatives drawn and the training's own randomness.
 DEFAULT_SEED = 0
@@ -86,26 +89,61 @@ def _parse_pair_line(raw: bytes) -> tuple[str, str, int, bool] | None:
     raise ValueError("expected 'id1' and 'id2' or 'text1' and 'text2'")
 
 
-def read_pairs(paths: Iterable[str | Path], corpus: Iterable[str | Path] = ()) -> list[LabelledPair]:
+def read_pairs(
+    paths: Iterable[str | Path],
+    corpus: Iterable[str | Path] = (),
+    on_repeat: Callable[[str, int, str, int], None] | None = None,
+) -> list[LabelledPair]:
     """Read labelled pairs from JSONL files (``.gz`` too), in file order.
 
-    Id pairs get their texts from the ``corpus`` dumps. Raises :class:`PairFormatError` naming
-    the file and 1-based line of the first bad line, :class:`UnknownPairIdsError` listing ids
-    that no dump holds, and ``FileNotFoundError`` for a missing file.
+    Id pairs get their texts from the ``corpus`` dumps. A pair is two ids (or two texts)
+    whichever way round: a line repeating an earlier pair, in any of the files, with the same
+    label is left out and passed to ``on_repeat(path, line, first_path, first_line)`` (default:
+    a logged warning), so no pair weighs twice; with the other label it is a
+    :class:`PairFormatError`. Raises :class:`PairFormatError` naming the file and 1-based line
+    of the first bad line, :class:`QASearchError` for a file without a pair,
+    :class:`UnknownPairIdsError` listing ids that no dump holds, and ``FileNotFoundError`` for a
+    missing file.
     """
+    corpus = tuple(corpus)
     raw_pairs: list[tuple[str, str, int, bool]] = []
+    seen: dict[tuple[frozenset[str], bool], tuple[str, int, int]] = {}
     for p in paths:
         path = Path(p)
         check_input(path, "pair file")
+        lines = 0
         for lineno, raw in numbered_lines(path, PairFormatError):
             try:
                 parsed = _parse_pair_line(raw)
             except ValueError as exc:
                 raise PairFormatError(str(path), lineno, str(exc)) from exc
-            if parsed is not None:
+            if parsed is None:
+                continue
+            lines += 1
+            a, b, label, by_id = parsed
+            first = seen.setdefault((frozenset((a, b)), by_id), (str(path), lineno, label))
+            if first[:2] == (str(path), lineno):
                 raw_pairs.append(parsed)
+                continue
+            where = f"line {first[1]}" + ("" if first[0] == str(path) else f" of {first[0]}")
+            if first[2] != label:
+                raise PairFormatError(
+                    str(path), lineno, f"the pair of {where} again (either order), labelled {first[2]} "
+                    f"there and {label} here: keep the one that is right"
+                )
+            (on_repeat or _log_repeat)(str(path), lineno, first[0], first[1])
+        if not lines:
+            raise QASearchError(
+                f'{path} holds no pairs: expected one {{"id1", "id2", "label"}} or '
+                '{"text1", "text2", "label"} a line'
+            )
     wanted = {x for a, b, _, by_id in raw_pairs if by_id for x in (a, b)}
     texts: dict[str, str] = {}
+    if wanted and not corpus:
+        raise QASearchError(
+            f"the pairs name {len(wanted)} thread id(s) but no forum dump was given to read their "
+            "questions from: pass it with --corpus (or write the texts as text1 and text2)"
+        )
     if wanted:
         # only the threads the pairs name are kept, so a large dump costs little memory
         for thread in read_dumps(corpus):
@@ -118,6 +156,11 @@ def read_pairs(paths: Iterable[str | Path], corpus: Iterable[str | Path] = ()) -
         LabelledPair(texts[a], texts[b], label) if by_id else LabelledPair(a, b, label)
         for a, b, label, by_id in raw_pairs
     ]
+
+
+def _log_repeat(path: str, line: int, first_path: str, first_line: int) -> None:
+    log.warning("%s, line %d repeats the pair of %s, line %d: counted once",
+                path, line, first_path, first_line)
 
 
 def training_examples(pairs: Sequence[LabelledPair], seed: int = DEFAULT_SEED) -> TrainingExamples:
