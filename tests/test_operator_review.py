@@ -187,3 +187,19 @@ def test_a_sqlite_path_with_no_database_is_refused_and_nothing_is_created(tmp_pa
     message = _refused(tmp_path / "index", "sqlite:///forum.sqlite")
     assert "no SQLite database at forum.sqlite" in message and "four slashes" in message
     assert not (tmp_path / "forum.sqlite").exists() and not (tmp_path / "index").exists()
+
+
+def test_a_postgresql_database_in_sql_ascii_is_read_as_utf8(postgres_url, tmp_path):  # noqa: F811
+    """An old forum's database created without an encoding is SQL_ASCII: the server hands out
+    whatever bytes the forum stored (UTF-8, for Question2Answer)."""
+    admin = sa.create_engine(postgres_url.replace("/forum?", "/postgres?"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("DROP DATABASE IF EXISTS legacy"))
+        conn.execute(sa.text("CREATE DATABASE legacy ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
+                             "TEMPLATE template0"))
+    admin.dispose()
+    url = postgres_url.replace("/forum?", "/legacy?")
+    forum = Q2AForum(f"{url}&client_encoding=utf8")  # the forum writes UTF-8
+    qid = forum.add(type="Q", title="Café au lait et anxiété", content="<p>Je suis fatigué</p>", format="html")
+    _sync(tmp_path / "index", url)
+    assert _stored(tmp_path / "index")[str(qid)].body == "Je suis fatigué"

@@ -145,8 +145,13 @@ class ForumDatabase:
         self.mapping = mapping
         parsed = database_url(url)
         self.where = describe_url(parsed)
+        options: dict[str, Any] = {}
+        if parsed.drivername == "postgresql+psycopg" and "client_encoding" not in parsed.query:
+            # a SQL_ASCII database (old forums' default) hands psycopg bytes, on which SQLAlchemy's
+            # own first query fails with a TypeError; asking for UTF-8 has the server check it
+            options["connect_args"] = {"client_encoding": "utf8"}
         try:
-            self.engine = sa.create_engine(parsed)
+            self.engine = sa.create_engine(parsed, **options)
         except (ModuleNotFoundError, sa.exc.NoSuchModuleError) as exc:
             if parsed.drivername in _SCHEMES:  # mysql://, postgres://: a driver the extra lacks
                 raise QASearchError(
