@@ -200,6 +200,7 @@ def test_a_postgresql_database_in_sql_ascii_is_read_as_utf8(postgres_url, tmp_pa
     admin.dispose()
     url = postgres_url.replace("/forum?", "/legacy?")
     forum = Q2AForum(f"{url}&client_encoding=utf8")  # the forum writes UTF-8
-    qid = forum.add(type="Q", title="Café au lait et anxiété", content="<p>Je suis fatigué</p>", format="html")
+    qid = forum.add(type="Q", title="Café au lait et anxiété", format="html",
+                    content="<p>Je suis fatigué</p>")
     _sync(tmp_path / "index", url)
     assert _stored(tmp_path / "index")[str(qid)].body == "Je suis fatigué"
