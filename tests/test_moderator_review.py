@@ -145,3 +145,19 @@ def test_export_pairs_writes_each_link_once(tmp_path, fake_cli):
         ("2", "1"), ("6", "2"), ("7", "1")
     ]
     assert "left out 2 link(s) between posts already paired" in r.stderr
+
+
+def test_dedupe_on_a_forum_calibrated_index_names_its_probability_tier(sample_index, fake_cli, tmp_path):
+    pairs = _lines(tmp_path / "pairs.jsonl", _sample_pairs())
+    r = fake_cli.invoke(main, ["calibrate", str(sample_index), "--pairs", str(pairs), "--json"])
+    assert r.exit_code == 0, r.output
+    tier = json.loads(r.stdout)["tiers"]["duplicate"]
+
+    r = fake_cli.invoke(main, ["dedupe", str(sample_index), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "clustered by raw question cosine, threshold 0.800" in r.stdout
+    assert f"--min-probability {tier:.3f} (its \"duplicate\" tier)" in r.stderr
+    # asked for a cosine, or given a probability, it has nothing to point out
+    for option in (["--min-cosine", "0.7"], ["--min-probability", f"{tier:.3f}"]):
+        r = fake_cli.invoke(main, ["dedupe", str(sample_index), "-q", *option])
+        assert r.exit_code == 0 and "note:" not in r.stderr

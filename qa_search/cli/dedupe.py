@@ -152,6 +152,18 @@ def dedupe(
             search_progress=_closing(sbar),
             score_progress=pbar,
         )
+    own = index.calibration
+    if own is not None and by is None and result.by == "cosine":
+        # the forum's own calibration makes raw cosine the default (it clustered better on
+        # Quora), and a cosine cut that suits one-line questions can find nothing on a forum of
+        # reworded titles and bodies: say what the probabilities would take
+        click.echo(
+            f"note: clustered on raw question cosine from the index's duplicate_threshold "
+            f"({result.threshold:.3f}), the default on an index with a calibration of its own; "
+            f"--min-probability {own.tiers['duplicate']:.3f} (its \"duplicate\" tier) clusters on its "
+            "probabilities, --min-cosine C from another cosine",
+            err=True,
+        )
     if as_json:
         echo_json(result.to_dict())
         return
