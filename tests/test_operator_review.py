@@ -19,7 +19,16 @@ from conftest import FakeEmbedder
 sa = pytest.importorskip("sqlalchemy")
 
 # the servers and the forum are test_sync.py's fixtures, started once per module that uses them
-from test_sync import Q2AForum, _close_engines, _stored, mariadb_url, postgres_url  # noqa: E402, F401
+from test_sync import (  # noqa: E402, F401
+    DISCOURSE_MAPPING,
+    NO_MARGIN,
+    DiscourseForum,
+    Q2AForum,
+    _close_engines,
+    _stored,
+    mariadb_url,
+    postgres_url,
+)
 from test_webhooks import GENERIC, SECRET, _client, post, send, stored, topic  # noqa: E402
 
 from qa_search import ForumIndex, QASearchError, Thread, sync_index  # noqa: E402
@@ -204,3 +213,56 @@ def test_a_postgresql_database_in_sql_ascii_is_read_as_utf8(postgres_url, tmp_pa
                     content="<p>Je suis fatigué</p>")
     _sync(tmp_path / "index", url)
     assert _stored(tmp_path / "index")[str(qid)].body == "Je suis fatigué"
+
+
+# -- Discourse on PostgreSQL: who may read a category ------------------------------------------------
+
+#: The docs' way to index a read-restricted category for its groups (docs/forum-integration.md).
+VISIBLE_TO = """CASE WHEN c.read_restricted THEN ARRAY(SELECT g.name FROM category_groups cg
+     JOIN groups g ON g.id = cg.group_id WHERE cg.category_id = c.id ORDER BY g.name) END AS visible_to"""
+RESTRICTED_KEPT = ("AND (NOT COALESCE(c.read_restricted, false) OR EXISTS (SELECT 1 FROM category_groups cg "
+                   "WHERE cg.category_id = c.id))")
+
+
+def _discourse_with_groups(url: str) -> DiscourseForum:
+    forum = DiscourseForum(url)
+    forum.run("DROP TABLE IF EXISTS category_groups, groups")
+    forum.run("CREATE TABLE groups (id serial PRIMARY KEY, name varchar NOT NULL)")
+    forum.run("CREATE TABLE category_groups (category_id integer, group_id integer, permission_type integer)")
+    forum.run("INSERT INTO categories (id, name, read_restricted) VALUES (1, 'Sleep', false), "
+              "(2, 'Members only', true), (3, 'Staff', true)")
+    forum.run("INSERT INTO groups (id, name) VALUES (10, 'members'), (11, 'trust_level_2')")
+    forum.run("INSERT INTO category_groups VALUES (2, 10, 1), (2, 11, 1)")
+    return forum
+
+
+def test_the_discourse_example_leaves_read_restricted_categories_out(postgres_url, tmp_path):  # noqa: F811
+    forum = _discourse_with_groups(postgres_url)
+    public = forum.topic("Awake after night shifts", "<p>I lie awake for hours.</p>", 1)
+    moved = forum.topic("My flatmate's drinking", "<p>Names and details of my flatmate.</p>", 1)
+    forum.topic("Relapsed after a year", "<p>Only our group should read this.</p>", 2)
+    index_dir = tmp_path / "index"
+    sync = dict(mapping=DISCOURSE_MAPPING, embedder=FakeEmbedder(), margin=NO_MARGIN)
+    sync_index(index_dir, postgres_url, **sync)
+    assert set(_stored(index_dir)) == {str(public), str(moved)}
+    # a moderator moves a topic into a restricted category: no time of it changes
+    forum.run("UPDATE topics SET category_id = 3 WHERE id = :t", t=moved)
+    report = sync_index(index_dir, postgres_url, allow_removals=True, **sync)
+    assert report.removed == 1 and set(_stored(index_dir)) == {str(public)}
+
+
+def test_a_mapping_gives_a_restricted_categorys_topics_to_its_groups(postgres_url, tmp_path):  # noqa: F811
+    forum = _discourse_with_groups(postgres_url)
+    public = forum.topic("Awake after night shifts", "<p>I lie awake for hours.</p>", 1)
+    members = forum.topic("Relapsed after a year", "<p>Only our group should read this.</p>", 2)
+    forum.topic("Banned users list", "<p>staff notes</p>", 3)  # restricted, to no group listed
+    example = DISCOURSE_MAPPING.read_text()
+    assert "AND NOT COALESCE(c.read_restricted, false)" in example
+    mapping = tmp_path / "discourse.yaml"
+    mapping.write_text(example.replace("SELECT t.id, t.title,", f"SELECT t.id, t.title, {VISIBLE_TO},")
+                       .replace("AND NOT COALESCE(c.read_restricted, false)", RESTRICTED_KEPT))
+    sync_index(tmp_path / "index", postgres_url, mapping=mapping, embedder=FakeEmbedder(), margin=NO_MARGIN)
+    threads = _stored(tmp_path / "index")
+    assert set(threads) == {str(public), str(members)}
+    assert threads[str(public)].visible_to == ()
+    assert threads[str(members)].visible_to == ("members", "trust_level_2")

@@ -535,7 +535,8 @@ def test_cli_sync_reports_json(tmp_path, fake_cli):
 # -- a generic mapping: Discourse on PostgreSQL ------------------------------------------------------
 
 DISCOURSE_SCHEMA = """
-CREATE TABLE categories (id serial PRIMARY KEY, name varchar NOT NULL);
+CREATE TABLE categories (id serial PRIMARY KEY, name varchar NOT NULL,
+                         read_restricted boolean NOT NULL DEFAULT false);
 CREATE TABLE tags (id serial PRIMARY KEY, name varchar NOT NULL);
 CREATE TABLE topics (
     id serial PRIMARY KEY, title varchar NOT NULL, category_id integer REFERENCES categories,

@@ -332,6 +332,10 @@ class ForumDatabase:
         duplicate = _text(record.get(q.column("duplicate_of"))).strip()
         if duplicate:
             obj["duplicate_of"] = duplicate
+        groups = record.get(q.column("visible_to"))
+        if groups is not None:  # an array (PostgreSQL), or text as tags are (GROUP_CONCAT's a,b)
+            listed = isinstance(groups, (list, tuple))
+            obj["visible_to"] = [_text(g) for g in groups if g is not None] if listed else _tags(groups)
         try:
             obj["score"] = _integer(record.get(q.column("score")), "score")
             return thread_from_dict(obj)

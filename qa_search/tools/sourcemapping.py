@@ -26,7 +26,7 @@ from qa_search.errors import QASearchError
 #: Fields a thread query's column can be mapped to.
 THREAD_FIELDS = (
     "id", "title", "body", "tags", "category", "created_at", "score", "url",
-    "updated_at", "format", "closed_at", "duplicate_of",
+    "updated_at", "format", "closed_at", "duplicate_of", "visible_to",
 )
 #: Fields an answer query's column can be mapped to (``id``: the answer's thread).
 ANSWER_FIELDS = ("id", "answer", "answer_id", "answer_score", "answer_accepted", "updated_at", "format")
