@@ -161,3 +161,17 @@ def test_dedupe_on_a_forum_calibrated_index_names_its_probability_tier(sample_in
     for option in (["--min-cosine", "0.7"], ["--min-probability", f"{tier:.3f}"]):
         r = fake_cli.invoke(main, ["dedupe", str(sample_index), "-q", *option])
         assert r.exit_code == 0 and "note:" not in r.stderr
+
+
+def test_configure_that_changes_nothing_says_what_was_already_so(sample_index, fake_cli):
+    # the fake model has no shipped defaults, and a new index no reranker
+    cases = {
+        ("--refresh-defaults",): "the package ships no defaults for the index's model; nothing published",
+        ("--no-reranker",): "the index already has no reranker; nothing published",
+        ("--set", "lexical_weight=0.5", "--no-reranker"):
+            "the index already has these settings and no reranker; nothing published",
+    }
+    for options, said in cases.items():
+        r = fake_cli.invoke(main, ["configure", str(sample_index), *options])
+        assert r.exit_code == 0 and said in r.output, r.output
+    assert current_generation(sample_index) == 1

@@ -147,7 +147,7 @@ def configure(
     if summary is not None:
         click.echo(f"published generation {summary.generation} at {summary.snapshot}")
     elif settings or refresh_defaults or reranker is not None:
-        click.echo("the index already has these settings; nothing published")
+        click.echo(f"{_unchanged(settings, refresh_defaults, reranker, result.defaults)}; nothing published")
     click.echo(f"{index_dir}: settings of generation {result.generation}")
     for name, value in asdict(config).items():
         note = "" if value == defaults[name] else f"  (default {defaults[name]})"
@@ -163,6 +163,24 @@ def configure(
             "--pairs FILE` (labelled pairs it was not trained on) measures how it blends with the "
             "calibrated scorer"
         )
+
+
+def _unchanged(
+    settings: dict[str, str], refresh: bool, reranker: str | Literal[False] | None, defaults: dict | None
+) -> str:
+    """Why a configure that asked for a change published nothing, naming what it asked for."""
+    held = ["these settings"] if settings else []
+    ships = defaults is not None and defaults["shipped"] is not None
+    if refresh and ships:
+        held.append("the package's shipped defaults")
+    if reranker is False:
+        held.append("no reranker")
+    elif reranker is not None:
+        held.append("this reranker")
+    why = [f"the index already has {' and '.join(held)}"] if held else []
+    if refresh and not ships:
+        why.append("the package ships no defaults for the index's model")
+    return "; ".join(why)
 
 
 def defaults_line(used: dict) -> str:
