@@ -97,7 +97,9 @@ def pair_label(value: Any) -> int:
     """A labelled pair's ``label``: 1 (duplicate) or 0; anything else (``true``, ``"1"``, 0.7)
     is a ``ValueError``. One rule for every pair file (tune, eval, calibrate)."""
     if isinstance(value, bool) or value not in (0, 1):
-        raise ValueError(f"'label' must be 0 or 1, got {value!r}")
+        # a string or a list may be a post that slid into the label's column: named, not quoted
+        shown = {str: "a string", list: "a list", dict: "an object"}.get(type(value), repr(value))
+        raise ValueError(f"'label' must be 0 or 1, got {shown}")
     return int(value)
 
 

@@ -23,7 +23,7 @@ QUERY = json.dumps({"query_id": "a", "text": "trouble sleeping", "relevant_ids":
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        ('{"id1": "a", "id2": "b", "label": "yes"}', "'label' must be 0 or 1, got 'yes'"),
+        ('{"id1": "a", "id2": "b", "label": "yes"}', "'label' must be 0 or 1, got a string"),
         ('{"id1": "a", "id2": "b", "label": null}', "'label' must be 0 or 1, got None"),
         ('{"id1": "a", "id2": "b", "label": 0.7}', "'label' must be 0 or 1, got 0.7"),
         ('{"id1": "a", "id2": "b", "label": true}', "'label' must be 0 or 1, got True"),

@@ -175,3 +175,14 @@ def test_configure_that_changes_nothing_says_what_was_already_so(sample_index, f
         r = fake_cli.invoke(main, ["configure", str(sample_index), *options])
         assert r.exit_code == 0 and said in r.output, r.output
     assert current_generation(sample_index) == 1
+
+
+def test_a_label_holding_text_is_named_not_quoted(tmp_path, sample_index, fake_cli):
+    post = "I have not slept properly since the funeral"
+    rows = [{"id1": "t003", "id2": "t078", "label": 1}, {"id1": "t003", "id2": "t001", "label": post}]
+    path = _lines(tmp_path / "shifted.jsonl", rows)
+    for args in (["eval", str(sample_index), "--pairs", str(path)],
+                 ["tune", "--pairs", str(path), "--corpus", str(SAMPLE_DUMP), "--out", str(tmp_path / "m")]):
+        r = fake_cli.invoke(main, args)
+        assert r.exit_code == 1 and f"{path}, line 2: 'label' must be 0 or 1, got a string" in r.output
+        assert "slept" not in r.output
