@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 from conftest import FakeEmbedder
@@ -22,6 +23,7 @@ sa = pytest.importorskip("sqlalchemy")
 from test_sync import (  # noqa: E402, F401
     DISCOURSE_MAPPING,
     NO_MARGIN,
+    T0,
     DiscourseForum,
     Q2AForum,
     _close_engines,
@@ -266,3 +268,24 @@ def test_a_mapping_gives_a_restricted_categorys_topics_to_its_groups(postgres_ur
     assert set(threads) == {str(public), str(members)}
     assert threads[str(public)].visible_to == ()
     assert threads[str(members)].visible_to == ("members", "trust_level_2")
+
+
+# -- Question2Answer: an answer turned into a comment ----------------------------------------------------
+
+
+@pytest.mark.parametrize("parent", ["question", "answer"])
+def test_an_answer_turned_into_a_comment_leaves_its_thread(mariadb_url, tmp_path, parent):  # noqa: F811
+    """Question2Answer's "convert to comment" sets the post's type to C and its parent to the
+    question or one of its answers, recording an update of the post (updatetype T); the
+    question is not touched."""
+    forum = Q2AForum(mariadb_url)
+    ids = forum.seed()
+    index_dir = tmp_path / "index"
+    sync = dict(margin=NO_MARGIN)
+    _sync(index_dir, mariadb_url, **sync)
+    assert [a.id for a in _stored(index_dir)[str(ids["q1"])].answers] == [str(ids["a1"]), str(ids["a2"])]
+    new_parent = ids["q1"] if parent == "question" else ids["a2"]
+    forum.set(ids["a1"], type="C", parentid=new_parent, updated=T0 + timedelta(hours=1), updatetype="T")
+    report = _sync(index_dir, mariadb_url, **sync)
+    assert (report.full, report.changed) == (False, 1)
+    assert [a.id for a in _stored(index_dir)[str(ids["q1"])].answers] == [str(ids["a2"])]

@@ -43,12 +43,19 @@ def q2a_mapping(prefix: str = "qa_") -> SourceMapping:
         FROM {posts} a
         JOIN {posts} q ON q.postid = a.parentid AND q.type = 'Q'
         WHERE a.type = 'A'"""
-    # every question or answer, whatever its state: hiding or queueing one changes its thread
+    # every question, answer and comment, whatever its state: hiding or queueing one changes its
+    # thread, and so does an answer converted to a comment (type C, its parent the question or
+    # one of its answers), which leaves the answers query without touching the question
     changes = f"""
-        SELECT CASE WHEN p.type IN ('A', 'A_HIDDEN', 'A_QUEUED') THEN p.parentid ELSE p.postid END AS id,
+        SELECT CASE WHEN p.type IN ('Q', 'Q_HIDDEN', 'Q_QUEUED') THEN p.postid
+                    WHEN p.type IN ('A', 'A_HIDDEN', 'A_QUEUED') THEN p.parentid
+                    WHEN up.type IN ('A', 'A_HIDDEN', 'A_QUEUED') THEN up.parentid
+                    ELSE p.parentid END AS id,
                COALESCE(p.updated, p.created) AS updated_at
         FROM {posts} p
-        WHERE p.type IN ('Q', 'Q_HIDDEN', 'Q_QUEUED', 'A', 'A_HIDDEN', 'A_QUEUED')"""
+        LEFT JOIN {posts} up ON up.postid = p.parentid
+        WHERE p.type IN ('Q', 'Q_HIDDEN', 'Q_QUEUED', 'A', 'A_HIDDEN', 'A_QUEUED',
+                         'C', 'C_HIDDEN', 'C_QUEUED')"""
     return SourceMapping(
         name=f"Question2Answer ({posts})",
         threads=RecordQuery(" ".join(threads.split())),
