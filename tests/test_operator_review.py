@@ -289,3 +289,11 @@ def test_an_answer_turned_into_a_comment_leaves_its_thread(mariadb_url, tmp_path
     report = _sync(index_dir, mariadb_url, **sync)
     assert (report.full, report.changed) == (False, 1)
     assert [a.id for a in _stored(index_dir)[str(ids["q1"])].answers] == [str(ids["a2"])]
+
+
+def test_a_csv_post_longer_than_the_csv_modules_default_field_is_read(tmp_path):
+    path = tmp_path / "export.csv"
+    body = "I have been writing this down for months. " * 4000  # 172,000 characters
+    path.write_text(f'id,title,body\n1,A long story,"{body}"\n2,Short,fine\n', encoding="utf-8")
+    threads = list(read_threads([path]))
+    assert [t.id for t in threads] == ["1", "2"] and threads[0].body == body.strip()

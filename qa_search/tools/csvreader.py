@@ -34,6 +34,10 @@ CSV_FIELDS = (
     "answer_accepted",
 )
 
+#: The longest field read: a post's text, however long a forum lets it be, and a bound on what
+#: an unclosed quote reads before it is reported.
+MAX_FIELD_CHARS = 16 * 1024 * 1024
+
 
 def read_csv(
     path: str | Path, mapping: Mapping[str, str], *, on_error: OnError | None = None
@@ -53,6 +57,9 @@ def read_csv(
         raise ValueError(
             f"cannot map to {', '.join(sorted(unknown))}: the fields are {', '.join(CSV_FIELDS)}"
         )
+    # the csv module's default (131,072 characters a field) refuses a forum's longest posts;
+    # the limit is the process's, only ever raised here
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     with open(path, "rb") as fh:
         reader = csv.reader(_csv_lines(fh, path))
         try:
