@@ -186,3 +186,14 @@ def test_a_label_holding_text_is_named_not_quoted(tmp_path, sample_index, fake_c
         r = fake_cli.invoke(main, args)
         assert r.exit_code == 1 and f"{path}, line 2: 'label' must be 0 or 1, got a string" in r.output
         assert "slept" not in r.output
+
+
+def test_eval_warns_when_every_pair_has_one_label(sample_index, fake_cli, tmp_path):
+    rows = _sample_pairs()
+    for label, kind in ((1, "duplicates (label 1)"), (0, "non-duplicates (label 0)")):
+        path = _lines(tmp_path / f"only{label}.jsonl", [r for r in rows if r["label"] == label])
+        r = fake_cli.invoke(main, ["eval", str(sample_index), "--pairs", str(path), "--json"])
+        assert r.exit_code == 0, r.output
+        assert f"all {json.loads(r.stdout)['pairs']} pairs scored are {kind}" in r.stderr
+    r = fake_cli.invoke(main, ["eval", str(sample_index), "--pairs", str(_lines(tmp_path / "p.jsonl", rows))])
+    assert r.exit_code == 0 and "warning" not in r.stderr

@@ -100,6 +100,13 @@ def evaluate(
         except UnknownThreadError as exc:
             raise locate_unknown(pairs_file, pairs, exc) from None
         report_missing(pairs_file, missing)
+        if result["positives"] in (0, result["pairs"]):
+            kind = "non-duplicates (label 0)" if result["positives"] == 0 else "duplicates (label 1)"
+            click.echo(
+                f"warning: all {result['pairs']} pairs scored are {kind}: AP, precision and recall "
+                "measure a scorer only on pairs of both labels",
+                err=True,
+            )
     if as_json:
         echo_json(result)
         return
