@@ -98,7 +98,8 @@ def pair_label(value: Any) -> int:
     is a ``ValueError``. One rule for every pair file (tune, eval, calibrate)."""
     if isinstance(value, bool) or value not in (0, 1):
         # a string or a list may be a post that slid into the label's column: named, not quoted
-        shown = {str: "a string", list: "a list", dict: "an object"}.get(type(value), repr(value))
+        kinds: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+        shown = kinds.get(type(value), repr(value))
         raise ValueError(f"'label' must be 0 or 1, got {shown}")
     return int(value)
 
