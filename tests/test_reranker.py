@@ -491,3 +491,19 @@ def test_the_service_reports_a_combined_blend_and_its_verdicts(index_dir, rerank
     assert [(d["thread_id"], d["probability"], d["tier"]) for d in got["duplicates"]] == [
         (h.thread_id, h.probability, h.tier) for h in expected
     ]
+
+
+def test_pairs_that_hang_together_are_held_out_one_by_one_with_both_labels():
+    """Held-out pairs are whole groups of pairs sharing a question where that leaves about a
+    tenth with both labels; where most pairs join through a few questions (a forum's pairs
+    around its popular threads), single pairs, so the tiers can still be measured."""
+    from qa_search.tools.rerankertraining import _held_out_split
+
+    apart = [LabelledPair(f"q{i}", f"r{i}", int(i % 3 == 0)) for i in range(300)]
+    train, held, how = _held_out_split(apart, seed=0)
+    assert how == "group" and 20 <= len(held) <= 60 and {apart[i].label for i in held} == {0, 1}
+    hub = [LabelledPair("the one popular question", f"r{i}", int(i % 9 == 0)) for i in range(240)]
+    train, held, how = _held_out_split(hub, seed=0)
+    assert how == "pair" and len(held) == 24 and {hub[i].label for i in held} == {0, 1}
+    assert sorted(train + held) == list(range(240))
+    assert _held_out_split(hub[:100], seed=0) == (list(range(100)), [], None)

@@ -168,6 +168,8 @@ def _train_reranker(
     tiers = ", ".join(f"{k} >= {v:.3f}" for k, v in result.tiers.items()) or "none measured (defaults)"
     held = "" if result.held_out_ap is None else (
         f"; held-out AP {result.held_out_ap:.3f} on {result.held_out} pairs")
+    if result.held_out_ap is not None and result.held_out_by == "pair":
+        held += " (held out one by one: they share questions with the trained pairs, so it is optimistic)"
     click.echo(
         f"trained a reranker from {result.base_model} on {result.pairs} pairs (both orders): "
         f"{result.epochs} epoch(s), {result.steps} steps in {result.seconds:.1f} s{held}; saved to "

@@ -62,6 +62,9 @@ class RerankerTrainResult:
     base_model: str
     pairs: int
     held_out: int
+    #: "group" (whole groups of pairs sharing a text), "pair" (single pairs, sharing texts with
+    #: the trained ones: the held-out figures are then optimistic) or None (none held out).
+    held_out_by: str | None
     duplicates: int
     non_duplicates: int
     epochs: int
@@ -80,12 +83,15 @@ class RerankerTrainResult:
         return asdict(self)
 
 
-def _held_out_split(pairs: Sequence[LabelledPair], seed: int) -> tuple[list[int], list[int]]:
-    """Indices of the pairs trained on and of those held out: whole groups of pairs that share a
-    text, about :data:`HOLD_OUT` of them, drawn with ``seed``."""
+def _held_out_split(pairs: Sequence[LabelledPair], seed: int) -> tuple[list[int], list[int], str | None]:
+    """Indices of the pairs trained on and of those held out, and how they were held out:
+    ``"group"``, whole groups of pairs that share a text, about :data:`HOLD_OUT` of them, drawn
+    with ``seed``; ``"pair"`` where the groups cannot give that with both labels (most pairs
+    hang together through a few texts), single pairs drawn with ``seed``, which then share
+    texts with the trained ones; None below :data:`MIN_PAIRS_TO_HOLD_OUT` pairs."""
     n = len(pairs)
     if n < MIN_PAIRS_TO_HOLD_OUT:
-        return list(range(n)), []
+        return list(range(n)), [], None
     groups = pair_groups([(p.text1, p.text2) for p in pairs])
     order = list(dict.fromkeys(groups))
     random.Random(seed).shuffle(order)
@@ -103,7 +109,13 @@ def _held_out_split(pairs: Sequence[LabelledPair], seed: int) -> tuple[list[int]
         taken += size[g]
     train = [i for i, g in enumerate(groups) if g not in held]
     test = [i for i, g in enumerate(groups) if g in held]
-    return train, test
+    if len(test) >= HOLD_OUT * n / 2 and {pairs[i].label for i in test} == {0, 1}:
+        return train, test, "group"
+    # too little held out to measure on: single pairs, which the tiers can at least be read from
+    single = list(range(n))
+    random.Random(seed).shuffle(single)
+    cut = round(HOLD_OUT * n)
+    return sorted(single[cut:]), sorted(single[:cut]), "pair"
 
 
 def _tiers(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -162,7 +174,7 @@ def train_reranker(
             "a reranker learns from duplicate (label 1) and non-duplicate (label 0) pairs; "
             f"the pairs given hold only label {sorted(labels)}"
         )
-    train_idx, test_idx = _held_out_split(chosen, seed)
+    train_idx, test_idx, held_out_by = _held_out_split(chosen, seed)
     base_name, source = resolve_model(base)
     tmp = out.with_name(f".tmp-{out.name}-{int(time.time() * 1000)}")
     tmp.mkdir(parents=True)
@@ -185,6 +197,7 @@ def train_reranker(
             "steps": stats["steps"],
             "pairs": len(train_idx),
             "held_out_pairs": len(test_idx),
+            "held_out_by": held_out_by,
             "batch_size": batch_size,
             "learning_rate": learning_rate,
             "max_length": max_length,
@@ -212,6 +225,7 @@ def train_reranker(
         base_model=base_name,
         pairs=len(train_idx),
         held_out=len(test_idx),
+        held_out_by=held_out_by,
         duplicates=sum(p.label for p in chosen),
         non_duplicates=sum(1 - p.label for p in chosen),
         epochs=epochs,
@@ -313,7 +327,7 @@ def _train_and_export(
         return np.concatenate(out_logits) if out_logits else np.zeros(0, np.float32)
 
     tiers, held_ap = {}, None
-    if test:
+    if {p.label for p in test} == {0, 1}:  # a precision or an AP needs both labels
         both = torch_logits([(p.text1, p.text2) for p in test] + [(p.text2, p.text1) for p in test])
         probs = (1 / (1 + np.exp(-both[: len(test)])) + 1 / (1 + np.exp(-both[len(test) :]))) / 2
         y = np.array([p.label for p in test])
