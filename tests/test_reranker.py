@@ -28,6 +28,7 @@ from qa_search import (
     SnapshotError,
     calibrate_index,
     configure_index,
+    describe_index,
     read_dump,
     rollback_index,
     train_reranker,
@@ -378,6 +379,10 @@ def _calibration_pairs():
 
 def test_calibrating_with_a_reranker_attached_chooses_how_verdicts_use_it(index_dir, reranker_dir, fake_cli):
     configure_index(index_dir, reranker=reranker_dir)
+    # attached before a calibration with it: the reranker decides alone, and info says so
+    assert describe_index(index_dir).defaults["verdicts"] == "reranker"
+    info = fake_cli.invoke(main, ["info", str(index_dir)]).output
+    assert "duplicate verdicts: the attached reranker alone" in info
     pairs = _calibration_pairs()
     cal, _ = calibrate_index(index_dir, [(a, b) for a, b, _ in pairs], [y for *_, y in pairs],
                              embedder=FakeEmbedder())
@@ -406,6 +411,8 @@ def test_calibrating_with_a_reranker_attached_chooses_how_verdicts_use_it(index_
     r = fake_cli.invoke(main, ["calibrate", str(index_dir), "--pairs", str(pairs_file)])
     assert r.exit_code == 0, r.output
     assert f"reranker: verdicts from the {blend.scorer} scorer" in r.output
+    assert describe_index(index_dir).defaults == {**describe_index(index_dir).defaults, "reranker": True,
+                                                  "calibration": "own", "verdicts": blend.scorer}
 
 
 def _pairs_file(where: Path, pairs) -> Path:

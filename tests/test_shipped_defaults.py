@@ -126,7 +126,8 @@ def test_an_index_of_a_model_with_no_shipped_defaults_records_none(tmp_path):
     ix = _built(tmp_path)
     assert not (resolve_snapshot(ix) / "shipped_defaults.json").exists()
     described = describe_index(ix).defaults
-    assert described == {"calibration": "none", "shipped": None, "recorded": True, "current": True}
+    assert described == {"calibration": "none", "shipped": None, "recorded": True, "current": True,
+                         "reranker": False, "verdicts": "cosine"}
     assert ForumIndex.load(ix, FakeEmbedder()).duplicate_cutoff()[1] == "cosine"
 
 

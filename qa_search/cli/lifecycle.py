@@ -255,8 +255,17 @@ def info(index_dir: str, as_json: bool) -> None:
     )
     if out["defaults"] is not None:
         used = out["defaults"]
-        verdicts = {"own": "its own calibration", "shipped": "the shipped calibration", "none": "raw cosine"}
-        click.echo(f"  duplicate verdicts: {verdicts[used['calibration']]}")
+        calibration = {"own": "its own calibration", "shipped": "the shipped calibration",
+                       "none": "raw cosine"}[used["calibration"]]
+        verdicts = {
+            "reranker": "the attached reranker alone (calibrate with it attached to see whether a "
+                        "blend with the calibration does better)",
+            "combined": f"{calibration} and the attached reranker, blended",
+            "calibrated": calibration + (" (the attached reranker is not run: the blend left the "
+                                         "verdicts to the calibration)" if used.get("reranker") else ""),
+            "cosine": calibration,
+        }
+        click.echo(f"  duplicate verdicts: {verdicts[used.get('verdicts', 'calibrated')]}")
         click.echo(f"  shipped defaults: {defaults_line(used)}")
     if out["history"]:
         click.echo("  last publishes and rollbacks (UTC):")

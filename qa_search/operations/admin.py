@@ -21,6 +21,7 @@ from qa_search.embedding.model_defaults import package_defaults
 from qa_search.embedding.reranker import Reranker
 from qa_search.errors import SettingsError, SnapshotError
 from qa_search.index.config import IndexConfig, check_scoring_settings
+from qa_search.index.persistence import stored_calibration
 from qa_search.operations.changes import reconfigure_index
 from qa_search.operations.lifecycle import (
     DEFAULT_KEEP,
@@ -295,8 +296,26 @@ def describe_index(index_dir: str | Path) -> IndexDescription:
 
 
 def _current_defaults(index_dir: str | Path) -> dict | None:
+    """:func:`defaults_in_use` of the current generation, with ``"reranker"`` (whether one is
+    attached) and ``"verdicts"``: which scorer gives its duplicate verdicts, as
+    :func:`~qa_search.index.duplicates.duplicate_cutoff` names it ("combined", "reranker",
+    "calibrated" or "cosine"); None where there is no readable current generation."""
     manifest = _current_manifest(index_dir)
-    return None if manifest is None else defaults_in_use(manifest)
+    if manifest is None:
+        return None
+    used = defaults_in_use(manifest)
+    scored = "cosine" if used["calibration"] == "none" else "calibrated"
+    reranker = manifest.get("reranker")
+    if reranker is None:
+        return {**used, "reranker": False, "verdicts": scored}
+    own = None
+    try:  # a blend lives in the forum's own calibration, tied to the reranker it was fitted with
+        if used["calibration"] == "own":
+            own = stored_calibration(resolve_snapshot(index_dir), manifest)
+    except (OSError, ValueError, SnapshotError):
+        pass  # verify says what is wrong with it; here the reranker is taken to decide alone
+    blend = None if own is None else own.blend_for(reranker.get("sha256", ""))
+    return {**used, "reranker": True, "verdicts": "reranker" if blend is None else blend.scorer}
 
 
 def check_servable(index_dir: str | Path) -> Path:
