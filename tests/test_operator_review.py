@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from datetime import timedelta
 
 import pytest
@@ -297,3 +298,27 @@ def test_a_csv_post_longer_than_the_csv_modules_default_field_is_read(tmp_path):
     path.write_text(f'id,title,body\n1,A long story,"{body}"\n2,Short,fine\n', encoding="utf-8")
     threads = list(read_threads([path]))
     assert [t.id for t in threads] == ["1", "2"] and threads[0].body == body.strip()
+
+
+def test_a_database_host_that_never_answers_is_given_up_on_in_one_line(tmp_path, monkeypatch):
+    """A host that takes the connection and says nothing (a firewall, a stuck proxy): libpq
+    would wait for the system's TCP timeout; the sync gives up after its connect timeout."""
+    import socket
+
+    from qa_search.tools import forumdb
+
+    monkeypatch.setattr(forumdb, "CONNECT_TIMEOUT_S", 1)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the kernel's backlog and are never answered
+        port = silent.getsockname()[1]
+        url = f"postgresql+psycopg://reader@127.0.0.1:{port}/forum?password={PASSWORD}"
+        messages: list[str] = []
+        # without a timeout no answer ever comes: the sync runs aside, so a regression fails
+        # here instead of hanging the suite
+        attempt = threading.Thread(target=lambda: messages.append(_refused(tmp_path / "index", url)),
+                                   daemon=True)
+        attempt.start()
+        attempt.join(60)
+        assert not attempt.is_alive(), "the sync still waits on a host that never answers"
+    assert messages and "timeout" in messages[0].lower() and "127.0.0.1" in messages[0]

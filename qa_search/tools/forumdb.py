@@ -28,6 +28,9 @@ OnSkip = Callable[[DumpFormatError], None]
 
 #: Ids per ``IN (...)`` list when threads are read by id.
 ID_CHUNK = 500
+#: Seconds a connection to the forum's database may take before the sync gives up (PostgreSQL;
+#: a URL's own ``connect_timeout`` wins).
+CONNECT_TIMEOUT_S = 10
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -146,10 +149,18 @@ class ForumDatabase:
         parsed = database_url(url)
         self.where = describe_url(parsed)
         options: dict[str, Any] = {}
-        if parsed.drivername == "postgresql+psycopg" and "client_encoding" not in parsed.query:
-            # a SQL_ASCII database (old forums' default) hands psycopg bytes, on which SQLAlchemy's
-            # own first query fails with a TypeError; asking for UTF-8 has the server check it
-            options["connect_args"] = {"client_encoding": "utf8"}
+        if parsed.drivername == "postgresql+psycopg":
+            connect: dict[str, Any] = {}
+            if "client_encoding" not in parsed.query:
+                # a SQL_ASCII database (old forums' default) hands psycopg bytes, on which
+                # SQLAlchemy's own first query fails with a TypeError; asking for UTF-8 has the
+                # server check it
+                connect["client_encoding"] = "utf8"
+            if "connect_timeout" not in parsed.query:
+                # libpq waits on an unreachable host for the system's TCP timeout (minutes);
+                # PyMySQL's own default is the same 10 s
+                connect["connect_timeout"] = CONNECT_TIMEOUT_S
+            options["connect_args"] = connect
         try:
             self.engine = sa.create_engine(parsed, **options)
         except (ModuleNotFoundError, sa.exc.NoSuchModuleError) as exc:
