@@ -197,3 +197,15 @@ def test_eval_warns_when_every_pair_has_one_label(sample_index, fake_cli, tmp_pa
         assert f"all {json.loads(r.stdout)['pairs']} pairs scored are {kind}" in r.stderr
     r = fake_cli.invoke(main, ["eval", str(sample_index), "--pairs", str(_lines(tmp_path / "p.jsonl", rows))])
     assert r.exit_code == 0 and "warning" not in r.stderr
+
+
+def test_tuning_on_a_handful_of_duplicates_is_warned_about_before_it_starts(tmp_path, fake_cli):
+    pairs = tmp_path / "few.jsonl"
+    lines = [{"text1": f"how do I sleep {i}", "text2": f"cannot sleep {i}", "label": 1} for i in range(3)]
+    pairs.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "taken").write_text("x")  # tune refuses it after the warning: nothing is trained here
+    r = fake_cli.invoke(main, ["tune", "--pairs", str(pairs), "--out", str(out)])
+    assert r.exit_code == 1
+    assert "warning: 3 duplicate pair(s) are few to learn from" in r.stderr

@@ -17,6 +17,10 @@ from qa_search import (
 )
 from qa_search.cli._common import FiniteRange, echo_json, library_errors, progress_bar
 
+#: Fewer duplicate pairs than this get a warning before tuning (the Tuning page's gains came from
+#: 670 labelled pairs, hundreds of them duplicates).
+FEW_DUPLICATES = 100
+
 
 @click.command("tune")
 @click.option(
@@ -108,6 +112,14 @@ def tune_command(
         click.echo(
             f"warning: {len(repeats)} line(s) repeat an earlier pair, either way round, and are "
             f"counted once: {', '.join(repeats[:5])}{' ...' if len(repeats) > 5 else ''}",
+            err=True,
+        )
+    duplicates = sum(1 for p in pairs if p.label == 1)
+    if 0 < duplicates < FEW_DUPLICATES:
+        click.echo(
+            f"warning: {duplicates} duplicate pair(s) are few to learn from: the model takes a "
+            "handful of steps, changes little, and what it learns may not carry to other questions; "
+            "tune on a few hundred or more, and compare with `qa-search eval` on pairs it did not see",
             err=True,
         )
     if reranker:
