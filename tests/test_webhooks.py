@@ -233,3 +233,182 @@ def test_discourse_change_is_pure_and_keeps_what_the_index_has():
                                    url="https://f/t/42")
     assert discourse_change("user_created", {"user": {}}, None).upsert is None
     assert discourse_change("topic_created", {"post": {}}, None).reason == "the payload has no 'topic' object"
+
+
+# -- events delivered out of order ----------------------------------------------------------------
+
+
+def _fast(index_dir):
+    # more events than the default write rate lets through in a second
+    return _client(index_dir, discourse_secret=SECRET, write_rate="1000/second")
+
+
+@pytest.fixture
+def events(index_dir):
+    with _fast(index_dir) as c:
+        yield c
+
+
+def T(minute: int) -> str:
+    return f"2026-12-01T10:{minute:02d}:00.250Z"
+
+
+def answers(client, tid="42"):
+    return [(a.id, a.body) for a in stored(client, tid).answers]
+
+
+def test_an_older_edit_delivered_after_a_newer_one_changes_nothing(events):
+    send(events, "topic_created", topic())
+    send(events, "post_created", post(500, 1, "My heart races.", version=1, updated_at=T(0)))
+    send(events, "post_created", post(501, 2, "Breathe slowly.", version=1, updated_at=T(1)))
+    newer = post(501, 2, "Name five things you can see.", version=3, updated_at=T(5))
+    assert send(events, "post_edited", newer).json()["action"] == "upserted"
+    live = events.app.state.live
+    applied = live.applied
+    # Discourse retries the delivery of version 2 after version 3 was applied
+    older = send(events, "post_edited", post(501, 2, "Count backwards from ten.", version=2, updated_at=T(3)))
+    assert older.status_code == 200
+    assert older.json()["action"] == "stale" and older.json()["thread_id"] == "42"
+    assert "version 2" in older.json()["reason"] and "version 3" in older.json()["reason"]
+    assert "Count" not in older.text
+    # the same version saved earlier (a rebake, say) is older too
+    same_version = post(501, 2, "Count backwards from ten.", version=3, updated_at=T(4))
+    assert send(events, "post_edited", same_version).json()["action"] == "stale"
+    assert live.applied == applied
+    assert answers(events) == [("501", "Name five things you can see.")]
+    # the first post's revisions are its own: the question's body
+    body = post(500, 1, "My chest is tight.", version=2, updated_at=T(2))
+    assert send(events, "post_edited", body).json()["action"] == "upserted"
+    first = send(events, "post_edited", post(500, 1, "My heart races.", version=1, updated_at=T(0)))
+    assert first.json()["action"] == "stale" and stored(events, "42").body == "My chest is tight."
+    # a replay of the newest stays "unchanged"; a newer revision applies
+    assert send(events, "post_edited", newer).json()["action"] == "unchanged"
+    newest = post(501, 2, "Hold an ice cube.", version=4, updated_at=T(6))
+    assert send(events, "post_edited", newest).json()["action"] == "upserted"
+    assert answers(events) == [("501", "Hold an ice cube.")]
+
+
+def test_an_older_delete_or_edit_does_not_undo_a_newer_recovery_or_delete(events):
+    send(events, "topic_created", topic(updated_at=T(0)))
+    send(events, "post_created", post(501, 2, "Breathe slowly.", version=1, updated_at=T(1)))
+    send(events, "post_destroyed", post(501, 2, "Breathe slowly.", version=1, updated_at=T(2),
+                                        deleted_at=T(2)))
+    assert answers(events) == []
+    # the post's creation, delivered again after its deletion, does not bring the answer back
+    again = send(events, "post_created", post(501, 2, "Breathe slowly.", version=1, updated_at=T(1)))
+    assert again.json()["action"] == "stale" and answers(events) == []
+    send(events, "post_recovered", post(501, 2, "Breathe slowly.", version=1, updated_at=T(3)))
+    assert answers(events) == [("501", "Breathe slowly.")]
+    late_delete = post(501, 2, "Breathe slowly.", version=1, updated_at=T(2), deleted_at=T(2))
+    assert send(events, "post_destroyed", late_delete).json()["action"] == "stale"
+    assert answers(events) == [("501", "Breathe slowly.")]
+    # a topic's: an older title, an older unlisting, an older deletion
+    renamed = topic(title="Grounding tricks for sudden dread", updated_at=T(5))
+    assert send(events, "topic_edited", renamed).json()["action"] == "upserted"
+    for event, payload in [("topic_edited", topic(title="An older title", updated_at=T(4))),
+                           ("topic_edited", topic(visible=False, updated_at=T(4))),
+                           ("topic_destroyed", topic(deleted_at=T(4), updated_at=T(4)))]:
+        response = send(events, event, payload).json()
+        assert response["action"] == "stale" and "already applied" in response["reason"]
+    assert stored(events, "42").title == "Grounding tricks for sudden dread"
+    assert send(events, "topic_edited", renamed).json()["action"] == "unchanged"
+    gone = send(events, "topic_destroyed", topic(deleted_at=T(6), updated_at=T(6)))
+    assert gone.json()["action"] == "deleted"
+
+
+def test_a_newer_revision_of_the_same_text_is_kept_so_an_older_text_after_it_is_stale(events):
+    send(events, "topic_created", topic())
+    send(events, "post_created", post(501, 2, "Breathe slowly.", version=1, updated_at=T(1)))
+    # version 2 (other text) fails to deliver; version 3 puts the first text back
+    reverted = send(events, "post_edited", post(501, 2, "Breathe slowly.", version=3, updated_at=T(3)))
+    assert reverted.json()["action"] == "upserted"
+    late = send(events, "post_edited", post(501, 2, "Hold your breath.", version=2, updated_at=T(2)))
+    assert late.json()["action"] == "stale" and answers(events) == [("501", "Breathe slowly.")]
+
+
+def test_events_without_a_revision_are_applied_as_they_come(events):
+    send(events, "topic_created", topic(updated_at=T(5)))
+    send(events, "post_created", post(501, 2, "Breathe slowly.", version=3, updated_at=T(5)))
+    # older Discourse, or a payload made by hand: no version, no updated_at (or none readable)
+    for fields in ({}, {"version": True, "updated_at": "yesterday"}, {"version": "2"}):
+        text = f"Older advice {len(fields)}."
+        response = send(events, "post_edited", post(501, 2, text, **fields)).json()
+        assert response["action"] == "upserted" and answers(events) == [("501", text)]
+    old_title = topic(title="An older title")
+    assert send(events, "topic_edited", old_title).json()["action"] == "upserted"
+    # what was held is kept: an older revision is still refused
+    assert send(events, "post_edited", post(501, 2, "x y", version=2)).json()["action"] == "stale"
+    assert send(events, "topic_edited", topic(updated_at=T(4))).json()["action"] == "stale"
+
+
+def test_revisions_outlive_a_restart_and_a_new_generation_and_appear_in_no_response(index_dir):
+    from qa_search import update_index
+
+    with _fast(index_dir) as c:
+        send(c, "topic_created", topic(updated_at=T(0)))
+        send(c, "post_created", post(501, 2, "Breathe slowly.", version=2, updated_at=T(2)))
+        hits = c.get("/v1/search", params={"q": "breathe slowly", "k": 5}).json()
+        duplicates = c.post("/v1/duplicates", json={"title": "How do I calm down before a panic attack?"})
+        for response in (json.dumps(hits), duplicates.text):
+            assert "discourse_revisions" not in response and T(2)[:16] not in response
+    with _fast(index_dir) as c:  # the write log replayed
+        assert send(c, "post_edited", post(501, 2, "Older.", version=1)).json()["action"] == "stale"
+    # an operator's update folds the log into a new generation: the thread goes with its revisions
+    update_index(index_dir, [Thread("new", "Sleeping badly")], FakeEmbedder())
+    with _fast(index_dir) as c:
+        assert send(c, "post_edited", post(501, 2, "Older.", version=1)).json()["action"] == "stale"
+        assert send(c, "topic_edited", topic(title="Older", updated_at="2026-12-01T09:59:00Z")
+                    ).json()["action"] == "stale"
+        assert answers(c) == [("501", "Breathe slowly.")]
+
+
+def test_after_a_sync_the_database_is_the_truth(index_dir, tmp_path):
+    sa = pytest.importorskip("sqlalchemy")
+    from qa_search import sync_index
+
+    with _fast(index_dir) as c:
+        send(c, "topic_created", topic(updated_at=T(0)))
+        send(c, "post_created", post(501, 2, "Breathe slowly.", version=9, updated_at=T(9)))
+    # the forum's database restored from a backup: its post 501 is at an earlier revision
+    db = tmp_path / "forum.sqlite"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE topics (id INTEGER, title TEXT, body TEXT)"))
+        conn.execute(sa.text("CREATE TABLE posts (id INTEGER, topic_id INTEGER, cooked TEXT)"))
+        conn.execute(sa.text("INSERT INTO topics VALUES (42, 'How do I calm down?', 'My heart races.'),"
+                             " (1, 'Is it normal to miss my ex months later?', '')"))
+        conn.execute(sa.text("INSERT INTO posts VALUES (501, 42, 'Sip cold water.')"))
+    engine.dispose()
+    mapping = tmp_path / "forum.json"
+    mapping.write_text(json.dumps({
+        "threads": {"query": "SELECT id, title, body FROM topics"},
+        "answers": {"query": "SELECT topic_id, id, cooked FROM posts",
+                    "columns": {"id": "topic_id", "answer_id": "id", "answer": "cooked"}},
+    }))
+    sync_index(index_dir, f"sqlite:///{db}", mapping=mapping, embedder=FakeEmbedder(), allow_removals=True)
+    with _fast(index_dir) as c:
+        assert answers(c) == [("501", "Sip cold water.")]
+        assert "discourse_revisions" not in stored(c, "42").extra
+        # the post's next edit after the restore applies, though its version is lower than 9
+        edit = send(c, "post_edited", post(501, 2, "Sip cold water slowly.", version=4, updated_at=T(20)))
+        assert edit.json()["action"] == "upserted"
+        assert send(c, "post_edited", post(501, 2, "Older.", version=3)).json()["action"] == "stale"
+        assert answers(c) == [("501", "Sip cold water slowly.")]
+
+
+def test_discourse_change_says_an_older_event_is_stale():
+    held = {"discourse_revisions": {"topic": {"updated_at": T(5)},
+                                    "posts": {"501": {"version": 3, "updated_at": T(5)}}}}
+    current = Thread("42", "Title", "Body.", extra=held)
+    older = discourse_change("post_edited", post(501, 2, "Old.", version=2), current)
+    assert older.stale and older.upsert is None and not older.delete and older.thread_id == "42"
+    newer = discourse_change("post_edited", post(501, 2, "New.", version=4), current)
+    assert not newer.stale and newer.upsert.extra["discourse_revisions"]["posts"]["501"] == {
+        "version": 4, "updated_at": T(5)}
+    assert current.extra == held  # the thread given is not changed in place
+    # times compare as times, whatever their zone
+    assert discourse_change("topic_edited", topic(updated_at="2026-12-01T11:04:00+01:00"), current).stale
+    assert not discourse_change("topic_edited", topic(updated_at="2026-12-01T11:06:00+01:00"), current).stale
+    # a time no zone can move into range is read as none given
+    odd = discourse_change("topic_edited", topic(title="N", updated_at="0001-01-01T00:00:00+01:00"), current)
+    assert not odd.stale and odd.upsert.extra == held

@@ -10,6 +10,14 @@ never indexed: an event that makes a thread one of them removes it (or its answe
 :func:`discourse_change` is the pure part (payload and current thread in, the write out);
 :func:`apply_discourse_event` reads the current thread from a :class:`LiveIndex` and writes.
 An event that would leave the thread as it is writes nothing, so a replayed event is a no-op.
+
+Discourse retries a delivery that failed, so an event can arrive after a newer one about the
+same post or topic. Post payloads carry ``version`` (the post's revision, rising with each edit)
+and ``updated_at``, topic payloads ``updated_at``; the newest applied is kept with the thread
+(``extra["discourse_revisions"]``, written and read back with the rest of it), and an event
+older than that is *stale*: it changes nothing. A thread written whole by anything else (a
+sync, ``POST /v1/threads``) holds no revisions, so its next events are applied as they come.
+An event that carries neither field is applied as it comes too.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from qa_search.index.live import LiveIndex
@@ -30,6 +39,9 @@ DISCOURSE_EVENTS = frozenset({
 })
 #: Discourse's post_type of a regular post (2: moderator action, 3: small action, 4: whisper).
 REGULAR_POST = 1
+#: The key of a thread's ``extra`` that holds the newest revisions applied:
+#: ``{"topic": {"updated_at": ...}, "posts": {post id: {"version": ..., "updated_at": ...}}}``.
+REVISIONS = "discourse_revisions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +56,14 @@ class WebhookChange:
     delete: bool = False
     #: Why nothing is written, for the response (never the payload's text).
     reason: str = ""
+    #: The event is older than the revision the thread holds: nothing is written.
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookOutcome:
-    """What one event did: ``"upserted"``, ``"deleted"``, ``"unchanged"`` or ``"ignored"``."""
+    """What one event did: ``"upserted"``, ``"deleted"``, ``"unchanged"``, ``"stale"`` (older
+    than what the index holds for its post or topic) or ``"ignored"``."""
 
     action: str
     thread_id: str | None
@@ -142,6 +157,88 @@ def _post_change(event: str, post: Mapping[str, Any], current: Thread | None) ->
         current, answers=tuple(answer if a.id == pid else a for a in current.answers)))
 
 
+#: Largest revision number kept (JSON's exact integers): a larger one is read as none given.
+_MAX_VERSION = 2**53
+
+
+def _moment(value: Any) -> datetime | None:
+    """An ISO 8601 time in UTC (Discourse's are UTC; one without a zone is read as UTC); None
+    for anything else."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+        return moment.astimezone(timezone.utc) if moment.tzinfo is not None \
+            else moment.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):  # not a time, or one a zone moves out of range
+        return None
+
+
+def _utc(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _version(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_VERSION:
+        return None
+    return value
+
+
+def _revision(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The revision an event carries, as kept: a post's ``version`` and ``updated_at``, a
+    topic's ``updated_at``, each only where the payload gives a usable one."""
+    out: dict[str, Any] = {}
+    version = _version(body.get("version"))
+    if kind == "post" and version is not None:
+        out["version"] = version
+    moment = _moment(body.get("updated_at"))
+    if moment is not None:
+        out["updated_at"] = _utc(moment)
+    return out
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _held(thread: Thread, kind: str, key: str) -> dict[str, Any]:
+    """The newest revision applied to ``thread``'s topic or post ``key`` ({} when none is)."""
+    revisions = _mapping(thread.extra.get(REVISIONS))
+    if kind == "topic":
+        return _mapping(revisions.get("topic"))
+    return _mapping(_mapping(revisions.get("posts")).get(key))
+
+
+def _older(event: Mapping[str, Any], held: Mapping[str, Any]) -> str:
+    """Why the event's revision is older than the one held, or "" when it is not: a lower
+    version, or (the versions equal or not both given) an earlier ``updated_at``. Names
+    revisions only, never what the payload or thread holds as text."""
+    mine, theirs = _version(event.get("version")), _version(held.get("version"))
+    if mine is not None and theirs is not None and mine != theirs:
+        return f"version {mine} of the post is older than version {theirs}, already applied" \
+            if mine < theirs else ""
+    when, held_when = _moment(event.get("updated_at")), _moment(held.get("updated_at"))
+    if when is not None and held_when is not None and when < held_when:
+        return f"updated_at {_utc(when)} is before {_utc(held_when)}, already applied"
+    return ""
+
+
+def _with_revision(thread: Thread, kind: str, key: str, revision: Mapping[str, Any]) -> Thread:
+    """``thread`` keeping ``revision`` as the newest applied to its topic or post ``key`` (a
+    field the event lacks keeps the one held)."""
+    if not revision:
+        return thread
+    revisions = _mapping(thread.extra.get(REVISIONS))
+    if kind == "topic":
+        revisions["topic"] = {**_mapping(revisions.get("topic")), **revision}
+    else:
+        posts = _mapping(revisions.get("posts"))
+        posts[key] = {**_mapping(posts.get(key)), **revision}
+        revisions["posts"] = posts
+    # a new dict: the thread the index holds is never changed in place
+    return replace(thread, extra={**thread.extra, REVISIONS: revisions})
+
+
 def discourse_change(
     event: str, payload: Mapping[str, Any], current: Thread | None,
     categories: Mapping[str, str] | None = None,
@@ -150,7 +247,9 @@ def discourse_change(
     (``topic_created``, ``post_edited``...), ``payload`` the parsed body (``{"topic": {...}}``
     or ``{"post": {...}}``), ``current`` the thread the index holds for its topic (None if
     none). ``categories`` names categories by id (Discourse's payloads carry only the id, which
-    is the category otherwise). Pure: reads nothing, writes nothing."""
+    is the category otherwise). An event older than the revision ``current`` holds for its
+    topic or post is ``stale`` and writes nothing; a thread to store keeps the event's revision
+    in its ``extra``. Pure: reads nothing, writes nothing."""
     if event not in DISCOURSE_EVENTS:
         return WebhookChange(None, reason="not a topic or post event")
     kind = event.partition("_")[0]
@@ -158,8 +257,20 @@ def discourse_change(
     if not isinstance(body, Mapping):
         return WebhookChange(None, reason=f"the payload has no '{kind}' object")
     if kind == "topic":
-        return _topic_change(event, body, current, categories or {})
-    return _post_change(event, body, current)
+        change = _topic_change(event, body, current, categories or {})
+    else:
+        change = _post_change(event, body, current)
+    key = change.thread_id if kind == "topic" else _id(body.get("id"))
+    revision = _revision(kind, body)
+    if change.thread_id is None or key is None or not revision:
+        return change
+    if current is not None:
+        why = _older(revision, _held(current, kind, key))
+        if why:
+            return WebhookChange(change.thread_id, reason=why, stale=True)
+    if change.upsert is None:
+        return change
+    return replace(change, upsert=_with_revision(change.upsert, kind, key, revision))
 
 
 class DiscourseEvents:
@@ -191,6 +302,8 @@ class DiscourseEvents:
         with self.live.reading() as index:
             current = index.get(tid) if tid in index else None
         change = discourse_change(event, payload, current, self.categories)
+        if change.stale:
+            return WebhookOutcome("stale", tid, change.reason)
         if change.delete:
             if current is None:
                 return WebhookOutcome("unchanged", tid, change.reason)
@@ -198,7 +311,9 @@ class DiscourseEvents:
             return WebhookOutcome("deleted", tid, change.reason, entry.seq)
         if change.upsert is None:
             return WebhookOutcome("ignored", tid, change.reason)
-        if change.upsert == current:
+        # a newer revision of the same text is written too, so that an older one with other
+        # text, delivered after it, is known to be older
+        if current is not None and change.upsert == current and change.upsert.extra == current.extra:
             return WebhookOutcome("unchanged", tid)
         if self.check is not None:
             self.check(change.upsert, current)

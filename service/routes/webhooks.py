@@ -32,8 +32,9 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses={**ERRORS
 
 
 class WebhookResult(BaseModel):
-    action: Literal["upserted", "deleted", "unchanged", "ignored"] = Field(
-        description="What the event did; a replayed event is 'unchanged'.")
+    action: Literal["upserted", "deleted", "unchanged", "stale", "ignored"] = Field(
+        description="What the event did; a replayed event is 'unchanged', one older than the revision "
+                    "of its post or topic already applied is 'stale' (nothing written).")
     thread_id: str | None = None
     reason: str = Field("", description="Why nothing was written, when nothing was.")
     seq: int | None = Field(None, description="Position of the write in the durable write log.")
