@@ -122,29 +122,15 @@ def _find_duplicates(
             ]
             # calibrated, every hit carries its probability
             hits.sort(key=lambda h: (-(h.probability or 0.0), h.thread_id))
-        if reranker is not None:
-            # the current scorer's best candidates, whatever their tier, are the reranker's to judge
-            hits = rerank_duplicates(
-                index, reranker, text, hits[:RERANK_CANDIDATES], threshold is not None, blend
-            )
-        elif blend is not None:
-            hits = _blended(blend, hits, threshold is not None)
+        if reranker is not None or blend is not None:
+            # the current scorer's best candidates, whatever their tier, are the reranker's to
+            # judge; a blend of the calibrated probability alone rescores every hit
+            candidates = hits if reranker is None else hits[:RERANK_CANDIDATES]
+            hits = rerank_duplicates(index, reranker, text, candidates, threshold is not None, blend)
         elif cal is not None:
             hits = [h for h in hits if threshold is not None or h.tier is not None]
         out.append(hits[:k])
     return out
-
-
-def _blended(blend: RerankerBlend, hits: list[DuplicateHit], keep_untiered: bool) -> list[DuplicateHit]:
-    """Calibrated hits rescored by a blend that reads the calibrated probability alone."""
-    if not hits:
-        return hits
-    probs = blend.probability(np.array([h.probability or 0.0 for h in hits]), None).tolist()
-    out = [
-        replace(h, probability=round(p, 6), tier=blend.tier(p))
-        for h, p in zip(hits, probs, strict=True)
-    ]
-    return [h for h in out if keep_untiered or h.tier is not None]
 
 
 def _nearest(

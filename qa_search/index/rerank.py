@@ -35,7 +35,7 @@ def attached_reranker(index: IndexContents) -> Reranker:
 
 def rerank_duplicates(
     index: IndexContents,
-    reranker: Reranker,
+    reranker: Reranker | None,
     text: str,
     candidates: Sequence[DuplicateHit],
     keep_untiered: bool,
@@ -44,14 +44,19 @@ def rerank_duplicates(
     """``candidates`` of the new question ``text`` rescored by ``reranker``: best probability
     first (ties by thread id), each with its tier; those under the lowest tier are dropped unless
     ``keep_untiered`` (an explicit cosine threshold chose them). With a ``blend``, the
-    probability and tiers are the blend's, from the reranker's probability and the candidates'
-    calibrated ones."""
+    probability and tiers are the blend's, from the candidates' calibrated probabilities and the
+    reranker's (no ``reranker``: a blend that reads the calibrated probability alone)."""
     if not candidates:
         return []
-    probs = reranker.score([(text, index.get(h.thread_id).question_text) for h in candidates])
+    reranked = None if reranker is None else reranker.score(
+        [(text, index.get(h.thread_id).question_text) for h in candidates])
     if blend is not None:
-        probs = blend.probability(np.array([h.probability or 0.0 for h in candidates]), probs)
-    tier_of = reranker.tier if blend is None else blend.tier
+        probs = blend.probability(np.array([h.probability or 0.0 for h in candidates]), reranked)
+        tier_of = blend.tier
+    elif reranker is not None and reranked is not None:
+        probs, tier_of = reranked, reranker.tier
+    else:
+        raise ValueError("duplicates are rescored by a reranker, a blend, or both")
     hits = []
     for h, p in zip(candidates, probs.tolist(), strict=True):
         tier = tier_of(p)
