@@ -29,11 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from qa_search.scoring.metrics import average_precision, recall_at_precision
 from qa_search.scoring.pairs import FEATURES
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 DEFAULT_TARGETS = {"duplicate": 0.9, "related": 0.6}
 
@@ -380,21 +384,23 @@ def check_targets(targets: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+class FitOptions(TypedDict, total=False):
+    """How :func:`fit_calibration_out_of_fold` folds and which scorers it tries (its keyword
+    arguments, which :func:`fit_calibration` passes on)."""
+
+    groups: Sequence[Hashable] | None
+    folds: int
+    seed: int
+    scorers: Sequence[str]
+
+
 def fit_calibration(
-    x: np.ndarray,
-    labels: np.ndarray,
-    targets: Mapping[str, float] | None = None,
-    *,
-    groups: Sequence[Hashable] | None = None,
-    folds: int = 5,
-    seed: int = 0,
-    scorers: Sequence[str] = (BOOSTED, COSINE),
+    x: np.ndarray, labels: np.ndarray, targets: Mapping[str, float] | None = None,
+    **options: Unpack[FitOptions],
 ) -> Calibration:
     """Fit the pair scorer (see :func:`fit_calibration_out_of_fold`, which also gives each
     pair's out-of-fold probability)."""
-    return fit_calibration_out_of_fold(
-        x, labels, targets, groups=groups, folds=folds, seed=seed, scorers=scorers
-    )[0]
+    return fit_calibration_out_of_fold(x, labels, targets, **options)[0]
 
 
 def fit_calibration_out_of_fold(
