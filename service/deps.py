@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from qa_search import LiveIndex, Thread
 
@@ -74,60 +75,46 @@ _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The 
 _bearer = HTTPBearer(auto_error=False, description="Alternatively: Authorization: Bearer <key>.")
 
 
-def require_key(
-    settings: SettingsDep,
-    key: Annotated[str | None, Depends(_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Writes need the configured key, compared in constant time."""
-    if settings.api_key is None:
-        raise HTTPException(403, "writes are disabled: set QA_SEARCH_API_KEY on the service to enable them")
+KeyDep = Annotated[str | None, Depends(_key_header)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _check_key(secret: SecretStr, key: str | None, bearer: HTTPAuthorizationCredentials | None,
+               name: str) -> None:
+    """The key sent (the X-API-Key header, else Authorization: Bearer) against ``secret``, in
+    constant time: 401 without one, 403 for another; ``name`` says which key in the message."""
     given = key if key is not None else (bearer.credentials if bearer is not None else None)
     if not given:
-        raise HTTPException(401, "missing API key: send it in the X-API-Key header "
-                            "(or Authorization: Bearer)",
-                            headers={"WWW-Authenticate": "Bearer"})
-    expected = settings.api_key.get_secret_value().encode()
-    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
-        raise HTTPException(403, "wrong API key")
+        raise HTTPException(401, f"missing {name}: send it in the X-API-Key header "
+                            "(or Authorization: Bearer)", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.get_secret_value().encode()):
+        raise HTTPException(403, f"wrong {name}")
 
 
-def require_moderator(
-    settings: SettingsDep,
-    key: Annotated[str | None, Depends(_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
+def require_key(settings: SettingsDep, key: KeyDep, bearer: BearerDep) -> None:
+    """Writes need the configured key."""
+    if settings.api_key is None:
+        raise HTTPException(403, "writes are disabled: set QA_SEARCH_API_KEY on the service to enable them")
+    _check_key(settings.api_key, key, bearer, "API key")
+
+
+def require_moderator(settings: SettingsDep, key: KeyDep, bearer: BearerDep) -> None:
     """The moderators' view needs QA_SEARCH_MODERATOR_KEY (the API key while it is unset), sent
-    as a header, never in the URL; compared in constant time."""
+    as a header, never in the URL."""
     secret = settings.moderator_key or settings.api_key
     if secret is None:
         raise HTTPException(403, "the moderators' view is disabled: set QA_SEARCH_MODERATOR_KEY "
                                  "(or QA_SEARCH_API_KEY) on the service to enable it")
-    given = key if key is not None else (bearer.credentials if bearer is not None else None)
-    if not given:
-        raise HTTPException(401, "missing moderator key: send it in the X-API-Key header "
-                            "(or Authorization: Bearer)", headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.get_secret_value().encode()):
-        raise HTTPException(403, "wrong moderator key")
+    _check_key(secret, key, bearer, "moderator key")
 
 
-def metrics_scrape(
-    settings: SettingsDep,
-    key: Annotated[str | None, Depends(_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> bool:
+def metrics_scrape(settings: SettingsDep, key: KeyDep, bearer: BearerDep) -> bool:
     """Whether a scrape of /metrics gets the query cache's counters: with QA_SEARCH_METRICS_KEY
     set, only a scrape that sends it is answered, with every metric; unset, anyone gets the
     others (the counters would tell a stranger whether a text had been searched before)."""
     if settings.metrics_key is None:
         return False
-    given = key if key is not None else (bearer.credentials if bearer is not None else None)
-    if not given:
-        raise HTTPException(401, "missing metrics key: send QA_SEARCH_METRICS_KEY in the Authorization: "
-                            "Bearer (or X-API-Key) header", headers={"WWW-Authenticate": "Bearer"})
-    expected = settings.metrics_key.get_secret_value().encode()
-    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
-        raise HTTPException(403, "wrong metrics key")
+    _check_key(settings.metrics_key, key, bearer, "metrics key")
     return True
 
 
