@@ -10,13 +10,16 @@ import contextlib
 import gzip
 import io
 import json
+import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from qa_search.errors import DumpFormatError
 from qa_search.threads import Thread, checked_thread, thread_from_dict
+
+log = logging.getLogger(__name__)
 
 
 def _open_binary(path: Path) -> io.BufferedIOBase:
@@ -102,6 +105,41 @@ def pair_label(value: Any) -> int:
         shown = kinds.get(type(value), repr(value))
         raise ValueError(f"'label' must be 0 or 1, got {shown}")
     return int(value)
+
+
+#: Told of a pair-file line that repeats an earlier pair: ``(path, line, first_path, first_line)``.
+OnRepeat = Callable[[str, int, str, int], None]
+
+
+def log_repeated_pair(path: str, line: int, first_path: str, first_line: int) -> None:
+    """The default :data:`OnRepeat`: a logged warning."""
+    log.warning("%s, line %d repeats the pair of %s, line %d: counted once",
+                path, line, first_path, first_line)
+
+
+class PairLines:
+    """Where each pair of the pair files read so far was first read, so that a pair (two ids or
+    two texts, whichever way round) counts once across them. One rule for every pair file."""
+
+    def __init__(
+        self, on_repeat: OnRepeat | None = None, error: type[DumpFormatError] = DumpFormatError
+    ) -> None:
+        self._first: dict[Hashable, tuple[str, int, int]] = {}
+        self._on_repeat = on_repeat or log_repeated_pair
+        self._error = error
+
+    def first(self, key: Hashable, path: str, line: int, label: int) -> bool:
+        """Whether this line is the first of its pair (``key``); a repeat with the same label is
+        passed to ``on_repeat``, one with the other label raises ``error`` naming both lines."""
+        first = self._first.setdefault(key, (path, line, label))
+        if first[:2] == (path, line):
+            return True
+        where = f"line {first[1]}" + ("" if first[0] == path else f" of {first[0]}")
+        if first[2] != label:
+            raise self._error(path, line, f"the pair of {where} again (either order), labelled "
+                                          f"{first[2]} there and {label} here: keep the one that is right")
+        self._on_repeat(path, line, first[0], first[1])
+        return False
 
 
 def _parse_line(raw: bytes) -> Thread | None:

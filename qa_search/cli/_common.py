@@ -106,3 +106,29 @@ def settings_option(fn: F) -> F:
         help="Change an index setting (repeatable), e.g. --set lexical_weight=0.5; "
         "`qa-search configure DIR` lists them.",
     )(fn)
+
+
+class RepeatedPairs:
+    """The pair-file lines a command read that repeat an earlier pair (``on_repeat`` of the pair
+    readers), said once on stderr."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, int, str, int]] = []
+
+    def __call__(self, path: str, line: int, first_path: str, first_line: int) -> None:
+        self.lines.append((path, line, first_path, first_line))
+
+    def warn(self) -> None:
+        if not self.lines:
+            return
+        files = {p for p, _, _, _ in self.lines} | {f for _, _, f, _ in self.lines}
+        one = next(iter(files)) if len(files) == 1 else None
+        shown = ", ".join(
+            f"{'' if one else path + ' '}line {line} (of {'' if first == path else first + ' '}line {at})"
+            for path, line, first, at in self.lines[:5]
+        )
+        click.echo(
+            f"warning: {len(self.lines)} line(s){'' if one is None else ' of ' + one} repeat an earlier "
+            f"pair, either way round, and are counted once: {shown}{' ...' if len(self.lines) > 5 else ''}",
+            err=True,
+        )

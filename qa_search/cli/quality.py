@@ -15,7 +15,7 @@ from qa_search import (
     read_pairs,
     read_queries,
 )
-from qa_search.cli._common import FiniteRange, echo_json, library_errors
+from qa_search.cli._common import FiniteRange, RepeatedPairs, echo_json, library_errors
 from qa_search.cli.build import keep_option
 
 _index_dir = click.argument("index_dir", type=click.Path(file_okay=False))
@@ -38,16 +38,9 @@ def report_missing(pairs_file: str, missing: list) -> None:
 
 def read_pair_file(pairs_file: str) -> list:
     """The pairs of ``pairs_file``, each once: repeats are said on stderr, their lines counted."""
-    repeats: list = []
-    pairs = read_pairs(pairs_file, on_repeat=lambda pair, first: repeats.append((pair.line, first.line)))
-    if repeats:
-        shown = ", ".join(f"line {n} (of line {m})" for n, m in repeats[:5]) + (
-            " ..." if len(repeats) > 5 else "")
-        click.echo(
-            f"warning: {len(repeats)} line(s) of {pairs_file} repeat an earlier pair, either way round, "
-            f"and are counted once: {shown}",
-            err=True,
-        )
+    repeats = RepeatedPairs()
+    pairs = read_pairs(pairs_file, on_repeat=repeats)
+    repeats.warn()
     return pairs
 
 

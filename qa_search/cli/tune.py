@@ -15,7 +15,7 @@ from qa_search import (
     train_reranker,
     tune,
 )
-from qa_search.cli._common import FiniteRange, echo_json, library_errors, progress_bar
+from qa_search.cli._common import FiniteRange, RepeatedPairs, echo_json, library_errors, progress_bar
 
 #: Fewer duplicate pairs than this get a warning before tuning (the Tuning page's gains came from
 #: 670 labelled pairs, hundreds of them duplicates).
@@ -102,18 +102,9 @@ def tune_command(
     if not reranker and (max_pairs is not None or max_steps is not None or threads is not None):
         # a usage error before the pairs and dumps are read
         raise click.UsageError("--max-pairs, --max-steps and --threads go with --reranker")
-    repeats: list[str] = []
-    pairs = read_tuning_pairs(
-        pair_files, corpus,
-        on_repeat=lambda path, line, first, first_line: repeats.append(
-            f"{path} line {line} (of {'line' if first == path else first + ' line'} {first_line})"),
-    )
-    if repeats:
-        click.echo(
-            f"warning: {len(repeats)} line(s) repeat an earlier pair, either way round, and are "
-            f"counted once: {', '.join(repeats[:5])}{' ...' if len(repeats) > 5 else ''}",
-            err=True,
-        )
+    repeats = RepeatedPairs()
+    pairs = read_tuning_pairs(pair_files, corpus, on_repeat=repeats)
+    repeats.warn()
     duplicates = sum(1 for p in pairs if p.label == 1)
     if 0 < duplicates < FEW_DUPLICATES:
         click.echo(

@@ -9,14 +9,13 @@ gzip-compressed (``.gz``). A line that cannot be read, an unreadable ``.gz`` inc
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from qa_search.dumps import json_line, numbered_lines, pair_label
+from qa_search.dumps import OnRepeat, PairLines, json_line, numbered_lines, pair_label
 from qa_search.errors import DumpFormatError, QASearchError, UnknownThreadError
 from qa_search.index.forum import ForumIndex
 from qa_search.scoring.metrics import (
@@ -28,8 +27,6 @@ from qa_search.scoring.metrics import (
     recall_at_precision,
 )
 from qa_search.threads import thread_id
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +92,18 @@ def read_queries(path: str | Path) -> list[LabelledQuery]:
     return out
 
 
-def read_pairs(
-    path: str | Path, on_repeat: Callable[[LabelledPair, LabelledPair], None] | None = None
-) -> list[LabelledPair]:
+def read_pairs(path: str | Path, on_repeat: OnRepeat | None = None) -> list[LabelledPair]:
     """Labelled pairs: ``{"id1", "id2", "label"}`` per line, label 1 (duplicate) or 0.
 
     A pair is two threads whichever way round: a line repeating an earlier pair with the same
-    label is left out and passed to ``on_repeat`` with the line it repeats (default: a logged
-    warning), so no pair weighs twice in a score or a fit; with the other label it is a
-    :class:`DumpFormatError`, since the file contradicts itself. Raises
-    :class:`DumpFormatError` naming the first bad line, :class:`QASearchError` for a file
-    without a pair.
+    label is left out and passed to ``on_repeat(path, line, first_path, first_line)`` (default:
+    a logged warning), so no pair weighs twice in a score or a fit; with the other label it is a
+    :class:`DumpFormatError`, since the file contradicts itself (see
+    :class:`~qa_search.dumps.PairLines`). Raises :class:`DumpFormatError` naming the first bad
+    line, :class:`QASearchError` for a file without a pair.
     """
     out = []
-    seen: dict[frozenset[str], LabelledPair] = {}
+    lines = PairLines(on_repeat)
     for n, obj in json_objects(path):
         try:
             pair = LabelledPair(
@@ -120,23 +115,11 @@ def read_pairs(
             raise DumpFormatError(str(path), n, str(exc)) from None
         if pair.id1 == pair.id2:
             raise DumpFormatError(str(path), n, f"'id1' and 'id2' are the same thread ({pair.id1!r})")
-        first = seen.setdefault(frozenset((pair.id1, pair.id2)), pair)
-        if first is pair:
+        if lines.first(frozenset((pair.id1, pair.id2)), str(path), n, pair.label):
             out.append(pair)
-        elif first.label != pair.label:
-            raise DumpFormatError(
-                str(path), n, f"the pair of line {first.line} again (either order), labelled "
-                f"{first.label} there and {pair.label} here: keep the one that is right"
-            )
-        else:
-            (on_repeat or _log_repeat)(pair, first)
     if not out:
         raise QASearchError(f'{path} holds no pairs: expected one {{"id1", "id2", "label"}} a line')
     return out
-
-
-def _log_repeat(pair: LabelledPair, first: LabelledPair) -> None:
-    log.warning("pair file line %d repeats the pair of line %d: counted once", pair.line, first.line)
 
 
 def locate_unknown(

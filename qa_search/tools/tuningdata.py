@@ -9,18 +9,23 @@ tuning.py's.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa_search.dumps import check_input, json_line, numbered_lines, pair_label, read_dumps
+from qa_search.dumps import (
+    OnRepeat,
+    PairLines,
+    check_input,
+    json_line,
+    numbered_lines,
+    pair_label,
+    read_dumps,
+)
 from qa_search.errors import DumpFormatError, QASearchError
 from qa_search.threads import thread_id
-
-log = logging.getLogger(__name__)
 
 #: The seed of a tuning run: the hard negatives drawn and the training's own randomness.
 DEFAULT_SEED = 0
@@ -92,7 +97,7 @@ def _parse_pair_line(raw: bytes) -> tuple[str, str, int, bool] | None:
 def read_pairs(
     paths: Iterable[str | Path],
     corpus: Iterable[str | Path] = (),
-    on_repeat: Callable[[str, int, str, int], None] | None = None,
+    on_repeat: OnRepeat | None = None,
 ) -> list[LabelledPair]:
     """Read labelled pairs from JSONL files (``.gz`` too), in file order.
 
@@ -107,7 +112,7 @@ def read_pairs(
     """
     corpus = tuple(corpus)
     raw_pairs: list[tuple[str, str, int, bool]] = []
-    seen: dict[tuple[frozenset[str], bool], tuple[str, int, int]] = {}
+    seen = PairLines(on_repeat, PairFormatError)
     for p in paths:
         path = Path(p)
         check_input(path, "pair file")
@@ -121,17 +126,8 @@ def read_pairs(
                 continue
             lines += 1
             a, b, label, by_id = parsed
-            first = seen.setdefault((frozenset((a, b)), by_id), (str(path), lineno, label))
-            if first[:2] == (str(path), lineno):
+            if seen.first((frozenset((a, b)), by_id), str(path), lineno, label):
                 raw_pairs.append(parsed)
-                continue
-            where = f"line {first[1]}" + ("" if first[0] == str(path) else f" of {first[0]}")
-            if first[2] != label:
-                raise PairFormatError(
-                    str(path), lineno, f"the pair of {where} again (either order), labelled {first[2]} "
-                    f"there and {label} here: keep the one that is right"
-                )
-            (on_repeat or _log_repeat)(str(path), lineno, first[0], first[1])
         if not lines:
             raise QASearchError(
                 f'{path} holds no pairs: expected one {{"id1", "id2", "label"}} or '
@@ -156,11 +152,6 @@ def read_pairs(
         LabelledPair(texts[a], texts[b], label) if by_id else LabelledPair(a, b, label)
         for a, b, label, by_id in raw_pairs
     ]
-
-
-def _log_repeat(path: str, line: int, first_path: str, first_line: int) -> None:
-    log.warning("%s, line %d repeats the pair of %s, line %d: counted once",
-                path, line, first_path, first_line)
 
 
 def training_examples(pairs: Sequence[LabelledPair], seed: int = DEFAULT_SEED) -> TrainingExamples:
