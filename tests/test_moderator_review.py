@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_DUMP, SAMPLE_GROUPS, FakeEmbedder
 
-from qa_search import ForumIndex, QASearchError, read_dump, read_tuning_pairs
+from qa_search import ForumIndex, QASearchError, read_dump, read_stackexchange_duplicates, read_tuning_pairs
 from qa_search.cli import main
 from qa_search.errors import DumpFormatError
 from qa_search.storage.generations import current_generation
@@ -145,6 +145,11 @@ def test_export_pairs_writes_each_link_once(tmp_path, fake_cli):
         ("2", "1"), ("6", "2"), ("7", "1")
     ]
     assert "left out 2 link(s) between posts already paired" in r.stderr
+    # the library's reader gives each pair once too, telling which lines it left out
+    repeats: list = []
+    assert list(read_stackexchange_duplicates(links, on_repeat=repeats.append)) == [
+        ("2", "1"), ("6", "2"), ("7", "1")]
+    assert [e.line for e in repeats] == [3, 5]
 
 
 def test_dedupe_on_a_forum_calibrated_index_names_its_probability_tier(sample_index, fake_cli, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -85,28 +84,18 @@ def export_pairs(postlinks: str, out: str, posts: str | None, skip_invalid: bool
     questions = None if posts is None else stackexchange_question_ids(posts)
     skipped: list[DumpFormatError] = []
     missing: list[DumpFormatError] = []
-    links = read_stackexchange_duplicates(
-        postlinks,
-        on_error=skipped.append if skip_invalid else None,
-        questions=questions,
-        on_skip=missing.append,
+    repeats: list[DumpFormatError] = []
+    n = write_pairs(
+        read_stackexchange_duplicates(
+            postlinks,
+            on_error=skipped.append if skip_invalid else None,
+            questions=questions,
+            on_skip=missing.append,
+            on_repeat=repeats.append,
+        ),
+        out,
     )
-    written: set[frozenset[str]] = set()
-    repeated = 0
-
-    def once() -> Iterator[tuple[str, str]]:
-        # two questions closed as duplicates of each other, or one link recorded twice, are one
-        # pair: written twice it would weigh twice in eval, calibrate and tune
-        nonlocal repeated
-        for a, b in links:
-            key = frozenset((a, b))
-            if key in written:
-                repeated += 1
-                continue
-            written.add(key)
-            yield a, b
-
-    n = write_pairs(once(), out)
+    repeated = len(repeats)
     for e in skipped:
         click.echo(f"skipped {e.path}:{e.line}: {e.reason}", err=True)
     if posts is None:

@@ -183,16 +183,21 @@ def read_stackexchange_duplicates(
     on_error: OnError | None = None,
     questions: Container[str] | None = None,
     on_skip: OnError | None = None,
+    on_repeat: OnError | None = None,
 ) -> Iterator[tuple[str, str]]:
     """The duplicate links of a Stack Exchange ``PostLinks.xml`` (``LinkTypeId`` 3), as
-    ``(post id, duplicate of)`` pairs in file order.
+    ``(post id, duplicate of)`` pairs in file order, each pair once.
 
     With ``questions`` (the ids :func:`stackexchange_question_ids` reads from the dump's
     ``Posts.xml``), a link naming a post that is not there (deleted posts keep their links) is
     passed to ``on_skip`` (default: a logged warning) and left out, so every pair written
-    names two threads an index built from the same dump has."""
+    names two threads an index built from the same dump has. A link between two posts already
+    paired, either way round (two questions closed as duplicates of each other, a link recorded
+    twice), is passed to ``on_repeat`` (default: a logged warning) and left out: written twice it
+    would weigh twice in eval, calibrate and tune."""
     path = Path(path)
     skip = on_skip or _log_skip
+    paired: set[frozenset[str]] = set()
     for attrs, line in _iter_rows(path):
         if attrs.get("LinkTypeId") != "3":
             continue
@@ -208,6 +213,10 @@ def read_stackexchange_duplicates(
                 reason = f"duplicate link of post {missing[0]}, not in Posts.xml"
                 skip(DumpFormatError(str(path), line, reason))
                 continue
+        if frozenset((a, b)) in paired:
+            (on_repeat or _log_skip)(DumpFormatError(str(path), line, "a link between posts already paired"))
+            continue
+        paired.add(frozenset((a, b)))
         yield a, b
 
 
