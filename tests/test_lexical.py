@@ -259,7 +259,7 @@ def test_a_write_that_raises_a_common_terms_largest_weight_is_not_missed():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_a_view_without_some_documents_scores_as_an_index_of_the_others_alone(seed):
+def test_a_view_hiding_some_labels_scores_as_an_index_of_the_other_documents_alone(seed):
     rng = np.random.default_rng(seed)
     docs = {f"d{i}": t for i, t in enumerate(_texts(rng, 80))}
     index = LexicalIndex.build(list(docs), list(docs.values()))
@@ -267,8 +267,11 @@ def test_a_view_without_some_documents_scores_as_an_index_of_the_others_alone(se
     index.add(list(late), list(late.values()))
     docs.update(late)
     left_out = {d for d in docs if rng.random() < 0.3} | {"n1", "n4"}
+    # two labels left out, one kept, as a caller sees two groups' documents but not a third's
+    index.relabel(sorted(left_out), [1 + i % 2 for i in range(len(left_out))])
+    index.relabel(["d0"] if "d0" not in left_out else ["d1"], [3])
     before = {q: index.scores(q).copy() for q in _texts(rng, 5)}
-    view = index.without(left_out)
+    view = index.hiding([1, 2])
     kept = [d for d in docs if d not in left_out]
     fresh = LexicalIndex.build(kept, [docs[d] for d in kept])
     for query in [*_texts(rng, 30), "anxiety anxiety", "zebra"]:
@@ -285,4 +288,4 @@ def test_a_view_without_some_documents_scores_as_an_index_of_the_others_alone(se
     # the index itself is untouched, and a view of nothing is the index
     for query, scores in before.items():
         np.testing.assert_array_equal(index.scores(query), scores)
-    assert index.without(["not-indexed"]) is index and len(view) == len(kept)
+    assert index.hiding([7]) is index and len(view) == len(kept)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from qa_search.scoring.analyser import DEFAULT_LANGUAGE, check_language, tokenize
-from qa_search.scoring.lexicalquery import LexicalQuery
+from qa_search.scoring.lexicalquery import LexicalQuery, forward_positions
 
 __all__ = ["LexicalIndex", "LexicalQuery"]
 
@@ -308,39 +308,29 @@ class LexicalIndex:
         self._fwd_tf = tfs
         self._set_inverted(terms, np.repeat(np.arange(len(keep)), sizes), tfs)
 
-    def without(self, doc_ids: Iterable[str]) -> LexicalIndex:
-        """A read-only view of the index with ``doc_ids`` left out of it (ids not indexed are
-        ignored): their slots never score, and their words count in none of the statistics
-        BM25 reads (a term's document frequency, whether the term is known at all, the number
-        of documents, their average length). Every score is therefore the one an index of the
-        other documents alone gives, to the last bit: what a caller who may not see those
-        documents gets, so that no score, and no relevance or lexical weight computed from one,
-        tells whether a document they may not see holds a word.
+    def hiding(self, labels: Iterable[int]) -> LexicalIndex:
+        """A read-only view of the index without its live documents whose label is one of
+        ``labels`` (see :meth:`add`, :meth:`relabel`): their slots never score, and their words
+        count in none of the statistics BM25 reads (a term's document frequency, whether the
+        term is known at all, the number of documents, their average length). Every score is
+        therefore the one an index of the other documents alone gives, to the last bit: what a
+        caller who may not see those documents gets, so that no score, and no relevance or
+        lexical weight computed from one, tells whether a document they may not see holds a word.
 
         The view shares this index's postings and keeps its own statistics and caches; it is
         valid until this index is next written (see :attr:`version`), and is never written to.
         Making one costs a copy of the per-slot and per-term arrays and a pass over the left-out
-        documents' own terms."""
-        slots = sorted({self.position[d] for d in doc_ids if d in self.position})
-        return self._without(np.array(slots, np.int64))
-
-    def hiding(self, labels: Iterable[int]) -> LexicalIndex:
-        """:meth:`without` the live documents whose label is one of ``labels``."""
+        documents' own terms. With nothing left out it is the index itself."""
         n = len(self.slot_ids)
         wanted = np.fromiter(labels, np.int32)
-        return self._without(np.flatnonzero(self._alive[:n] & np.isin(self._label[:n], wanted)))
-
-    def _without(self, slots: np.ndarray) -> LexicalIndex:
+        slots = np.flatnonzero(self._alive[:n] & np.isin(self._label[:n], wanted))
         if not len(slots):
             return self
         view = copy.copy(self)
         alive = self._alive.copy()
         alive[slots] = False
         df = self._df.copy()
-        main = slots[slots < self._main_slots]
-        lo, hi = self._fwd_indptr[main], self._fwd_indptr[main + 1]
-        ends = np.cumsum(hi - lo)
-        at = np.repeat(lo - (ends - (hi - lo)), hi - lo) + np.arange(int(ends[-1]) if len(ends) else 0)
+        at, _ = forward_positions(self._fwd_indptr, slots[slots < self._main_slots])
         newer = [self._new_docs[int(s)][0] for s in slots[slots >= self._main_slots]]
         df -= np.bincount(np.concatenate([self._fwd_terms[at], *newer]), minlength=len(df))
         view._alive, view._df = alive, df

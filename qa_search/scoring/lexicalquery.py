@@ -73,6 +73,15 @@ def _merged(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
     return merged[first], sums.astype(np.float32)
 
 
+def forward_positions(indptr: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the main segment's forward lists of ``slots`` lie in its forward arrays, one list
+    after another, and each list's length: gathered at once, not a slice a slot."""
+    lo = indptr[slots]
+    sizes = indptr[slots + 1] - lo
+    ends = np.cumsum(sizes)
+    return np.repeat(lo - (ends - sizes), sizes) + np.arange(int(ends[-1]) if len(ends) else 0), sizes
+
+
 def _above(bound: float) -> float:
     """``bound`` raised by more than float32 sums of a few terms can round by."""
     return bound * (1 + 1e-5) + 1e-6
@@ -110,11 +119,8 @@ class LexicalQuery:
         newer = index._main_slots if index._new_docs else None
         main = np.flatnonzero(slots < newer) if newer is not None else None
         if main is None or len(main):
-            lo = index._fwd_indptr[slots if main is None else slots[main]]
-            sizes = index._fwd_indptr[(slots if main is None else slots[main]) + 1] - lo
-            ends = np.cumsum(sizes)
+            at, sizes = forward_positions(index._fwd_indptr, slots if main is None else slots[main])
             col = np.repeat(np.arange(n) if main is None else main, sizes)
-            at = np.repeat(lo - (ends - sizes), sizes) + np.arange(int(ends[-1]) if len(ends) else 0)
             self._fill(weights, col, index._fwd_terms[at], index._fwd_tf[at], slots)
         if newer is not None:
             for j in np.flatnonzero(slots >= newer).tolist():  # added since the last merge
