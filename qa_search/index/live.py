@@ -273,7 +273,9 @@ class LiveIndex:
             before = self.log.file
             unseen, entry = self.log.append_upsert(threads, write_id)
             swap = self._take(before, [*unseen, entry], vectors)
-        if swap:  # the write is in the log of the generation swapped to, visible once it is
+            if swap:  # acknowledged, so served from now on, not from the swap on (which may fail)
+                self._apply([entry], vectors)
+        if swap:  # the write is in the log of the generation swapped to as well
             self._swap_due()
         return entry
 
@@ -303,14 +305,13 @@ class LiveIndex:
                     before = self.log.file
                     unseen, entry = self.log.append_delete(ids)
                     swap = self._take(before, unseen, vectors)
-                    if not swap:
-                        absent = [] if missing_ok else [i for i in ids if i not in self.index]
-                        self._apply([entry])
-                        if absent:  # another process deleted it first, in log order
-                            raise UnknownThreadError(absent[0])
+                    absent = [] if missing_ok or swap else [i for i in ids if i not in self.index]
+                    self._apply([entry])  # served from its acknowledgement on, a swap due or not
+                    if absent:  # another process deleted it first, in log order
+                        raise UnknownThreadError(absent[0])
                     break
             self.check_generation()  # the check needs the new generation (or the watcher's load)
-        if swap:  # the write is in the log of the generation swapped to, visible once it is
+        if swap:  # the write is in the log of the generation swapped to as well
             self._swap_due()
         return entry
 

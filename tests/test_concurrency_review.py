@@ -1,0 +1,316 @@
+"""A served index under concurrent readers, writers and generation swaps.
+
+Threads in one process hit one :class:`LiveIndex` at once: searches and duplicate checks with
+and without ``groups``, writes (restricted threads included) and new generations. Every read
+is checked against what a fresh index built single-threaded over the same threads answers,
+and against the writes acknowledged before it started: a thread restricted or deleted by an
+acknowledged write never comes back to a caller outside its groups. Each test is bounded: a
+thread that does not come back within its join timeout is a wedged lock, and a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FakeEmbedder
+
+from qa_search import Answer, ForumIndex, LiveIndex, Thread
+from qa_search.index.contents import VIEWS_KEPT
+from qa_search.storage.generations import rollback
+
+GROUPS = ("mods", "grief", "teens", "carers", "staff")
+WORDS = [
+    "anxiety", "panic", "sleep", "therapist", "medication", "grief", "loss", "school", "exam",
+    "friend", "partner", "family", "lonely", "work", "burnout", "anger", "calm", "breathing",
+    "relapse", "sober", "diary", "walk", "doctor", "waiting", "list", "night", "fear", "trust",
+]  # fmt: skip
+#: Scores are rounded to 6 decimals; the lexical sums agree to float32 rounding.
+TOLERANCE = 1e-5
+#: Seconds a worker thread may take before it counts as wedged.
+WEDGED = 30.0
+#: Every caller's groups a reader picks from: more distinct sets than lexical views are kept.
+CALLERS: list[frozenset[str] | None] = [None, frozenset()] + [
+    frozenset(g) for g in {tuple(sorted(random.Random(i).sample(GROUPS, 1 + i % 2))) for i in range(40)}
+]
+
+
+def _words(rng: random.Random, lo: int, hi: int) -> str:
+    return " ".join(rng.sample(WORDS, rng.randint(lo, hi)))
+
+
+def _thread(rng: random.Random, tid: str, visible_to: tuple[str, ...] = ()) -> Thread:
+    # the id's own word keeps every title distinct: no two threads tie on a score
+    answers = tuple(Answer(f"{tid}-a{j}", _words(rng, 3, 8), rng.randint(0, 9)) for j in range(rng.randint(0, 2)))
+    return Thread(tid, f"{_words(rng, 2, 5)} {tid}", _words(rng, 0, 5), answers, visible_to=visible_to)
+
+
+def _forum(rng: random.Random, prefix: str, n: int) -> list[Thread]:
+    """n threads, two in five restricted to one or two groups."""
+    return [_thread(rng, f"{prefix}{i}", () if rng.random() < 0.6 else tuple(rng.sample(GROUPS, rng.randint(1, 2))))
+            for i in range(n)]
+
+
+def _visible(thread: Thread, groups: frozenset[str] | None) -> bool:
+    return groups is None or not thread.visible_to or bool(groups & set(thread.visible_to))
+
+
+def _publish(index_dir: Path, threads: list[Thread]) -> None:
+    index = ForumIndex(FakeEmbedder())
+    index.upsert(threads)
+    index.save(index_dir)
+
+
+def _answer(index: ForumIndex, text: str, k: int, groups: frozenset[str] | None) -> list[tuple[str, float]]:
+    return [(h.thread_id, h.score) for h in index.search(text, k, groups=groups)]
+
+
+def _expected(threads: list[Thread], text: str, k: int, groups: frozenset[str] | None) -> list[tuple[str, float]]:
+    """What an index built single-threaded over the threads the caller may see answers."""
+    alone = ForumIndex(FakeEmbedder())
+    alone.upsert([t for t in threads if _visible(t, groups)])
+    return _answer(alone, text, k, None)
+
+
+def _same(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> None:
+    assert [t for t, _ in got] == [t for t, _ in want]
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=TOLERANCE)
+
+
+def _run(workers: list[Callable[[], None]], seconds: float = WEDGED) -> None:
+    """Run each worker in its own thread; re-raise the first failure; a worker still running
+    after ``seconds`` is wedged (a deadlock, or a writer starved)."""
+    errors: list[BaseException] = []
+
+    def guarded(work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported in the test's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(w,), daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + seconds
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    wedged = [t.name for t in threads if t.is_alive()]
+    if errors:
+        raise errors[0]
+    assert not wedged, f"wedged after {seconds} s: {wedged}"
+
+
+@pytest.fixture
+def served(tmp_path) -> tuple[Path, list[Thread]]:
+    threads = _forum(random.Random(1), "t", 50)
+    _publish(tmp_path / "idx", threads)
+    return tmp_path / "idx", threads
+
+
+# -- readers alone: shared caches and lexical views --------------------------------------------
+
+
+def test_concurrent_readers_of_many_groups_score_as_a_single_threaded_index(served):
+    """Readers share the lexical index's weight caches and the callers' views (more distinct
+    sets of groups than views are kept, so views are made and dropped while others read
+    them): each answer is the one a fresh index over the caller's threads gives."""
+    index_dir, threads = served
+    live = LiveIndex(index_dir, FakeEmbedder(), cache_size=16)
+    rng = random.Random(2)
+    queries = [_words(rng, 1, 4) for _ in range(10)] + [t.title for t in rng.sample(threads, 4)]
+    want = {(q, g): _expected(threads, q, 6, g) for q in queries for g in CALLERS}
+    assert len(CALLERS) > VIEWS_KEPT + 2
+
+    def reader(seed: int) -> Callable[[], None]:
+        def work() -> None:
+            r = random.Random(seed)
+            for _ in range(120):
+                q, g = r.choice(queries), r.choice(CALLERS)
+                _same(_answer_live(live, q, 6, g), want[(q, g)])
+        return work
+
+    _run([reader(s) for s in range(6)])
+
+
+def _answer_live(live: LiveIndex, text: str, k: int, groups: frozenset[str] | None) -> list[tuple[str, float]]:
+    return [(h.thread_id, h.score) for h in live.search(text, k, groups=groups)]
+
+
+# -- readers and writers --------------------------------------------------------------------------
+
+
+class Acks:
+    """What the writers have had acknowledged, in order: restricted and deleted ids."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.hidden: dict[str, frozenset[str]] = {}  # id -> the only groups that may see it
+        self.deleted: set[str] = set()
+        self.upserted: dict[str, Thread] = {}
+
+    def snapshot(self) -> tuple[dict[str, frozenset[str]], set[str]]:
+        with self.lock:
+            return dict(self.hidden), set(self.deleted)
+
+
+def _check_hits(ids: list[str], groups: frozenset[str] | None, hidden: dict[str, frozenset[str]],
+                deleted: set[str]) -> None:
+    for tid in ids:
+        assert tid not in deleted, f"{tid} was returned after its delete was acknowledged"
+        allowed = hidden.get(tid)
+        assert allowed is None or groups is None or groups & allowed, \
+            f"{tid} reached a caller outside the groups an acknowledged write restricted it to"
+
+
+def _writer(live: LiveIndex, acks: Acks, threads: list[Thread], seed: int, writes: int) -> Callable[[], None]:
+    """Random writes: new threads (some for 'staff' alone), question edits keeping each
+    thread's readers, public threads restricted, deletes. A restriction and a delete are for
+    good, so a reader may check them against whatever was acknowledged before it started."""
+    def work() -> None:
+        rng = random.Random(seed)
+        held = {t.id: t for t in threads}
+        for step in range(writes):
+            op = rng.random()
+            if op < 0.3:
+                new = _thread(rng, f"w{seed}x{step}", ("staff",) if rng.random() < 0.5 else ())
+                live.upsert(new)
+                held[new.id] = new
+                with acks.lock:
+                    if new.visible_to:
+                        acks.hidden[new.id] = frozenset(new.visible_to)
+            elif op < 0.55:
+                tid = rng.choice(sorted(held))
+                held[tid] = dataclasses.replace(_thread(rng, tid), visible_to=held[tid].visible_to)
+                live.upsert(held[tid])
+            elif op < 0.8:
+                public = sorted(t for t in held if not held[t].visible_to)
+                if public:
+                    tid = rng.choice(public)
+                    held[tid] = dataclasses.replace(held[tid], visible_to=("staff",))
+                    live.upsert(held[tid])
+                    with acks.lock:
+                        acks.hidden[tid] = frozenset({"staff"})
+            else:
+                tid = rng.choice(sorted(held))
+                del held[tid]
+                live.delete(tid)
+                with acks.lock:
+                    acks.deleted.add(tid)
+    return work
+
+
+def test_searches_during_writes_see_each_acknowledged_write_and_score_as_a_fresh_index(served):
+    """While writers restrict, edit, add and delete, every search and duplicate check names no
+    thread deleted or restricted (for that caller) by a write acknowledged before it began, and
+    scores as a fresh single-threaded index over the threads it read (the lexical view of the
+    caller's groups included, which each write makes stale)."""
+    index_dir, threads = served
+    live = LiveIndex(index_dir, FakeEmbedder(), cache_size=8)
+    acks = Acks()
+    rng = random.Random(3)
+    queries = [_words(rng, 1, 4) for _ in range(12)]
+    seen: list[tuple[list[Thread], str, frozenset[str] | None, list[tuple[str, float]]]] = []
+    done = threading.Event()
+
+    def reader(seed: int) -> Callable[[], None]:
+        def work() -> None:
+            r = random.Random(seed)
+            while not done.is_set():
+                q, g = r.choice(queries), r.choice(CALLERS)
+                hidden, deleted = acks.snapshot()
+                _check_hits([t for t, _ in _answer_live(live, q, 8, g)], g, hidden, deleted)
+                dups = live.find_duplicates(q, threshold=-1.0, k=8, groups=g)
+                _check_hits([d.thread_id for d in dups], g, hidden, deleted)
+                with live.reading() as index:  # the threads and the answer, from one state
+                    held = index.threads()
+                    got = _answer(index, q, 8, g)
+                _check_hits([t for t, _ in got], g, hidden, deleted)
+                seen.append((held, q, g, got))
+        return work
+
+    # each writer its own threads: a write of one never undoes the other's restriction or delete
+    writers = [_writer(live, acks, threads[s % 2::2], s, 40) for s in (10, 11)]
+
+    def writing() -> None:
+        try:
+            _run(writers)
+        finally:
+            done.set()
+
+    _run([writing, *(reader(s) for s in range(4))])
+    assert acks.deleted and acks.hidden and len(seen) > 20
+    for held, q, g, got in random.Random(4).sample(seen, min(30, len(seen))):
+        _same(got, _expected(held, q, 8, g))
+
+
+# -- generation swaps ------------------------------------------------------------------------------
+
+
+def test_swaps_never_mix_generations_nor_lose_an_acknowledged_write(tmp_path):
+    """Generations published and rolled back while the watcher swaps them in under readers and
+    writers: each answer comes from one generation; a thread restricted or deleted by an
+    acknowledged write stays so through every swap, and one added is found from its ack on."""
+    index_dir = tmp_path / "idx"
+    rng = random.Random(5)
+    bases = [_forum(rng, f"g{n}-", 30) for n in range(4)]
+    _publish(index_dir, bases[0])
+    live = LiveIndex(index_dir, FakeEmbedder(), cache_size=8)
+    live.start(0.01)
+    acks = Acks()
+    done = threading.Event()
+    queries = [_words(rng, 1, 3) for _ in range(8)]
+
+    def publisher() -> None:
+        try:
+            for n in range(1, 4):
+                _publish(index_dir, bases[n])
+                time.sleep(0.15)
+                rollback(index_dir)
+                time.sleep(0.15)
+        finally:
+            done.set()
+
+    def reader(seed: int) -> Callable[[], None]:
+        def work() -> None:
+            r = random.Random(seed)
+            while not done.is_set():
+                g = r.choice(CALLERS)
+                hidden, deleted = acks.snapshot()
+                ids = [t for t, _ in _answer_live(live, r.choice(queries), 30, g)]
+                _check_hits(ids, g, hidden, deleted)
+                gens = {t.split("-")[0] for t in ids if t.startswith("g")}
+                assert len(gens) <= 1, f"one answer from several generations: {sorted(gens)}"
+        return work
+
+    def writer() -> None:
+        r = random.Random(6)
+        written: list[Thread] = []
+        step = 0
+        while not done.is_set():
+            step += 1
+            if written and r.random() < 0.4:
+                gone = written.pop(r.randrange(len(written)))
+                live.delete(gone.id)
+                with acks.lock:
+                    acks.deleted.add(gone.id)
+                assert gone.id not in [t for t, _ in _answer_live(live, gone.title, 5, None)]
+            else:
+                new = _thread(r, f"w{step}", ("staff",) if r.random() < 0.5 else ())
+                live.upsert(new)
+                with acks.lock:
+                    if new.visible_to:
+                        acks.hidden[new.id] = frozenset(new.visible_to)
+                written.append(new)
+                assert new.id in [t for t, _ in _answer_live(live, new.title, 5, None)], \
+                    "an acknowledged write is not served"
+
+    try:
+        _run([publisher, writer, *(reader(s) for s in range(3))])
+    finally:
+        live.stop()
