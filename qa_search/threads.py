@@ -208,7 +208,9 @@ def thread_from_dict(obj: Any) -> Thread:
         if aid in seen:
             raise ValueError(f"{where}.id {aid!r} is repeated in this thread")
         seen.add(aid)
-        abody = _optional(raw, "body", str, f"{where}.body", "").strip()
+        if raw.get("body") is None:  # an answer's text under another name, as exports have it
+            raise ValueError(f"{where}: missing required field 'body' (the answer's text)")
+        abody = _expect(raw["body"], str, f"{where}.body").strip()
         if not abody:
             raise ValueError(f"{where}.body must not be empty")
         answers.append(

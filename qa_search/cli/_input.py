@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import click
 from tqdm import tqdm
 
-from qa_search import CSV_FIELDS, FORMATS, DumpFormatError, Thread, detect_format, read_threads
+from qa_search import CSV_FIELDS, FORMATS, DumpFormatError, Thread, read_threads
 from qa_search.cli._common import F, advance, progress_bar
 
 MAX_LISTED = 20
@@ -83,12 +83,10 @@ class ThreadInput:
         self._repeated: dict[str, None] = {}
         self.skip_invalid = skip_invalid
         self.quiet = quiet
-        if fmt == "auto":
-            for path in paths:
-                try:
-                    detect_format(path)
-                except ValueError as exc:
-                    raise click.UsageError(str(exc)) from exc
+        try:  # checks each format and that --map and --site-url apply to some input; reads nothing
+            read_threads(paths, fmt, mapping=self.mapping, site_url=site_url)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
 
     def __iter__(self) -> Iterator[Thread]:
         on_error = self.skipped.append if self.skip_invalid else None

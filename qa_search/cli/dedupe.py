@@ -48,6 +48,9 @@ def _print(result: DedupeResult, index_dir: str) -> None:
         f"threshold {result.threshold:.3f} ({result.linkage} linkage, {result.neighbours} neighbours), "
         f"{result.seconds:.1f} s"
     )
+    # where no clustered thread has a vote (an export without thread votes, such as CounselChat's),
+    # "0 vote(s)" on every line would say nothing
+    votes = any(t.votes for c in result.clusters for t in c.threads)
     for rank, c in enumerate(result.clusters, 1):
         click.echo(
             f"\n{rank}. {len(c.threads)} threads, mean {what} {c.mean_score:.3f} "
@@ -57,7 +60,7 @@ def _print(result: DedupeResult, index_dir: str) -> None:
             p.id1 if p.id2 == c.canonical else p.id2: p for p in c.pairs if c.canonical in (p.id1, p.id2)
         }
         for t in c.threads:
-            facts = f"{t.answers} answer(s), {t.votes} vote(s)"
+            facts = f"{t.answers} answer(s), {t.votes} vote(s)" if votes else f"{t.answers} answer(s)"
             if t.thread_id == c.canonical:
                 click.echo(f"   keep  [{t.thread_id}] {t.title}  ({facts})")
                 continue

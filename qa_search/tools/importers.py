@@ -41,14 +41,48 @@ def read_threads(
     """Stream the threads of several files of one format (``"auto"``: from each file's name).
 
     ``on_error`` takes malformed records (default: raise); ``on_skip`` takes records passed over
-    as empty (default: a logged warning)."""
-    for path in paths:
-        kind = detect_format(path) if fmt == "auto" else fmt
+    as empty (default: a logged warning). Raises ``ValueError`` at once, before reading anything,
+    for a format it cannot tell, a ``mapping`` when no input is CSV or a ``site_url`` when none is
+    a Stack Exchange dump: ignored, they would leave each record short of the fields they were
+    meant to supply, and the error would then blame the data."""
+    kinds = [(path, detect_format(path) if fmt == "auto" else fmt) for path in paths]
+    for _, kind in kinds:
+        if kind not in FORMATS:
+            raise ValueError(f"unknown format {kind!r}: use one of {', '.join(FORMATS)}")
+    _check_options(kinds, mapping, site_url)
+    return _read(kinds, mapping or {}, on_error, site_url, on_skip)
+
+
+def _check_options(
+    kinds: list[tuple[str | Path, str]], mapping: Mapping[str, str] | None, site_url: str | None
+) -> None:
+    if not kinds:
+        return
+    path, kind = kinds[0]
+    if mapping and all(k != "csv" for _, k in kinds):
+        raise ValueError(
+            f"a column mapping is for CSV files, and no input is one ({path} is read as {kind}); "
+            "a JSONL dump's lines must use the dump's own field names (id, title, body, answers "
+            "with body, ...), which a mapping does not rename"
+        )
+    if site_url and all(k != "stackexchange" for _, k in kinds):
+        raise ValueError(
+            f"a site URL is for Stack Exchange Posts.xml files, and no input is one ({path} is read "
+            f"as {kind}); give each thread its url in the data instead"
+        )
+
+
+def _read(
+    kinds: list[tuple[str | Path, str]],
+    mapping: Mapping[str, str],
+    on_error: OnError | None,
+    site_url: str | None,
+    on_skip: OnError | None,
+) -> Iterator[Thread]:
+    for path, kind in kinds:
         if kind == "jsonl":
             yield from read_dump(path, on_error)
         elif kind == "csv":
-            yield from read_csv(path, mapping or {}, on_error=on_error)
-        elif kind == "stackexchange":
-            yield from read_stackexchange_posts(path, on_error=on_error, site_url=site_url, on_skip=on_skip)
+            yield from read_csv(path, mapping, on_error=on_error)
         else:
-            raise ValueError(f"unknown format {kind!r}: use one of {', '.join(FORMATS)}")
+            yield from read_stackexchange_posts(path, on_error=on_error, site_url=site_url, on_skip=on_skip)
