@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
-from qa_search import Answer, ForumIndex, LiveIndex, Thread
+from qa_search import Answer, ForumIndex, IndexConfig, LiveIndex, Thread
 from qa_search.index.contents import VIEWS_KEPT
+from qa_search.scoring.lexical import LexicalIndex
 from qa_search.storage.generations import rollback
 
 GROUPS = ("mods", "grief", "teens", "carers", "staff")
@@ -47,18 +48,23 @@ def _words(rng: random.Random, lo: int, hi: int) -> str:
 
 def _thread(rng: random.Random, tid: str, visible_to: tuple[str, ...] = ()) -> Thread:
     # the id's own word keeps every title distinct: no two threads tie on a score
-    answers = tuple(Answer(f"{tid}-a{j}", _words(rng, 3, 8), rng.randint(0, 9)) for j in range(rng.randint(0, 2)))
+    answers = tuple(Answer(f"{tid}-a{j}", _words(rng, 3, 8), rng.randint(0, 9))
+                    for j in range(rng.randint(0, 2)))
     return Thread(tid, f"{_words(rng, 2, 5)} {tid}", _words(rng, 0, 5), answers, visible_to=visible_to)
 
 
 def _forum(rng: random.Random, prefix: str, n: int) -> list[Thread]:
     """n threads, two in five restricted to one or two groups."""
-    return [_thread(rng, f"{prefix}{i}", () if rng.random() < 0.6 else tuple(rng.sample(GROUPS, rng.randint(1, 2))))
+    return [_thread(rng, f"{prefix}{i}",
+                    () if rng.random() < 0.6 else tuple(rng.sample(GROUPS, rng.randint(1, 2))))
             for i in range(n)]
 
 
 def _visible(thread: Thread, groups: frozenset[str] | None) -> bool:
     return groups is None or not thread.visible_to or bool(groups & set(thread.visible_to))
+
+
+Hits = list[tuple[str, float]]
 
 
 def _publish(index_dir: Path, threads: list[Thread]) -> None:
@@ -67,18 +73,18 @@ def _publish(index_dir: Path, threads: list[Thread]) -> None:
     index.save(index_dir)
 
 
-def _answer(index: ForumIndex, text: str, k: int, groups: frozenset[str] | None) -> list[tuple[str, float]]:
+def _answer(index: ForumIndex, text: str, k: int, groups: frozenset[str] | None) -> Hits:
     return [(h.thread_id, h.score) for h in index.search(text, k, groups=groups)]
 
 
-def _expected(threads: list[Thread], text: str, k: int, groups: frozenset[str] | None) -> list[tuple[str, float]]:
+def _expected(threads: list[Thread], text: str, k: int, groups: frozenset[str] | None) -> Hits:
     """What an index built single-threaded over the threads the caller may see answers."""
     alone = ForumIndex(FakeEmbedder())
     alone.upsert([t for t in threads if _visible(t, groups)])
     return _answer(alone, text, k, None)
 
 
-def _same(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> None:
+def _same(got: Hits, want: Hits) -> None:
     assert [t for t, _ in got] == [t for t, _ in want]
     np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=TOLERANCE)
 
@@ -138,7 +144,7 @@ def test_concurrent_readers_of_many_groups_score_as_a_single_threaded_index(serv
     _run([reader(s) for s in range(6)])
 
 
-def _answer_live(live: LiveIndex, text: str, k: int, groups: frozenset[str] | None) -> list[tuple[str, float]]:
+def _answer_live(live: LiveIndex, text: str, k: int, groups: frozenset[str] | None) -> Hits:
     return [(h.thread_id, h.score) for h in live.search(text, k, groups=groups)]
 
 
@@ -314,3 +320,126 @@ def test_swaps_never_mix_generations_nor_lose_an_acknowledged_write(tmp_path):
         _run([publisher, writer, *(reader(s) for s in range(3))])
     finally:
         live.stop()
+
+
+# -- a lexical index built on first need -----------------------------------------------------------
+
+
+def test_the_first_searches_that_need_the_lexical_index_build_it_once(tmp_path, monkeypatch):
+    """An index saved without a lexical index (lexical weight 0, no calibration) builds one on
+    the first search that needs it (highlights): concurrent first searches share one build,
+    rather than each building its own over every question, and each sees it whole."""
+    threads = _forum(random.Random(7), "t", 40)
+    index = ForumIndex(FakeEmbedder(), IndexConfig(lexical_weight=0.0))
+    index.upsert(threads)
+    index.save(tmp_path / "idx")
+    live = LiveIndex(tmp_path / "idx", FakeEmbedder())
+    assert live.index._lexical is None
+    builds: list[int] = []
+    build = LexicalIndex.build
+
+    def slow_build(*args, **kwargs):
+        builds.append(1)
+        time.sleep(0.3)  # a large forum's build: long enough for every first search to arrive
+        return build(*args, **kwargs)
+
+    want = {g: [(h.thread_id, h.highlights) for h in index.search("sleep night", 5, groups=g, highlight=True)]
+            for g in CALLERS[:4]}
+    monkeypatch.setattr(LexicalIndex, "build", slow_build)
+    start = threading.Barrier(4)
+
+    def reader(g: frozenset[str] | None) -> Callable[[], None]:
+        def work() -> None:
+            start.wait(5)
+            hits = live.search("sleep night", 5, groups=g, highlight=True)
+            assert [(h.thread_id, h.highlights) for h in hits] == want[g]
+        return work
+
+    _run([reader(g) for g in CALLERS[:4]])
+    assert len(builds) == 1
+
+
+# -- locks: no deadlock, no starved writer ---------------------------------------------------------
+
+
+def test_writes_and_a_rollback_go_through_under_constant_typeahead(served):
+    """Typeahead readers that never pause (each keystroke a search, a duplicate check or a
+    verdict) hold back neither the writes nor a rollback's swap: every write and the swap finish
+    while the readers are still reading."""
+    index_dir, threads = served
+    live = LiveIndex(index_dir, FakeEmbedder(), cache_size=64)
+    live.start(0.01)
+    done = threading.Event()
+    reads = [0]
+
+    def typeahead(seed: int) -> Callable[[], None]:
+        def work() -> None:
+            r = random.Random(seed)
+            title = r.choice(threads).title
+            while not done.is_set():
+                text = title[: r.randint(1, len(title))]
+                g = r.choice(CALLERS)
+                live.search(text, 5, groups=g)
+                live.find_duplicates(text, groups=g)
+                live.duplicate_verdicts(text, groups=g)
+                reads[0] += 1
+        return work
+
+    def writer() -> None:
+        try:
+            while reads[0] < 50:  # the readers are at it
+                time.sleep(0.01)
+            rng = random.Random(8)
+            for step in range(20):
+                live.upsert(_thread(rng, f"w{step}"))
+                live.delete(f"t{step}")
+            _publish(index_dir, threads[:10])
+            assert _eventually(lambda: live.generation == 2)
+            rollback(index_dir)
+            assert _eventually(lambda: live.generation == 1)
+            assert "w19" in live.index and "t19" not in live.index
+        finally:
+            done.set()
+
+    try:
+        _run([writer, *(typeahead(s) for s in range(6))])
+    finally:
+        live.stop()
+
+
+def _eventually(check: Callable[[], bool], seconds: float = WEDGED / 2) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return check()
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+
+def test_many_distinct_callers_and_queries_keep_a_bounded_number_of_views_and_vectors(served):
+    """Every caller's groups and every query distinct, from several threads at once, while
+    writes make the views stale: the lexical views and the query cache stay within their bounds."""
+    index_dir, threads = served
+    live = LiveIndex(index_dir, FakeEmbedder(), cache_size=32)
+    sizes: list[tuple[int, int]] = []
+
+    def reader(seed: int) -> Callable[[], None]:
+        def work() -> None:
+            r = random.Random(seed)
+            for i in range(150):
+                groups = [f"g{seed}-{i}", *r.sample(GROUPS, r.randint(0, 2))]
+                live.search(f"{_words(r, 1, 3)} {seed} {i}", 3, groups=groups)
+                sizes.append((len(live.index._views), len(live.cache)))
+        return work
+
+    def writer() -> None:
+        rng = random.Random(9)
+        for step in range(15):
+            live.upsert(_thread(rng, f"w{step}", ("staff",)))
+            time.sleep(0.01)
+
+    _run([writer, *(reader(s) for s in range(4))])
+    assert max(v for v, _ in sizes) <= VIEWS_KEPT
+    assert max(c for _, c in sizes) <= 32
+    assert live.cache.misses >= 4 * 150  # every query was new: nothing was kept past the bound

@@ -75,6 +75,8 @@ class IndexContents:
         # lexical views for recent callers' groups: (lexical index, its version, groups) -> view
         self._views: dict[tuple[int, int, frozenset[str]], tuple[LexicalIndex, LexicalIndex]] = {}
         self._views_lock = threading.Lock()
+        # the searches that first need the lexical index arrive together, under a shared lock
+        self._building = threading.Lock()
         #: The fitted duplicate scorer (see :func:`.duplicates.calibrate`); None while uncalibrated.
         self.calibration: Calibration | None = None
         #: The shipped defaults recorded in the snapshot it was loaded from (see :mod:`.defaults`);
@@ -177,12 +179,15 @@ class IndexContents:
 
     def lexical_index(self) -> LexicalIndex:
         """The BM25 index over the threads' questions. Writes update it in place; it is built
-        here only the first time an index that had none needs it (see :meth:`restore`)."""
+        here only the first time an index that had none needs it (see :meth:`restore`), once
+        however many searches need it at that moment."""
         if self._lexical is None:
-            tids = list(self._threads)
-            self._lexical = self._label_restricted(LexicalIndex.build(
-                tids, [self._threads[t].question_text for t in tids], self.config.lexical_language
-            ))
+            with self._building:
+                if self._lexical is None:
+                    tids = list(self._threads)
+                    self._lexical = self._label_restricted(LexicalIndex.build(
+                        tids, [self._threads[t].question_text for t in tids], self.config.lexical_language
+                    ))
         return self._lexical
 
     def lexical_for(self, viewer: frozenset[str] | None) -> LexicalIndex:
