@@ -12,8 +12,10 @@ which apply it without running the model again (index/writeprep.py prepares a wr
 embedding, vectors kept; index/rwlock.py is the lock).
 
 A new generation (a publish by another process, or a rollback) is loaded and brought up to
-date with the log in the watcher's thread (:meth:`LiveIndex.start`) while the old one keeps
-serving; then the reference is swapped, which waits only for the searches already running on
+date with the log in a loader thread of its own (:meth:`LiveIndex.start`) while the old one keeps
+serving, and the watcher goes on applying other processes' writes to the old one (a large
+generation takes a minute to load: they would be missing from this process all that time);
+then the reference is swapped, which waits only for the searches already running on
 the old index. While the watcher runs, a request never loads a generation or reads the log
 itself: one that notices the log or the generation has changed wakes the watcher and answers
 from what is served now. A generation that fails to load is logged, counted
@@ -112,6 +114,8 @@ class LiveIndex:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._poller: threading.Thread | None = None
+        self._load_due = threading.Event()
+        self._load_thread: threading.Thread | None = None
 
     # -- reads --------------------------------------------------------------------------
 
@@ -134,10 +138,11 @@ class LiveIndex:
         return poller is not None and poller.is_alive() and poller is not threading.current_thread()
 
     def _swap_due(self) -> None:
-        """The log now belongs to another generation (a rollback): the watcher loads it, woken
-        here; without one, it is loaded here."""
-        if self._watching():
-            self._wake.set()
+        """The log now belongs to another generation (a rollback): the loader thread loads it,
+        woken here; without one, it is loaded here."""
+        loader = self._load_thread
+        if loader is not None and loader.is_alive() and loader is not threading.current_thread():
+            self._load_due.set()
         else:
             self.check_generation()
 
@@ -389,24 +394,41 @@ class LiveIndex:
             self._wake.clear()
             if self._stop.is_set():
                 break
+            self._load_due.set()  # a new generation is the loader's: its load holds up no write here
             try:
-                self.check_generation()
                 if self.log.changed():
                     self._catch_up_or_log()  # a damaged line is logged once, not every tick
             except Exception:  # the watcher must survive anything; the next tick retries
                 log.exception("index watcher failed")
             self._stop.wait(0.005)  # a damaged log reads as changed on every request: not a spin
 
+    def _load_loop(self, interval: float) -> None:
+        while not self._stop.is_set():
+            self._load_due.wait(interval)  # the watcher's tick or wake, or a rollback's log
+            self._load_due.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.check_generation()
+            except Exception:  # as the watcher: survive, and try again at the next tick
+                log.exception("index loader failed")
+
     def start(self, interval: float) -> None:
-        """Watch for new generations and log entries in a thread: every ``interval`` seconds,
+        """Watch for new generations and log entries in two threads: every ``interval`` seconds,
         and whenever a request sees the log change. From then on, requests leave loading
-        generations and applying other processes' writes to it."""
+        generations and applying other processes' writes to them; one loads, the other applies
+        the writes meanwhile."""
+        self._load_thread = threading.Thread(target=self._load_loop, args=(interval,), name="qa-search-load",
+                                             daemon=True)
         self._poller = threading.Thread(target=self._watch_loop, args=(interval,), name="qa-search-watch",
                                         daemon=True)
+        self._load_thread.start()
         self._poller.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._poller is not None:
-            self._poller.join(timeout=10)
+        self._load_due.set()
+        for thread in (self._poller, self._load_thread):
+            if thread is not None:
+                thread.join(timeout=10)
