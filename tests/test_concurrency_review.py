@@ -23,6 +23,7 @@ from conftest import FakeEmbedder
 
 from qa_search import Answer, ForumIndex, IndexConfig, LiveIndex, Thread
 from qa_search.index.contents import VIEWS_KEPT
+from qa_search.index.rwlock import RWLock
 from qa_search.scoring.lexical import LexicalIndex
 from qa_search.storage.generations import rollback
 
@@ -443,3 +444,39 @@ def test_many_distinct_callers_and_queries_keep_a_bounded_number_of_views_and_ve
     assert max(v for v, _ in sizes) <= VIEWS_KEPT
     assert max(c for _, c in sizes) <= 32
     assert live.cache.misses >= 4 * 150  # every query was new: nothing was kept past the bound
+
+
+def test_a_writer_interrupted_while_it_waits_for_readers_holds_back_no_later_reader():
+    """A write that gives up while readers hold the lock (an interrupt in a notebook, an
+    exception raised into its thread) leaves the lock as it found it: later readers and writers
+    go through, rather than waiting for good behind a writer that is no longer there."""
+    lock = RWLock()
+    holding, release = threading.Event(), threading.Event()
+
+    def long_search() -> None:
+        with lock.read():
+            holding.set()
+            assert release.wait(WEDGED)
+
+    searching = threading.Thread(target=long_search, daemon=True)
+    searching.start()
+    assert holding.wait(WEDGED)
+    wait = lock._cond.wait
+
+    def interrupted(timeout=None):
+        lock._cond.wait = wait  # once
+        raise KeyboardInterrupt
+
+    lock._cond.wait = interrupted
+    with pytest.raises(KeyboardInterrupt), lock.write():
+        pass
+    release.set()
+    searching.join(WEDGED)
+
+    def later() -> None:
+        with lock.read():
+            pass
+        with lock.write():
+            pass
+
+    _run([later], seconds=5)

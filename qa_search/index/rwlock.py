@@ -35,8 +35,13 @@ class RWLock:
     def write(self) -> Iterator[None]:
         with self._cond:
             self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            except BaseException:  # interrupted while waiting: the readers it held back go on
+                self._writers_waiting -= 1
+                self._cond.notify_all()
+                raise
             self._writers_waiting -= 1
             self._writer = True
         try:
