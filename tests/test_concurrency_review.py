@@ -480,3 +480,26 @@ def test_a_writer_interrupted_while_it_waits_for_readers_holds_back_no_later_rea
             pass
 
     _run([later], seconds=5)
+
+
+def test_a_rollback_during_the_startup_load_is_served_once_the_handle_is_up(tmp_path, monkeypatch):
+    """A worker starting while an operator rolls back: the generation it loads stops being
+    served before it has read the log. It starts, and serves the rollback's target with the
+    writes the log holds, rather than failing to start."""
+    index_dir = tmp_path / "idx"
+    rng = random.Random(12)
+    _publish(index_dir, _forum(rng, "g0-", 10))
+    _publish(index_dir, _forum(rng, "g1-", 10))
+    LiveIndex(index_dir, FakeEmbedder()).upsert(_thread(rng, "w0"))
+    load = ForumIndex.load
+
+    def load_then_roll_back(path, *args, **kwargs):
+        loaded = load(path, *args, **kwargs)
+        if path.name.endswith("2"):
+            rollback(index_dir)
+        return loaded
+
+    monkeypatch.setattr(ForumIndex, "load", load_then_roll_back)
+    live = LiveIndex(index_dir, FakeEmbedder())
+    assert live.generation == 1
+    assert "w0" in live.index and "g0-0" in live.index and "g1-0" not in live.index

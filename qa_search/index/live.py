@@ -110,12 +110,13 @@ class LiveIndex:
         #: loads have failed since this process started.
         self.load_error: str | None = None
         self.load_failures = 0
-        self._catch_up_or_log()  # the whole log, from its start
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._poller: threading.Thread | None = None
         self._load_due = threading.Event()
         self._load_thread: threading.Thread | None = None
+        # last: a rollback met here (one that began while the generation loaded) loads its target
+        self._catch_up_or_log()  # the whole log, from its start
 
     # -- reads --------------------------------------------------------------------------
 
