@@ -272,6 +272,7 @@ def test_swaps_never_mix_generations_nor_lose_an_acknowledged_write(tmp_path):
     acks = Acks()
     done = threading.Event()
     queries = [_words(rng, 1, 3) for _ in range(8)]
+    seen: list[tuple[list[Thread], str, frozenset[str] | None, Hits]] = []
 
     def publisher() -> None:
         try:
@@ -293,6 +294,9 @@ def test_swaps_never_mix_generations_nor_lose_an_acknowledged_write(tmp_path):
                 _check_hits(ids, g, hidden, deleted)
                 gens = {t.split("-")[0] for t in ids if t.startswith("g")}
                 assert len(gens) <= 1, f"one answer from several generations: {sorted(gens)}"
+                q = r.choice(queries)
+                with live.reading() as index:
+                    seen.append((index.threads(), q, g, _answer(index, q, 8, g)))
         return work
 
     def writer() -> None:
@@ -319,8 +323,14 @@ def test_swaps_never_mix_generations_nor_lose_an_acknowledged_write(tmp_path):
 
     try:
         _run([publisher, writer, *(reader(s) for s in range(3))])
+        assert _eventually(lambda: live.generation == 3)  # the last rollback's target
     finally:
         live.stop()
+    assert len(seen) > 20
+    # every generation was served and scored as a fresh index over the threads it held then
+    assert {t.split("-")[0] for held, *_ in seen for t in (h.id for h in held)} >= {"g0", "g1", "g2", "g3"}
+    for held, q, g, got in random.Random(7).sample(seen, 20):
+        _same(got, _expected(held, q, 8, g))
 
 
 # -- a lexical index built on first need -----------------------------------------------------------
