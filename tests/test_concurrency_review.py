@@ -513,3 +513,32 @@ def test_a_rollback_during_the_startup_load_is_served_once_the_handle_is_up(tmp_
     live = LiveIndex(index_dir, FakeEmbedder())
     assert live.generation == 1
     assert "w0" in live.index and "g0-0" in live.index and "g1-0" not in live.index
+
+
+def test_callers_whose_groups_hide_the_same_threads_share_one_lexical_view(served, monkeypatch):
+    """Many callers, each with a group of their own (a user's group, say) besides the forum's:
+    those who may not see the same threads read one view, made once between writes, rather
+    than one each, made again and again as more callers come than views are kept."""
+    index_dir, threads = served
+    live = LiveIndex(index_dir, FakeEmbedder())
+    made: list[int] = []
+    hiding = LexicalIndex.hiding
+
+    def counted(self, labels):
+        made.append(1)
+        return hiding(self, labels)
+
+    monkeypatch.setattr(LexicalIndex, "hiding", counted)
+    callers = [frozenset({f"user{i}", *extra}) for i in range(3 * VIEWS_KEPT) for extra in ((), ("staff",))]
+    # two sets of hidden threads: those of every restricted thread, and those not for staff
+    want = {"staff" in g: _expected(threads, "sleep night", 5, g) for g in callers[:2]}
+
+    def reader(seed: int) -> Callable[[], None]:
+        def work() -> None:
+            for g in random.Random(seed).sample(callers, len(callers)):
+                _same(_answer_live(live, "sleep night", 5, g), want["staff" in g])
+        return work
+
+    readers = 3
+    _run([reader(s) for s in range(readers)])
+    assert len(made) <= 2 * readers  # each reader may make one before the first is kept

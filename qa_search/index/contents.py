@@ -41,8 +41,9 @@ def as_str_list(items: Iterable[str]) -> list[str]:
     return [items] if isinstance(items, str) else list(items)
 
 
-#: Lexical views kept for the groups of recent callers (see IndexContents.lexical_for): a forum
-#: has few distinct sets of groups, and a view costs a copy of the index's per-slot arrays.
+#: Lexical views kept for recent callers (see IndexContents.lexical_for), one per set of threads
+#: hidden from them: a forum restricts threads to few sets of groups, and a view costs a copy of
+#: the index's per-slot arrays.
 VIEWS_KEPT = 8
 
 
@@ -72,8 +73,9 @@ class IndexContents:
         # index keeps for the thread (0: public), so a caller's view leaves out a few labels
         # rather than a list of threads
         self._audiences: dict[frozenset[str], int] = {}
-        # lexical views for recent callers' groups: (lexical index, its version, groups) -> view
-        self._views: dict[tuple[int, int, frozenset[str]], tuple[LexicalIndex, LexicalIndex]] = {}
+        # lexical views for recent callers: (lexical index, its version, labels hidden) -> view;
+        # callers whose groups differ but hide the same threads (a group of a user's own) share one
+        self._views: dict[tuple[int, int, frozenset[int]], tuple[LexicalIndex, LexicalIndex]] = {}
         self._views_lock = threading.Lock()
         # the searches that first need the lexical index arrive together, under a shared lock
         self._building = threading.Lock()
@@ -202,7 +204,7 @@ class IndexContents:
         hidden = [n for groups, n in self._audiences.items() if viewer.isdisjoint(groups)]
         if not hidden:
             return lexical
-        key = (id(lexical), lexical.version, viewer)
+        key = (id(lexical), lexical.version, frozenset(hidden))
         with self._views_lock:
             held = self._views.get(key)
         if held is not None and held[0] is lexical:
@@ -210,7 +212,7 @@ class IndexContents:
         view = lexical.hiding(hidden)
         with self._views_lock:
             if len(self._views) >= VIEWS_KEPT or any(k[1] != lexical.version for k in self._views):
-                self._views.clear()  # a write made every view stale; otherwise few callers' groups recur
+                self._views.clear()  # a write made every view stale; otherwise few hidden sets recur
             self._views[key] = (lexical, view)
         return view
 
