@@ -197,6 +197,26 @@ def test_every_request_and_response_field_is_in_the_docs(app):
                     assert parameter["name"] in http_api, f"{path}: {parameter['name']}"
 
 
+def test_every_metric_is_in_the_http_api_page(tmp_path):
+    from fastapi.testclient import TestClient
+
+    index = ForumIndex(FakeEmbedder())
+    index.upsert([Thread("t1", "How do I calm down before a panic attack?")])
+    index.save(tmp_path / "index")
+    key = "a metrics key for the scrape"
+    app = create_app(Settings(index_dir=tmp_path / "index", metrics_key=key), embedder=FakeEmbedder())
+    with TestClient(app) as client:
+        client.get("/v1/search", params={"q": "panic attack"})
+        scrape = client.get("/metrics", headers={"X-API-Key": key})
+    assert scrape.status_code == 200
+    # a histogram's _created companion is prometheus_client's own (when its series began)
+    families = {f for f in re.findall(r"^# TYPE (qa_search_\w+) ", scrape.text, re.M)
+                if not f.endswith("_created")}
+    assert "qa_search_query_cache_total" in families  # the key was taken: every family is there
+    text = page("http-api.md")
+    assert [f for f in sorted(families) if f"`{f}" not in text] == []
+
+
 # ---- the library (docs/library.md)
 
 
