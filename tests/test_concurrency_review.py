@@ -542,3 +542,34 @@ def test_callers_whose_groups_hide_the_same_threads_share_one_lexical_view(serve
     readers = 3
     _run([reader(s) for s in range(readers)])
     assert len(made) <= 2 * readers  # each reader may make one before the first is kept
+
+
+def test_the_lock_never_lets_a_writer_in_beside_a_reader_or_another_writer():
+    """Seeded schedules of readers and writers (each yielding inside the lock so that others
+    run): no reader is inside while a writer is, and never two writers at once."""
+    lock = RWLock()
+    inside = {"readers": 0, "writers": 0}
+    state = threading.Lock()
+
+    def enter(kind: str) -> None:
+        with state:
+            inside[kind] += 1
+            assert inside["writers"] <= 1
+            assert not (inside["writers"] and inside["readers"]), f"{inside}"
+
+    def leave(kind: str) -> None:
+        with state:
+            inside[kind] -= 1
+
+    def worker(seed: int) -> Callable[[], None]:
+        def work() -> None:
+            r = random.Random(seed)
+            for _ in range(300):
+                kind = "writers" if r.random() < 0.2 else "readers"
+                with lock.write() if kind == "writers" else lock.read():
+                    enter(kind)
+                    time.sleep(0 if r.random() < 0.7 else 0.0002)
+                    leave(kind)
+        return work
+
+    _run([worker(s) for s in range(6)])
