@@ -144,6 +144,24 @@ def test_defaults_and_choices_in_the_synopses_are_the_code_s():
     assert checked >= 20  # the check reads the synopses at all
 
 
+def test_every_qa_search_command_line_in_the_docs_uses_options_its_command_has():
+    unknown = set()
+    for path in [*DOCS.glob("*.md"), ROOT / "README.md"]:
+        text = path.read_text(encoding="utf-8")
+        pieces = re.findall(r"`([^`\n]+)`", text)
+        for block in re.findall(r"```\w*\n(.*?)```", text, re.S):
+            pieces += block.splitlines()
+        for piece in pieces:
+            # one command: up to the next command, a comment or a shell separator
+            for name, rest in re.findall(r"qa-search ([a-z][a-z-]*)(.*?)(?=qa-search |#|;|\||&&|>|$)", piece):
+                if name not in main.commands:
+                    unknown.add(name)
+                    continue
+                named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[kq]\b)", rest))
+                assert named <= set(options_of(main.commands[name])), f"{path.name}: {piece}"
+    assert unknown <= {"set"}  # the crontab lines' user, named qa-search, runs `set -a`
+
+
 # ---- the HTTP API (docs/http-api.md)
 
 
