@@ -4,6 +4,10 @@ the routes through ``app.state.live``."""
 from __future__ import annotations
 
 import logging
+import multiprocessing.connection
+import os
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -42,6 +46,23 @@ def _report_startup_failure(settings: Settings, exc: Exception) -> None:
         log.warning("could not write the startup error to %s: %s", settings.startup_errors, err)
 
 
+def _end_with_supervisor() -> None:
+    """In a worker that a supervisor started (``uvicorn --workers N``, and so ``qa-search serve
+    --workers N``), shut down gracefully once the supervisor is gone. Killed outright (SIGKILL,
+    an out-of-memory kill), it could not stop its workers: they would go on serving unsupervised,
+    none replaced when it dies, and hold the port, so that starting the service again fails."""
+    parent = multiprocessing.parent_process()  # None unless multiprocessing started this process
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])  # readable once the parent has ended
+        log.warning("the supervising process %s has ended: shutting this worker down", parent.pid)
+        os.kill(os.getpid(), signal.SIGTERM)  # the server's own graceful shutdown
+
+    threading.Thread(target=watch, name="qa-search-supervisor", daemon=True).start()
+
+
 def lifespan(
     settings: Settings, metrics: Metrics, embedder: Embedder | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -62,6 +83,7 @@ def lifespan(
             raise
         metrics.track(live)
         live.start(settings.poll_seconds)
+        _end_with_supervisor()
         app.state.live = live
         try:
             yield

@@ -450,3 +450,25 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_its_writes_stay(server, pi
     found = server.each_worker(lambda: server.found("killword k4", "k4"), seconds=30)
     assert set(found) >= {new} and all(found.values()), found
     assert len(acked) == 5
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_when_serve_itself_is_killed_its_workers_end_and_it_starts_again_on_the_port(server, pinned):
+    a, b = pinned.workers
+    pinned.upsert(b, Thread("s1", "survivorword kept"))
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGKILL)  # the supervisor, as an out-of-memory kill might
+    server.proc.wait(timeout=10)
+    server._log.close()
+    # workers left without it would hold the port, and none would be replaced if it died
+    until(lambda: not _running(int(a)) and not _running(int(b)), seconds=30, every=0.05)
+    server.start()  # on the same port
+    found = server.each_worker(lambda: server.found("survivorword kept", "s1"), seconds=30)
+    assert all(found.values()) and not set(found) & {a, b}, found
