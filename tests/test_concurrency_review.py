@@ -78,11 +78,15 @@ def _answer(index: ForumIndex, text: str, k: int, groups: frozenset[str] | None)
     return [(h.thread_id, h.score) for h in index.search(text, k, groups=groups)]
 
 
-def _expected(threads: list[Thread], text: str, k: int, groups: frozenset[str] | None) -> Hits:
-    """What an index built single-threaded over the threads the caller may see answers."""
+def _alone(threads: list[Thread], groups: frozenset[str] | None) -> ForumIndex:
+    """An index built single-threaded over the threads the caller may see."""
     alone = ForumIndex(FakeEmbedder())
     alone.upsert([t for t in threads if _visible(t, groups)])
-    return _answer(alone, text, k, None)
+    return alone
+
+
+def _expected(threads: list[Thread], text: str, k: int, groups: frozenset[str] | None) -> Hits:
+    return _answer(_alone(threads, groups), text, k, None)
 
 
 def _same(got: Hits, want: Hits) -> None:
@@ -131,7 +135,8 @@ def test_concurrent_readers_of_many_groups_score_as_a_single_threaded_index(serv
     live = LiveIndex(index_dir, FakeEmbedder(), cache_size=16)
     rng = random.Random(2)
     queries = [_words(rng, 1, 4) for _ in range(10)] + [t.title for t in rng.sample(threads, 4)]
-    want = {(q, g): _expected(threads, q, 6, g) for q in queries for g in CALLERS}
+    alone = {g: _alone(threads, g) for g in CALLERS}
+    want = {(q, g): _answer(alone[g], q, 6, None) for q in queries for g in CALLERS}
     assert len(CALLERS) > VIEWS_KEPT + 2
 
     def reader(seed: int) -> Callable[[], None]:
