@@ -578,3 +578,36 @@ def test_the_lock_never_lets_a_writer_in_beside_a_reader_or_another_writer():
         return work
 
     _run([worker(s) for s in range(6)])
+
+
+def test_another_workers_delete_logged_with_a_rollback_is_seen_while_the_rollback_loads(tmp_path):
+    """Worker A meets a rollback's log (to be served once its generation loads, held here) in
+    the same read as a delete that worker B logged just after the rollback: A applies the
+    delete to the generation it still serves, as it does every write logged later, rather than
+    serving the deleted thread until the load ends (or, while it fails, at all)."""
+    index_dir = tmp_path / "idx"
+    rng = random.Random(13)
+    _publish(index_dir, _forum(rng, "g0-", 10))
+    _publish(index_dir, _forum(rng, "g1-", 10))
+    a, b = LiveIndex(index_dir, FakeEmbedder()), LiveIndex(index_dir, FakeEmbedder())
+    release = threading.Event()
+
+    def held(path, embedder):
+        assert release.wait(WEDGED)
+        return ForumIndex.load(path, embedder)
+
+    a._loader = held
+    a.start(60)  # woken by requests alone: none comes between the rollback and B's delete
+    try:
+        gone = _thread(rng, "w0")
+        b.upsert(gone)
+        assert _eventually(lambda: "w0" in [t for t, _ in _answer_live(a, gone.title, 3, None)])
+        rollback(index_dir)
+        b.delete("w0")
+        assert _eventually(lambda: "w0" not in [t for t, _ in _answer_live(a, gone.title, 3, None)], 5), \
+            "a delete acknowledged by another worker is served until the rollback's generation loads"
+        assert a.generation == 2  # the old generation, still loading the rollback's
+    finally:
+        release.set()
+        a.stop()
+    assert a.generation == 1 and "w0" not in a.index

@@ -249,12 +249,16 @@ class LiveIndex:
     def _take(
         self, before: tuple | None, entries: list[WriteEntry], vectors: dict[str, np.ndarray] | None = None
     ) -> bool:
-        """Apply entries read from the log, unless the log has become another generation's (a
-        rollback rewrote it: ``before`` is the file this handle read until now), in which case
-        they are left for the swap; returns whether a swap is due."""
+        """Apply entries read from the log; returns whether a swap is due: the log has become
+        another generation's (a rollback rewrote it: ``before`` is the file this handle read
+        until now). Then the writes the rollback put back, which the generation served holds
+        already, are left for the swap; the others (those pending, numbered again, and any
+        logged since) are applied here too, so each is seen from its acknowledgement on rather
+        than from a swap that waits for a load (and never comes while the load fails)."""
         if self._watch and self.log.file != before:
             switch = log_switch(self.index_dir)
             if switch is not None and switch["from"] == self.generation != switch["to"]:
+                self._apply([e for e in entries if e.restored_from is None], vectors)
                 return True
         self._apply(entries, vectors)
         return False
@@ -279,8 +283,6 @@ class LiveIndex:
             before = self.log.file
             unseen, entry = self.log.append_upsert(threads, write_id)
             swap = self._take(before, [*unseen, entry], vectors)
-            if swap:  # acknowledged, so served from now on, not from the swap on (which may fail)
-                self._apply([entry], vectors)
         if swap:  # the write is in the log of the generation swapped to as well
             self._swap_due()
         return entry
