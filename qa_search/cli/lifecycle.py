@@ -258,8 +258,9 @@ def info(index_dir: str, as_json: bool) -> None:
         calibration = {"own": "its own calibration", "shipped": "the shipped calibration",
                        "none": "raw cosine"}[used["calibration"]]
         verdicts = {
-            "reranker": "the attached reranker alone (calibrate with it attached to see whether a "
-                        "blend with the calibration does better)",
+            "reranker": "the attached reranker alone (no blend with a calibration is fitted for it: "
+                        "calibrate with it attached fits one where enough pairs it was not trained "
+                        "on allow)",
             "combined": f"{calibration} and the attached reranker, blended",
             "calibrated": calibration + (" (the attached reranker is not run: the blend left the "
                                          "verdicts to the calibration)" if used.get("reranker") else ""),
