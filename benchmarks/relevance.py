@@ -42,7 +42,9 @@ import hashlib
 import json
 import pickle
 import random
+import re
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -133,6 +135,31 @@ OFF_TOPIC_EN = [
 ]  # fmt: skip
 OFF_TOPIC = {"gibberish": GIBBERISH, "foreign": FOREIGN, "emoji": EMOJI, "junk": JUNK}
 
+#: Keyword-length off-topic queries: single made-up tokens (any forum) and single off-topic
+#: English words (against the mental-health forums only).
+KEYWORD_GIBBERISH = [
+    "qwzx", "asdf", "zxcv", "blorft", "snarg", "wibble", "xyzzy", "plugh", "fjdksla", "ghjk",
+    "sdfsdf", "wefwef", "qqqq", "hjkl", "mnbv", "lkjh", "poiuy", "zzzz", "kdjfh", "vbnm",
+    "ertyu", "dfgh", "grblx", "jjjj", "uiop", "wxyz", "frobnitz", "quux", "zorp", "flibber",
+]  # fmt: skip
+KEYWORD_OFF_TOPIC_EN = [
+    "carburetor", "kubernetes", "sourdough", "javascript", "volcano", "celsius", "eiffel", "mercury",
+    "tyre", "smartphone", "nodejs", "dinosaur", "photosynthesis", "algebra", "spreadsheet", "lyrics",
+    "croissant", "thermostat", "bitcoin", "ubuntu", "satellite", "barbecue", "trombone", "glacier",
+    "pizza", "umbrella", "tomatoes", "compiler", "gearbox", "asteroid",
+]  # fmt: skip
+#: Keyword queries drawn per forum (from its positives), and per other data set as off-topic.
+KEYWORDS_PER_SET = 300
+#: Words too common to be anyone's keyword.
+_KEYWORD_STOP_WORDS = (
+    "what when where which with your that this have from they there their about would could should "
+    "does doing been being were will into than then them these those just very also some more most "
+    "much many only other over such here after before again because while dont cant didnt want feel "
+    "like know think really still even make ever every anyone someone something things thing help "
+    "need"
+)
+KEYWORD_STOP = frozenset(_KEYWORD_STOP_WORDS.split())
+
 
 class CachedEmbedder:
     """The packaged embedder with its vectors kept on disk by text hash (under /tmp), so reruns
@@ -185,7 +212,8 @@ def signals_file() -> Path:
     """Where the measured signals are kept: one file per backend and default settings, so a
     change of either measures again."""
     backend = load_embedder().backend
-    settings = hashlib.sha1(json.dumps(asdict(IndexConfig()), sort_keys=True).encode()).hexdigest()[:12]
+    measured = {"settings": asdict(IndexConfig()), "signals": FEATURES, "keywords": KEYWORDS_PER_SET}
+    settings = hashlib.sha1(json.dumps(measured, sort_keys=True).encode()).hexdigest()[:12]
     return CACHE / f"relevance_signals-{backend}-{settings}.pkl"
 
 
@@ -327,24 +355,102 @@ def collect(embedder: CachedEmbedder, seed: int = 0) -> dict[str, dict]:
     return out
 
 
+def _keyword_words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 4 and w not in KEYWORD_STOP]
+
+
+def keyword_queries(
+    threads: Sequence[Thread], queries: Sequence[tuple[str, set, str | None]], seed: str
+) -> dict[int, list[tuple[str, set, str | None]]]:
+    """One- and two-word queries, as a person who types keywords would search for a question's
+    thread: for each of up to :data:`KEYWORDS_PER_SET` of ``queries`` drawn with ``seed``, the
+    rarest word (by how many titles hold it) that it shares with its right threads' titles, and
+    its two rarest. ``{1: [(text, right, own)], 2: [...]}``."""
+    by_id = {t.id: t for t in threads}
+    df = Counter(w for t in threads for w in set(_keyword_words(t.title)))
+    drawn = random.Random(seed).sample(list(queries), min(KEYWORDS_PER_SET, len(queries)))
+    out: dict[int, list[tuple[str, set, str | None]]] = {1: [], 2: []}
+    for text, right, own in drawn:
+        titles = {w for r in right for w in _keyword_words(by_id[r].title)}
+        shared = sorted({w for w in _keyword_words(text) if w in titles}, key=lambda w: (df[w], w))
+        for n in (1, 2):
+            if len(shared) >= n:
+                out[n].append((" ".join(shared[:n]), right, own))
+    return out
+
+
+def collect_keywords(embedder: CachedEmbedder) -> dict[str, dict]:
+    """Per forum, keyword queries: ``queries`` ({n words: [((K, f) signals, the right hit's rank
+    in the top K or None)]}), and per keyword-length off-topic kind the signals of each query's
+    hits (``neg``): single made-up tokens, single off-topic English words (mental-health forums
+    only), and the other data sets' one- and two-word queries (as :data:`CROSS` pairs them)."""
+    built = {name: make() for name, make in FORUMS.items()}
+    drawn = {name: keyword_queries(t, q, f"keywords-{name}") for name, (t, q) in built.items()}
+    out: dict[str, dict] = {}
+    for name, (threads, _) in built.items():
+        index = ForumIndex(embedder)
+        index.upsert(threads)
+        embedder.save()
+        res: dict = {"queries": {}, "neg": {}, "texts": {}}
+        for n, kqs in drawn[name].items():
+            rows = []
+            for text, right, own in kqs:
+                tids, x = search_signals(index, text, own)
+                rows.append((x, next((i for i, t in enumerate(tids) if t in right), None)))
+            res["queries"][n] = rows
+        kinds = {"kw_gibberish": KEYWORD_GIBBERISH}
+        if name in ("sample", "counselchat"):
+            kinds["kw_offtopic_en"] = KEYWORD_OFF_TOPIC_EN
+        rng = random.Random(f"keyword-negatives-{name}")
+        for other in CROSS[name]:
+            pool = [t for n in (1, 2) for t, _, _ in drawn[other][n]]
+            kinds[f"kw_from_{other}"] = rng.sample(pool, min(KEYWORDS_PER_SET, len(pool)))
+        for kind, texts in kinds.items():
+            res["neg"][kind] = [search_signals(index, t, None)[1] for t in texts]
+            res["texts"][kind] = texts
+        embedder.save()
+        out[name] = res
+        counts = ", ".join(f"{n} words {len(r)}" for n, r in res["queries"].items())
+        print(f"{name}: keyword queries {counts}", file=sys.stderr)
+    return out
+
+
 # -- fitting ------------------------------------------------------------------------------------
 
 
-def _stack(data: dict[str, dict], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _keyword_positives(d: dict) -> np.ndarray:
+    """The right hit's signals of each keyword query (one or two words) whose right thread is
+    in its top K."""
+    kw = d["keywords"]["queries"]
+    return np.array([x[at] for n in (1, 2) for x, at in kw[n] if at is not None])
+
+
+def _stack(
+    data: dict[str, dict], names: Sequence[str], keyword_weight: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, labels and weights over ``names``: each set's positives weigh 1 in all, and so do
-    its negatives, spread evenly over its off-topic kinds."""
+    its negatives, spread evenly over its off-topic kinds; its keyword queries' positives weigh
+    ``keyword_weight`` in all, and so do its keyword-length off-topic queries, spread evenly
+    over their kinds."""
     xs, ys, ws = [], [], []
+
+    def add(rows: np.ndarray, label: float, weight: float) -> None:
+        xs.append(rows)
+        ys.append(np.full(len(rows), label))
+        ws.append(np.full(len(rows), weight / len(rows)))
+
     for name in names:
         d = data[name]
-        xs.append(d["pos"])
-        ys.append(np.ones(len(d["pos"])))
-        ws.append(np.full(len(d["pos"]), 1.0 / len(d["pos"])))
+        add(d["pos"], 1.0, 1.0)
         kinds = [k for k, v in d["neg"].items() if v]
         for kind in kinds:
-            rows = np.concatenate([x for x in d["neg"][kind] if len(x)])
-            xs.append(rows)
-            ys.append(np.zeros(len(rows)))
-            ws.append(np.full(len(rows), 1.0 / (len(rows) * len(kinds))))
+            add(np.concatenate([x for x in d["neg"][kind] if len(x)]), 0.0, 1.0 / len(kinds))
+        if keyword_weight:
+            add(_keyword_positives(d), 1.0, keyword_weight)
+            kw_kinds = [k for k, v in d["keywords"]["neg"].items() if v]
+            for kind in kw_kinds:
+                rows = np.concatenate([x for x in d["keywords"]["neg"][kind] if len(x)])
+                add(rows, 0.0, keyword_weight / len(kw_kinds))
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
 
 
@@ -355,7 +461,9 @@ def _model(coef, intercept, features, cut, report=None) -> RelevanceModel:
 def measure(model: RelevanceModel, d: dict, cut: float) -> dict:
     """On one forum: positives kept (their right hit at or above the cut) and off-topic queries
     left empty (no hit at or above it): the written list's, the other data sets' and all, and
-    per kind."""
+    per kind; and its keyword queries: of those whose right thread is in the top K, the share
+    that keep it (``keywords_kept``), the share of all that show nothing, and the keyword-length
+    off-topic queries left empty, per kind."""
 
     def empty(queries) -> float:
         return float(np.mean([not len(x) or model.probability(x).max() < cut for x in queries]))
@@ -363,6 +471,8 @@ def measure(model: RelevanceModel, d: dict, cut: float) -> dict:
     kinds = {kind: qs for kind, qs in d["neg"].items() if qs}
     written = [q for kind, qs in kinds.items() if not kind.startswith("from_") for q in qs]
     cross = [q for kind, qs in kinds.items() if kind.startswith("from_") for q in qs]
+    kw = d["keywords"]
+    found = {n: [(x, at) for x, at in kw["queries"][n] if at is not None] for n in (1, 2)}
     return {
         "kept": float((model.probability(d["pos"]) >= cut).mean()),
         "empty_written": empty(written),
@@ -370,23 +480,35 @@ def measure(model: RelevanceModel, d: dict, cut: float) -> dict:
         "empty": empty(written + cross),
         "by_kind": {kind: empty(qs) for kind, qs in kinds.items()},
         "right_in_top5": d["found"] / d["queries"],
+        "keywords_right_in_top5": {n: f"{len(found[n])} of {len(kw['queries'][n])}" for n in (1, 2)},
+        "keywords_kept": {
+            n: float(np.mean([model.probability(x)[at] >= cut for x, at in found[n]])) if found[n] else None
+            for n in (1, 2)
+        },
+        "keywords_nothing": {
+            n: empty([x for x, _ in kw["queries"][n]]) if kw["queries"][n] else None for n in (1, 2)
+        },
+        "keywords_empty_by_kind": {kind: empty(qs) for kind, qs in kw["neg"].items() if qs},
     }
 
 
-def fit(data: dict[str, dict], names: Sequence[str], features: Sequence[str], keep: float) -> RelevanceModel:
+def fit(
+    data: dict[str, dict], names: Sequence[str], features: Sequence[str], keep: float, keyword_weight: float
+) -> RelevanceModel:
     """The model over ``names`` and its cut: the highest relevance that keeps ``keep`` of every
-    one of those sets' positives."""
-    x, y, w = _stack(data, names)
+    one of those sets' question positives (keyword queries do not set the cut)."""
+    x, y, w = _stack(data, names, keyword_weight)
     coef, intercept = fit_relevance(x, y, features, weights=w)
     model = _model(coef, intercept, features, 0.0)
     cut = min(float(np.quantile(model.probability(data[n]["pos"]), 1 - keep)) for n in names)
     return _model(coef, intercept, features, cut)
 
 
-def leave_one_out(data: dict[str, dict], features: Sequence[str], keep: float) -> dict[str, dict]:
+def leave_one_out(data: dict[str, dict], candidate: tuple[str, float, float]) -> dict[str, dict]:
+    features, keep, keyword_weight = candidate
     out = {}
     for held in SETS:
-        model = fit(data, [n for n in SETS if n != held], features, keep)
+        model = fit(data, [n for n in SETS if n != held], CANDIDATE_FEATURES[features], keep, keyword_weight)
         out[held] = {"cut": model.min_relevance, **measure(model, data[held], model.min_relevance)}
     return out
 
@@ -399,29 +521,77 @@ def worst(run: dict[str, dict]) -> dict[str, float]:
         "empty_other_sets": min(
             r["empty_other_sets"] for r in run.values() if r["empty_other_sets"] is not None
         ),
+        "one_word_kept": min(r["keywords_kept"][1] for r in run.values()),
     }
 
 
-#: Signal sets tried, and the share of the fitting sets' positives the cut keeps.
+#: Signal sets tried, the share of the fitting sets' positives the cut keeps, and the weight of
+#: each set's keyword queries (and keyword-length off-topic queries) against its questions'.
 CANDIDATE_FEATURES = {
-    "all": FEATURES,
-    "no_top_dense": tuple(f for f in FEATURES if f != "top_dense"),
+    "all": FEATURES[:5],
+    "no_top_dense": tuple(f for f in FEATURES[:5] if f != "top_dense"),
     "scores_only": ("dense", "top_dense", "lexical"),
     "dense_only": ("dense",),
+    "all+short": FEATURES,
+    "no_top_dense+short": tuple(f for f in FEATURES if f != "top_dense"),
 }
 CANDIDATE_KEEP = (0.97, 0.98, 0.99)
+CANDIDATE_KEYWORD_WEIGHT = (0.0, 0.1, 0.25)
+#: Most a keyword candidate may cost, on any held-out forum, in the other data sets' questions
+#: left with nothing, against the questions-only choice.
+OTHER_SETS_SLACK = 0.01
+#: Least gain, on every held-out forum, in one-word queries that keep their right thread.
+ONE_WORD_GAIN = 0.10
 
 
-def choose(runs: dict[tuple[str, float], dict]) -> tuple[str, float]:
-    """The candidate whose worst held-out set meets both targets on the written off-topic list,
+def _meets(w: dict[str, float]) -> bool:
+    return w["kept"] >= KEEP and w["empty_written"] >= EMPTY
+
+
+def choose_questions_only(runs: dict[tuple, dict]) -> tuple:
+    """Among the candidates fitted on questions alone (no keyword queries, no ``short``
+    signals): the one whose worst held-out set meets both targets on the written off-topic list,
     the most other-set queries left empty among those; failing that, the one nearest the
     targets. The other sets' queries are not all off-topic (Quora asks about anxiety too), so
     they break ties rather than decide."""
-    w = {c: worst(r) for c, r in runs.items()}
-    meets = [c for c in runs if w[c]["kept"] >= KEEP and w[c]["empty_written"] >= EMPTY]
+    pool = [c for c in runs if c[2] == 0 and "short" not in c[0]]
+    w = {c: worst(runs[c]) for c in pool}
+    meets = [c for c in pool if _meets(w[c])]
     if meets:
         return max(meets, key=lambda c: (w[c]["empty_other_sets"], w[c]["kept"]))
-    return max(runs, key=lambda c: min(w[c]["kept"] - KEEP, w[c]["empty_written"] - EMPTY))
+    return max(pool, key=lambda c: min(w[c]["kept"] - KEEP, w[c]["empty_written"] - EMPTY))
+
+
+def choose(runs: dict[tuple, dict]) -> tuple[tuple, tuple]:
+    """``(chosen, questions-only)``. A candidate replaces the questions-only choice only where,
+    in each held-out forum, it keeps its one-word queries' right threads at least
+    :data:`ONE_WORD_GAIN` more often and leaves at most :data:`OTHER_SETS_SLACK` fewer of the
+    other data sets' questions with nothing, and its worst held-out set meets both targets; of
+    those, the one with the best worst-forum one-word figure."""
+    base = choose_questions_only(runs)
+    b = runs[base]
+
+    def better(c: tuple) -> bool:
+        r = runs[c]
+        return _meets(worst(r)) and all(
+            r[s]["keywords_kept"][1] >= b[s]["keywords_kept"][1] + ONE_WORD_GAIN
+            and (
+                b[s]["empty_other_sets"] is None
+                or r[s]["empty_other_sets"] >= b[s]["empty_other_sets"] - OTHER_SETS_SLACK
+            )
+            for s in SETS
+        )
+
+    better_ones = [c for c in runs if c != base and better(c)]
+    if not better_ones:
+        return base, base
+    w = {c: worst(runs[c]) for c in better_ones}
+    return max(better_ones, key=lambda c: (w[c]["one_word_kept"], w[c]["empty_other_sets"])), base
+
+
+def _name(candidate: tuple) -> str:
+    features, keep, keyword_weight = candidate
+    return f"{features}@{keep}" + (f"+kw{keyword_weight}" if keyword_weight else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -436,47 +606,67 @@ def main(argv: list[str] | None = None) -> int:
     if signals.is_file() and not args.fresh:
         data = pickle.loads(signals.read_bytes())
     else:
-        data = collect(cached_embedder())
+        embedder = cached_embedder()
+        data = collect(embedder)
+        for name, kw in collect_keywords(embedder).items():
+            data[name]["keywords"] = kw
         signals.parent.mkdir(parents=True, exist_ok=True)
         signals.write_bytes(pickle.dumps(data))
     runs = {
-        (name, keep): leave_one_out(data, feats, keep)
-        for name, feats in CANDIDATE_FEATURES.items()
+        (name, keep, weight): leave_one_out(data, (name, keep, weight))
+        for name in CANDIDATE_FEATURES
         for keep in CANDIDATE_KEEP
+        for weight in CANDIDATE_KEYWORD_WEIGHT
+        if weight == 0 or name in ("all", "no_top_dense", "all+short", "no_top_dense+short")
     }
-    chosen = choose(runs)
-    name, keep = chosen
-    final = fit(data, SETS, CANDIDATE_FEATURES[name], keep)
+    chosen, base = choose(runs)
+    name, keep, weight = chosen
+    final = fit(data, SETS, CANDIDATE_FEATURES[name], keep, weight)
     report = {
         "fitted_by": "benchmarks/relevance.py",
         "features": name,
         "cut_keeps_of_fitting_positives": keep,
+        "keyword_weight": weight,
         "targets": {"kept": KEEP, "empty": EMPTY},
         "leave_one_out": runs[chosen],
         "worst_held_out": worst(runs[chosen]),
+        "questions_only": {"candidate": _name(base), "leave_one_out": runs[base]},
         "fitted_on_all": {n: measure(final, data[n], final.min_relevance) for n in SETS},
-        "candidates": {f"{n}@{k}": worst(r) for (n, k), r in runs.items()},
+        "candidates": {_name(c): worst(r) for c, r in runs.items()},
     }
     final = _model(final.coef, final.intercept, final.features, round(final.min_relevance, 4), report)
     if not args.json:
         pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-        print(f"chosen: {name} {final.features}, cut keeping {keep:.0%} of the fitting positives")
+        print(f"chosen: {_name(chosen)} {final.features}; questions-only: {_name(base)}")
         print(f"shipped cut (fitted on all four): {final.min_relevance:.4f}")
         print(
-            "| held out | cut | right in top 5 | kept | written off-topic empty | other sets' queries empty |"
+            "| held out | cut | right in top 5 | kept | written off-topic empty | other sets' queries empty "
+            "| one word: right in top 5 / kept / nothing | two words: right in top 5 / kept / nothing |"
         )
-        print("|---|---|---|---|---|---|")
-        for held, r in runs[chosen].items():
-            print(
-                f"| {held} | {r['cut']:.3f} | {pct(r['right_in_top5'])} | {pct(r['kept'])} "
-                f"| {pct(r['empty_written'])} | {pct(r['empty_other_sets'])} |"
-            )
-        print("| candidate | worst kept | worst written empty | worst other sets empty |")
-        print("|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
+        for label, run in (("chosen", runs[chosen]), ("questions only", runs[base])):
+            for held, r in run.items():
+                kw = " | ".join(
+                    f"{r['keywords_right_in_top5'][n]} / {pct(r['keywords_kept'][n])} / "
+                    f"{pct(r['keywords_nothing'][n])}"
+                    for n in (1, 2)
+                )
+                print(
+                    f"| {held} ({label}) | {r['cut']:.3f} | {pct(r['right_in_top5'])} | {pct(r['kept'])} "
+                    f"| {pct(r['empty_written'])} | {pct(r['empty_other_sets'])} | {kw} |"
+                )
+        print(
+            "| candidate | worst kept | worst written empty | worst other sets empty | worst one word kept |"
+        )
+        print("|---|---|---|---|---|")
         for c, w in report["candidates"].items():
-            print(f"| {c} | {pct(w['kept'])} | {pct(w['empty_written'])} | {pct(w['empty_other_sets'])} |")
+            print(
+                f"| {c} | {pct(w['kept'])} | {pct(w['empty_written'])} | {pct(w['empty_other_sets'])} "
+                f"| {pct(w['one_word_kept'])} |"
+            )
         for held, r in runs[chosen].items():
-            print(f"  {held} by kind: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["by_kind"].items()))
+            kinds = {**r["by_kind"], **r["keywords_empty_by_kind"]}
+            print(f"  {held} by kind: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in kinds.items()))
     print(json.dumps({"model": final.to_dict()}, default=float))
     if args.write:
         current = json.loads(DEFAULTS.read_text("utf-8")) if DEFAULTS.is_file() else {}

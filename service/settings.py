@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     #: Queries shorter than this (after trimming) return no hits without touching the model.
     min_query_chars: int = Field(3, ge=1)
     #: Search hits less likely than this to answer the query are dropped, so off-topic text and
-    #: gibberish find nothing; unset: the cut fitted with the index's model (0.5619 for the
+    #: gibberish find nothing; unset: the cut fitted with the index's model (0.5881 for the
     #: packaged one, docs/quality.md "No match"); 0: keep every hit. A request's min_relevance wins.
     min_relevance: float | None = Field(None, ge=0, le=1)
     #: Largest request body accepted, in bytes.

@@ -41,13 +41,18 @@ PARAPHRASES = [
 
 
 def random_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    dense, lexical = rng.uniform(-0.2, 1.2, n), rng.uniform(0, 1, n)
+    short = rng.integers(0, 2, n).astype(float)
     return np.column_stack(
         [
+            dense,
             rng.uniform(-0.2, 1.2, n),
-            rng.uniform(-0.2, 1.2, n),
-            rng.uniform(0, 1, n),
+            lexical,
             rng.uniform(0, 1, n),
             np.log1p(rng.integers(0, 30, n)),
+            dense * short,
+            lexical * short,
+            short,
         ]
     )
 
@@ -61,9 +66,19 @@ def test_relevance_is_a_probability_and_never_falls_as_a_score_signal_rises():
         higher = x.copy()
         higher[:, FEATURES.index(name)] += rng.uniform(0, 0.5, len(x))
         assert (SHIPPED.probability(higher) >= p).all(), name
-    # a hit that matches better than another, for the same query, is at least as relevant
-    rows = relevance_rows([0.8, 0.5, 0.3], [0.6, 0.6, 0.0], 6, 6)
-    assert list(SHIPPED.probability(rows)) == sorted(SHIPPED.probability(rows), reverse=True)
+    # a hit that matches better than another, for the same query, is at least as relevant: a
+    # question's, and a keyword's
+    for words, known in ((6, 6), (1, 1), (2, 1)):
+        rows = relevance_rows([0.8, 0.5, 0.3], [0.6, 0.6, 0.0], words, known)
+        assert list(SHIPPED.probability(rows)) == sorted(SHIPPED.probability(rows), reverse=True)
+
+
+def test_only_a_query_of_one_or_two_content_words_the_forum_knows_is_a_keyword_query():
+    col = {name: FEATURES.index(name) for name in ("dense_short", "lexical_short", "short")}
+    for words, known, short in ((1, 1, 1.0), (2, 1, 1.0), (2, 2, 1.0), (3, 3, 0.0), (1, 0, 0.0), (0, 0, 0.0)):
+        row = relevance_rows([0.5], [0.4], words, known)[0]
+        assert row[col["short"]] == short, (words, known)
+        assert (row[col["dense_short"]], row[col["lexical_short"]]) == (0.5 * short, 0.4 * short)
 
 
 def test_fit_keeps_the_score_signals_coefficients_non_negative():
@@ -115,6 +130,28 @@ def test_off_topic_queries_find_nothing_at_the_default_cut_and_paraphrases_keep_
     assert [h.thread_id for h in sample_index.search("qwzx", k=5)] == [
         h.thread_id for h in sample_index.search("qwzx", k=5, min_relevance=None)
     ]
+
+
+#: One-word searches for the sample's own subjects (its category names among them), each with
+#: threads on it: (the word, the stem the best thread's question holds).
+FORUM_KEYWORDS = [("anxiety", "anxi"), ("insomnia", "insomnia"), ("grief", "grie"), ("depression", "depress"),
+                  ("parenting", "parent")]
+#: One-word searches for nothing the sample holds: made up, or off its subject.
+OFF_TOPIC_KEYWORDS = ["qwzx", "lasagna", "carburettor", "football"]
+
+
+@pytest.mark.slow
+def test_a_keyword_of_the_forums_own_subject_keeps_its_threads_while_off_topic_words_find_nothing(
+    sample_index,
+):
+    cut = SHIPPED.min_relevance
+    for word, stem in FORUM_KEYWORDS:
+        hits = sample_index.search(word, k=5, min_relevance=cut)
+        assert hits, word
+        # the threads kept are about it: the best one's question says so
+        assert stem in sample_index.get(hits[0].thread_id).question_text.lower(), word
+    for word in OFF_TOPIC_KEYWORDS:
+        assert sample_index.search(word, k=5, min_relevance=cut) == [], word
 
 
 @pytest.mark.slow

@@ -18,10 +18,19 @@ The signals (:data:`FEATURES`), per hit:
   (:mod:`qa_search.scoring.lexical`): how much of the idf mass of the query's known words it
   covers;
 * ``known_fraction``: the fraction of the query's content words the forum's vocabulary knows;
-* ``known_words``: ``log1p`` of how many distinct known content words the query has.
+* ``known_words``: ``log1p`` of how many distinct known content words the query has;
+* ``short``: 1 for a keyword query (one or two content words, at least one of them known),
+  else 0; ``dense_short`` and ``lexical_short`` are ``dense`` and ``lexical`` times it.
 
-The first three are score signals: the fitted coefficients on them are never negative, so a
-better match never gets a lower relevance.
+A keyword query is a different kind of evidence: its cosine with a whole question is lower
+than a question's, and covering one word is easier than covering ten, so the same scores mean
+something else. The three ``short`` signals give keyword queries their own intercept and
+slopes while leaving those of longer queries as they were; all three mean the same on any
+forum.
+
+``dense``, ``top_dense``, ``lexical``, ``dense_short`` and ``lexical_short`` are score signals:
+the fitted coefficients on them are never negative, so a better match never gets a lower
+relevance.
 """
 
 from __future__ import annotations
@@ -32,9 +41,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FEATURES = ("dense", "top_dense", "lexical", "known_fraction", "known_words")
+FEATURES = (
+    "dense",
+    "top_dense",
+    "lexical",
+    "known_fraction",
+    "known_words",
+    "dense_short",
+    "lexical_short",
+    "short",
+)
 #: The score signals, whose coefficients are kept at or above 0.
-MONOTONE = ("dense", "top_dense", "lexical")
+MONOTONE = ("dense", "top_dense", "lexical", "dense_short", "lexical_short")
+#: A keyword query has at most this many content words.
+SHORT_QUERY_WORDS = 2
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -50,14 +70,21 @@ def relevance_rows(
     scores = np.asarray(dense, np.float64)
     n = len(scores)
     top = float(scores.max()) if n else 0.0
+    lexical_scores = np.asarray(lexical, np.float64).reshape(n)
     fraction = known_words / query_words if query_words else 0.0
+    # a query of words the forum has never seen is no keyword search of it: it keeps the
+    # longer queries' slopes, which leave such queries with nothing
+    short = 1.0 if known_words >= 1 and query_words <= SHORT_QUERY_WORDS else 0.0
     return np.column_stack(
         [
             scores,
             np.full(n, top),
-            np.asarray(lexical, np.float64).reshape(n),
+            lexical_scores,
             np.full(n, fraction),
             np.full(n, math.log1p(known_words)),
+            scores * short,
+            lexical_scores * short,
+            np.full(n, short),
         ]
     ).reshape(n, len(FEATURES))
 
