@@ -608,6 +608,7 @@ def test_a_delete_logged_with_a_rollback_is_seen_while_the_rollback_loads(tmp_pa
         (a if deleter == "this worker" else b).delete("w0")
         assert _eventually(lambda: "w0" not in [t for t, _ in _answer_live(a, gone.title, 3, None)], 5), \
             "an acknowledged delete is served until the rollback's generation loads"
+        assert _eventually(lambda: a.loading_generation == 1)
         assert a.generation == 2  # the old generation, still loading the rollback's
     finally:
         release.set()
