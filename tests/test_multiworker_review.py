@@ -25,7 +25,7 @@ import jwt
 import pytest
 from conftest import FakeEmbedder
 
-from qa_search import ForumIndex, Thread, write_dump
+from qa_search import ForumIndex, LiveIndex, Thread, update_index, write_dump
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -428,6 +428,35 @@ def test_writes_through_another_worker_are_applied_while_a_generation_loads(serv
         assert top(pinned, worker, "gatedword arrives") == "g1"
         assert top(pinned, worker, "question 7 about word7 and topic0") != "t7"
         assert top(pinned, worker, "another operator update") == "u2"
+
+
+def test_a_write_logged_just_before_a_publish_is_served_by_a_worker_that_had_not_read_it(tmp_path):
+    """The publish compacts the write out of the log before the other worker has read it; that
+    worker must not lose it until its load of the new generation (which holds it) is done."""
+    build(tmp_path / "index", forum(20))
+    taker, other = (LiveIndex(tmp_path / "index", FakeEmbedder()) for _ in range(2))
+    release = threading.Event()
+    load = other._loader
+    other._loader = lambda path, embedder: release.wait(10) and load(path, embedder)
+    other.start(3600)  # no tick: only a request wakes it
+    try:
+        taker.upsert(Thread("w1", "lateword written"))
+        taker.delete("t3")
+        update_index(tmp_path / "index", [Thread("u1", "an operator update")], FakeEmbedder())
+
+        def applied() -> bool:
+            with other.reading() as index:
+                return "w1" in index and "t3" not in index
+
+        assert until(applied)
+        assert (other.generation, other.loading_generation) == (1, 2)  # still loading the publish
+        release.set()
+        until(lambda: other.generation == 2)
+        with other.reading() as index:
+            assert "w1" in index and "t3" not in index and "u1" in index
+    finally:
+        release.set()
+        other.stop()
 
 
 def test_a_worker_killed_with_sigkill_is_replaced_and_its_writes_stay(server, pinned):

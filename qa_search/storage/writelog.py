@@ -15,7 +15,9 @@ Appends and compactions hold an exclusive ``flock`` on ``DIR/writes.lock``; read
 lock and only consume complete lines.
 
 The writes a build folds in are also kept in the generation it publishes (``live_writes.jsonl``,
-the same records, each with the ``id`` it was given when logged). A rollback puts the writes the
+the same records, each with the ``id`` it was given when logged). A serving process that had not
+read some of them when the log was compacted reads them from there, so that the generation it
+serves while it loads the new one has them too. A rollback puts the writes the
 current generation's line holds and the target's does not back at the head of the log (see
 :func:`writes_for_switch`), so a write the service acknowledged is never lost to a rollback.
 """
@@ -203,9 +205,10 @@ class WriteLog:
             or st.st_mtime_ns != self._mtime
         )
 
-    def _read(self) -> tuple[list[WriteEntry], tuple, SnapshotError | None]:
+    def _read(self, scratch: bool = False) -> tuple[list[WriteEntry], tuple, SnapshotError | None]:
         """What a poll would return, the read position after it and the error of a damaged
-        line (reading stops before it), without moving this handle."""
+        line (reading stops before it), without moving this handle. ``scratch``: the log as it
+        is, from its start (for whoever rewrites it), without what was compacted out of it."""
         if self._damage is not None:  # the same damaged file as last time: not read again
             st = self._stat()
             position, error, seen, line = self._damage
@@ -243,12 +246,26 @@ class WriteLog:
                         self._damage = (position, error, state, line)
                     return out, position, error
                 if isinstance(item, dict):
+                    if not scratch:
+                        out.extend(self._compacted_unread(item, last_seq))
                     last_seq = max(last_seq, int(item.get("compacted_through", 0)))
                 elif item.seq > last_seq:
                     out.append(item)
                     last_seq = item.seq
             pos += len(line)
         return out, (file_id, offset + complete, last_seq, st.st_mtime_ns), None
+
+    def _compacted_unread(self, header: dict, last_seq: int) -> list[WriteEntry]:
+        """The entries a publish compacted out of the log (``header`` is the new log's) before
+        this handle read them, from the generation that folded them in: a serving process
+        applies them to the generation it serves while it loads that one. None after a
+        rollback's header: the writes it puts back are in its log, and a served generation
+        must not get its target's."""
+        through, generation = int(header.get("compacted_through", 0)), header.get("generation")
+        if through <= last_seq or generation is None or "switch" in header:
+            return []
+        folded = generation_writes(self.index_dir, int(generation))
+        return sorted((e for e in folded if last_seq < e.seq <= through), key=lambda e: e.seq)
 
     def poll(self) -> list[WriteEntry]:
         """Entries appended since the last poll, in log order.
@@ -257,7 +274,10 @@ class WriteLog:
         before it are returned, and the next poll raises :class:`SnapshotError` until the line
         is repaired; then reading goes on from it.
         """
-        entries, position, error = self._read()
+        return self._poll()
+
+    def _poll(self, scratch: bool = False) -> list[WriteEntry]:
+        entries, position, error = self._read(scratch)
         if error is not None and not entries:
             raise error
         self._file_id, self._offset, self.last_seq, self._mtime = position
@@ -276,7 +296,7 @@ class WriteLog:
         """Every entry in the log, up to a damaged line (resets this handle to read from the
         start)."""
         self._file_id, self._offset, self.last_seq, self._mtime = None, 0, 0, 0
-        return self.poll()
+        return self._poll(scratch=True)
 
     def read_all_strict(self) -> list[WriteEntry]:
         """Every entry in the log; :class:`SnapshotError` if a line is damaged. For whoever
