@@ -163,7 +163,8 @@ class SearchQuery:
     exclude_closed: bool = False
     recency_half_life_days: float | None = None
     highlight: bool = False
-    #: The relevance cut, the service's default put in where the request named none.
+    #: The relevance cut, the service's default put in where the request named none; None: the
+    #: index's own (see :meth:`LiveIndex.search_page`).
     min_relevance: float | None = None
 
     def options(self) -> dict:
@@ -216,15 +217,14 @@ def _date_range(after: str | None, before: str | None) -> tuple[str | None, str 
     return after, before
 
 
-def _min_relevance(settings: Settings, live: LiveIndex, asked: float | None) -> float | None:
-    if asked is not None:
-        return asked
-    return live.default_min_relevance if settings.min_relevance is None else settings.min_relevance
+def _min_relevance(settings: Settings, asked: float | None) -> float | None:
+    """The request's cut, else the settings' (None: the index's own, which the search reads from
+    the generation it runs on)."""
+    return asked if asked is not None else settings.min_relevance
 
 
 def search_in_query(
     settings: SettingsDep,
-    live: LiveDep,
     q: Annotated[str, Query(description="The text typed so far.", examples=["my therapist made a mistake"])],
     k: Annotated[int | None, Query(ge=1, description="Threads to return [default: 10].")] = None,
     tags: Annotated[list[str] | None, Query(
@@ -250,15 +250,15 @@ def search_in_query(
     after, before = _date_range(created_after, created_before)
     return SearchQuery(_text(settings, q, "q"), _k(settings, k, 10), tags, category, offset, after, before,
                        exclude_closed, recency_half_life_days, highlight,
-                       _min_relevance(settings, live, min_relevance))
+                       _min_relevance(settings, min_relevance))
 
 
-def search_in_body(settings: SettingsDep, live: LiveDep, request: SearchRequest) -> SearchQuery:
+def search_in_body(settings: SettingsDep, request: SearchRequest) -> SearchQuery:
     after, before = _date_range(request.created_after, request.created_before)
     return SearchQuery(_text(settings, request.q, "q"), _k(settings, request.k, 10), request.tags,
                        request.category, request.offset, after, before, request.exclude_closed,
                        request.recency_half_life_days, request.highlight,
-                       _min_relevance(settings, live, request.min_relevance))
+                       _min_relevance(settings, request.min_relevance))
 
 
 def duplicates_in_query(

@@ -14,18 +14,26 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from conftest import FakeEmbedder
+from fastapi.testclient import TestClient
 
 from qa_search import Answer, ForumIndex, IndexConfig, LiveIndex, Thread
+from qa_search.embedding.model_defaults import ShippedDefaults
 from qa_search.index.contents import VIEWS_KEPT
 from qa_search.index.rwlock import RWLock
 from qa_search.scoring.lexical import LexicalIndex
+from qa_search.scoring.relevance import FEATURES, RelevanceModel
 from qa_search.storage.generations import rollback
+from service.app import create_app
+from service.routes.moderation import ClusterCache
+from service.settings import Settings
 
 GROUPS = ("mods", "grief", "teens", "carers", "staff")
 WORDS = [
@@ -614,3 +622,93 @@ def test_a_delete_logged_with_a_rollback_is_seen_while_the_rollback_loads(tmp_pa
         release.set()
         a.stop()
     assert a.generation == 1 and "w0" not in a.index
+
+
+# -- one generation per answer: the relevance cut, the moderators' clusters ---------------------
+
+
+def _with_cut(threads: list[Thread], cut: float) -> ForumIndex:
+    """An index whose relevance model gives every hit 0.5 and cuts at ``cut``."""
+    model = RelevanceModel((FEATURES[0],), (0.0,), 0.0, cut)
+    index = ForumIndex(FakeEmbedder())
+    index.shipped_defaults = ShippedDefaults.of(index.embedder.name, {"relevance": model.to_dict()})
+    index.upsert(threads)
+    return index
+
+
+@pytest.mark.parametrize(("old_cut", "new_cut"), [(0.9, 0.1), (0.1, 0.9)])
+def test_a_search_page_is_cut_at_the_default_of_the_generation_its_hits_come_from(tmp_path, monkeypatch,
+                                                                                   old_cut, new_cut):
+    """A generation with another relevance model (a model change, or refreshed defaults) is
+    swapped in as a search begins: the page is cut at that generation's default cut, the one
+    its hits' relevance was fitted for, never at the generation the request was parsed under."""
+    index_dir = tmp_path / "idx"
+    threads = _forum(random.Random(14), "t", 12)
+    _with_cut(threads, old_cut).save(index_dir)
+    app = create_app(Settings(index_dir=index_dir, read_rate="0", poll_seconds=60), embedder=FakeEmbedder())
+    with TestClient(app) as client:
+        live: LiveIndex = app.state.live
+        reading = live.reading
+        swapped: list[int] = []
+
+        def swap_first() -> Any:
+            if not swapped:  # published only now, so that nothing swaps to it earlier
+                _with_cut(threads, new_cut).save(index_dir)
+                swapped.append(1)
+                assert live.check_generation()
+            return reading()
+
+        monkeypatch.setattr(live, "reading", swap_first)
+        resp = client.get("/v1/search", params={"q": threads[0].title, "k": 5})
+    assert resp.status_code == 200, resp.text
+    assert swapped and live.generation == 2
+    hits = resp.json()["hits"]
+    assert all(h["relevance"] == pytest.approx(0.5) for h in hits)
+    assert len(hits) == (5 if new_cut < 0.5 else 0)
+
+
+class _PausedAfterWrites:
+    """A readers-writer lock that, once a write has released it, waits for ``resume``: the moment
+    between a write and whatever its writer does next, held open for a reader."""
+
+    def __init__(self, lock: RWLock) -> None:
+        self._lock = lock
+        self.released, self.resume = threading.Event(), threading.Event()
+
+    def read(self) -> Any:
+        return self._lock.read()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._lock.write():
+            yield
+        self.released.set()
+        assert self.resume.wait(WEDGED)
+
+
+def test_the_moderators_clusters_are_never_those_of_before_an_applied_write(served):
+    """A reader coming in just after a write released the index (before its writer moves on) gets
+    clusters with that write: the cache's key, what the worker has applied, changed with the
+    index itself, so clusters computed before the write are not served as current."""
+    index_dir, threads = served
+    live = LiveIndex(index_dir, FakeEmbedder())
+    live.start(60)
+    cache = ClusterCache()
+    try:
+        before = cache.get(live)
+        assert "copy" not in {m.thread_id for c in before.clusters for m in c.threads}
+        lock = live._rw = _PausedAfterWrites(live._rw)
+        copy = dataclasses.replace(threads[0], id="copy", visible_to=())
+        writer = threading.Thread(target=live.upsert, args=(copy,), daemon=True)
+        writer.start()
+        try:
+            assert lock.released.wait(WEDGED)
+            during = cache.get(live)
+        finally:
+            lock.resume.set()
+            writer.join(WEDGED)
+        assert not writer.is_alive()
+        assert {threads[0].id, "copy"} <= {m.thread_id for c in during.clusters for m in c.threads}, \
+            "clusters from before an applied write served as current"
+    finally:
+        live.stop()

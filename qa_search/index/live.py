@@ -43,7 +43,7 @@ from qa_search.index.contents import as_str_list
 from qa_search.index.forum import ForumIndex
 from qa_search.index.relevance import relevance_model
 from qa_search.index.replay import apply_entries
-from qa_search.index.results import DuplicateHit, DuplicateVerdicts, SearchHit
+from qa_search.index.results import DuplicateHit, DuplicateVerdicts, SearchHit, SearchPage
 from qa_search.index.rwlock import RWLock
 from qa_search.index.search import SearchOptions, check_options
 from qa_search.index.writeprep import embed_writes, keep_vectors, portable
@@ -65,6 +65,11 @@ def _readable(wlog: WriteLog) -> list[WriteEntry]:
         return wlog.poll()  # reads to the end, or up to a damaged line
     except SnapshotError:
         return []
+
+
+def _default_cut(index: ForumIndex) -> float | None:
+    model = relevance_model(index)
+    return None if model is None else model.min_relevance
 
 
 class LiveIndex:
@@ -95,6 +100,9 @@ class LiveIndex:
         self.index.query_embedder = self.cache
         self.log = WriteLog(self.index_dir, after=folded_through(snap))
         self._log_damage: str | None = None
+        #: Log entries applied on top of the generation served; set with the index, under its
+        #: write lock, so that (generation, applied) read under :meth:`reading` names what the
+        #: reader sees.
         self.applied = 0
         self._rw = RWLock()
         self._sync = threading.Lock()  # one catch-up / write / swap at a time
@@ -171,12 +179,39 @@ class LiveIndex:
         with self.reading() as index:
             return index.search(query, k=k, offset=offset, rerank=rerank, **options)
 
+    def search_page(
+        self, text: str, k: int = 10, *, offset: int = 0, rerank: bool = False, index_cut: bool = False,
+        max_offset: int | None = None, **options: Unpack[SearchOptions],
+    ) -> SearchPage:
+        """The page of k hits of :meth:`search` at ``offset``, and where the next page starts
+        (:meth:`SearchPage.of <qa_search.SearchPage.of>`: the ``min_relevance`` cut applies to the
+        page alone, and a next page is offered only up to ``max_offset``). ``index_cut``: where
+        ``min_relevance`` is None, cut at the index's own default (:attr:`default_min_relevance`)
+        instead of keeping every hit. That cut is read from the generation the hits come from, in
+        the same read, so a swap to a generation with another relevance model never puts one
+        generation's cut on the other's hits."""
+        check_options(options, "search_page", rerank=True)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        cut = options.pop("min_relevance", None)
+        if cut is not None and (isinstance(cut, bool) or not 0 <= cut <= 1):
+            raise ValueError(f"min_relevance must be a probability in [0, 1], got {cut!r}")
+        query = self._query(text)
+        with self.reading() as index:
+            # one more than the page, uncut: whether a next page follows is told from the extra hit
+            hits = [] if query is None else index.search(query, k + 1, offset=offset, rerank=rerank,
+                                                         **options)
+            if cut is None and index_cut:
+                cut = _default_cut(index)
+        return SearchPage.of(hits, offset, k, cut, max_offset)
+
     @property
     def default_min_relevance(self) -> float | None:
         """The relevance cut fitted with the index's model, at which off-topic text and gibberish
-        find nothing (None where the model has no relevance model)."""
-        model = relevance_model(self.index)
-        return None if model is None else model.min_relevance
+        find nothing (None where the model has no relevance model). For a search, pass
+        ``index_cut`` to :meth:`search_page` instead: this reads the generation served now, which
+        a swap may replace before the search runs."""
+        return _default_cut(self.index)
 
     def find_duplicates(
         self, text: str, *, threshold: float | None = None, k: int = 5, groups: Iterable[str] | None = None
@@ -217,7 +252,9 @@ class LiveIndex:
         vectors = embed_writes(self.index_dir, self.index, entries, vectors=vectors, reading=self._rw.read())
         with self._rw.write():
             apply_entries(self.index, entries, vectors)
-        self.applied += len(entries)
+            # with the index, under the lock: a reader never sees the count of one state with the
+            # other (the moderators' clusters are kept for as long as the two are the same)
+            self.applied += len(entries)
 
     def _check_writable(self) -> None:
         if not self._watch:
@@ -373,8 +410,7 @@ class LiveIndex:
             applied += apply_entries(fresh, entries, embed_writes(self.index_dir, fresh, entries,
                                                                   vectors=vectors))
             with self._rw.write():
-                self.index, self.log, self.generation = fresh, fresh_log, number
-            self.applied = applied
+                self.index, self.log, self.generation, self.applied = fresh, fresh_log, number, applied
         self.load_error, self._failed_generation, self._retry_delay = None, None, self.retry_seconds
         log.info("now serving generation %d (%d threads, %d live writes on top)", number, len(fresh), applied)
         return True

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from ..deps import LiveDep, SearchInBody, SearchInQuery, SearchQuery, ViewerDep
 from ..errors import ERRORS, JSON_ERRORS
-from ..schemas import SearchResponse
+from ..schemas import MAX_OFFSET, SearchResponse
 from ..tokens import Viewer
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -37,11 +37,8 @@ def search_posted(
 
 
 def _page(live: LiveDep, query: SearchQuery, viewer: Viewer, rerank: bool) -> SearchResponse:
-    # one more than the page, and not cut by relevance: the cut applies to the page alone, so a
-    # hit past the page never slips into it when one within is cut (pages stay disjoint)
-    options = query.options()
-    cut = options.pop("min_relevance", None)
-    hits = live.search(
-        query.text, query.k + 1, groups=viewer.groups, min_relevance=None, rerank=rerank, **options
-    )
-    return SearchResponse.page(hits, query.offset, query.k, cut)
+    # the index's own cut, where the request and the settings name none, comes from the generation
+    # the hits come from (one read in the library), and applies to the page alone
+    page = live.search_page(query.text, query.k, groups=viewer.groups, rerank=rerank, index_cut=True,
+                            max_offset=MAX_OFFSET, **query.options())
+    return SearchResponse(hits=list(page.hits), next_offset=page.next_offset)
