@@ -712,3 +712,45 @@ def test_the_moderators_clusters_are_never_those_of_before_an_applied_write(serv
             "clusters from before an applied write served as current"
     finally:
         live.stop()
+
+
+class _CountedWalks(dict):
+    """A dict that counts the walks over it."""
+
+    walks = 0
+
+    def __iter__(self) -> Any:
+        type(self).walks += 1
+        return super().__iter__()
+
+    def items(self) -> Any:
+        type(self).walks += 1
+        return super().items()
+
+    def values(self) -> Any:
+        type(self).walks += 1
+        return super().values()
+
+
+def test_a_search_never_walks_every_restricted_set_of_groups(tmp_path):
+    """A forum's private messages restrict each thread to a set of groups of its own (thousands of
+    sets, which stay numbered once their threads are deleted): a caller's search finds what it
+    may see from its own groups, not by a walk over every set, and still scores as an index of
+    the threads it may see alone."""
+    rng = random.Random(15)
+    public = _forum(rng, "p", 30)
+    private = [_thread(rng, f"m{i}", (f"user{i}", "mods") if i % 2 else (f"user{i}",)) for i in range(2000)]
+    index = ForumIndex(FakeEmbedder())
+    index.upsert(public + private)
+    index.delete([t.id for t in private[1000:]])
+    threads = public + private[:1000]
+    counted = _CountedWalks(index._audiences)
+    index._audiences = counted
+    callers = [frozenset(), frozenset({"user7", "grief"}), frozenset({"user8"}), frozenset({"mods"}),
+               frozenset({"user1500"})]
+    text = "sleep night therapist"
+    want = {groups: _expected(threads, text, 5, groups) for groups in callers}
+    for groups in callers * 3:
+        _same(_answer(index, text, 5, groups), want[groups])
+    walks = counted.walks
+    assert walks == 0, "a search walked every restricted set of groups"

@@ -73,9 +73,14 @@ class IndexContents:
         # index keeps for the thread (0: public), so a caller's view leaves out a few labels
         # rather than a list of threads
         self._audiences: dict[frozenset[str], int] = {}
-        # lexical views for recent callers: (lexical index, its version, labels hidden) -> view;
-        # callers whose groups differ but hide the same threads (a group of a user's own) share one
-        self._views: dict[tuple[int, int, frozenset[int]], tuple[LexicalIndex, LexicalIndex]] = {}
+        # the labels of the sets that name each group: a caller's view is found from its own groups'
+        # labels, never by a walk over every set (private messages make one set per pair of users,
+        # and a set stays numbered after its threads are gone)
+        self._group_audiences: dict[str, list[int]] = {}
+        # lexical views for recent callers: (lexical index, its version, labels numbered, labels
+        # seen) -> view; callers whose groups differ but see the same labels, and so hide the same
+        # threads (a group of a user's own), share one
+        self._views: dict[tuple[int, int, int, frozenset[int]], tuple[LexicalIndex, LexicalIndex]] = {}
         self._views_lock = threading.Lock()
         # the searches that first need the lexical index arrive together, under a shared lock
         self._building = threading.Lock()
@@ -201,15 +206,16 @@ class IndexContents:
         lexical = self.lexical_index()
         if viewer is None:
             return lexical
-        hidden = [n for groups, n in self._audiences.items() if viewer.isdisjoint(groups)]
-        if not hidden:
+        numbered = len(self._audiences)
+        seen = frozenset(n for group in viewer for n in self._group_audiences.get(group, ()))
+        if len(seen) == numbered:
             return lexical
-        key = (id(lexical), lexical.version, frozenset(hidden))
+        key = (id(lexical), lexical.version, numbered, seen)
         with self._views_lock:
             held = self._views.get(key)
         if held is not None and held[0] is lexical:
             return held[1]
-        view = lexical.hiding(hidden)
+        view = lexical.hiding(n for n in range(1, numbered + 1) if n not in seen)
         with self._views_lock:
             if len(self._views) >= VIEWS_KEPT or any(k[1] != lexical.version for k in self._views):
                 self._views.clear()  # a write made every view stale; otherwise few hidden sets recur
@@ -221,7 +227,13 @@ class IndexContents:
         if not thread.visible_to:
             return 0
         groups = frozenset(thread.visible_to)
-        return self._audiences.setdefault(groups, len(self._audiences) + 1)
+        label = self._audiences.get(groups)
+        if label is None:
+            label = len(self._audiences) + 1
+            for group in groups:  # first, so that a reader never counts a label it cannot find
+                self._group_audiences.setdefault(group, []).append(label)
+            self._audiences[groups] = label
+        return label
 
     def _label_restricted(self, lexical: LexicalIndex) -> LexicalIndex:
         """``lexical`` (built or loaded over the threads) with the restricted threads' labels."""
