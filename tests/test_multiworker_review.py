@@ -459,6 +459,38 @@ def test_a_write_logged_just_before_a_publish_is_served_by_a_worker_that_had_not
         other.stop()
 
 
+def test_writes_two_publishes_compacted_before_a_worker_read_them_are_served_while_it_loads(tmp_path):
+    """Two publishes in a row, each compacting writes out of the log, before the other worker
+    reads it: the writes the first folded in are served too (from that generation's record), not
+    only the second's, while the worker loads the newest."""
+    build(tmp_path / "index", forum(20))
+    taker, other = (LiveIndex(tmp_path / "index", FakeEmbedder()) for _ in range(2))
+    release = threading.Event()
+    load = other._loader
+    other._loader = lambda path, embedder: release.wait(10) and load(path, embedder)
+    other.start(3600)  # no tick: only a request wakes it
+    try:
+        taker.upsert(Thread("w1", "lateword written"))
+        taker.delete("t3")
+        update_index(tmp_path / "index", [Thread("u1", "an operator update")], FakeEmbedder())
+        taker.upsert(Thread("w2", "another lateword"))
+        update_index(tmp_path / "index", [Thread("u2", "another operator update")], FakeEmbedder())
+
+        def applied() -> bool:
+            with other.reading() as index:
+                return "w2" in index and "w1" in index and "t3" not in index
+
+        assert until(applied), "writes the first of two publishes folded in are missing until the swap"
+        assert (other.generation, other.loading_generation) == (1, 3)  # still loading the newest
+        release.set()
+        until(lambda: other.generation == 3)
+        with other.reading() as index:
+            assert all(t in index for t in ("w1", "w2", "u1", "u2")) and "t3" not in index
+    finally:
+        release.set()
+        other.stop()
+
+
 def test_a_worker_killed_with_sigkill_is_replaced_and_its_writes_stay(server, pinned):
     a, b = pinned.workers
     acked = [pinned.upsert(a, Thread(f"k{n}", f"killword k{n}"))["seq"] for n in range(5)]

@@ -256,16 +256,27 @@ class WriteLog:
         return out, (file_id, offset + complete, last_seq, st.st_mtime_ns), None
 
     def _compacted_unread(self, header: dict, last_seq: int) -> list[WriteEntry]:
-        """The entries a publish compacted out of the log (``header`` is the new log's) before
-        this handle read them, from the generation that folded them in: a serving process
-        applies them to the generation it serves while it loads that one. None after a
-        rollback's header: the writes it puts back are in its log, and a served generation
-        must not get its target's."""
+        """The entries publishes compacted out of the log (``header`` is the new log's) before
+        this handle read them, from the generations that folded them in: a serving process
+        applies them to the generation it serves while it loads the newest. Several publishes
+        may have come and gone since this handle last read: the generations the header's was
+        made on are read too, newest first, down to one that folded in nothing unread. None
+        after a rollback's header: the writes it puts back are in its log, and a served
+        generation must not get its target's."""
         through, generation = int(header.get("compacted_through", 0)), header.get("generation")
         if through <= last_seq or generation is None or "switch" in header:
             return []
-        folded = generation_writes(self.index_dir, int(generation))
-        return sorted((e for e in folded if last_seq < e.seq <= through), key=lambda e: e.seq)
+        found: dict[int, WriteEntry] = {}
+        for g in lineage(self.index_dir, int(generation)):
+            for e in generation_writes(self.index_dir, g):
+                if last_seq < e.seq <= through:
+                    found.setdefault(e.seq, e)
+            snap = generation_path(self.index_dir, g)
+            # a generation's parent folded in only what it had itself (seqs only grow); a pruned
+            # one's manifest is gone, and so, long since, are writes a running process missed
+            if not (snap / MANIFEST).is_file() or folded_through(snap) <= last_seq:
+                break
+        return [found[seq] for seq in sorted(found)]
 
     def poll(self) -> list[WriteEntry]:
         """Entries appended since the last poll, in log order.
