@@ -38,34 +38,35 @@ def read_threads(
     site_url: str | None = None,
     on_skip: OnError | None = None,
 ) -> Iterator[Thread]:
-    """Stream the threads of several files of one format (``"auto"``: from each file's name).
+    """Stream the threads of several files, each read as ``fmt`` (``"auto"``: as its name says,
+    so one call may read dumps and CSV files together).
 
     ``on_error`` takes malformed records (default: raise); ``on_skip`` takes records passed over
     as empty (default: a logged warning). Raises ``ValueError`` at once, before reading anything,
     for a format it cannot tell, a ``mapping`` when no input is CSV or a ``site_url`` when none is
     a Stack Exchange dump: ignored, they would leave each record short of the fields they were
     meant to supply, and the error would then blame the data."""
-    kinds = [(path, detect_format(path) if fmt == "auto" else fmt) for path in paths]
-    for _, kind in kinds:
+    inputs = [(path, detect_format(path) if fmt == "auto" else fmt) for path in paths]
+    for _, kind in inputs:
         if kind not in FORMATS:
             raise ValueError(f"unknown format {kind!r}: use one of {', '.join(FORMATS)}")
-    _check_options(kinds, mapping, site_url)
-    return _read(kinds, mapping or {}, on_error, site_url, on_skip)
+    _check_options(inputs, mapping, site_url)
+    return _read(inputs, mapping or {}, on_error, site_url, on_skip)
 
 
 def _check_options(
-    kinds: list[tuple[str | Path, str]], mapping: Mapping[str, str] | None, site_url: str | None
+    inputs: list[tuple[str | Path, str]], mapping: Mapping[str, str] | None, site_url: str | None
 ) -> None:
-    if not kinds:
+    if not inputs:
         return
-    path, kind = kinds[0]
-    if mapping and all(k != "csv" for _, k in kinds):
+    path, kind = inputs[0]
+    if mapping and all(k != "csv" for _, k in inputs):
         raise ValueError(
             f"a column mapping is for CSV files, and no input is one ({path} is read as {kind}); "
             "a JSONL dump's lines must use the dump's own field names (id, title, body, answers "
             "with body, ...), which a mapping does not rename"
         )
-    if site_url and all(k != "stackexchange" for _, k in kinds):
+    if site_url and all(k != "stackexchange" for _, k in inputs):
         raise ValueError(
             f"a site URL is for Stack Exchange Posts.xml files, and no input is one ({path} is read "
             f"as {kind}); give each thread its url in the data instead"
@@ -73,13 +74,13 @@ def _check_options(
 
 
 def _read(
-    kinds: list[tuple[str | Path, str]],
+    inputs: list[tuple[str | Path, str]],
     mapping: Mapping[str, str],
     on_error: OnError | None,
     site_url: str | None,
     on_skip: OnError | None,
 ) -> Iterator[Thread]:
-    for path, kind in kinds:
+    for path, kind in inputs:
         if kind == "jsonl":
             yield from read_dump(path, on_error)
         elif kind == "csv":
