@@ -340,9 +340,7 @@ def collect(embedder: CachedEmbedder, seed: int = 0) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for name, (threads, queries) in built.items():
         print(f"{name}: {len(threads)} threads, {len(queries)} queries", file=sys.stderr)
-        index = ForumIndex(embedder)
-        index.upsert(threads)
-        embedder.save()
+        index = _indexed(embedder, threads)
         pos, found = [], 0
         for text, right, own in queries:
             tids, x = search_signals(index, text, own)
@@ -350,19 +348,32 @@ def collect(embedder: CachedEmbedder, seed: int = 0) -> dict[str, dict]:
             if at is not None:
                 found += 1
                 pos.append(x[at])
-        res: dict = {"pos": np.array(pos), "found": found, "queries": len(queries), "neg": {}, "texts": {}}
+        res: dict = {"pos": np.array(pos), "found": found, "queries": len(queries)}
         kinds = dict(OFF_TOPIC)
         if name in ("sample", "counselchat"):
             kinds["offtopic_en"] = OFF_TOPIC_EN
         for other in CROSS[name]:
             texts = [t for t, _, _ in built[other][1]]
             kinds[f"from_{other}"] = rng.sample(texts, min(CROSS_PER_SET, len(texts)))
-        for kind, texts in kinds.items():
-            res["neg"][kind] = [search_signals(index, t, None)[1] for t in texts]
-            res["texts"][kind] = texts
+        res["neg"], res["texts"] = _off_topic_signals(index, kinds)
         embedder.save()
         out[name] = res
     return out
+
+
+def _indexed(embedder: CachedEmbedder, threads: Sequence[Thread]) -> ForumIndex:
+    index = ForumIndex(embedder)
+    index.upsert(threads)
+    embedder.save()
+    return index
+
+
+def _off_topic_signals(
+    index: ForumIndex, kinds: dict[str, list[str]]
+) -> tuple[dict[str, list[np.ndarray]], dict[str, list[str]]]:
+    """Per off-topic kind, the signals of each query's hits (a list of (K, f) arrays), and the
+    queries themselves."""
+    return {kind: [search_signals(index, t, None)[1] for t in texts] for kind, texts in kinds.items()}, kinds
 
 
 def _keyword_words(text: str) -> list[str]:
@@ -398,10 +409,8 @@ def collect_keywords(embedder: CachedEmbedder) -> dict[str, dict]:
     drawn = {name: keyword_queries(t, q, f"keywords-{name}") for name, (t, q) in built.items()}
     out: dict[str, dict] = {}
     for name, (threads, _) in built.items():
-        index = ForumIndex(embedder)
-        index.upsert(threads)
-        embedder.save()
-        res: dict = {"queries": {}, "neg": {}, "texts": {}}
+        index = _indexed(embedder, threads)
+        res: dict = {"queries": {}}
         for n, kqs in drawn[name].items():
             rows = []
             for text, right, own in kqs:
@@ -415,9 +424,7 @@ def collect_keywords(embedder: CachedEmbedder) -> dict[str, dict]:
         for other in CROSS[name]:
             pool = [t for n in (1, 2) for t, _, _ in drawn[other][n]]
             kinds[f"kw_from_{other}"] = rng.sample(pool, min(KEYWORDS_PER_SET, len(pool)))
-        for kind, texts in kinds.items():
-            res["neg"][kind] = [search_signals(index, t, None)[1] for t in texts]
-            res["texts"][kind] = texts
+        res["neg"], res["texts"] = _off_topic_signals(index, kinds)
         embedder.save()
         out[name] = res
         counts = ", ".join(f"{n} words {len(r)}" for n, r in res["queries"].items())
