@@ -25,8 +25,8 @@ The signals (:data:`FEATURES`), per hit:
 A keyword query is a different kind of evidence: its cosine with a whole question is lower
 than a question's, and covering one word is easier than covering ten, so the same scores mean
 something else. The three ``short`` signals give keyword queries their own intercept and
-slopes while leaving those of longer queries as they were; all three mean the same on any
-forum.
+slopes; they are 0 for a longer query, whose relevance the other five decide alone. All three
+mean the same on any forum.
 
 ``dense``, ``top_dense``, ``lexical``, ``dense_short`` and ``lexical_short`` are score signals:
 the fitted coefficients on them are never negative, so a better match never gets a lower
