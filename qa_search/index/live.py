@@ -199,7 +199,7 @@ class LiveIndex:
         query = self._query(text)
         with self.reading() as index:
             # one more than the page, uncut: whether a next page follows is told from the extra hit
-            hits = [] if query is None else index.search(query, k + 1, offset=offset, rerank=rerank,
+            hits = [] if query is None else index.search(query, k=k + 1, offset=offset, rerank=rerank,
                                                          **options)
             if cut is None and index_cut:
                 cut = _default_cut(index)
