@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from qa_search import Answer, SearchPage, Thread
+from qa_search import Answer, Thread
 
 from .tokens import MAX_GROUP_CHARS, MAX_GROUPS
 
@@ -212,13 +212,6 @@ class SearchResponse(BaseModel):
         None, description="The offset of the next page, or null when this page is the last: no thread "
                           "follows, or the next is below min_relevance, or it would start past "
                           f"{MAX_OFFSET}.")
-
-    @classmethod
-    def page(cls, hits: list[Any], offset: int, k: int, min_relevance: float | None = None) -> SearchResponse:
-        """The response for the page of ``k`` at ``offset``, from the uncut hits of a search for
-        ``k + 1`` (the library's :class:`~qa_search.SearchPage` decides what the page holds)."""
-        page = SearchPage.of(hits, offset, k, min_relevance, MAX_OFFSET)
-        return cls(hits=list(page.hits), next_offset=page.next_offset)
 
 
 class Duplicate(BaseModel):

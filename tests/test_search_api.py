@@ -349,16 +349,16 @@ def test_cli_search_pages_filters_and_highlights(forum, fake_cli):
 
 
 def test_http_pages_under_a_relevance_cut_stay_disjoint_and_never_lead_to_an_empty_page():
-    from qa_search import SearchHit
-    from service.schemas import SearchResponse
+    from qa_search import SearchHit, SearchPage
+    from service.schemas import MAX_OFFSET
 
     relevance = [0.9, 0.1, 0.8, 0.7, 0.2, 0.6, 0.95, 0.5, 0.05, 0.4, 0.3, 0.9]
     ranking = [SearchHit(f"t{i}", 1 - i / 100, "title", "question", None, "snippet", relevance=r)
                for i, r in enumerate(relevance)]
     k, cut, offset, seen = 3, 0.25, 0, []
     while offset is not None:
-        # what the route asks of the library: k + 1 threads from the offset, uncut
-        page = SearchResponse.page(ranking[offset:offset + k + 1], offset, k, cut)
+        # what LiveIndex.search_page does for the route: k + 1 threads from the offset, uncut
+        page = SearchPage.of(ranking[offset:offset + k + 1], offset, k, cut, MAX_OFFSET)
         assert page.hits, f"an empty page at {offset}"
         assert all(h.relevance >= cut for h in page.hits)
         seen += [h.thread_id for h in page.hits]
@@ -371,7 +371,7 @@ def test_http_pages_under_a_relevance_cut_stay_disjoint_and_never_lead_to_an_emp
     # no cut (a model without a relevance model): the pages are the whole ranking
     offset, seen = 0, []
     while offset is not None:
-        page = SearchResponse.page(ranking[offset:offset + k + 1], offset, k)
+        page = SearchPage.of(ranking[offset:offset + k + 1], offset, k, None, MAX_OFFSET)
         seen += [h.thread_id for h in page.hits]
         offset = page.next_offset
     assert seen == [h.thread_id for h in ranking]
