@@ -441,9 +441,11 @@ class LiveIndex:
                 log.exception("index watcher failed")
             self._stop.wait(0.005)  # a damaged log reads as changed on every request: not a spin
 
-    def _load_loop(self, interval: float) -> None:
+    def _load_loop(self) -> None:
         while not self._stop.is_set():
-            self._load_due.wait(interval)  # the watcher's tick or wake, or a rollback's log
+            # the watcher's tick or wake, or a rollback's log: the watcher ticks every interval, so
+            # a timeout of the loader's own would only check the generation twice as often
+            self._load_due.wait()
             self._load_due.clear()
             if self._stop.is_set():
                 break
@@ -457,7 +459,7 @@ class LiveIndex:
         and whenever a request sees the log change. From then on, requests leave loading
         generations and applying other processes' writes to them; one loads, the other applies
         the writes meanwhile."""
-        self._load_thread = threading.Thread(target=self._load_loop, args=(interval,), name="qa-search-load",
+        self._load_thread = threading.Thread(target=self._load_loop, name="qa-search-load",
                                              daemon=True)
         self._poller = threading.Thread(target=self._watch_loop, args=(interval,), name="qa-search-watch",
                                         daemon=True)
