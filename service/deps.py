@@ -25,6 +25,7 @@ from .schemas import (
     MAX_TAGS,
     MIN_RELEVANCE,
     THRESHOLD,
+    TYPING,
     DraftQuestion,
     SearchRequest,
     UpsertRequest,
@@ -166,13 +167,14 @@ class SearchQuery:
     #: The relevance cut, the service's default put in where the request named none; None: the
     #: index's own (see :meth:`LiveIndex.search_page`).
     min_relevance: float | None = None
+    typing: bool = False
 
     def options(self) -> dict:
         """The library's keyword arguments for this search, but ``groups``."""
         return {"offset": self.offset, "tags": self.tags, "category": self.category,
                 "created_after": self.created_after, "created_before": self.created_before,
                 "exclude_closed": self.exclude_closed, "recency_half_life_days": self.recency_half_life_days,
-                "highlight": self.highlight, "min_relevance": self.min_relevance}
+                "highlight": self.highlight, "min_relevance": self.min_relevance, "typing": self.typing}
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,11 +248,12 @@ def search_in_query(
     )] = None,
     highlight: Annotated[bool, Query(description="Return each hit's highlights.")] = False,
     min_relevance: Annotated[float | None, Query(ge=0, le=1, description=MIN_RELEVANCE)] = None,
+    typing: Annotated[bool, Query(description=TYPING)] = False,
 ) -> SearchQuery:
     after, before = _date_range(created_after, created_before)
     return SearchQuery(_text(settings, q, "q"), _k(settings, k, 10), tags, category, offset, after, before,
                        exclude_closed, recency_half_life_days, highlight,
-                       _min_relevance(settings, min_relevance))
+                       _min_relevance(settings, min_relevance), typing)
 
 
 def search_in_body(settings: SettingsDep, request: SearchRequest) -> SearchQuery:
@@ -258,7 +261,7 @@ def search_in_body(settings: SettingsDep, request: SearchRequest) -> SearchQuery
     return SearchQuery(_text(settings, request.q, "q"), _k(settings, request.k, 10), request.tags,
                        request.category, request.offset, after, before, request.exclude_closed,
                        request.recency_half_life_days, request.highlight,
-                       _min_relevance(settings, request.min_relevance))
+                       _min_relevance(settings, request.min_relevance), request.typing)
 
 
 def duplicates_in_query(

@@ -179,6 +179,11 @@ MIN_RELEVANCE = ("Drop hits less likely than this to answer the query (0: keep a
                  "QA_SEARCH_MIN_RELEVANCE, else the cut fitted with the index's model].")
 
 
+TYPING = ("The text is being typed (a typeahead): a last word not followed by a space or punctuation that "
+          "the forum does not know is left out, as an unfinished word, so the hits do not blink while it is "
+          "typed. Leave it off for a complete query.")
+
+
 class SearchRequest(BaseModel):
     """A typeahead search in a request body, which keeps the user's text out of URLs (and so out
     of the access logs of any proxy in front)."""
@@ -204,6 +209,7 @@ class SearchRequest(BaseModel):
                     "this many days of age [default: no boost].")
     highlight: StrictBool = Field(False, description="Return each hit's highlights.")
     min_relevance: StrictFloat | None = Field(None, ge=0, le=1, description=MIN_RELEVANCE)
+    typing: StrictBool = Field(False, description=TYPING)
 
 
 class SearchResponse(BaseModel):
@@ -393,7 +399,7 @@ def largest_read_requests(max_query_chars: int, max_k: int) -> dict[str, dict[st
     search = {"q": _WIDEST * chars, "k": max_k, "tags": [name] * MAX_TAGS,
               "category": [name] * MAX_CATEGORIES, "offset": MAX_OFFSET, "created_after": moment,
               "created_before": moment, "exclude_closed": False, "recency_half_life_days": _LONGEST_FLOAT,
-              "highlight": False, "min_relevance": _LONGEST_FLOAT}
+              "highlight": False, "min_relevance": _LONGEST_FLOAT, "typing": False}
     draft = {"title": _WIDEST * chars, "body": _WIDEST * MAX_DRAFT_BODY_CHARS, "k": max_k,
              "threshold": _LONGEST_FLOAT}
     return {"/v1/search": search, "/v1/duplicates": draft}

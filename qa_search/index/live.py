@@ -155,9 +155,12 @@ class LiveIndex:
         else:
             self.check_generation()
 
-    def _query(self, text: str) -> str | None:
-        text = text.strip()
-        return text if len(text) >= self.min_query_chars else None
+    def _query(self, text: str, typing: bool = False) -> str | None:
+        stripped = text.strip()
+        if len(stripped) < self.min_query_chars:
+            return None
+        # while typing, a space at the end is what says the last word is finished
+        return text.lstrip() if typing else stripped
 
     def search(
         self, text: str, k: int = 10, *, offset: int = 0, rerank: bool = False,
@@ -173,7 +176,7 @@ class LiveIndex:
         loaded with the generation, never per request)."""
         # a short query finds nothing, but a misspelt keyword is still told
         check_options(options, "search", rerank=True)
-        query = self._query(text)
+        query = self._query(text, bool(options.get("typing")))
         if query is None:
             return []
         with self.reading() as index:
@@ -196,7 +199,7 @@ class LiveIndex:
         cut = options.pop("min_relevance", None)
         if cut is not None and (isinstance(cut, bool) or not 0 <= cut <= 1):
             raise ValueError(f"min_relevance must be a probability in [0, 1], got {cut!r}")
-        query = self._query(text)
+        query = self._query(text, bool(options.get("typing")))
         with self.reading() as index:
             # one more than the page, uncut: whether a next page follows is told from the extra hit
             hits = [] if query is None else index.search(query, k=k + 1, offset=offset, rerank=rerank,

@@ -15,6 +15,7 @@ exact ranking.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
@@ -26,6 +27,7 @@ from qa_search.index.contents import IndexContents, as_str_list
 from qa_search.index.parts import ANSWER, QUESTION, chunk_words
 from qa_search.index.relevance import hit_relevance
 from qa_search.index.results import Highlights, SearchHit
+from qa_search.scoring.analyser import tokenize
 from qa_search.scoring.fusion import (
     make_snippet,
     query_lexical_weight,
@@ -123,6 +125,10 @@ class SearchOptions(TypedDict, total=False):
     ``relevance`` (the probability that the thread answers the text; None where the index's
     model has no relevance model) is below it, so a text nothing in the forum answers
     (gibberish, another language, another topic) finds nothing.
+
+    ``typing`` reads the text as typed so far (a typeahead's): a last word that may be
+    unfinished and that the forum does not know is left out (see :func:`typed_text`), so the
+    hits do not blink while a word is being typed. A search page's complete query leaves it off.
     """
 
     tags: Iterable[str] | None
@@ -134,6 +140,37 @@ class SearchOptions(TypedDict, total=False):
     recency_half_life_days: float | None
     highlight: bool
     min_relevance: float | None
+    typing: bool
+
+
+#: The last word of a text: the word characters it ends with.
+_LAST_WORD = re.compile(r"\w+$")
+
+
+def typed_text(index: IndexContents, text: str, viewer: frozenset[str] | None = None) -> str:
+    """The text a typeahead searches for ``text`` as typed so far (the ``typing`` option).
+
+    When the text ends inside a word (its last character is a letter or digit), that word may
+    be unfinished ("my partner does not underst"): where its analysed term (the index's lexical
+    language) is unknown to the caller, the text is searched without it, unless it is the text's
+    only content word. A known word, a stop word (no term) and a text ending in whitespace or
+    punctuation are searched as typed, trailing whitespace left out. Known means: in the
+    ``viewer``'s lexical view (:meth:`.contents.IndexContents.lexical_for`), so a word that only
+    threads hidden from the caller hold is unknown to them and the result never tells whether
+    such a thread holds it. Gibberish typed after real words is therefore taken as unfinished
+    until a space or punctuation follows it."""
+    if not text or not text[-1].isalnum():
+        return text.rstrip()
+    last = _LAST_WORD.search(text)
+    if last is None:  # a letter or digit is a word character, so this is for mypy alone
+        return text
+    lexical = index.lexical_for(viewer)
+    terms = tokenize([last.group()], lexical.language)[0]
+    # relevance counts known words the same way (see .relevance.hit_signals)
+    if not terms or lexical._query_terms(terms):
+        return text
+    rest = text[: last.start()].rstrip()
+    return rest if tokenize([rest], lexical.language)[0] else text
 
 
 def check_options(options: Mapping[str, object], method: str, *, rerank: bool = False) -> None:
@@ -174,8 +211,11 @@ def search_many(
     recency = refine.recency_boost(options.get("recency_half_life_days"))
     highlight = options.get("highlight")
     viewer = viewer_groups(options.get("groups"))
+    typing = bool(options.get("typing"))
 
     def run(batch: list[str]) -> list[list[SearchHit]]:
+        if typing:  # the text left is what is embedded, scored, highlighted and cached alike
+            batch = [typed_text(index, t, viewer) for t in batch]
         queries = index.query_embedder.encode(batch, batch_size=index.config.batch_size)
         pages = [_relevant(index, t, _search_exact(index, t, q, offset + k, keep, recency, viewer)[offset:],
                            min_relevance, viewer)

@@ -69,14 +69,15 @@ async function update() {
     statusLine.textContent = "";
     return;
   }
-  const q = body ? title + "\n" + body : title;
+  // the end untrimmed: a space after the last word says it is finished (the search's typing)
+  const q = body ? title + "\n" + bodyBox.value.trimStart() : titleBox.value.trimStart();
   try {
     const [search, dups] = await Promise.all([
       // POST keeps what the person types out of URLs, and so out of any proxy's access log
       fetch("/v1/search", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ q: q.slice(0, 2000), k: 5 }),
+        body: JSON.stringify({ q: q.slice(0, 2000), k: 5, typing: true }),
       }),
       fetch("/v1/duplicates", {
         method: "POST",

@@ -198,7 +198,9 @@
         return;
       }
       try {
-        const res = await post("/v1/search", { q: text.slice(0, MAX_TITLE_CHARS), k, highlight: true });
+        // the end untrimmed: a space after the last word says it is finished (the search's typing)
+        const typed = title.value.trimStart().slice(0, MAX_TITLE_CHARS);
+        const res = await post("/v1/search", { q: typed, k, highlight: true, typing: true });
         if (id !== latest) return;
         showHits(res.hits || []);
         announce((res.hits || []).length);
