@@ -173,7 +173,8 @@ class LiveIndex:
         (empty: public threads only; None: every thread, for an operator's own tools; a service
         passes every caller's groups). The other ``options`` as :meth:`ForumIndex.search` takes
         them (:class:`~qa_search.index.search.SearchOptions`; ``rerank``: with the reranker
-        loaded with the generation, never per request)."""
+        loaded with the generation, never per request). The text is trimmed, but with ``typing``
+        its end is kept: a space after the last word is what says that word is finished."""
         # a short query finds nothing, but a misspelt keyword is still told
         check_options(options, "search", rerank=True)
         query = self._query(text, bool(options.get("typing")))
