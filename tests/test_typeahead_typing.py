@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from conftest import SAMPLE_DUMP, FakeEmbedder, calibrated_sample_index
 from fastapi.testclient import TestClient
@@ -65,6 +66,22 @@ def test_typing_searches_the_text_left_and_is_off_by_default(index):
     # search_many reads each text on its own
     many = index.search_many([typed, finished, "  "], 2, typing=True)
     assert many == [index.search(left, 2), index.search(finished, 2), []]
+
+
+def test_a_reranked_search_reranks_against_the_text_left(index):
+    class Reading:  # a reranker that notes what it reads and keeps the search's order
+        def __init__(self) -> None:
+            self.read: set[str] = set()
+
+        def score(self, pairs):
+            self.read |= {text for text, _ in pairs}
+            return np.array([1.0 - n / 100 for n in range(len(pairs))])
+
+    index.reranker = reranker = Reading()
+    index.search("my partner does not underst", 3, typing=True, rerank=True)
+    assert reranker.read == {"my partner does not"}
+    index.search("my partner does not underst", 3, rerank=True)
+    assert reranker.read == {"my partner does not", "my partner does not underst"}
 
 
 def test_the_text_left_is_what_is_embedded():

@@ -42,7 +42,8 @@ class ForumIndex(IndexContents):
         """The k threads most similar to ``text``, best first, one hit per thread, after the
         first ``offset``; ``options`` (``tags``, ``category``, ``groups``, ``created_after``,
         ``created_before``, ``exclude_closed``, ``recency_half_life_days``, ``highlight``,
-        ``min_relevance``: see :class:`.search.SearchOptions`) filter, boost and mark them.
+        ``min_relevance``, ``typing``: see :class:`.search.SearchOptions`) filter, boost and mark
+        them.
         ``rerank``: the first hits in the attached reranker's order (see
         :func:`.rerank.rerank_search`)."""
         search.check_options(options, "search", rerank=True)
@@ -54,6 +55,10 @@ class ForumIndex(IndexContents):
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch; a blank text finds nothing."""
         search.check_options(options, "search_many", rerank=True)  # before a missing reranker is reported
+        if options.get("typing"):  # the text left is what the reranker reads too, not the text as typed
+            viewer = search.viewer_groups(options.get("groups"))
+            texts = [search.typed_text(self, t, viewer) for t in texts]
+            options["typing"] = False
 
         def run(n: int, start: int = 0) -> list[list[SearchHit]]:
             return search.search_many(self, texts, n, offset=start, **options)
