@@ -256,6 +256,9 @@ def test_widget_on_a_question2answer_ask_page(sites, browser):
     assert calls and all(r["headers"].get("X-QA-Token") in forum.tokens for r in calls)
     assert any(r["headers"].get("X-QA-Token") == forum.tokens[-1] for r in calls)
     assert {urlsplit(r["url"]).path for r in calls} == {"/v1/search", "/v1/duplicates"}
+    # the typeahead's text is searched as typed so far: an unknown unfinished last word left out
+    searches = [json.loads(r["postData"]) for r in calls if urlsplit(r["url"]).path == "/v1/search"]
+    assert searches and all(body["typing"] is True for body in searches)
     # nothing the person typed is in a URL
     assert not any("panic" in r["url"] or "therapists" in r["url"] for r in requests)
     away = [r["url"] for r in requests if urlsplit(r["url"]).scheme not in ("chrome", "data", "blob")
