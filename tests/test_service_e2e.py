@@ -263,7 +263,8 @@ def test_demo_page_in_headless_chromium(server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser = headless_chromium(tmp_path / "profile", window="1000,900", loopback_only=False, logs=())
+    browser = headless_chromium(tmp_path / "profile", window="1000,900", loopback_only=False,
+                                logs=("performance",))
     try:
         browser.get(server.base + "/")
         wait = WebDriverWait(browser, 30)
@@ -279,6 +280,12 @@ def test_demo_page_in_headless_chromium(server, tmp_path):
         assert server.call("POST", "/v1/threads", {"threads": [hostile]}, key=KEY)[0] == 200
         box.send_keys(DEMO_PARAPHRASE)  # typed a key at a time: the page debounces
         wait.until(lambda b: DEMO_TARGET in listed(b) and "hostile" in listed(b))
+        # each keystroke's search is of the text typed so far: an unknown unfinished word left out
+        messages = [json.loads(e["message"])["message"] for e in browser.get_log("performance")]
+        sent = [json.loads(m["params"]["request"]["postData"]) for m in messages
+                if m["method"] == "Network.requestWillBeSent"
+                and m["params"]["request"]["url"].endswith("/v1/search")]
+        assert sent and all(body["typing"] is True for body in sent)
         assert not browser.find_element(By.ID, "duplicate").is_displayed()
         item = browser.find_element(By.CSS_SELECTOR, '#results li[data-thread-id="hostile"] a')
         assert item.text.endswith("<img src=x onerror=alert(1)>") and not browser.find_elements(
