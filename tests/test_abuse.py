@@ -10,33 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from email.message import Message
 from pathlib import Path
 
 import pytest
+from realserver import ROOT, RealServer
 
 from service.schemas import read_body_limit
 from service.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY = "abuse-key"
 READ_RATE = 20
 #: How much the worker's resident memory may grow over every attack together.
 MAX_RSS_GROWTH_MB = 50
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -46,48 +36,30 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-class Server:
-    """This module as a one-process server (uvicorn.Server, the fake embedder) on a free port."""
+class Server(RealServer):
+    """This module as a one-process server (uvicorn.Server, the fake embedder) on a free port,
+    started as it is made."""
+
+    ready_every = 0.2
+    own_session = False  # one process: SIGTERM to it alone
 
     def __init__(self, index_dir: Path, log_path: Path, **env: str) -> None:
-        self.port = _free_port()
-        self.log = log_path.open("ab")
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, "QA_SEARCH_API_KEY": KEY,
-                    **env}
-        self.proc = subprocess.Popen([sys.executable, __file__, str(index_dir), str(self.port)], cwd=ROOT,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if self.call("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            assert self.proc.poll() is None, "server exited early"
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.2)
+        super().__init__(log_path, {**os.environ, "PYTHONPATH": path, "QA_SEARCH_API_KEY": KEY, **env})
+        self.index_dir = index_dir
+        self.start()
 
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
-        self.log.close()
+    def command(self) -> list[str]:
+        return [sys.executable, __file__, str(self.index_dir), str(self.port)]
 
     def call(self, method: str, path: str, body: bytes | dict | None = None, headers: dict | None = None,
              client: str | None = None, timeout: float = 10) -> tuple[int, bytes, Message]:
         """(status, raw body, headers) on a fresh connection; ``client`` is sent as X-Forwarded-For."""
         data = json.dumps(body).encode() if isinstance(body, dict) else body
-        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        sent = dict(headers or {})
         if client is not None:
-            all_headers["X-Forwarded-For"] = client
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, headers=all_headers,
-                                     method=method)
-        try:
-            resp = urllib.request.urlopen(req, timeout=timeout)
-        except urllib.error.HTTPError as err:
-            resp = err
-        with resp:
-            return resp.status, resp.read(), resp.headers
+            sent["X-Forwarded-For"] = client
+        return self.request(method, path, data, sent, timeout)
 
     def timed(self, *args, **kwargs) -> tuple[int, bytes, Message, float]:
         started = time.perf_counter()

@@ -6,7 +6,6 @@ restricted threads."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -16,19 +15,17 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import jwt
 import pytest
 from conftest import FakeEmbedder
+from realserver import ROOT, Serve
 
 from qa_search import ForumIndex, LiveIndex, Thread, update_index, write_dump
 
 TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
 KEY = "multiworker-key"
 SECRET = "a-token-secret-of-at-least-32-characters"
 POLL = 0.5  # QA_SEARCH_POLL_SECONDS as documented by default
@@ -38,6 +35,7 @@ SITECUSTOMIZE = f"""
 import sys
 sys.path.insert(0, {str(TESTS)!r})
 from conftest import FakeEmbedder
+from realserver import ROOT, Serve
 import qa_search.embedding.loading as loading
 import qa_search.operations.lifecycle as lifecycle
 loading.load_embedder = lifecycle.load_embedder = lambda name=None, **options: FakeEmbedder()
@@ -59,91 +57,31 @@ ForumIndex.load = classmethod(_gated)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def forum(n: int) -> list[Thread]:
     return [Thread(f"t{i}", f"question {i} about word{i} and topic{i % 7}", body=f"body of thread {i}")
             for i in range(n)]
 
 
-class Server:
+class Server(Serve):
     """`qa-search serve DIR --workers N` in a subprocess (its own session), the fake model."""
 
+    # its tests judge how the workers end (the last one kills serve itself); a stop past 30 s is killed
+    slow_stop_fails = False
+
     def __init__(self, index_dir: Path, workdir: Path, workers: int = 2, **settings: str) -> None:
-        self.index_dir, self.workers = index_dir, workers
         site = workdir / "site"
         site.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("QA_SEARCH_")}
-        self.env.update({"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "PYTHONUNBUFFERED": "1",
-                         "QA_SEARCH_API_KEY": KEY, "QA_SEARCH_POLL_SECONDS": str(POLL),
-                         "QA_SEARCH_THREADS": "1", **settings})
-        self.log_path = workdir / "server.log"
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Server:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qa_search.cli", "serve", str(self.index_dir), "--port", str(self.port),
-             "--workers", str(self.workers)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True,
-        )
-        self.wait_ready()
-        return self
-
-    def wait_ready(self, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                if self.call("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            assert self.proc is not None and self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):  # the group may be gone (a test killed it)
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-            self._log.close()
-            self.proc = None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QA_SEARCH_")}
+        env.update({"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "QA_SEARCH_API_KEY": KEY,
+                    "QA_SEARCH_POLL_SECONDS": str(POLL), "QA_SEARCH_THREADS": "1", **settings})
+        super().__init__(index_dir, workdir / "server.log", env, workers)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         """A `qa-search` command beside the server, with the same fake model."""
         env = {k: v for k, v in self.env.items() if k != "QA_TEST_LOAD_GATE"}  # the workers' alone
         return subprocess.run([sys.executable, "-m", "qa_search.cli", *args], env=env, cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
-
-    def call(self, method: str, path: str, body: dict | None = None, *, key: str | None = None,
-             headers: dict | None = None, **params) -> tuple[int, dict | str, str]:
-        """(status, JSON or text, answering worker's pid), on a fresh connection (so any worker)."""
-        url = self.base + path + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
-        sent = {"Content-Type": "application/json", **(headers or {})}
-        if key is not None:
-            sent["X-API-Key"] = key
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, headers=sent, method=method)
-        try:
-            resp = urllib.request.urlopen(req, timeout=10)
-        except urllib.error.HTTPError as err:
-            resp = err
-        with resp:
-            text = resp.read().decode()
-            parsed = json.loads(text) if "json" in resp.headers.get("Content-Type", "") else text
-            return resp.status, parsed, resp.headers.get("X-QA-Search-Worker")
 
     def upsert(self, *threads: Thread) -> tuple[dict, str]:
         status, body, worker = self.call("POST", "/v1/threads", {"threads": [t.to_dict() for t in threads]},

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 from browser import headless_chromium, needs_chromium
 from conftest import SAMPLE_DUMP
+from realserver import Serve
 
 from qa_search import ForumIndex, Thread, read_dump
 
@@ -32,70 +28,17 @@ DEMO_PARAPHRASE = "my mate lost his dad last week, how can I be there for him"
 DEMO_DUPLICATE = "How can I support a friend whose father has just died?"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Server(Serve):
+    """`qa-search serve DIR --workers 2` in a subprocess, on a free loopback port, the real model."""
 
-
-class Server:
-    """`qa-search serve DIR --workers 2` in a subprocess, on a free loopback port."""
+    ready_seconds, ready_every = 180, 0.3  # two workers load the model
+    stop_seconds = 60
+    timeout = 60
 
     def __init__(self, index_dir: Path, log_path: Path) -> None:
-        self.index_dir = index_dir
-        self.log_path = log_path
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Server:
-        self._log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "QA_SEARCH_API_KEY": KEY,
-               "QA_SEARCH_POLL_SECONDS": "0.2", "QA_SEARCH_THREADS": "1",
-               "QA_SEARCH_READ_RATE": "0"}  # the load tests search from one address
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qa_search.cli", "serve", str(self.index_dir), "--port", str(self.port),
-             "--workers", "2"],
-            # a file, not a pipe: a pipe nobody reads fills up and blocks the server's logging
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                status, _, _ = self.call("GET", "/readyz")
-                if status == 200:
-                    return self
-            except OSError:
-                pass
-            assert self.proc.poll() is None, "server exited early"
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
-            self._log.close()
-            self.proc = None
-
-    def call(self, method: str, path: str, body: dict | None = None, key: str | None = None,
-             **params) -> tuple[int, dict | str, str]:
-        """(status, JSON or text, answering worker's pid), on a fresh connection."""
-        url = self.base + path + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
-        headers = {"Content-Type": "application/json"}
-        if key is not None:
-            headers["X-API-Key"] = key
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, headers=headers, method=method)
-        try:
-            resp = urllib.request.urlopen(req, timeout=60)
-        except urllib.error.HTTPError as err:
-            resp = err
-        with resp:
-            text = resp.read().decode()
-            kind = resp.headers.get("Content-Type", "")
-            parsed = json.loads(text) if "json" in kind else text
-            return resp.status, parsed, resp.headers.get("X-QA-Search-Worker")
+        super().__init__(index_dir, log_path, {
+            **os.environ, "QA_SEARCH_API_KEY": KEY, "QA_SEARCH_POLL_SECONDS": "0.2", "QA_SEARCH_THREADS": "1",
+            "QA_SEARCH_READ_RATE": "0"})  # the load tests search from one address
 
     def search_ids(self, q: str, k: int = 5) -> tuple[list[str], str]:
         status, body, worker = self.call("GET", "/v1/search", q=q, k=k)
