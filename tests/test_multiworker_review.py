@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import jwt
@@ -378,16 +380,27 @@ def test_writes_through_another_worker_are_applied_while_a_generation_loads(serv
         assert top(pinned, worker, "another operator update") == "u2"
 
 
-def test_a_write_logged_just_before_a_publish_is_served_by_a_worker_that_had_not_read_it(tmp_path):
-    """The publish compacts the write out of the log before the other worker has read it; that
-    worker must not lose it until its load of the new generation (which holds it) is done."""
+@contextmanager
+def loading_held(tmp_path: Path) -> Iterator[tuple[LiveIndex, LiveIndex, threading.Event]]:
+    """Two processes' LiveIndex on one index: ``taker`` writes and publishes, ``other`` watches
+    with no tick (only a request wakes it) and holds every load until ``release`` is set."""
     build(tmp_path / "index", forum(20))
     taker, other = (LiveIndex(tmp_path / "index", FakeEmbedder()) for _ in range(2))
     release = threading.Event()
     load = other._loader
     other._loader = lambda path, embedder: release.wait(10) and load(path, embedder)
-    other.start(3600)  # no tick: only a request wakes it
+    other.start(3600)
     try:
+        yield taker, other, release
+    finally:
+        release.set()
+        other.stop()
+
+
+def test_a_write_logged_just_before_a_publish_is_served_by_a_worker_that_had_not_read_it(tmp_path):
+    """The publish compacts the write out of the log before the other worker has read it; that
+    worker must not lose it until its load of the new generation (which holds it) is done."""
+    with loading_held(tmp_path) as (taker, other, release):
         taker.upsert(Thread("w1", "lateword written"))
         taker.delete("t3")
         update_index(tmp_path / "index", [Thread("u1", "an operator update")], FakeEmbedder())
@@ -402,22 +415,13 @@ def test_a_write_logged_just_before_a_publish_is_served_by_a_worker_that_had_not
         until(lambda: other.generation == 2)
         with other.reading() as index:
             assert "w1" in index and "t3" not in index and "u1" in index
-    finally:
-        release.set()
-        other.stop()
 
 
 def test_writes_two_publishes_compacted_before_a_worker_read_them_are_served_while_it_loads(tmp_path):
     """Two publishes in a row, each compacting writes out of the log, before the other worker
     reads it: the writes the first folded in are served too (from that generation's record), not
     only the second's, while the worker loads the newest."""
-    build(tmp_path / "index", forum(20))
-    taker, other = (LiveIndex(tmp_path / "index", FakeEmbedder()) for _ in range(2))
-    release = threading.Event()
-    load = other._loader
-    other._loader = lambda path, embedder: release.wait(10) and load(path, embedder)
-    other.start(3600)  # no tick: only a request wakes it
-    try:
+    with loading_held(tmp_path) as (taker, other, release):
         taker.upsert(Thread("w1", "lateword written"))
         taker.delete("t3")
         update_index(tmp_path / "index", [Thread("u1", "an operator update")], FakeEmbedder())
@@ -434,9 +438,6 @@ def test_writes_two_publishes_compacted_before_a_worker_read_them_are_served_whi
         until(lambda: other.generation == 3)
         with other.reading() as index:
             assert all(t in index for t in ("w1", "w2", "u1", "u2")) and "t3" not in index
-    finally:
-        release.set()
-        other.stop()
 
 
 def test_a_worker_killed_with_sigkill_is_replaced_and_its_writes_stay(server, pinned):
