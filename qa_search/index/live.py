@@ -45,7 +45,7 @@ from qa_search.index.relevance import relevance_model
 from qa_search.index.replay import apply_entries
 from qa_search.index.results import DuplicateHit, DuplicateVerdicts, SearchHit, SearchPage
 from qa_search.index.rwlock import RWLock
-from qa_search.index.search import SearchOptions, check_options
+from qa_search.index.search import SearchOptions, check_min_relevance, check_options
 from qa_search.index.writeprep import embed_writes, keep_vectors, portable
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
 from qa_search.storage.logformat import WriteEntry, log_switch
@@ -197,9 +197,7 @@ class LiveIndex:
         check_options(options, "search_page", rerank=True)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        cut = options.pop("min_relevance", None)
-        if cut is not None and (isinstance(cut, bool) or not 0 <= cut <= 1):
-            raise ValueError(f"min_relevance must be a probability in [0, 1], got {cut!r}")
+        cut = check_min_relevance(options.pop("min_relevance", None))
         query = self._query(text, bool(options.get("typing")))
         with self.reading() as index:
             # one more than the page, uncut: whether a next page follows is told from the extra hit

@@ -173,6 +173,13 @@ def typed_text(index: IndexContents, text: str, viewer: frozenset[str] | None = 
     return rest if tokenize([rest], lexical.language)[0] else text
 
 
+def check_min_relevance(value: float | None) -> float | None:
+    """``value`` where it is None or a probability; ValueError otherwise (a bool included)."""
+    if value is not None and (isinstance(value, bool) or not 0 <= value <= 1):
+        raise ValueError(f"min_relevance must be a probability in [0, 1], got {value!r}")
+    return value
+
+
 def check_options(options: Mapping[str, object], method: str, *, rerank: bool = False) -> None:
     """``TypeError`` for a keyword that is not a :class:`SearchOptions` key, as Python raises for
     a function's unknown keyword: a ``**options`` parameter takes any name, and a misspelt
@@ -201,9 +208,7 @@ def search_many(
         raise ValueError(f"k must be at least 1, got {k}")
     if offset < 0:
         raise ValueError(f"offset must be at least 0, got {offset}")
-    min_relevance = options.get("min_relevance")
-    if min_relevance is not None and (isinstance(min_relevance, bool) or not 0 <= min_relevance <= 1):
-        raise ValueError(f"min_relevance must be a probability in [0, 1], got {min_relevance!r}")
+    min_relevance = check_min_relevance(options.get("min_relevance"))
     keep = _thread_filter(options.get("tags"), options.get("category"), options.get("groups"),
                           created_after=options.get("created_after"),
                           created_before=options.get("created_before"),
