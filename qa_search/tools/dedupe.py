@@ -9,8 +9,8 @@ The steps, each bounded so a forum of 100k+ questions takes minutes, not hours:
    or by the calibrated duplicate probability (the default on an index using its model's
    shipped calibration, or on request) (:meth:`ForumIndex.pair_scores`, in both orientations,
    averaged, since the scorer treats its first thread as the new question; edges below a cosine
-   floor, :data:`COSINE_FLOOR`, are then dropped unscored). On a calibrated index every pair
-   inside a cluster also carries its probability.
+   floor, :data:`COSINE_FLOOR` on the forum's cosine scale, are then dropped unscored). On a
+   calibrated index every pair inside a cluster also carries its probability.
 3. Clustering with *average linkage* (*complete* on a shipped calibration's probabilities)
    along the graph's edges: edges at or above the threshold
    are taken best first, and one joins two clusters only if the mean score of *every* pair
@@ -32,9 +32,10 @@ from typing import Protocol
 
 import numpy as np
 
-from qa_search.index.defaults import duplicate_calibration
+from qa_search.index.defaults import duplicate_calibration, neighbour_quartiles, shipped_calibration
 from qa_search.index.forum import ForumIndex
 from qa_search.scoring.ann import single_threaded
+from qa_search.scoring.calibration import Calibration
 
 #: Calibrated index: candidate pairs whose question cosine is below this are never scored (the
 #: scorer is the slow part). Measured on Quora with the packaged model (README, "Finding
@@ -323,6 +324,24 @@ def _cluster(
     return DuplicateCluster(tids[canon], tuple(threads), tuple(scored))
 
 
+def forum_floor(index: ForumIndex, calibration: Calibration) -> float:
+    """:data:`COSINE_FLOOR`, measured on Quora's cosine scale, on this forum's scale. The shipped
+    calibration carries the forum's scale already; a forum's own calibration was fitted on its
+    raw cosines, so the scale is measured here against the shipped one's reference (a forum of
+    title-and-body questions has its reworded duplicates at raw cosines 0.45-0.6, which a raw
+    floor of 0.6 would drop before its own calibration could score them). Without a shipped
+    calibration for the model to read the reference from, the floor is taken as it is."""
+    if calibration.forum_quartiles is not None:
+        return calibration.forum_cosine(COSINE_FLOOR)
+    shipped = shipped_calibration(index)
+    if shipped is None or shipped.cosine_quartiles is None:
+        return COSINE_FLOOR
+    quartiles = neighbour_quartiles(index)
+    if quartiles is None:
+        return COSINE_FLOOR
+    return shipped.for_forum(quartiles).forum_cosine(COSINE_FLOOR)
+
+
 def find_duplicate_clusters(
     index: ForumIndex,
     threshold: float | None = None,
@@ -349,8 +368,8 @@ def find_duplicate_clusters(
     by probability with the shipped calibration, else ``"average"``). A calibrated index's pairs
     inside a cluster
     carry their probability either way. ``cosine_floor`` (default on probabilities
-    :data:`COSINE_FLOOR`, put on the forum's cosine scale with the shipped calibration; on
-    cosines the threshold) drops candidate pairs before scoring.
+    :data:`COSINE_FLOOR` put on the forum's cosine scale, :func:`forum_floor`; on cosines the
+    threshold) drops candidate pairs before scoring.
     ``search_progress(done, total)`` reports questions searched, ``score_progress(done, total)``
     candidate pairs scored (each counted twice, once per orientation, when by probability).
     """
@@ -382,7 +401,7 @@ def find_duplicate_clusters(
     if cosine_floor is None:
         # by probability implies calibrated
         if on_probability and calibration is not None:
-            cosine_floor = calibration.forum_cosine(COSINE_FLOOR)
+            cosine_floor = forum_floor(index, calibration)
         else:
             cosine_floor = threshold
     tids, cos, rows = index.question_neighbours(neighbours, progress=search_progress)
