@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ from scipy.sparse.csgraph import connected_components
 
 from qa_search import Answer, ForumIndex, IndexConfig, Thread, find_duplicate_clusters, read_dump
 from qa_search.cli import main
-from qa_search.tools.dedupe import COSINE_FLOOR, cluster_edges, neighbour_pairs
+from qa_search.embedding.model_defaults import ShippedDefaults
+from qa_search.index.defaults import neighbour_quartiles, shipped_calibration
+from qa_search.tools.dedupe import COSINE_FLOOR, cluster_edges, forum_floor, neighbour_pairs
 
 # near-paraphrases (the fake embedder is a bag of words: shared words make the cosine)
 THREADS = [
@@ -281,6 +284,36 @@ def test_sample_forum_duplicate_groups_are_recovered(real_embedder):
     # connected components of the same edges chain unrelated threads together
     _, chained_precision = measure("single")
     assert precision >= 2 * chained_precision, (precision, chained_precision)
+
+
+def test_an_own_calibration_floor_is_lowered_to_the_forums_scale_never_raised():
+    more = (Thread(f"x{i}", f"question {i} about topic {i % 7} and more {i}") for i in range(30))
+    threads = [*THREADS, *more]
+    index = ForumIndex(FakeEmbedder(), IndexConfig())
+    index.upsert(threads)
+    pairs = labelled_pairs(threads, GROUPS)
+    own = index.calibrate([(a, b) for a, b, _ in pairs], [y for *_, y in pairs])
+    forum = neighbour_quartiles(index)
+    assert forum is not None
+    # no shipped calibration to read Quora's scale from: the floor as measured
+    assert forum_floor(index, own) == COSINE_FLOOR
+
+    def shipped_with(reference):
+        cal = replace(own, cosine_quartiles=reference)
+        content = {"duplicate_calibration": cal.to_dict()}
+        index.shipped_defaults = ShippedDefaults.of(index.embedder.name, content)
+
+    # a reference scale above the forum's (long questions): the floor moves down with it
+    reference = tuple(min(0.99, q + 0.2 + 0.01 * i) for i, q in enumerate(forum))
+    shipped_with(reference)
+    assert shipped_calibration(index).cosine_quartiles == reference
+    low = forum_floor(index, own)
+    assert low < COSINE_FLOOR
+    assert low == pytest.approx(float(np.interp(COSINE_FLOOR, [-1, *reference, 1], [-1, *forum, 1])))
+    # a denser forum than the reference: the floor stays where it was measured
+    shipped_with(tuple(q - 0.3 for q in forum))
+    assert forum_floor(index, own) == COSINE_FLOOR
+    assert find_duplicate_clusters(index, 0.5, by="probability").cosine_floor == COSINE_FLOOR
 
 
 def test_a_forum_calibrated_on_its_own_pairs_clusters_its_reworded_duplicates(real_embedder):

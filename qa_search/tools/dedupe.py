@@ -329,8 +329,10 @@ def forum_floor(index: ForumIndex, calibration: Calibration) -> float:
     calibration carries the forum's scale already; a forum's own calibration was fitted on its
     raw cosines, so the scale is measured here against the shipped one's reference (a forum of
     title-and-body questions has its reworded duplicates at raw cosines 0.45-0.6, which a raw
-    floor of 0.6 would drop before its own calibration could score them). Without a shipped
-    calibration for the model to read the reference from, the floor is taken as it is."""
+    floor of 0.6 would drop before its own calibration could score them). The floor only moves
+    down for an own calibration: on Quora, where it was measured, the whole corpus is denser
+    than the reference's sample and would raise it. Without a shipped calibration for the model
+    to read the reference from, the floor is taken as it is."""
     if calibration.forum_quartiles is not None:
         return calibration.forum_cosine(COSINE_FLOOR)
     shipped = shipped_calibration(index)
@@ -339,7 +341,7 @@ def forum_floor(index: ForumIndex, calibration: Calibration) -> float:
     quartiles = neighbour_quartiles(index)
     if quartiles is None:
         return COSINE_FLOOR
-    return shipped.for_forum(quartiles).forum_cosine(COSINE_FLOOR)
+    return min(COSINE_FLOOR, shipped.for_forum(quartiles).forum_cosine(COSINE_FLOOR))
 
 
 def find_duplicate_clusters(
