@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 
 import pytest
 from conftest import FakeEmbedder
 
 import qa_search.embedding.model_defaults as model_defaults_module
+import qa_search.index.defaults as defaults_module
 from qa_search import Answer, ForumIndex, Thread, build, configure_index, describe_index
 from qa_search.cli import main
 from qa_search.embedding.model_defaults import ShippedDefaults, model_defaults
@@ -139,6 +141,73 @@ def test_its_own_calibration_is_named_as_such(package, tmp_path):
     index.calibrate(pairs, [int(a[0] == b[0]) for a, b in pairs])
     index.save(tmp_path / "ix")
     assert describe_index(tmp_path / "ix").defaults["calibration"] == "own"
+
+
+class _ArrivalLock:
+    """A lock that reports each caller as it asks for it, before it waits."""
+
+    def __init__(self, arrive) -> None:
+        self._lock = threading.Lock()
+        self._arrive = arrive
+
+    def __enter__(self) -> bool:
+        self._arrive()
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self._lock.__exit__(*exc)
+
+
+def test_callers_arriving_together_on_a_fresh_index_share_one_measure_of_its_scale(package, monkeypatch):
+    index = ForumIndex(FakeEmbedder())
+    # enough questions for the forum's scale to be measured (and a calibration of its own made)
+    index.upsert([Thread(f"q{i}", f"how do I cope with worry {i % 7} and sleep {i % 5} at night {i}")
+                  for i in range(2 * defaults_module.SCALE_MIN_QUESTIONS)])
+    callers = 6
+    guard = threading.Lock()
+    arrived: set[int] = set()
+    everyone = threading.Event()
+    measures: list[int] = []
+    all_arrived_first: list[bool] = []
+
+    def arrive() -> None:
+        with guard:
+            arrived.add(threading.get_ident())
+            if len(arrived) == callers:
+                everyone.set()
+
+    real = defaults_module.neighbour_quartiles
+
+    def measure(ix, *args, **kwargs):
+        with guard:
+            measures.append(threading.get_ident())
+        arrive()
+        # a measure goes on only once every caller has arrived: none is stored before they have
+        all_arrived_first.append(everyone.wait(timeout=30))
+        return real(ix, *args, **kwargs)
+
+    monkeypatch.setattr(defaults_module, "neighbour_quartiles", measure)
+    # a caller that waits for the first measure has arrived once it asks for the index's lock
+    index.__dict__["_shipped_calibration_lock"] = _ArrivalLock(arrive)
+    start = threading.Barrier(callers)
+    got: list[object] = [None] * callers
+
+    def call(i: int) -> None:
+        start.wait(timeout=30)
+        got[i] = defaults_module.duplicate_calibration(index)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert all_arrived_first and all(all_arrived_first)
+    assert len(measures) == 1
+    assert got[0] is not None and all(g is got[0] for g in got)
+    assert got[0] is not defaults_module.shipped_calibration(index)  # put on the forum's scale
+    assert defaults_module.duplicate_calibration(index) is got[0]  # and kept
+    assert len(measures) == 1
 
 
 def test_a_damaged_record_is_refused_not_used():

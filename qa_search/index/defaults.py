@@ -12,6 +12,7 @@ questions once per size the index passes (it moves little as a forum grows).
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 
@@ -100,18 +101,33 @@ def neighbour_quartiles(
 
 def duplicate_calibration(index: IndexContents) -> Calibration | None:
     """The calibration duplicate verdicts use: the index's own, else the shipped one for its
-    model on the forum's cosine scale, else None (raw cosines)."""
+    model on the forum's cosine scale, else None (raw cosines).
+
+    The forum's scale is measured by one caller at a time per index: the requests that arrive
+    together on a fresh index wait for the first one's measure rather than each making it."""
     if index.calibration is not None:
         return index.calibration
     shipped = shipped_calibration(index)
     if shipped is None:
         return None
     n = len(index.question_index)
+    cached = _scaled(index, shipped, n)
+    if cached is None:
+        # callers hold the index's read lock; the measure under this one takes no other lock, so
+        # a write waiting for the readers waits for one measure at most, and never deadlocks
+        with index.__dict__.setdefault("_shipped_calibration_lock", threading.Lock()):
+            cached = _scaled(index, shipped, n)
+            if cached is None:
+                quartiles = neighbour_quartiles(index)
+                cached = shipped if quartiles is None else shipped.for_forum(quartiles)
+                index.__dict__["_shipped_calibration"] = (max(n, 1), shipped, cached)
+    return cached
+
+
+def _scaled(index: IndexContents, shipped: Calibration, n: int) -> Calibration | None:
+    """The shipped calibration on the forum's scale as last measured, unless the forum has grown
+    or shrunk by a quarter since (or the shipped one changed): then None, to measure again."""
     cached = index.__dict__.get("_shipped_calibration")
-    # measured again once the forum has grown or shrunk by a quarter since
     if cached is None or not 0.8 * cached[0] <= n <= 1.25 * cached[0] or cached[1] is not shipped:
-        quartiles = neighbour_quartiles(index)
-        adapted = shipped if quartiles is None else shipped.for_forum(quartiles)
-        cached = (max(n, 1), shipped, adapted)
-        index.__dict__["_shipped_calibration"] = cached
+        return None
     return cached[2]
