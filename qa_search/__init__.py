@@ -57,7 +57,7 @@ from qa_search.tools.evaluation import (
     read_pairs,
     read_queries,
 )
-from qa_search.tools.importers import FORMATS, detect_format, read_threads
+from qa_search.tools.importers import FORMATS, check_inputs, detect_format, read_threads
 from qa_search.tools.rerankertraining import (
     DEFAULT_RERANKER_LEARNING_RATE,
     RerankerTrainResult,
@@ -98,6 +98,7 @@ __all__ = [
     "FORMATS",
     "Answer",
     "Thread",
+    "check_inputs",
     "detect_format",
     "read_dump",
     "read_dumps",

@@ -15,7 +15,7 @@ from qa_search import Answer, DumpFormatError, ForumIndex, read_dump
 from qa_search.cli import main
 from qa_search.tools.csvreader import read_csv
 from qa_search.tools.fields import html_to_text, parse_tags
-from qa_search.tools.importers import FORMATS, read_threads
+from qa_search.tools.importers import FORMATS, check_inputs, read_threads
 from qa_search.tools.stackexchange import (
     read_stackexchange_duplicates,
     read_stackexchange_posts,
@@ -235,6 +235,46 @@ def test_build_reads_each_format_and_skip_invalid_reports_what_it_skipped(tmp_pa
         main, ["build", str(CSV), "--index", str(tmp_path / "x"), "--format", "csv", "--map", "oops"]
     )
     assert r.exit_code == 2 and "expected FIELD=COLUMN" in r.output
+
+
+def test_check_inputs_tells_each_format_from_the_names_alone_and_refuses_as_read_threads_does(tmp_path):
+    absent = [tmp_path / "a.jsonl.gz", tmp_path / "b.CSV", tmp_path / "Posts.xml"]  # no file is opened
+    assert check_inputs(absent) == [(absent[0], "jsonl"), (absent[1], "csv"), (absent[2], "stackexchange")]
+    assert check_inputs(absent[:1], "csv", mapping={"id": "post_id"}) == [(absent[0], "csv")]
+    assert check_inputs([], mapping={"id": "post_id"}, site_url="https://forum.example.org") == []
+    refused = [
+        ([tmp_path / "a.txt"], "auto", {}, "cannot tell the format of"),
+        (absent[:1], "yaml", {}, "unknown format 'yaml'"),
+        (absent[::2], "auto", {"mapping": {"id": "post_id"}}, "a column mapping is for CSV files"),
+        (absent[:2], "auto", {"site_url": "https://forum.example.org"}, "a site URL is for Stack Exchange"),
+    ]
+    for paths, fmt, options, said in refused:
+        with pytest.raises(ValueError, match=said):
+            check_inputs(paths, fmt, **options)
+        with pytest.raises(ValueError, match=said):
+            read_threads(paths, fmt, **options)
+
+
+@pytest.mark.parametrize("command", ["build", "import"])
+def test_a_command_checks_its_options_then_reads_its_inputs_once(tmp_path, fake_cli, monkeypatch, command):
+    import qa_search.cli._input as cli_input
+
+    calls = []
+    real = cli_input.read_threads
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli_input, "read_threads", counted)
+    maps = [f"--map={k}={v}" for k, v in MAPPING.items()]
+    where = ["--index", str(tmp_path / "ix")] if command == "build" else ["--out", str(tmp_path / "d.jsonl")]
+    r = fake_cli.invoke(main, [command, str(CSV), *maps, *where, "-q"])
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 1
+    r = fake_cli.invoke(main, [command, str(CSV), *maps, *where, "-q", "--site-url", "https://x.example.org"])
+    assert r.exit_code == 2 and "a site URL is for Stack Exchange" in r.output
+    assert len(calls) == 1  # refused before any reading starts
 
 
 EMPTY_ANSWERS = (

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import click
 from tqdm import tqdm
 
-from qa_search import CSV_FIELDS, FORMATS, DumpFormatError, Thread, read_threads
+from qa_search import CSV_FIELDS, FORMATS, DumpFormatError, Thread, check_inputs, read_threads
 from qa_search.cli._common import F, advance, progress_bar
 
 MAX_LISTED = 20
@@ -83,8 +83,8 @@ class ThreadInput:
         self._repeated: dict[str, None] = {}
         self.skip_invalid = skip_invalid
         self.quiet = quiet
-        try:  # checks each format and that --map and --site-url apply to some input; reads nothing
-            read_threads(paths, fmt, mapping=self.mapping, site_url=site_url)
+        try:  # by the files' names: a wrong option is refused before any step starts
+            check_inputs(paths, fmt, mapping=self.mapping, site_url=site_url)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
 

@@ -43,22 +43,31 @@ def read_threads(
 
     ``on_error`` takes malformed records (default: raise); ``on_skip`` takes records passed over
     as empty (default: a logged warning). Raises ``ValueError`` at once, before reading anything,
-    for a format it cannot tell, a ``mapping`` when no input is CSV or a ``site_url`` when none is
-    a Stack Exchange dump: ignored, they would leave each record short of the fields they were
-    meant to supply, and the error would then blame the data."""
+    where :func:`check_inputs` does; no file is opened until the stream is read."""
+    return _read(check_inputs(paths, fmt, mapping=mapping, site_url=site_url), mapping or {}, on_error,
+                 site_url, on_skip)
+
+
+def check_inputs(
+    paths: Iterable[str | Path],
+    fmt: str = "auto",
+    *,
+    mapping: Mapping[str, str] | None = None,
+    site_url: str | None = None,
+) -> list[tuple[str | Path, str]]:
+    """Each of ``paths`` with the format :func:`read_threads` reads it as; from names alone, no
+    file is opened.
+
+    Raises ``ValueError`` for a format it cannot tell or does not know, a ``mapping`` when no
+    input is CSV or a ``site_url`` when none is a Stack Exchange dump: ignored, they would leave
+    each record short of the fields they were meant to supply, and the error would then blame
+    the data."""
     inputs = [(path, detect_format(path) if fmt == "auto" else fmt) for path in paths]
     for _, kind in inputs:
         if kind not in FORMATS:
             raise ValueError(f"unknown format {kind!r}: use one of {', '.join(FORMATS)}")
-    _check_options(inputs, mapping, site_url)
-    return _read(inputs, mapping or {}, on_error, site_url, on_skip)
-
-
-def _check_options(
-    inputs: list[tuple[str | Path, str]], mapping: Mapping[str, str] | None, site_url: str | None
-) -> None:
     if not inputs:
-        return
+        return inputs
     path, kind = inputs[0]
     if mapping and all(k != "csv" for _, k in inputs):
         raise ValueError(
@@ -71,6 +80,7 @@ def _check_options(
             f"a site URL is for Stack Exchange Posts.xml files, and no input is one ({path} is read "
             f"as {kind}); give each thread its url in the data instead"
         )
+    return inputs
 
 
 def _read(
