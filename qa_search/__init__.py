@@ -20,6 +20,7 @@ from qa_search.errors import (
     SettingsError,
     SnapshotError,
     UnknownThreadError,
+    WriteConflictError,
 )
 from qa_search.index.config import IndexConfig
 from qa_search.index.forum import ForumIndex
@@ -93,6 +94,7 @@ __all__ = [
     "SettingsError",
     "SnapshotError",
     "UnknownThreadError",
+    "WriteConflictError",
     # threads and formats
     "CSV_FIELDS",
     "FORMATS",

@@ -70,6 +70,11 @@ class ReadOnlyIndexError(QASearchError):
     """A write to an index served read-only (a single snapshot, which no build updates)."""
 
 
+class WriteConflictError(QASearchError):
+    """A conditional write found a thread changed since it was read (another worker wrote it
+    meanwhile): nothing was written; read the thread again and redo the change."""
+
+
 class NoRerankerError(QASearchError):
     """A search asked to rerank on an index with no reranker attached."""
 

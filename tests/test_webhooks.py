@@ -12,7 +12,7 @@ import pytest
 from conftest import FakeEmbedder
 from fastapi.testclient import TestClient
 
-from qa_search import ForumIndex, Thread, discourse_change
+from qa_search import DiscourseEvents, ForumIndex, LiveIndex, Thread, discourse_change
 from service.app import create_app
 from service.settings import Settings
 
@@ -412,3 +412,77 @@ def test_discourse_change_says_an_older_event_is_stale():
     # a time no zone can move into range is read as none given
     odd = discourse_change("topic_edited", topic(title="N", updated_at="0001-01-01T00:00:00+01:00"), current)
     assert not odd.stale and odd.upsert.extra == held
+
+
+# -- events about one topic at two workers --------------------------------------------------------
+
+
+def _workers(index_dir):
+    """Two serving processes' handles on one index directory (no watchers: each applies the
+    other's writes when it reads), with the topic and its first post written through the first."""
+    first, second = (LiveIndex(index_dir, FakeEmbedder()) for _ in range(2))
+    events = DiscourseEvents(first)
+    events.apply("topic_created", topic())
+    events.apply("post_created", post(500, 1, "My heart races."))
+    return first, second, events
+
+
+def _answers(live, tid="42"):
+    thread = live.current(tid)
+    return None if thread is None else sorted(a.id for a in thread.answers)
+
+
+@pytest.mark.parametrize("seen", [False, True], ids=["logged-unread", "applied-meanwhile"])
+def test_two_workers_reading_a_topic_before_either_writes_both_keep_their_part(index_dir, seen):
+    first, second, events = _workers(index_dir)
+    between: list = []
+
+    def other_worker_first(thread, current):
+        # the second worker has read the thread and merged its answer, not yet written it: the
+        # first worker's event lands now (and, with `seen`, the second's watcher applies it)
+        if not between:
+            between.append(events.apply("post_created", post(501, 2, "Breathe slowly.")))
+            if seen:
+                second.catch_up()
+
+    late = DiscourseEvents(second, check=other_worker_first).apply(
+        "post_created", post(502, 3, "Name five things you can see."))
+    assert between[0].action == late.action == "upserted" and late.seq > between[0].seq
+    for live in (first, second, LiveIndex(index_dir, FakeEmbedder())):  # a third: the log replayed
+        assert _answers(live) == ["501", "502"]
+        assert live.current("42").body == "My heart races."
+
+
+def test_a_topic_deleted_at_another_worker_meanwhile_is_not_brought_back(index_dir):
+    first, second, events = _workers(index_dir)
+    between: list = []
+
+    def destroyed_first(thread, current):
+        if not between:
+            between.append(events.apply("topic_destroyed", topic()))
+
+    late = DiscourseEvents(second, check=destroyed_first).apply("post_created", post(501, 2, "Breathe."))
+    assert between[0].action == "deleted"
+    assert (late.action, late.reason) == ("ignored", "the topic is not indexed")
+    assert second.current("42") is None and LiveIndex(index_dir, FakeEmbedder()).current("42") is None
+
+
+def test_an_event_that_keeps_meeting_other_writes_is_a_503_and_writes_nothing(index_dir):
+    first, _, events = _workers(index_dir)
+    edits = iter(range(10, 100))
+
+    def always_first(thread, current):  # another worker edits the title before each write
+        events.apply("topic_edited", topic(title=f"Panic attack, edit {next(edits)}"))
+
+    with _fast(index_dir) as c:
+        live = c.app.state.live
+        c.app.state.discourse_events = DiscourseEvents(live, check=always_first)
+        applied = live.applied
+        got = send(c, "post_created", post(501, 2, "Breathe slowly."))
+        assert got.status_code == 503 and got.headers["Retry-After"] == "1"
+        detail = got.json()["detail"]
+        assert "'42'" in detail and "5 times" in detail and "Breathe" not in got.text
+        # each try found the other worker's edit and applied it; its own answer never written
+        assert live.applied == applied + 5 and _answers(live) == []
+        assert live.current("42").title == "Panic attack, edit 14"
+    assert _answers(first) == []

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +38,13 @@ import numpy as np
 
 from qa_search.embedding.models import Embedder
 from qa_search.embedding.querycache import QueryCache
-from qa_search.errors import QASearchError, ReadOnlyIndexError, SnapshotError, UnknownThreadError
+from qa_search.errors import (
+    QASearchError,
+    ReadOnlyIndexError,
+    SnapshotError,
+    UnknownThreadError,
+    WriteConflictError,
+)
 from qa_search.index.contents import as_str_list
 from qa_search.index.forum import ForumIndex
 from qa_search.index.relevance import relevance_model
@@ -65,6 +71,13 @@ def _readable(wlog: WriteLog) -> list[WriteEntry]:
         return wlog.poll()  # reads to the end, or up to a damaged line
     except SnapshotError:
         return []
+
+
+def _conflict(expected: Mapping[str, Thread | None] | None) -> WriteConflictError:
+    ids = sorted(expected or {})
+    what = f"thread {ids[0]!r}" if len(ids) == 1 else "threads " + ", ".join(repr(i) for i in ids)
+    return WriteConflictError(f"{what} changed since it was read (another write was logged first): "
+                              "nothing was written; read it again and redo the change")
 
 
 def _default_cut(index: ForumIndex) -> float | None:
@@ -302,7 +315,9 @@ class LiveIndex:
         self._apply(entries, vectors)
         return False
 
-    def upsert(self, threads: Iterable[Thread] | Thread) -> WriteEntry:
+    def upsert(
+        self, threads: Iterable[Thread] | Thread, *, expected: Mapping[str, Thread | None] | None = None
+    ) -> WriteEntry:
         """Log the threads durably, then apply them here (a single :class:`Thread` may be passed
         as it is). Each is checked first as a dump line would be (``ValueError`` naming it, and
         its place ``threads[i]`` in a batch), so the log never holds an entry that another
@@ -310,23 +325,60 @@ class LiveIndex:
 
         The new texts are embedded first, holding no lock (see the module's summary): the log
         append, which is what acknowledges the write, comes after, so a write whose embedding
-        fails (or whose process dies meanwhile) was never acknowledged and leaves no trace."""
+        fails (or whose process dies meanwhile) was never acknowledged and leaves no trace.
+
+        ``expected``: the condition of a read-modify-write, the threads as it read them
+        (:meth:`current`), by id (None: the index held none). Where any of them is no longer
+        so, because a write logged since (by any process, in log order before this one) changed
+        it, nothing is logged and :class:`WriteConflictError` is raised; that write is applied
+        here by then, so reading the thread again sees it. The check and the append are one
+        step under the log's lock, and no lock is held while the caller reads and merges."""
         self._check_writable()
         if isinstance(threads, Thread):
             threads = [portable(threads)]
         else:
             threads = [portable(t, i) for i, t in enumerate(threads)]
         vectors = self._prepared(threads)
+        # a write refused below leaves its kept vectors to the sweep of orphans (writevectors.py)
         write_id = keep_vectors(self.index_dir, self.index, threads, vectors, self._rw.read())
         with self._sync:
+            self._check_expected(expected)
             before = self.log.file
-            unseen, entry = self.log.append_upsert(threads, write_id)
-            swap = self._take(before, [*unseen, entry], vectors)
+            unseen, entry = self.log.append_upsert(threads, write_id, unless_changed=(expected or {}).keys())
+            swap = self._take(before, unseen if entry is None else [*unseen, entry], vectors)
         if swap:  # the write is in the log of the generation swapped to as well
             self._swap_due()
+        if entry is None:
+            raise _conflict(expected)
         return entry
 
-    def delete(self, thread_ids: Iterable[str] | str, *, missing_ok: bool = True) -> WriteEntry:
+    def current(self, thread_id: str) -> Thread | None:
+        """The thread ``thread_id`` as the writes logged so far leave it (None: the index holds
+        none): those other processes logged that this one has not applied yet are applied first
+        (:class:`SnapshotError` where a log line is damaged). What a read-modify-write reads, to
+        pass back as ``expected`` to :meth:`upsert` or :meth:`delete`."""
+        if self._watch and self.log.changed():
+            self.catch_up()
+        with self._rw.read():
+            return self.index.get(thread_id) if thread_id in self.index else None
+
+    def _check_expected(self, expected: Mapping[str, Thread | None] | None) -> None:
+        """:class:`WriteConflictError` unless the index holds each thread of ``expected`` as
+        given; with the writes this handle has read applied (call holding ``_sync``)."""
+        if not expected:
+            return
+        with self._rw.read():
+            for thread_id, thread in expected.items():
+                held = self.index.get(thread_id) if thread_id in self.index else None
+                same = held is thread if held is None or thread is None else (
+                    held == thread and held.extra == thread.extra)  # extra is not compared by ==
+                if not same:
+                    raise _conflict(expected)
+
+    def delete(
+        self, thread_ids: Iterable[str] | str, *, missing_ok: bool = True,
+        expected: Mapping[str, Thread | None] | None = None,
+    ) -> WriteEntry:
         """Log a delete durably, then apply it here (a single string is one id; ids are trimmed,
         as stored ones are). Returns the log entry.
 
@@ -336,6 +388,7 @@ class LiveIndex:
         of two requests deleting the same thread, one succeeds and the other is told it is gone.
         A process that logs its delete between that catch-up and this write (the log's own
         lock orders them) makes this delete a no-op, which is reported the same way.
+        ``expected`` as :meth:`upsert` takes it.
         """
         self._check_writable()
         ids = [str(i).strip() for i in as_str_list(thread_ids)]  # stored ids are text, trimmed
@@ -349,9 +402,12 @@ class LiveIndex:
                 if not swap:
                     if not missing_ok:
                         self._require(ids)
+                    self._check_expected(expected)
                     before = self.log.file
-                    unseen, entry = self.log.append_delete(ids)
+                    unseen, entry = self.log.append_delete(ids, unless_changed=(expected or {}).keys())
                     swap = self._take(before, unseen, vectors)
+                    if entry is None:
+                        break
                     absent = [] if missing_ok or swap else [i for i in ids if i not in self.index]
                     self._apply([entry])  # served from its acknowledgement on, a swap due or not
                     if absent:  # another process deleted it first, in log order
@@ -360,6 +416,8 @@ class LiveIndex:
             self.check_generation()  # the check needs the new generation (or the watcher's load)
         if swap:  # the write is in the log of the generation swapped to as well
             self._swap_due()
+        if entry is None:
+            raise _conflict(expected)
         return entry
 
     def _require(self, ids: list[str]) -> None:

@@ -30,7 +30,7 @@ import fcntl
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Set
+from collections.abc import Collection, Iterable, Iterator, Set
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -328,16 +328,21 @@ class WriteLog:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def append_upsert(
-        self, threads: Iterable[Thread], write_id: str | None = None
-    ) -> tuple[list[WriteEntry], WriteEntry]:
+        self, threads: Iterable[Thread], write_id: str | None = None, *, unless_changed: Collection[str] = ()
+    ) -> tuple[list[WriteEntry], WriteEntry | None]:
         """Durably log an upsert. Returns (entries appended by others and not yet seen, this one).
         ``write_id``: the write's id, where the caller chose it first (to keep its vectors under
-        it, see writevectors.py); a new one otherwise."""
-        return self._append(WriteEntry(0, UPSERT, threads=tuple(threads), id=write_id))
+        it, see writevectors.py); a new one otherwise. ``unless_changed``: thread ids; where an
+        entry not yet seen upserts or deletes one of them, nothing is logged and this one is None
+        (see :meth:`_append`). Without it, it is never None."""
+        return self._append(WriteEntry(0, UPSERT, threads=tuple(threads), id=write_id), unless_changed)
 
-    def append_delete(self, ids: Iterable[str]) -> tuple[list[WriteEntry], WriteEntry]:
-        """Durably log a delete. Returns (entries appended by others and not yet seen, this one)."""
-        return self._append(WriteEntry(0, DELETE, ids=tuple(ids)))
+    def append_delete(
+        self, ids: Iterable[str], *, unless_changed: Collection[str] = ()
+    ) -> tuple[list[WriteEntry], WriteEntry | None]:
+        """Durably log a delete. Returns (entries appended by others and not yet seen, this one);
+        ``unless_changed`` as :meth:`append_upsert` takes it."""
+        return self._append(WriteEntry(0, DELETE, ids=tuple(ids)), unless_changed)
 
     def restore(
         self, restored: list[WriteEntry], generation: int, drop: Set[int] = frozenset(),
@@ -358,13 +363,23 @@ class WriteLog:
         write_bytes_atomic(self.path, data)
         self.read_all()
 
-    def _append(self, entry: WriteEntry) -> tuple[list[WriteEntry], WriteEntry]:
+    def _append(
+        self, entry: WriteEntry, unless_changed: Collection[str] = ()
+    ) -> tuple[list[WriteEntry], WriteEntry | None]:
+        """Log ``entry`` under the lock, after reading what others logged first (returned, for
+        the caller to apply before its own). Where one of those touches a thread in
+        ``unless_changed``, nothing is logged (None for this one): the caller read that thread
+        before them and would write over their part of it. The check and the append are one step
+        under the lock, so no other process can log between them (optimistic concurrency: a
+        read-modify-write holds no lock while it reads, merges and embeds)."""
         with self.locked():
             # a damaged line refuses the write (its seq could not be known) and consumes nothing
             unseen, position, error = self._read()
             if error is not None:
                 raise error
             self._file_id, self._offset, self.last_seq, self._mtime = position
+            if unless_changed and any(_touches(e, unless_changed) for e in unseen):
+                return unseen, None
             mine = replace(entry, seq=self.last_seq + 1, generation=serving_generation(self.index_dir),
                            id=entry.id or uuid.uuid4().hex, at=now_iso())
             data = log_lines([entry_record(mine, mine.seq)])
@@ -412,6 +427,11 @@ class WriteLog:
                         done_ids.append(item.id)
         self._rewrite(log_lines([header]) + b"".join(kept))
         writevectors.drop(self.index_dir, done_ids, kept_ids)  # the generation holds their vectors
+
+
+def _touches(entry: WriteEntry, ids: Collection[str]) -> bool:
+    """Whether ``entry`` upserts or deletes one of the threads ``ids``."""
+    return any(t.id in ids for t in entry.threads) or any(i in ids for i in entry.ids)
 
 
 def pending_entries(log: WriteLog, done: int) -> list[WriteEntry]:

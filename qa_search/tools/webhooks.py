@@ -8,7 +8,8 @@ index already holds. Private messages, unlisted topics, whispers and hidden or d
 never indexed: an event that makes a thread one of them removes it (or its answer).
 
 :func:`discourse_change` is the pure part (payload and current thread in, the write out);
-:func:`apply_discourse_event` reads the current thread from a :class:`LiveIndex` and writes.
+:class:`DiscourseEvents` reads the current thread from a :class:`LiveIndex` and writes, on
+the condition that no other write to the thread came in between (else it reads again).
 An event that would leave the thread as it is writes nothing, so a replayed event is a no-op.
 
 Discourse retries a delivery that failed, so an event can arrive after a newer one about the
@@ -22,15 +23,19 @@ An event that carries neither field is applied as it comes too.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from qa_search.errors import WriteConflictError
 from qa_search.index.live import LiveIndex
 from qa_search.threads import Answer, Thread
 from qa_search.tools.fields import html_to_text
+
+log = logging.getLogger(__name__)
 
 #: The events acted on (``X-Discourse-Event``); any other is acknowledged and ignored.
 DISCOURSE_EVENTS = frozenset({
@@ -274,10 +279,19 @@ def discourse_change(
 
 
 class DiscourseEvents:
-    """Applies Discourse events to a :class:`LiveIndex`. Events about one topic are applied one
-    at a time in this process (each reads the thread, then writes it whole); workers of one
-    service do not coordinate, so two events on one topic arriving within milliseconds at two
-    workers can lose the earlier one's part until the topic changes again or a sync runs."""
+    """Applies Discourse events to a :class:`LiveIndex`. Each event reads its thread
+    (:meth:`LiveIndex.current`: with every write logged so far, by any worker), merges its part
+    and writes the thread whole on the condition that nothing wrote the thread in between (the
+    ``expected`` of :meth:`LiveIndex.upsert` and :meth:`LiveIndex.delete`). Where another write
+    came first (another worker's event about the same topic, a sync, ``POST /v1/threads``), the
+    event is read and merged again on top of it, up to :attr:`attempts` times in all, then
+    :class:`WriteConflictError` is raised and nothing is written (the service answers ``503``,
+    which Discourse delivers again). So two events about one topic reaching two workers at once
+    both keep their part, and an event never undoes a write it did not see. Within one process
+    events are applied one at a time, so they meet only other processes' writes."""
+
+    #: How many times one event is read, merged and written before :class:`WriteConflictError`.
+    attempts = 5
 
     def __init__(self, live: LiveIndex, categories: Mapping[str, str] | None = None,
                  check: Callable[[Thread, Thread | None], None] | None = None) -> None:
@@ -290,24 +304,32 @@ class DiscourseEvents:
 
     def apply(self, event: str, payload: Mapping[str, Any]) -> WebhookOutcome:
         """Read the event's thread, work out the change (:func:`discourse_change`), write it if
-        it changes anything."""
-        with self._lock:
-            return self._apply(event, payload)
-
-    def _apply(self, event: str, payload: Mapping[str, Any]) -> WebhookOutcome:
+        it changes anything; again from the read where another write to the thread came first."""
         probe = discourse_change(event, payload, None, self.categories)
         tid = probe.thread_id
         if tid is None:
             return WebhookOutcome("ignored", None, probe.reason)
-        with self.live.reading() as index:
-            current = index.get(tid) if tid in index else None
+        with self._lock:
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    return self._apply(event, payload, tid)
+                except WriteConflictError:
+                    log.debug("topic %s was written by another worker meanwhile (attempt %d of %d)",
+                              tid, attempt, self.attempts)
+        raise WriteConflictError(
+            f"thread {tid!r} was changed by another write each of the {self.attempts} times the event "
+            "was applied: nothing was written; send the event again")
+
+    def _apply(self, event: str, payload: Mapping[str, Any], tid: str) -> WebhookOutcome:
+        current = self.live.current(tid)
+        expected = {tid: current}
         change = discourse_change(event, payload, current, self.categories)
         if change.stale:
             return WebhookOutcome("stale", tid, change.reason)
         if change.delete:
             if current is None:
                 return WebhookOutcome("unchanged", tid, change.reason)
-            entry = self.live.delete(tid)
+            entry = self.live.delete(tid, expected=expected)
             return WebhookOutcome("deleted", tid, change.reason, entry.seq)
         if change.upsert is None:
             return WebhookOutcome("ignored", tid, change.reason)
@@ -317,5 +339,5 @@ class DiscourseEvents:
             return WebhookOutcome("unchanged", tid)
         if self.check is not None:
             self.check(change.upsert, current)
-        entry = self.live.upsert(change.upsert)
+        entry = self.live.upsert(change.upsert, expected=expected)
         return WebhookOutcome("upserted", tid, seq=entry.seq)

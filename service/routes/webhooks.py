@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from qa_search import DiscourseEvents, Thread
+from qa_search import DiscourseEvents, Thread, WriteConflictError
 
 from ..deps import LiveDep, SettingsDep, app_object
 from ..errors import ERRORS, WRITE_ERRORS, write_errors
@@ -120,7 +120,10 @@ def discourse(
     event: Annotated[str, Header(alias="X-Discourse-Event")] = "",
 ) -> WebhookResult:
     with write_errors():
-        outcome = events.apply(event, payload)
+        try:
+            outcome = events.apply(event, payload)
+        except WriteConflictError as exc:  # other writes to the topic kept coming: Discourse resends
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
     return WebhookResult(action=outcome.action, thread_id=outcome.thread_id, reason=outcome.reason,
                          seq=outcome.seq)
 
