@@ -437,3 +437,50 @@ def test_a_callers_statistics_follow_every_write_of_a_thread_they_may_not_see(tm
     index.save(tmp_path / "ix")  # a loaded index knows its restricted threads again
     index = ForumIndex.load(tmp_path / "ix", FakeEmbedder())
     agrees(public[1:])
+
+
+def test_a_callers_view_follows_every_change_of_a_threads_readers_whatever_it_kept():
+    """The labels a caller sees are kept between searches (per group, and per caller of several
+    groups), as are the views: a thread moved out of the caller's sets leaves what their scores
+    read at once, whether it moves to a set numbered for it or to one numbered before, and a set
+    numbered later that names a group of theirs joins their view."""
+    rng = random.Random(21)
+    threads = {t.id: dataclasses.replace(t, visible_to=()) for t in _random_threads(rng, 30)}
+    # private messages: one set of groups per pair of users, each read by the moderators too
+    for i in range(12):
+        threads[f"pm{i}"] = Thread(f"pm{i}", f"{_words(rng, 2, 4)} quentin", visible_to=(f"user{i}", "mods"))
+    index = ForumIndex(FakeEmbedder())
+    index.upsert(threads.values())
+    callers = [frozenset(), frozenset({"user1"}), frozenset({"user1", "grief"}), frozenset({"mods"}),
+               frozenset({"mods", "user1"}), frozenset({"user2", "teens"})]
+    texts = ["quentin", *(f"{_words(rng, 2, 3)} quentin" for _ in range(3))]
+
+    def agrees(asked: list[frozenset[str]] = callers) -> None:
+        for groups in asked:
+            alone = ForumIndex(FakeEmbedder())
+            alone.upsert(dataclasses.replace(t, visible_to=())
+                         for t in threads.values() if _visible(t, groups))
+            for text in texts:
+                want = [(h.thread_id, h.score) for h in alone.search(text, 6)]
+                assert [(h.thread_id, h.score) for h in index.search(text, 6, groups=groups)] == want, (
+                    sorted(groups), text)
+
+    def moved(thread_id: str, visible_to: tuple[str, ...]) -> None:
+        threads[thread_id] = dataclasses.replace(threads[thread_id], visible_to=visible_to)
+        index.upsert(threads[thread_id])
+
+    agrees()  # every caller's labels and view are now kept
+    numbered = len(index._audiences)
+    moved("pm1", ("user99", "mods"))  # out of user1's sets, to a set of its own
+    assert len(index._audiences) == numbered + 1
+    agrees()
+    moved("pm1", ("user1", "mods"))  # back, and out again, between sets numbered before
+    agrees()
+    agrees([frozenset({"user1"})])  # its view is the one kept last, and asked for first below
+    moved("pm1", ("user99", "mods"))
+    assert len(index._audiences) == numbered + 1  # what changed is the thread's label alone
+    agrees([frozenset({"user1"}), *callers])
+    moved("pm3", ("grief",))  # into sets numbered later, naming groups of callers seen before
+    moved("pm5", ("user1", "teens"))
+    assert len(index._audiences) == numbered + 3
+    agrees()

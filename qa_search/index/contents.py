@@ -45,6 +45,10 @@ def as_str_list(items: Iterable[str]) -> list[str]:
 #: hidden from them: a forum restricts threads to few sets of groups, and a view costs a copy of
 #: the index's per-slot arrays.
 VIEWS_KEPT = 8
+#: Callers of several groups whose labels seen are kept (see IndexContents.lexical_for): a
+#: moderator's groups may name thousands of sets, and the union of their labels costs what they
+#: number; a caller with one such group reads its group's labels as they are kept.
+SEEN_KEPT = 64
 
 
 class IndexContents:
@@ -77,6 +81,12 @@ class IndexContents:
         # labels, never by a walk over every set (private messages make one set per pair of users,
         # and a set stays numbered after its threads are gone)
         self._group_audiences: dict[str, list[int]] = {}
+        # each group's labels as one set, made by the first search after a set naming the group is
+        # numbered (labels are only ever added, so its size tells whether it is current)
+        self._group_seen: dict[str, frozenset[int]] = {}
+        # callers of several groups -> (labels numbered, the labels they see): a set naming a group
+        # never changes once numbered, so they see other labels only once another set is numbered
+        self._seen_by: dict[frozenset[str], tuple[int, frozenset[int]]] = {}
         # lexical views for recent callers: (lexical index, its version, labels numbered, labels
         # seen) -> view; callers whose groups differ but see the same labels, and so hide the same
         # threads (a group of a user's own), share one
@@ -207,7 +217,7 @@ class IndexContents:
         if viewer is None:
             return lexical
         numbered = len(self._audiences)
-        seen = frozenset(n for group in viewer for n in self._group_audiences.get(group, ()))
+        seen = self._labels_seen(viewer, numbered)
         if len(seen) == numbered:
             return lexical
         key = (id(lexical), lexical.version, numbered, seen)
@@ -221,6 +231,31 @@ class IndexContents:
                 self._views.clear()  # a write made every view stale; otherwise few hidden sets recur
             self._views[key] = (lexical, view)
         return view
+
+    def _labels_seen(self, viewer: frozenset[str], numbered: int) -> frozenset[int]:
+        """The labels of the sets naming one of the ``viewer`` groups (all such among the first
+        ``numbered`` at least), as kept rather than gathered by each search: a moderators' group
+        may be named by thousands of sets."""
+        held = self._seen_by.get(viewer)
+        if held is not None and held[0] == numbered:
+            return held[1]
+        labelled = [self._group_labels(group) for group in viewer if group in self._group_audiences]
+        if len(labelled) == 1:
+            return labelled[0]
+        seen = frozenset().union(*labelled)
+        if labelled:
+            with self._views_lock:
+                if len(self._seen_by) >= SEEN_KEPT:
+                    self._seen_by.clear()
+                self._seen_by[viewer] = (numbered, seen)
+        return seen
+
+    def _group_labels(self, group: str) -> frozenset[int]:
+        labels = self._group_audiences[group]
+        held = self._group_seen.get(group)
+        if held is None or len(held) != len(labels):  # a set naming the group was numbered since
+            held = self._group_seen[group] = frozenset(labels)
+        return held
 
     def _audience(self, thread: Thread) -> int:
         """The lexical label of the thread's readers: 0 for a public thread."""
