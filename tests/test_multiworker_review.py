@@ -1,11 +1,13 @@
 """Several workers on one port, for real: `qa-search serve DIR --workers 2` in a subprocess on
 loopback, with the fake embedder (a sitecustomize on the workers' path puts it in place of the
 model, since uvicorn's workers are fresh interpreters). Writes landing on either worker, a
-publish while they serve, a worker killed with SIGKILL, rate limits, search tokens and
-restricted threads."""
+publish while they serve, a worker killed with SIGKILL, rate limits, search tokens,
+restricted threads, and Discourse events about one topic reaching both workers at once."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -483,3 +485,62 @@ def test_when_serve_itself_is_killed_its_workers_end_and_free_the_port(server, p
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", server.port))
     assert "has ended: shutting this worker down" in server.log_path.read_text()
+
+
+DISCOURSE_SECRET = "multiworker-discourse-secret"
+
+
+def discourse(pinned: Pinned, worker: str, event: str, payload: dict) -> dict:
+    """One signed Discourse event to ``worker``; a 503 (another write to the topic kept coming
+    first) is sent again, as Discourse does, within a bound."""
+    body = json.dumps(payload).encode()  # the bytes Pinned sends
+    signature = "sha256=" + hmac.new(DISCOURSE_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"X-Discourse-Event": event, "X-Discourse-Event-Signature": signature}
+    for _ in range(5):
+        status, answer = pinned.call(worker, "POST", "/v1/webhooks/discourse", payload, headers)
+        if status != 503:
+            assert status == 200, answer
+            return answer
+    raise AssertionError(f"still 503 after 5 deliveries: {answer}")
+
+
+def test_events_about_one_topic_at_two_workers_at_once_keep_both_parts(tmp_path):
+    """Pairs of post events about one topic, one to each worker at the same moment, so that a
+    worker often reads the topic before the other's answer lands: neither answer is lost (each
+    pair loses one where an event's write does not check that its read still holds)."""
+    build(tmp_path / "index", forum(5))
+    srv = Server(tmp_path / "index", tmp_path, QA_SEARCH_DISCOURSE_SECRET=DISCOURSE_SECRET,
+                 QA_SEARCH_WRITE_RATE="1000/second").start()
+    pinned = Pinned(srv)
+    try:
+        a, b = pinned.workers
+        topics = range(100, 130)
+        for n in topics:
+            discourse(pinned, a, "topic_created", {"topic": {"id": n, "title": f"pairword topic {n}"}})
+        for worker in (a, b):  # both hold the topics: the race is the answers' alone
+            until(lambda: pinned.call(worker, "GET", "/readyz")[1]["threads"] == 5 + len(topics))  # noqa: B023
+        together = threading.Barrier(2, timeout=10)
+        answers: dict[str, list[dict]] = {a: [], b: []}
+
+        def reply(worker: str, offset: int) -> None:
+            for n in topics:
+                post = {"id": n * 10 + offset, "topic_id": n, "post_number": offset + 1,
+                        "raw": f"answer {offset} to topic {n}"}
+                together.wait()
+                answers[worker].append(discourse(pinned, worker, "post_created", {"post": post}))
+
+        racers = [threading.Thread(target=reply, args=(worker, i)) for i, worker in enumerate((a, b), 1)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(timeout=60)
+        assert all(r["action"] == "upserted" for w in (a, b) for r in answers[w]), answers
+        assert len(answers[a]) == len(answers[b]) == len(topics)
+        replayed = LiveIndex(tmp_path / "index", FakeEmbedder())  # the log, as a new worker reads it
+        lost = {n: sorted(x.id for x in replayed.current(str(n)).answers) for n in topics}
+        assert {n: ids for n, ids in lost.items() if ids != [f"{n}1", f"{n}2"]} == {}
+    finally:
+        pinned.close()
+        srv.stop()
+    log = srv.log_path.read_text()
+    assert "Traceback" not in log and "pairword" not in log and "answer 1 to" not in log, log[-3000:]
