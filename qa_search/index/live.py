@@ -16,9 +16,12 @@ date with the log in a loader thread of its own (:meth:`LiveIndex.start`) while 
 serving, and the watcher goes on applying other processes' writes to the old one (a large
 generation takes a minute to load: they would be missing from this process all that time);
 then the reference is swapped, which waits only for the searches already running on
-the old index. While the watcher runs, a request never loads a generation or reads the log
+the old index. While the watcher runs, a search never loads a generation or reads the log
 itself: one that notices the log or the generation has changed wakes the watcher and answers
-from what is served now. A generation that fails to load is logged, counted
+from what is served now. A writer's read (:meth:`LiveIndex.current`) applies the log first, and
+a read-modify-write passes what it read to the write, which logs nothing where another write to
+those threads was logged in between (optimistic concurrency: no lock spans the read, the merge
+and the embedding; see :meth:`LiveIndex.upsert`). A generation that fails to load is logged, counted
 (:attr:`LiveIndex.load_failures`) and tried again, at growing intervals, while the old one
 serves. So publishing never fails or delays a request beyond that swap. A handle whose watcher
 was never started (a script, a test) does that work in the call that notices it.
