@@ -87,6 +87,9 @@ class IndexContents:
         # callers of several groups -> (labels numbered, the labels they see): a set naming a group
         # never changes once numbered, so they see other labels only once another set is numbered
         self._seen_by: dict[frozenset[str], tuple[int, frozenset[int]]] = {}
+        # one set object per set of labels seen by such callers: a view is then found by identity,
+        # where equal sets of thousands of labels would be compared item by item on each search
+        self._seen_sets: dict[frozenset[int], frozenset[int]] = {}
         # lexical views for recent callers: (lexical index, its version, labels numbered, labels
         # seen) -> view; callers whose groups differ but see the same labels, and so hide the same
         # threads (a group of a user's own), share one
@@ -244,9 +247,14 @@ class IndexContents:
             return labelled[0]
         seen = frozenset().union(*labelled)
         if labelled:
+            widest = max(labelled, key=len)
             with self._views_lock:
                 if len(self._seen_by) >= SEEN_KEPT:
                     self._seen_by.clear()
+                    self._seen_sets.clear()
+                # a moderator's own group names only sets the moderators' group names too: they
+                # see that group's labels, the set its members alone are given
+                seen = widest if len(widest) == len(seen) else self._seen_sets.setdefault(seen, seen)
                 self._seen_by[viewer] = (numbered, seen)
         return seen
 
