@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_DUMP, SAMPLE_GROUPS
+from realserver import free_port
 
 from qa_search import ForumIndex, read_dump
 
@@ -66,12 +66,6 @@ def test_duplicates_flag_a_paraphrase_and_not_an_unrelated_question(loaded):
     assert loaded.find_duplicates("What is the capital of Australia?") == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_cli_search_json_and_http_search_return_the_same_hits(sample_index):
     cli = json.loads(_run("search", str(sample_index), QUERY, "-k", "5", "--json").stdout)
     assert len(cli["hits"]) == 5
@@ -85,7 +79,7 @@ def test_cli_search_json_and_http_search_return_the_same_hits(sample_index):
         t = threads[hit["thread_id"]]
         assert t.category == category and set(t.tags) & set(tags)
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(
         [*QA_SEARCH, "serve", str(sample_index), "--port", str(port)],

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +18,7 @@ import pytest
 from browser import headless_chromium, needs_chromium, served
 from conftest import FakeEmbedder
 from fastapi.testclient import TestClient
+from realserver import free_port
 
 from qa_search import Answer, ForumIndex, Thread
 from service.app import create_app
@@ -31,12 +31,6 @@ DUPLICATE_TITLE = "How do therapists handle their own mistakes?"
 # the page as Question2Answer's theme would style it: fields the width of the column
 PAGE_CSS = (b"body{margin:8px;font-family:sans-serif}.qa-form-tall-table{width:100%;border-collapse:collapse}"
             b".qa-form-tall-text,.qa-form-tall-tags,.qa-form-tall-select{width:100%;box-sizing:border-box}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _threads(forum: str) -> list[Thread]:
@@ -128,7 +122,7 @@ class Forum:
 @pytest.fixture
 def sites(tmp_path):
     """(the forum, the service's origin): uvicorn serving the index, allowing the forum's origin."""
-    forum_port = _free_port()
+    forum_port = free_port()
     forum_origin = f"http://127.0.0.1:{forum_port}"
     index = ForumIndex(FakeEmbedder())
     index.upsert(_threads(forum_origin))
