@@ -359,18 +359,36 @@ def test_the_first_searches_that_need_the_lexical_index_build_it_once(tmp_path, 
     index.save(tmp_path / "idx")
     live = LiveIndex(tmp_path / "idx", FakeEmbedder())
     assert live.index._lexical is None
+    readers = 4
     builds: list[int] = []
     build = LexicalIndex.build
+    # The stand-in build holds on until every reader has asked for the lexical index while it
+    # was still missing, so that all of them meet the build in progress however the threads are
+    # scheduled; a reader that never asks leaves it waiting, and the test fails rather than pass
+    # without the race.
+    asking: set[int] = set()
+    asking_lock = threading.Lock()
+    all_asking = threading.Event()
+    ask = live.index.lexical_index
 
-    def slow_build(*args, **kwargs):
+    def counted_ask() -> LexicalIndex:
+        with asking_lock:
+            if live.index._lexical is None:
+                asking.add(threading.get_ident())
+                if len(asking) == readers:
+                    all_asking.set()
+        return ask()
+
+    def held_build(*args, **kwargs):
         builds.append(1)
-        time.sleep(0.3)  # a large forum's build: long enough for every first search to arrive
+        assert all_asking.wait(5), f"{len(asking)} of {readers} first searches asked for the lexical index"
         return build(*args, **kwargs)
 
     want = {g: [(h.thread_id, h.highlights) for h in index.search("sleep night", 5, groups=g, highlight=True)]
-            for g in CALLERS[:4]}
-    monkeypatch.setattr(LexicalIndex, "build", slow_build)
-    start = threading.Barrier(4)
+            for g in CALLERS[:readers]}
+    monkeypatch.setattr(live.index, "lexical_index", counted_ask)
+    monkeypatch.setattr(LexicalIndex, "build", held_build)
+    start = threading.Barrier(readers)
 
     def reader(g: frozenset[str] | None) -> Callable[[], None]:
         def work() -> None:
@@ -379,7 +397,8 @@ def test_the_first_searches_that_need_the_lexical_index_build_it_once(tmp_path, 
             assert [(h.thread_id, h.highlights) for h in hits] == want[g]
         return work
 
-    _run([reader(g) for g in CALLERS[:4]])
+    _run([reader(g) for g in CALLERS[:readers]])
+    assert len(asking) == readers
     assert len(builds) == 1
 
 
