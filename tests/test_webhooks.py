@@ -7,12 +7,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
+from dataclasses import replace
 
 import pytest
 from conftest import FakeEmbedder
 from fastapi.testclient import TestClient
 
-from qa_search import DiscourseEvents, ForumIndex, LiveIndex, Thread, discourse_change
+from qa_search import (
+    Answer,
+    DiscourseEvents,
+    ForumIndex,
+    LiveIndex,
+    Thread,
+    WriteConflictError,
+    discourse_change,
+)
 from service.app import create_app
 from service.settings import Settings
 
@@ -486,3 +496,80 @@ def test_an_event_that_keeps_meeting_other_writes_is_a_503_and_writes_nothing(in
         assert live.applied == applied + 5 and _answers(live) == []
         assert live.current("42").title == "Panic attack, edit 14"
     assert _answers(first) == []
+
+
+# -- events meeting a publish this worker has not loaded ------------------------------------------
+
+
+def _forum_db(tmp_path, replies):
+    """A forum database holding topic 42 (its first post, and ``replies``), and the mapping a
+    sync reads it with; written again on each call."""
+    sa = pytest.importorskip("sqlalchemy")
+    db = tmp_path / "forum.sqlite"
+    db.unlink(missing_ok=True)
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE topics (id INTEGER, title TEXT, body TEXT)"))
+        conn.execute(sa.text("CREATE TABLE posts (id INTEGER, topic_id INTEGER, cooked TEXT)"))
+        conn.execute(sa.text("INSERT INTO topics VALUES (42, 'How do I calm down?', 'My heart races.')"))
+        for pid, text in replies:
+            conn.execute(sa.text("INSERT INTO posts VALUES (:pid, 42, :text)"), {"pid": pid, "text": text})
+    engine.dispose()
+    mapping = tmp_path / "forum.json"
+    mapping.write_text(json.dumps({
+        "threads": {"query": "SELECT id, title, body FROM topics"},
+        "answers": {"query": "SELECT topic_id, id, cooked FROM posts",
+                    "columns": {"id": "topic_id", "answer_id": "id", "answer": "cooked"}},
+    }))
+    return f"sqlite:///{db}", mapping
+
+
+def test_a_post_event_at_a_worker_that_has_not_loaded_the_sync_keeps_the_syncs_reply(tmp_path):
+    """The sync brings a reply the webhook missed (501) in a generation this worker has not
+    loaded; the event for the next reply (502) waits for that load and merges onto the sync's
+    version of the topic, rather than writing the topic as it stood before the sync."""
+    from qa_search import sync_index
+
+    index_dir = tmp_path / "index"
+    url, mapping = _forum_db(tmp_path, [])
+    sync_index(index_dir, url, mapping=mapping, embedder=FakeEmbedder())
+    worker = LiveIndex(index_dir, FakeEmbedder())
+    worker.start(3600)  # no tick: the generation is loaded only when something asks for it
+    try:
+        url, mapping = _forum_db(tmp_path, [(501, "Breathe slowly.")])
+        report = sync_index(index_dir, url, mapping=mapping, embedder=FakeEmbedder())
+        assert (report.full, report.changed, worker.generation) == (False, 1, 1)
+        outcome = DiscourseEvents(worker).apply("post_created", post(502, 3, "Name five things."))
+        assert outcome.action == "upserted" and worker.generation == report.generation
+        assert _answers(worker) == ["501", "502"]
+    finally:
+        worker.stop()
+    assert _answers(LiveIndex(index_dir, FakeEmbedder())) == ["501", "502"]
+
+
+def test_an_event_over_a_load_that_outlasts_the_wait_is_refused_and_applies_when_delivered_again(index_dir):
+    from qa_search import update_index
+
+    worker = LiveIndex(index_dir, FakeEmbedder())
+    events = DiscourseEvents(worker)
+    events.apply("topic_created", topic())
+    release = threading.Event()
+    load = worker._loader
+    worker._loader = lambda path, embedder: release.wait(10) and load(path, embedder)  # a big forum's load
+    events.wait_seconds = 0.2
+    worker.start(3600)
+    try:
+        synced = replace(worker.current("42"), answers=(Answer("501", "Breathe slowly."),))
+        update_index(index_dir, [synced], FakeEmbedder())
+        applied = worker.applied
+        with pytest.raises(WriteConflictError, match="send the event again"):
+            events.apply("post_created", post(502, 3, "Name five things."))
+        assert worker.applied == applied and worker.generation == 1  # nothing written
+        release.set()
+        worker.check_generation()  # waits for the loader's load under way, or loads
+        assert worker.generation == 2 and worker.wait_loaded(0)
+        assert events.apply("post_created", post(502, 3, "Name five things.")).action == "upserted"
+    finally:
+        release.set()
+        worker.stop()
+    assert _answers(LiveIndex(index_dir, FakeEmbedder())) == ["501", "502"]

@@ -20,8 +20,9 @@ the old index. While the watcher runs, a search never loads a generation or read
 itself: one that notices the log or the generation has changed wakes the watcher and answers
 from what is served now. A writer's read (:meth:`LiveIndex.current`) applies the log first, and
 a read-modify-write passes what it read to the write, which logs nothing where another write to
-those threads was logged in between (optimistic concurrency: no lock spans the read, the merge
-and the embedding; see :meth:`LiveIndex.upsert`). A generation that fails to load is logged, counted
+those threads was logged, or a generation that changed them was published, in between
+(optimistic concurrency: no lock spans the read, the merge and the embedding; see
+:meth:`LiveIndex.upsert`). A generation that fails to load is logged, counted
 (:attr:`LiveIndex.load_failures`) and tried again, at growing intervals, while the old one
 serves. So publishing never fails or delays a request beyond that swap. A handle whose watcher
 was never started (a script, a test) does that work in the call that notices it.
@@ -139,6 +140,9 @@ class LiveIndex:
         self._poller: threading.Thread | None = None
         self._load_due = threading.Event()
         self._load_thread: threading.Thread | None = None
+        # set by the swap to the next generation loaded (and then replaced), for wait_loaded
+        self._swapped = threading.Event()
+        self._outwaited: int | None = None  # a generation whose load a wait_loaded timed out on
         # last: a rollback met here (one that began while the generation loaded) loads its target
         self._catch_up_or_log()  # the whole log, from its start
 
@@ -334,8 +338,11 @@ class LiveIndex:
         (:meth:`current`), by id (None: the index held none). Where any of them is no longer
         so, because a write logged since (by any process, in log order before this one) changed
         it, nothing is logged and :class:`WriteConflictError` is raised; that write is applied
-        here by then, so reading the thread again sees it. The check and the append are one
-        step under the log's lock, and no lock is held while the caller reads and merges."""
+        here by then, so reading the thread again sees it. So too where a generation published
+        since the one served here (a sync, an update, a build, a rollback) changed one of them:
+        reading again sees it once this process has loaded that generation
+        (:meth:`wait_loaded`). The check and the append are one step under the log's lock, and
+        no lock is held while the caller reads and merges."""
         self._check_writable()
         if isinstance(threads, Thread):
             threads = [portable(threads)]
@@ -347,7 +354,8 @@ class LiveIndex:
         with self._sync:
             self._check_expected(expected)
             before = self.log.file
-            unseen, entry = self.log.append_upsert(threads, write_id, unless_changed=(expected or {}).keys())
+            unseen, entry = self.log.append_upsert(threads, write_id, unless_changed=(expected or {}).keys(),
+                                                   read_from=self.generation)
             swap = self._take(before, unseen if entry is None else [*unseen, entry], vectors)
         if swap:  # the write is in the log of the generation swapped to as well
             self._swap_due()
@@ -407,7 +415,8 @@ class LiveIndex:
                         self._require(ids)
                     self._check_expected(expected)
                     before = self.log.file
-                    unseen, entry = self.log.append_delete(ids, unless_changed=(expected or {}).keys())
+                    unseen, entry = self.log.append_delete(ids, unless_changed=(expected or {}).keys(),
+                                                           read_from=self.generation)
                     swap = self._take(before, unseen, vectors)
                     if entry is None:
                         break
@@ -474,9 +483,37 @@ class LiveIndex:
                                                                   vectors=vectors))
             with self._rw.write():
                 self.index, self.log, self.generation, self.applied = fresh, fresh_log, number, applied
+            swapped, self._swapped = self._swapped, threading.Event()
+        swapped.set()
         self.load_error, self._failed_generation, self._retry_delay = None, None, self.retry_seconds
         log.info("now serving generation %d (%d threads, %d live writes on top)", number, len(fresh), applied)
         return True
+
+    def wait_loaded(self, timeout: float) -> bool:
+        """Wait, up to ``timeout`` seconds, until this process serves the generation to serve (a
+        publish or rollback its loader has not loaded yet); returns whether it does (at once
+        where it did already). What a read-modify-write refused over such a generation waits
+        for before it reads again. Only the loader thread loads (:meth:`start`; without it,
+        False at once: a load may take a minute, the caller's to run). A load that failed last
+        time, or that a wait already timed out on, is not waited for: the callers behind get
+        their answer at once rather than each waiting out the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            swapped = self._swapped  # taken before the check: a swap after it sets this one
+            try:
+                target = serving_generation(self.index_dir)
+            except QASearchError:
+                return False
+            if target is None or target == self.generation:
+                return True
+            loader = self._load_thread
+            given_up = target in (self._failed_generation, self._outwaited)
+            if loader is None or not loader.is_alive() or given_up:
+                return False
+            self._load_due.set()
+            if not swapped.wait(max(0.0, deadline - time.monotonic())):
+                self._outwaited = target
+                return False
 
     def _load_failed(self, number: int, exc: Exception) -> None:
         if number != self._failed_generation:

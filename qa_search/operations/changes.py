@@ -98,7 +98,7 @@ def update_index(
         # the operator's command is newer than them (its vectors are in the index or the cache)
         report = publish_generation(
             index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
-            index_progress=index_progress, then=apply,
+            index_progress=index_progress, then=apply, changed=[*(t.id for t in batch), *gone],
         )
         return replace(report, deleted=deleted)
 
@@ -139,7 +139,8 @@ def delete_threads(
     with writer_lock(index_dir, existing=True):
         index, cached = _load_current(index_dir, embedder, use_cache=_log_brings_texts(index_dir))
         try:
-            report = publish_generation(index_dir, index, cached, 0, 0, started, keep, then=delete)
+            report = publish_generation(index_dir, index, cached, 0, 0, started, keep, then=delete,
+                                        changed=ids)
         except _NothingDeleted:  # no change, no new generation
             return report_of(index, resolve_snapshot(index_dir), started)
         return replace(report, deleted=deleted)
@@ -208,4 +209,5 @@ def calibrate_index(
                 )
             pairs, labels = [pairs[i] for i in kept], [labels[i] for i in kept]
         calibration = index.calibrate(pairs, labels, None if targets is None else dict(targets))
-        return calibration, publish_generation(index_dir, index, cached, 0, 0, started, keep)
+        # the duplicate scorer changes, no thread: a conditional write read before it still holds
+        return calibration, publish_generation(index_dir, index, cached, 0, 0, started, keep, changed=())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -112,9 +112,11 @@ def publish_generation(
     then: Callable[[ForumIndex], None] | None = None,
     since: datetime | None = None,
     carried: list[WriteEntry] | None = None,
+    changed: Collection[str] | None = None,
 ) -> BuildReport:
     """Publish ``index`` as ``index_dir``'s next generation: the service's live writes folded in
-    and ``then`` applied on top of them, under the log's lock (``since`` and ``carried`` as for
+    and ``then`` applied on top of them, under the log's lock (``since``, ``carried`` and
+    ``changed``, the threads the caller changed or None for any, as for
     :func:`~qa_search.operations.publishing.publish_with_log`); then all but ``keep`` generations
     pruned and the embedding cache flushed (compacted past :data:`COMPACT_SHARDS` shards).
     ``embedded`` and ``written_vectors`` count the caller's own texts embedded and vectors
@@ -124,7 +126,7 @@ def publish_generation(
         before_log = cached.embedded
     # live writes pushed to the service since the last publish are folded in, then dropped from the log
     path, live_writes = publish_with_log(index, index_dir, progress=index_progress, then=then, since=since,
-                                         carried=carried)
+                                         carried=carried, changed=changed)
     if cached is not None and cached.embedded > before_log:  # texts the live writes brought
         cached.cache.flush()
         embedded += cached.embedded - before_log

@@ -3,7 +3,7 @@ logged since the current one folded in and compacted out of the write log."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +12,7 @@ import numpy as np
 
 from qa_search.index.forum import ForumIndex
 from qa_search.index.replay import apply_entries
-from qa_search.storage.layout import FOLDED_NAME
+from qa_search.storage.layout import CHANGED_NAME, FOLDED_NAME, changes_record
 from qa_search.storage.logformat import UPSERT, WriteEntry, entry_lines
 from qa_search.storage.writelog import WriteLog, current_folded_through, pending_entries
 
@@ -61,6 +61,7 @@ def publish_with_log(
     then: Callable[[ForumIndex], None] | None = None,
     since: datetime | None = None,
     carried: list[WriteEntry] | None = None,
+    changed: Collection[str] | None = None,
 ) -> tuple[Path, int]:
     """Apply the pending live writes of ``index_dir`` to ``index``, then ``then(index)`` (an
     operator's update or delete, which must win over older live writes), publish it as the next
@@ -71,6 +72,11 @@ def publish_with_log(
     and are recorded as folded in, applied or not. ``carried``: writes earlier generations
     folded in that the caller applied again; recorded again with this generation's, so they
     outlive the pruning of those generations (a rollback tells them by their ids).
+    ``changed``: the ids of the threads the caller changed (``index`` against the current
+    generation, and ``then``), recorded in the generation (None: any thread may have, as in a
+    full build or a change of settings); a conditional write read from an older generation is
+    refused where this publish changed its thread (see
+    :func:`~qa_search.storage.writelog.published_over`).
 
     The log stays locked throughout, so no write can slip between the read and the compaction;
     searches are never blocked (serving processes only read).
@@ -88,10 +94,12 @@ def publish_with_log(
             then(index)
         # kept in the snapshot too: a rollback past this generation puts them back in the log
         recorded = [*(carried or ()), *entries]
-        folded = {FOLDED_NAME: entry_lines(_superseded_dropped(recorded))} if recorded else None
+        files = {CHANGED_NAME: changes_record(changed)}
+        if recorded:
+            files[FOLDED_NAME] = entry_lines(_superseded_dropped(recorded))
         # the generation says which log entries it holds, so a worker that loads it before the
         # log is compacted below does not apply them (and undo ``then``) a second time
-        path = index.save(index_dir, progress=progress, extra_files=folded,
+        path = index.save(index_dir, progress=progress, extra_files=files,
                           manifest_extra={"write_log": {"folded_through": log.last_seq}})
         if entries or log.path.exists():
             log.truncate_through(log.last_seq, int(path.name))

@@ -3,7 +3,8 @@
 Layout::
 
     DIR/CURRENT              the current generation's number, e.g. "3"
-    DIR/generations/000003/  one complete snapshot (see snapshot.py)
+    DIR/generations/000003/  one complete snapshot (see snapshot.py), with what its publish
+                             folded in (live_writes.jsonl) and changed (changed_threads.json)
 
     DIR/HISTORY              one JSON line per publish or rollback (generation, action, time)
     DIR/pruned/000002.jsonl  what a pruned generation folded in, while a rollback may need it
@@ -16,6 +17,7 @@ The changes (publish, rollback, prune) are in generations.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from qa_search.errors import SnapshotError
@@ -29,6 +31,10 @@ HISTORY = "HISTORY"
 PRUNED = "pruned"
 #: The name of a generation's own record of the live writes it folded in (see writelog).
 FOLDED_NAME = "live_writes.jsonl"
+#: The name of a generation's record of the threads its publish changed relative to its parent,
+#: beyond the live writes it folded in: ``{"all": true}`` or ``{"ids": [...]}`` (see
+#: :func:`generation_changes`).
+CHANGED_NAME = "changed_threads.json"
 
 
 def generation_path(index_dir: Path, number: int) -> Path:
@@ -45,6 +51,28 @@ def generation_writes_file(index_dir: Path, number: int) -> Path:
     kept, the pruned record after (the path may not exist: none were, or none are recorded)."""
     own = generation_path(index_dir, number)
     return own / FOLDED_NAME if (own / MANIFEST).is_file() else pruned_record(index_dir, number)
+
+
+def changes_record(ids: Iterable[str] | None) -> bytes:
+    """The content of :data:`CHANGED_NAME` for a publish that changed the threads ``ids`` (None:
+    any thread may have changed, as in a full build or a change of settings)."""
+    record = {"all": True} if ids is None else {"ids": sorted({str(i) for i in ids})}
+    return json.dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def generation_changes(index_dir: Path, number: int) -> frozenset[str] | None:
+    """The threads generation ``number``'s publish changed relative to its parent, beyond the
+    live writes it folded in (those are log entries); None where any may have: it recorded
+    "all", recorded nothing (made before the record existed) or was pruned."""
+    path = generation_path(index_dir, number) / CHANGED_NAME
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ids = record.get("ids") if isinstance(record, dict) and record.get("all") is not True else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return None
+    return frozenset(ids)
 
 
 def list_generations(index_dir: str | Path) -> list[int]:

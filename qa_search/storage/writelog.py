@@ -37,7 +37,13 @@ from pathlib import Path
 
 from qa_search.errors import SnapshotError
 from qa_search.storage import writevectors
-from qa_search.storage.layout import current_generation, generation_path, generation_writes_file, lineage
+from qa_search.storage.layout import (
+    current_generation,
+    generation_changes,
+    generation_path,
+    generation_writes_file,
+    lineage,
+)
 from qa_search.storage.logformat import (
     DELETE,
     LOCK_NAME,
@@ -70,6 +76,27 @@ def serving_generation(index_dir: str | Path) -> int | None:
         return number
     target = switch["to"]
     return target if (generation_path(Path(index_dir), target) / MANIFEST).is_file() else number
+
+
+def published_over(index_dir: str | Path, serving: int | None, read_from: int, ids: Collection[str]) -> bool:
+    """Whether a thread of ``ids``, read from generation ``read_from``, may read otherwise in
+    ``serving``: a generation published on top of ``read_from``, up to ``serving``, changed one
+    of them (or recorded that any may have changed, see
+    :func:`~qa_search.storage.layout.generation_changes`), or ``serving`` is not on top of it at
+    all (a rollback went elsewhere). The live writes those publishes folded in are not looked at
+    here: they are log entries, and a handle that had not read them gets them back as unseen."""
+    if serving == read_from:
+        return False
+    if serving is None:
+        return True
+    index_dir = Path(index_dir)
+    for g in lineage(index_dir, serving):
+        if g == read_from:
+            return False
+        changed = generation_changes(index_dir, g)
+        if changed is None or not changed.isdisjoint(ids):
+            return True
+    return True
 
 
 def _write_all(fd: int, data: bytes, size: int) -> None:
@@ -328,21 +355,25 @@ class WriteLog:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def append_upsert(
-        self, threads: Iterable[Thread], write_id: str | None = None, *, unless_changed: Collection[str] = ()
+        self, threads: Iterable[Thread], write_id: str | None = None, *, unless_changed: Collection[str] = (),
+        read_from: int | None = None,
     ) -> tuple[list[WriteEntry], WriteEntry | None]:
         """Durably log an upsert. Returns (entries appended by others and not yet seen, this one).
         ``write_id``: the write's id, where the caller chose it first (to keep its vectors under
         it, see writevectors.py); a new one otherwise. ``unless_changed``: thread ids; where an
-        entry not yet seen upserts or deletes one of them, nothing is logged and this one is None
-        (see :meth:`_append`). Without it, it is never None."""
-        return self._append(WriteEntry(0, UPSERT, threads=tuple(threads), id=write_id), unless_changed)
+        entry not yet seen upserts or deletes one of them, or (given ``read_from``, the
+        generation the caller read them from) a generation published since changed one of
+        them, nothing is logged and this one is None (see :meth:`_append`). Without it, it is
+        never None."""
+        entry = WriteEntry(0, UPSERT, threads=tuple(threads), id=write_id)
+        return self._append(entry, unless_changed, read_from)
 
     def append_delete(
-        self, ids: Iterable[str], *, unless_changed: Collection[str] = ()
+        self, ids: Iterable[str], *, unless_changed: Collection[str] = (), read_from: int | None = None
     ) -> tuple[list[WriteEntry], WriteEntry | None]:
         """Durably log a delete. Returns (entries appended by others and not yet seen, this one);
-        ``unless_changed`` as :meth:`append_upsert` takes it."""
-        return self._append(WriteEntry(0, DELETE, ids=tuple(ids)), unless_changed)
+        ``unless_changed`` and ``read_from`` as :meth:`append_upsert` takes them."""
+        return self._append(WriteEntry(0, DELETE, ids=tuple(ids)), unless_changed, read_from)
 
     def restore(
         self, restored: list[WriteEntry], generation: int, drop: Set[int] = frozenset(),
@@ -364,23 +395,33 @@ class WriteLog:
         self.read_all()
 
     def _append(
-        self, entry: WriteEntry, unless_changed: Collection[str] = ()
+        self, entry: WriteEntry, unless_changed: Collection[str] = (), read_from: int | None = None
     ) -> tuple[list[WriteEntry], WriteEntry | None]:
         """Log ``entry`` under the lock, after reading what others logged first (returned, for
         the caller to apply before its own). Where one of those touches a thread in
         ``unless_changed``, nothing is logged (None for this one): the caller read that thread
-        before them and would write over their part of it. The check and the append are one step
-        under the lock, so no other process can log between them (optimistic concurrency: a
-        read-modify-write holds no lock while it reads, merges and embeds)."""
+        before them and would write over their part of it. So too where the caller read from
+        generation ``read_from`` and a publish since (a sync, an update, a build, a rollback:
+        none of them logs the threads it changes) changed one of those threads
+        (:func:`published_over`): replayed on the generation served, the write would undo that
+        publish's change. The check and the append are one step under the lock, as a publish
+        and its compaction of the log are, so no other process can log or publish between them
+        (optimistic concurrency: a read-modify-write holds no lock while it reads, merges and
+        embeds)."""
         with self.locked():
             # a damaged line refuses the write (its seq could not be known) and consumes nothing
             unseen, position, error = self._read()
             if error is not None:
                 raise error
             self._file_id, self._offset, self.last_seq, self._mtime = position
-            if unless_changed and any(_touches(e, unless_changed) for e in unseen):
+            serving = serving_generation(self.index_dir)
+            if unless_changed and (
+                any(_touches(e, unless_changed) for e in unseen)
+                or (read_from is not None and published_over(self.index_dir, serving, read_from,
+                                                             unless_changed))
+            ):
                 return unseen, None
-            mine = replace(entry, seq=self.last_seq + 1, generation=serving_generation(self.index_dir),
+            mine = replace(entry, seq=self.last_seq + 1, generation=serving,
                            id=entry.id or uuid.uuid4().hex, at=now_iso())
             data = log_lines([entry_record(mine, mine.seq)])
             created = not self.path.exists()

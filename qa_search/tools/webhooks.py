@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -288,10 +289,20 @@ class DiscourseEvents:
     :class:`WriteConflictError` is raised and nothing is written (the service answers ``503``,
     which Discourse delivers again). So two events about one topic reaching two workers at once
     both keep their part, and an event never undoes a write it did not see. Within one process
-    events are applied one at a time, so they meet only other processes' writes."""
+    each read, merge and write is one step at a time, so an event meets another of this
+    process's writes only between its tries.
+
+    A publish (a sync, an update, a build, a rollback) is such a write too, for the threads it
+    changed, until this process has loaded it: the thread read here is then the one before it.
+    Such an event waits for the load, up to :attr:`wait_seconds` (a small forum's generation
+    loads within that; a large one's, which takes longer, is answered ``503`` at once by the
+    events after the first that waited it out, and Discourse delivers them again)."""
 
     #: How many times one event is read, merged and written before :class:`WriteConflictError`.
     attempts = 5
+    #: The longest one event waits, in all, for this process to load a generation published
+    #: over the thread it read (:meth:`LiveIndex.wait_loaded`), holding no lock meanwhile.
+    wait_seconds = 2.0
 
     def __init__(self, live: LiveIndex, categories: Mapping[str, str] | None = None,
                  check: Callable[[Thread, Thread | None], None] | None = None) -> None:
@@ -309,13 +320,18 @@ class DiscourseEvents:
         tid = probe.thread_id
         if tid is None:
             return WebhookOutcome("ignored", None, probe.reason)
-        with self._lock:
-            for attempt in range(1, self.attempts + 1):
-                try:
+        deadline = time.monotonic() + self.wait_seconds
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self._lock:
                     return self._apply(event, payload, tid)
-                except WriteConflictError:
-                    log.debug("topic %s was written by another worker meanwhile (attempt %d of %d)",
-                              tid, attempt, self.attempts)
+            except WriteConflictError:
+                log.debug("topic %s was written by another worker or a publish meanwhile (attempt %d of %d)",
+                          tid, attempt, self.attempts)
+            # outside the lock: the events behind this one are not held up by its wait; at once
+            # where this process serves the newest generation (another worker's write)
+            if attempt < self.attempts:
+                self.live.wait_loaded(max(0.0, deadline - time.monotonic()))
         raise WriteConflictError(
             f"thread {tid!r} was changed by another write each of the {self.attempts} times the event "
             "was applied: nothing was written; send the event again")
