@@ -573,3 +573,21 @@ def test_an_event_over_a_load_that_outlasts_the_wait_is_refused_and_applies_when
         release.set()
         worker.stop()
     assert _answers(LiveIndex(index_dir, FakeEmbedder())) == ["501", "502"]
+
+
+def test_a_post_event_for_a_topic_a_publish_added_is_not_ignored_while_the_worker_loads_it(index_dir):
+    from qa_search import update_index
+
+    worker = LiveIndex(index_dir, FakeEmbedder())
+    worker.start(3600)
+    try:
+        update_index(index_dir, [Thread("43", "Panic at night", "It wakes me up.")], FakeEmbedder())
+        assert worker.current("43") is None  # the generation that holds it is not loaded yet
+        # what was read of 43 is outdated; of a thread the publish did not change, it is not
+        assert worker.read_outdated({"43"}) and not worker.read_outdated({"old"})
+        outcome = DiscourseEvents(worker).apply("post_created", post(601, 2, "Cold water helps.", tid=43))
+        assert outcome.action == "upserted" and worker.generation == 2
+        assert worker.current("43").body == "It wakes me up." and not worker.read_outdated({"43"})
+    finally:
+        worker.stop()
+    assert _answers(LiveIndex(index_dir, FakeEmbedder()), "43") == ["601"]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,7 +59,7 @@ from qa_search.index.search import SearchOptions, check_min_relevance, check_opt
 from qa_search.index.writeprep import embed_writes, keep_vectors, portable
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
 from qa_search.storage.logformat import WriteEntry, log_switch
-from qa_search.storage.writelog import WriteLog, folded_through
+from qa_search.storage.writelog import WriteLog, folded_through, published_over
 from qa_search.threads import Thread
 
 if TYPE_CHECKING:
@@ -514,6 +514,21 @@ class LiveIndex:
             if not swapped.wait(max(0.0, deadline - time.monotonic())):
                 self._outwaited = target
                 return False
+
+    def read_outdated(self, thread_ids: Collection[str]) -> bool:
+        """Whether what this process holds of ``thread_ids`` may be older than the index: a
+        generation published since the one served here (not loaded yet) changed one of them
+        (:func:`~qa_search.storage.writelog.published_over`). A conditional write refuses such a
+        read by itself; this is for a read-modify-write that decides to write nothing."""
+        if not self._watch:
+            return False
+        try:
+            serving = serving_generation(self.index_dir)
+        except QASearchError:
+            return False
+        generation = self.generation
+        return generation is not None and serving != generation and published_over(
+            self.index_dir, serving, generation, thread_ids)
 
     def _load_failed(self, number: int, exc: Exception) -> None:
         if number != self._failed_generation:

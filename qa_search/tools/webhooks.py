@@ -341,19 +341,28 @@ class DiscourseEvents:
         expected = {tid: current}
         change = discourse_change(event, payload, current, self.categories)
         if change.stale:
-            return WebhookOutcome("stale", tid, change.reason)
+            return self._unwritten(WebhookOutcome("stale", tid, change.reason))
         if change.delete:
             if current is None:
-                return WebhookOutcome("unchanged", tid, change.reason)
+                return self._unwritten(WebhookOutcome("unchanged", tid, change.reason))
             entry = self.live.delete(tid, expected=expected)
             return WebhookOutcome("deleted", tid, change.reason, entry.seq)
         if change.upsert is None:
-            return WebhookOutcome("ignored", tid, change.reason)
+            return self._unwritten(WebhookOutcome("ignored", tid, change.reason))
         # a newer revision of the same text is written too, so that an older one with other
         # text, delivered after it, is known to be older
         if current is not None and change.upsert == current and change.upsert.extra == current.extra:
-            return WebhookOutcome("unchanged", tid)
+            return self._unwritten(WebhookOutcome("unchanged", tid))
         if self.check is not None:
             self.check(change.upsert, current)
         entry = self.live.upsert(change.upsert, expected=expected)
         return WebhookOutcome("upserted", tid, seq=entry.seq)
+
+    def _unwritten(self, outcome: WebhookOutcome) -> WebhookOutcome:
+        """``outcome``, an event that writes nothing, unless it was decided on a thread that a
+        publish this process has not loaded changed (a topic a sync added would read as not
+        indexed): then :class:`WriteConflictError`, to read again once it is loaded, as a
+        refused write does."""
+        if outcome.thread_id is not None and self.live.read_outdated({outcome.thread_id}):
+            raise WriteConflictError(f"thread {outcome.thread_id!r} changed in a generation not loaded yet")
+        return outcome
