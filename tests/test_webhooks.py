@@ -373,29 +373,15 @@ def test_revisions_outlive_a_restart_and_a_new_generation_and_appear_in_no_respo
 
 
 def test_after_a_sync_the_database_is_the_truth(index_dir, tmp_path):
-    sa = pytest.importorskip("sqlalchemy")
     from qa_search import sync_index
 
     with _fast(index_dir) as c:
         send(c, "topic_created", topic(updated_at=T(0)))
         send(c, "post_created", post(501, 2, "Breathe slowly.", version=9, updated_at=T(9)))
     # the forum's database restored from a backup: its post 501 is at an earlier revision
-    db = tmp_path / "forum.sqlite"
-    engine = sa.create_engine(f"sqlite:///{db}")
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE topics (id INTEGER, title TEXT, body TEXT)"))
-        conn.execute(sa.text("CREATE TABLE posts (id INTEGER, topic_id INTEGER, cooked TEXT)"))
-        conn.execute(sa.text("INSERT INTO topics VALUES (42, 'How do I calm down?', 'My heart races.'),"
-                             " (1, 'Is it normal to miss my ex months later?', '')"))
-        conn.execute(sa.text("INSERT INTO posts VALUES (501, 42, 'Sip cold water.')"))
-    engine.dispose()
-    mapping = tmp_path / "forum.json"
-    mapping.write_text(json.dumps({
-        "threads": {"query": "SELECT id, title, body FROM topics"},
-        "answers": {"query": "SELECT topic_id, id, cooked FROM posts",
-                    "columns": {"id": "topic_id", "answer_id": "id", "answer": "cooked"}},
-    }))
-    sync_index(index_dir, f"sqlite:///{db}", mapping=mapping, embedder=FakeEmbedder(), allow_removals=True)
+    url, mapping = _forum_db(tmp_path, [(501, "Sip cold water.")],
+                             others=[(1, "Is it normal to miss my ex months later?")])
+    sync_index(index_dir, url, mapping=mapping, embedder=FakeEmbedder(), allow_removals=True)
     with _fast(index_dir) as c:
         assert answers(c) == [("501", "Sip cold water.")]
         assert "discourse_revisions" not in stored(c, "42").extra
@@ -501,9 +487,10 @@ def test_an_event_that_keeps_meeting_other_writes_is_a_503_and_writes_nothing(in
 # -- events meeting a publish this worker has not loaded ------------------------------------------
 
 
-def _forum_db(tmp_path, replies):
-    """A forum database holding topic 42 (its first post, and ``replies``), and the mapping a
-    sync reads it with; written again on each call."""
+def _forum_db(tmp_path, replies, others=()):
+    """A forum database holding topic 42 (its first post, and ``replies``) and the topics
+    ``others`` ((id, title), no body), and the mapping a sync reads it with; written again on
+    each call."""
     sa = pytest.importorskip("sqlalchemy")
     db = tmp_path / "forum.sqlite"
     db.unlink(missing_ok=True)
@@ -512,6 +499,8 @@ def _forum_db(tmp_path, replies):
         conn.execute(sa.text("CREATE TABLE topics (id INTEGER, title TEXT, body TEXT)"))
         conn.execute(sa.text("CREATE TABLE posts (id INTEGER, topic_id INTEGER, cooked TEXT)"))
         conn.execute(sa.text("INSERT INTO topics VALUES (42, 'How do I calm down?', 'My heart races.')"))
+        for tid, title in others:
+            conn.execute(sa.text("INSERT INTO topics VALUES (:id, :title, '')"), {"id": tid, "title": title})
         for pid, text in replies:
             conn.execute(sa.text("INSERT INTO posts VALUES (:pid, 42, :text)"), {"pid": pid, "text": text})
     engine.dispose()
