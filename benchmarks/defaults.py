@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import relevance  # noqa: E402
 import semeval  # noqa: E402
+from progress import log  # noqa: E402
 from quality import cached  # noqa: E402
 
 from qa_search import Thread, load_embedder  # noqa: E402
@@ -74,10 +75,6 @@ PLAIN = "plain MiniLM"
 #: Candidates per list for a large set (Quora): a thread outside every list cannot reach the top 10.
 DEPTH = 200
 CHUNK_WORDS, CHUNK_OVERLAP = 160, 30
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -74,6 +74,7 @@ import relevance  # noqa: E402
 import reranker as reranker_benchmark  # noqa: E402
 import semeval  # noqa: E402
 import semeval_pairs  # noqa: E402
+from progress import log  # noqa: E402
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder  # noqa: E402
 from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache  # noqa: E402
@@ -104,10 +105,6 @@ QUORA = DATA / "quora"
 SEMEVAL_DEV = DATA / "semeval_cqa" / "semeval2016_subtaskB_dev.jsonl"
 SEMEVAL_TRAIN = DATA / "semeval_cqa" / "semeval2016_subtaskB_train_part2.jsonl"
 SYSTEMS = ("by hand", "BM25", "qa_search", "qa_search tuned")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def cached(embedder, work: Path, tag: str):

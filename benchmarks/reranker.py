@@ -40,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import semeval_pairs  # noqa: E402
+from progress import log  # noqa: E402
 
 from qa_search import ForumIndex, IndexConfig, Thread, load_embedder  # noqa: E402
 from qa_search.embedding.reranker import TRAINED_PAIRS_FILE, Reranker, pair_key  # noqa: E402
@@ -60,10 +61,6 @@ QUORA_TRAIN_PAIRS = 0
 QUORA_DEV_PAIRS = 3000
 CANDIDATES = 20
 LATENCY_QUERIES = 60
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def read_gz(path: Path) -> list[dict]:

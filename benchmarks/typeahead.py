@@ -29,12 +29,12 @@ import argparse
 import json
 import random
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import relevance  # noqa: E402
+from progress import log  # noqa: E402
 
 from qa_search import ForumIndex, Thread  # noqa: E402
 from qa_search.index.relevance import relevance_model  # noqa: E402
@@ -48,10 +48,6 @@ MIN_CHARS = 3
 #: Hits that come back within this many keystrokes of vanishing were a blink, not an answer.
 WINDOW = 5
 QUORA_QUERIES = 200
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def sample_set() -> tuple[list[Thread], list[str]]:
