@@ -179,7 +179,7 @@ def test_the_sparse_query_equals_the_dense_scores_to_the_bit(seed):
                 assert dense[rest].max(initial=0) <= scores[-1]
             else:  # the head holds every document that scores at all
                 assert len(slots) == np.count_nonzero(dense > 0)
-        assert bool(q) == bool(dense.any() or index._query_terms(tokenize([query], index.language)[0]))
+        assert bool(q) == bool(dense.any() or index.query_terms(tokenize([query], index.language)[0]))
         deep = index.query(query, depth=40)  # a shallow head is the deep one's prefix
         for m in (1, 5, 40):
             for got, want in zip(deep.top(m), index.query(query).top(m), strict=True):

@@ -38,7 +38,7 @@ def hit_signals(
     which of the query's words are known (see :meth:`.contents.IndexContents.lexical_for`)."""
     lexical_index = index.lexical_for(viewer)
     tokens = tokenize([text], lexical_index.language)[0]
-    known = len(lexical_index._query_terms(tokens))
+    known = len(lexical_index.query_terms(tokens))
     tids = [tid for tid, _ in hits]
     if lexical is None:
         measured = lexical_index.score_pairs([text] * len(tids), tids, {text: tokens}).tolist()

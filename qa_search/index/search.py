@@ -167,7 +167,7 @@ def typed_text(index: IndexContents, text: str, viewer: frozenset[str] | None = 
     lexical = index.lexical_for(viewer)
     terms = tokenize([last.group()], lexical.language)[0]
     # relevance counts known words the same way (see .relevance.hit_signals)
-    if not terms or lexical._query_terms(terms):
+    if not terms or lexical.query_terms(terms):
         return text
     rest = text[: last.start()].rstrip()
     return rest if tokenize([rest], lexical.language)[0] else text

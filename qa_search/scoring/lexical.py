@@ -364,7 +364,9 @@ class LexicalIndex:
         head = np.argpartition(-scores, m - 1)[:m]
         return head[np.argsort(-scores[head], kind="stable")]
 
-    def _query_terms(self, tokens: Sequence[str]) -> list[int]:
+    def query_terms(self, tokens: Sequence[str]) -> list[int]:
+        """The term ids of the analysed ``tokens`` this index knows (held by some document):
+        what a query scores with, and how relevance and typeahead tell a known word."""
         # terms in alphabetical order, so every sum over them runs in one order and a score is
         # the same to the last bit however the index was built; "" (bm25s' empty-document token)
         # and terms whose documents were all removed are not query terms
@@ -452,7 +454,7 @@ class LexicalIndex:
 
     def query_tokens(self, tokens: Sequence[str], depth: int = 1) -> LexicalQuery:
         """:meth:`query` for a query already run through :func:`tokenize`."""
-        return LexicalQuery(self, self._query_terms(tokens), depth)
+        return LexicalQuery(self, self.query_terms(tokens), depth)
 
     def scores(self, text: str) -> np.ndarray:
         """Normalised BM25 of every slot for query ``text``: (len(slot_ids),) float32 in [0, 1]."""
@@ -461,7 +463,7 @@ class LexicalIndex:
     def scores_of_tokens(self, tokens: Sequence[str]) -> np.ndarray:
         """:meth:`scores` for a query already run through :func:`tokenize`."""
         out = np.zeros(len(self.slot_ids), np.float32)
-        terms = self._query_terms(tokens)
+        terms = self.query_terms(tokens)
         if not terms:
             return out
         idf = _idf(self._df[terms], self._live)
@@ -486,7 +488,7 @@ class LexicalIndex:
         distinct = list(dict.fromkeys(texts))
         if tokens is None:
             tokens = dict(zip(distinct, tokenize(distinct, self.language), strict=True))
-        terms_of = {text: np.asarray(self._query_terms(tokens[text]), np.int64) for text in distinct}
+        terms_of = {text: np.asarray(self.query_terms(tokens[text]), np.int64) for text in distinct}
         avg = self._avg_length()
         for i, (text, doc) in enumerate(zip(texts, doc_ids, strict=True)):
             terms = terms_of[text]
