@@ -55,10 +55,9 @@ class ForumIndex(IndexContents):
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several texts, embedded in one batch; a blank text finds nothing."""
         search.check_options(options, "search_many", rerank=True)  # before a missing reranker is reported
-        if options.get("typing"):  # the text left is what the reranker reads too, not the text as typed
+        if options.pop("typing", False):  # the text left is what is embedded, scored, cached and reranked
             viewer = search.viewer_groups(options.get("groups"))
-            texts = [search.typed_text(self, t, viewer) for t in texts]
-            options["typing"] = False
+            texts = [search.typed_text(self, t, viewer) for t in search.texts_list(texts, "search")]
 
         def run(n: int, start: int = 0) -> list[list[SearchHit]]:
             return search.search_many(self, texts, n, offset=start, **options)

@@ -200,7 +200,9 @@ def search_many(
     ``offset`` of them (a page: pages at offsets 0, k, 2k... are disjoint and together are the
     ranking); the texts are embedded in one batch. A blank text (empty or only whitespace)
     finds nothing: its list is empty, and it is not embedded. ``options`` filter, boost and
-    mark the hits (see :class:`SearchOptions`); each hit carries its ``relevance``.
+    mark the hits (see :class:`SearchOptions`); each hit carries its ``relevance``. ``typing``
+    is not read here: :meth:`.forum.ForumIndex.search_many` passes the texts as
+    :func:`typed_text` leaves them, which its reranker reads too.
     """
     check_options(options, "search_many")
     texts = texts_list(texts, "search")
@@ -216,11 +218,8 @@ def search_many(
     recency = refine.recency_boost(options.get("recency_half_life_days"))
     highlight = options.get("highlight")
     viewer = viewer_groups(options.get("groups"))
-    typing = bool(options.get("typing"))
 
     def run(batch: list[str]) -> list[list[SearchHit]]:
-        if typing:  # the text left is what is embedded, scored, highlighted and cached alike
-            batch = [typed_text(index, t, viewer) for t in batch]
         queries = index.query_embedder.encode(batch, batch_size=index.config.batch_size)
         pages = [_relevant(index, t, _search_exact(index, t, q, offset + k, keep, recency, viewer)[offset:],
                            min_relevance, viewer)
