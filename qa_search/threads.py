@@ -98,6 +98,14 @@ MAX_VISIBLE_GROUPS = 256
 MAX_GROUP_CHARS = 200
 
 
+def same_thread(a: Thread | None, b: Thread | None) -> bool:
+    """Whether ``a`` and ``b`` hold the same thread to the last field, the extra ones too (``==``
+    leaves ``extra`` out); None (no thread) is the same only as None."""
+    if a is None or b is None:
+        return a is b
+    return a == b and a.extra == b.extra
+
+
 def _expect(value: Any, kind: type | tuple[type, ...], what: str, nullable: bool = False) -> Any:
     if value is None and nullable:
         return None

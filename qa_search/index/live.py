@@ -60,7 +60,7 @@ from qa_search.index.writeprep import embed_writes, keep_vectors, portable
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
 from qa_search.storage.logformat import WriteEntry, log_switch
 from qa_search.storage.writelog import WriteLog, folded_through, published_over
-from qa_search.threads import Thread
+from qa_search.threads import Thread, same_thread
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -381,9 +381,7 @@ class LiveIndex:
         with self._rw.read():
             for thread_id, thread in expected.items():
                 held = self.index.get(thread_id) if thread_id in self.index else None
-                same = held is thread if held is None or thread is None else (
-                    held == thread and held.extra == thread.extra)  # extra is not compared by ==
-                if not same:
+                if not same_thread(held, thread):
                     raise _conflict(expected)
 
     def delete(

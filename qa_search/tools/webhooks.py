@@ -33,7 +33,7 @@ from typing import Any
 
 from qa_search.errors import WriteConflictError
 from qa_search.index.live import LiveIndex
-from qa_search.threads import Answer, Thread
+from qa_search.threads import Answer, Thread, same_thread
 from qa_search.tools.fields import html_to_text
 
 log = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ class DiscourseEvents:
             return self._unwritten(WebhookOutcome("ignored", tid, change.reason))
         # a newer revision of the same text is written too, so that an older one with other
         # text, delivered after it, is known to be older
-        if current is not None and change.upsert == current and change.upsert.extra == current.extra:
+        if same_thread(change.upsert, current):
             return self._unwritten(WebhookOutcome("unchanged", tid))
         if self.check is not None:
             self.check(change.upsert, current)
