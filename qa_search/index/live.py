@@ -525,8 +525,7 @@ class LiveIndex:
         except QASearchError:
             return False
         generation = self.generation
-        return generation is not None and serving != generation and published_over(
-            self.index_dir, serving, generation, thread_ids)
+        return generation is not None and published_over(self.index_dir, serving, generation, thread_ids)
 
     def _load_failed(self, number: int, exc: Exception) -> None:
         if number != self._failed_generation:
