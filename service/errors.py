@@ -13,7 +13,13 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from qa_search import NoRerankerError, ReadOnlyIndexError, SnapshotError, UnknownThreadError
+from qa_search import (
+    NoRerankerError,
+    ReadOnlyIndexError,
+    SnapshotError,
+    UnknownThreadError,
+    WriteConflictError,
+)
 
 from .schemas import BATCH_TOO_BIG, Problem
 
@@ -92,8 +98,10 @@ def _field(loc: tuple | list) -> str:
 def write_errors() -> Iterator[None]:
     """A write's refusals: a thread the library will not store (422), an unknown thread (404),
     a single snapshot served read-only (409), a damaged write-log line, which suspends
-    writes (503, naming it) until an operator repairs it, and a full disk (507; nothing was
-    stored: the log drops a part-written line). Searches go on through all of them.
+    writes (503, naming it) until an operator repairs it, a conditional write that kept meeting
+    other writes to its thread (503 with ``Retry-After``: sent again, it reads them), and a full
+    disk (507; nothing was stored: the log drops a part-written line). Searches go on through
+    all of them.
 
     A failed write to disk is logged with its errno (the response names only the cause: paths
     stay in the log)."""
@@ -114,6 +122,8 @@ def write_errors() -> Iterator[None]:
         raise HTTPException(409, str(exc)) from None
     except SnapshotError as exc:
         raise HTTPException(503, f"writes are suspended: {exc}") from None
+    except WriteConflictError as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
 
 
 async def no_reranker(request: Request, exc: Exception) -> JSONResponse:
