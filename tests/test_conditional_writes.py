@@ -88,6 +88,23 @@ def test_a_conditional_delete_is_refused_after_another_write_and_goes_through_ot
     assert entry.ids == ("b",) and other.current("b") is None
 
 
+def test_a_refused_large_write_removes_the_vectors_it_kept_for_the_other_workers(index_dir):
+    mine, other = LiveIndex(index_dir, FakeEmbedder()), LiveIndex(index_dir, FakeEmbedder())
+    kept = index_dir / "write-vectors"
+    answers = tuple(Answer(f"r{i}", f"reply number {i} about exam nerves") for i in range(20))
+    read = mine.current("a")
+    other.upsert(Thread("a", read.title, body="theirs"))  # seen only at the log's append
+    with pytest.raises(WriteConflictError):
+        mine.upsert(Thread("a", read.title, answers=answers), expected={"a": read})
+    mine.upsert(Thread("b", "Talking to a parent about therapy", body="mine"))
+    with pytest.raises(WriteConflictError):  # seen by the check before the append
+        mine.upsert(Thread("b", "Another title", answers=answers[::-1]), expected={"b": read})
+    assert len(list(kept.glob("*.npz"))) == 0
+    # one that goes through keeps its file, named by its entry
+    entry = mine.upsert(Thread("a", read.title, answers=answers), expected={"a": mine.current("a")})
+    assert [p.name for p in kept.glob("*.npz")] == [f"{entry.id}.npz"]
+
+
 def test_the_log_appends_nothing_when_an_unread_entry_touches_a_guarded_thread(index_dir):
     reader, writer = WriteLog(index_dir), WriteLog(index_dir)
     _, first = writer.append_upsert([Thread("x", "title x")])

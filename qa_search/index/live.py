@@ -57,6 +57,7 @@ from qa_search.index.results import DuplicateHit, DuplicateVerdicts, SearchHit, 
 from qa_search.index.rwlock import RWLock
 from qa_search.index.search import SearchOptions, check_min_relevance, check_options
 from qa_search.index.writeprep import embed_writes, keep_vectors, portable
+from qa_search.storage import writevectors
 from qa_search.storage.generations import generation_path, resolve_snapshot, serving_generation
 from qa_search.storage.logformat import WriteEntry, log_switch
 from qa_search.storage.writelog import WriteLog, folded_through, published_over
@@ -349,14 +350,18 @@ class LiveIndex:
         else:
             threads = [portable(t, i) for i, t in enumerate(threads)]
         vectors = self._prepared(threads)
-        # a write refused below leaves its kept vectors to the sweep of orphans (writevectors.py)
         write_id = keep_vectors(self.index_dir, self.index, threads, vectors, self._rw.read())
-        with self._sync:
-            self._check_expected(expected)
-            before = self.log.file
-            unseen, entry = self.log.append_upsert(threads, write_id, unless_changed=(expected or {}).keys(),
-                                                   read_from=self.generation)
-            swap = self._take(before, unseen if entry is None else [*unseen, entry], vectors)
+        entry = None
+        try:
+            with self._sync:
+                self._check_expected(expected)
+                before = self.log.file
+                unseen, entry = self.log.append_upsert(
+                    threads, write_id, unless_changed=(expected or {}).keys(), read_from=self.generation)
+                swap = self._take(before, unseen if entry is None else [*unseen, entry], vectors)
+        finally:
+            if entry is None:  # refused, or failed before it was logged: no entry will name the file
+                writevectors.discard(self.index_dir, write_id)
         if swap:  # the write is in the log of the generation swapped to as well
             self._swap_due()
         if entry is None:

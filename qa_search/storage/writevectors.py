@@ -65,6 +65,15 @@ def load(index_dir: str | Path, write_id: str | None, model: str) -> dict[str, n
         return {}
 
 
+def discard(index_dir: str | Path, write_id: str | None) -> None:
+    """Remove the file kept for ``write_id`` (None: nothing was kept), for a write that was
+    refused before it was logged. Safe whatever happened to the write: the file is only a
+    shortcut, and a missing one makes the other workers embed the texts themselves."""
+    if write_id is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_path(Path(index_dir), write_id))
+
+
 def drop(index_dir: str | Path, done: Iterable[str | None], pending: Iterable[str | None]) -> None:
     """Remove the files of the writes ``done`` (compacted out of the log), and those no
     ``pending`` entry names that are older than :data:`ORPHAN_SECONDS` (their writer died
