@@ -28,7 +28,6 @@ import http.client
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ import urllib.parse
 from pathlib import Path
 
 import numpy as np
+from load import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 QUORA = ROOT.parent / "shared" / "data" / "quora"
@@ -54,12 +54,6 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
 
 def pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def peak_rss_mb(pid: int) -> float:
