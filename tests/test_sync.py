@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from conftest import ROOT, FakeEmbedder  # noqa: E402
 
 from qa_search import ForumIndex, QASearchError, sync_index  # noqa: E402
 from qa_search.embedding.models import PROBE_TEXTS  # noqa: E402
+from qa_search.operations.lifecycle import build_index  # noqa: E402
 from qa_search.tools import sync as sync_module  # noqa: E402
 from qa_search.tools.forumdb import moment_before  # noqa: E402
 from qa_search.tools.sourcemapping import mapping_from_dict, read_mapping  # noqa: E402
@@ -356,6 +357,28 @@ def test_q2a_hide_and_delete_at_the_source_remove_the_thread(q2a, tmp_path):
     assert set(threads) == {str(ids["q1"]), str(ids["q2"])}
     assert [a.id for a in threads[str(ids["q1"])].answers] == [str(ids["a2"])]
     assert report.embedded == 0  # both texts were embedded before: taken from the cache
+
+
+def test_a_full_build_from_an_older_export_keeps_what_later_syncs_published(tmp_path):
+    forum = Q2AForum(f"sqlite:///{tmp_path / 'q2a.sqlite'}")
+    ids = forum.seed()
+    index_dir = tmp_path / "index"
+    _sync(index_dir, forum.url, FakeEmbedder())
+    export = list(_stored(index_dir).values())  # the forum as an export made now has it
+    exported = datetime.now(timezone.utc) - timedelta(seconds=2)
+    new = forum.add(type="Q", title="Nightmares after a car crash", content="Every night since.",
+                    created=T0 + timedelta(hours=1))
+    forum.set(ids["q2"], title="Cannot sleep after night shifts, even with blackout blinds",
+              updated=T0 + timedelta(hours=1))
+    forum.set(ids["q5"], type="Q_HIDDEN", updated=T0 + timedelta(hours=1))
+    _sync(index_dir, forum.url, FakeEmbedder(), allow_removals=True)
+
+    report = build_index(index_dir, export, FakeEmbedder(), as_of=exported, allow_removals=True)
+    threads = _stored(index_dir)
+    assert set(threads) == {str(ids["q1"]), str(ids["q2"]), str(new)} and report.kept_published == 3
+    assert threads[str(ids["q2"])].title.endswith("even with blackout blinds")
+    # the next sync reads on from where the last left off, and finds nothing to change
+    assert not _sync(index_dir, forum.url, FakeEmbedder()).published
 
 
 def test_removal_guard_stops_a_sync_that_would_empty_the_index(tmp_path):

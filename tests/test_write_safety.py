@@ -216,6 +216,28 @@ def test_live_writes_newer_than_the_dump_survive_a_full_build_older_ones_do_not(
     assert later.removed == 2 and later.kept_live_writes == 0
 
 
+def test_threads_an_operators_publishes_changed_after_the_dump_survive_a_full_build(tmp_path):
+    idx = tmp_path / "idx"
+    dump = forum(50)
+    exported = datetime.now(timezone.utc) - timedelta(seconds=2)
+    build_index(idx, dump, FakeEmbedder(), as_of=exported)
+    edited = Thread(dump[1].id, "an operator's edit after the export", body=dump[1].body)
+    update_index(idx, [Thread("u1", "added by an operator's update"), edited], FakeEmbedder())
+    delete_threads(idx, [dump[2].id], FakeEmbedder())
+
+    kept = build_index(idx, dump, FakeEmbedder(), as_of=exported)
+    assert kept.kept_published == 3 and kept.removed == 0 and kept.kept_live_writes == 0
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "u1" in index and dump[2].id not in index
+        assert index.get(dump[1].id).title == "an operator's edit after the export"
+
+    # a dump exported after those publishes replaces them, as far back as the generations go
+    later = build_index(idx, dump, FakeEmbedder(), as_of=datetime.now(timezone.utc) + timedelta(seconds=2))
+    with LiveIndex(idx, FakeEmbedder()).reading() as index:
+        assert "u1" not in index and dump[2].id in index and index.get(dump[1].id) == dump[1]
+    assert later.kept_published == 0 and later.removed == 1
+
+
 def test_an_operators_delete_after_a_folded_write_stands_through_a_rebuild(idx):
     live = LiveIndex(idx, FakeEmbedder())
     live.upsert([Thread("w1", "a write a moderator removes later")])

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from qa_search.embedding.cache import CachedEmbedder, EmbeddingCache, cache_root
@@ -21,7 +21,7 @@ from qa_search.embedding.loading import load_embedder, load_recorded_embedder
 from qa_search.embedding.model_defaults import ShippedDefaults
 from qa_search.embedding.models import Embedder, model_fingerprint, probe_vectors, resolve_model
 from qa_search.embedding.tuned import model_index_settings
-from qa_search.errors import QASearchError
+from qa_search.errors import QASearchError, SnapshotError
 from qa_search.index.config import IndexConfig, config_of
 from qa_search.index.forum import ForumIndex
 from qa_search.index.persistence import (
@@ -33,7 +33,13 @@ from qa_search.index.persistence import (
 from qa_search.operations.publishing import newer_than, publish_with_log
 from qa_search.scoring.calibration import Calibration
 from qa_search.storage.generations import prune, resolve_snapshot, writer_lock
-from qa_search.storage.layout import current_generation, generation_path, lineage, list_generations
+from qa_search.storage.layout import (
+    current_generation,
+    generation_changes,
+    generation_path,
+    lineage,
+    list_generations,
+)
 from qa_search.storage.logformat import UPSERT, WriteEntry
 from qa_search.storage.permissions import secure_tree, set_access
 from qa_search.storage.snapshot import read_manifest
@@ -77,6 +83,9 @@ class BuildReport:
     #: Live writes folded into earlier generations that a full build applied again on top of
     #: its input (acknowledged after the input's time, see :func:`build_index`).
     kept_live_writes: int = 0
+    #: Threads that publishes after the input's time (an operator's update or delete, a sync)
+    #: changed, which a full build kept as the index held them (see :func:`build_index`).
+    kept_published: int = 0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -245,12 +254,41 @@ def _current_threads(index_dir: Path, ids: set[str] | None = None) -> dict[str, 
     return out
 
 
-def _carry(index_dir: Path, index: ForumIndex, entries: list[WriteEntry]) -> None:
-    """Set the threads that ``entries`` (live writes folded in earlier) name to the state the
-    current generation holds them in: their own, or what an operator's update or delete made of
-    them since (not the write's, which that would undo), or absent."""
+#: A generation's recorded publish time is cut to the second: one in the second of the input's
+#: time may be later than it, and is taken to be (what the index holds then stands).
+_PUBLISH_TIME_GRAIN = timedelta(seconds=1)
+
+
+def _published_since(index_dir: Path, since: datetime) -> set[str]:
+    """The threads that the publishes after ``since`` on the current generation's line changed
+    (an operator's update or delete, a sync), as far back as the kept generations record it. A
+    publish that recorded "any thread" (a build, a change of settings) names none: its input
+    is no newer account of a thread than this build's."""
+    current = current_generation(index_dir)
+    ids: set[str] = set()
+    for g in [] if current is None else lineage(index_dir, current):
+        try:
+            created = read_manifest(generation_path(index_dir, g))["created_at"]
+            at = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except (SnapshotError, KeyError, TypeError, ValueError):  # pruned, or no time recorded
+            break
+        if at + _PUBLISH_TIME_GRAIN <= since:  # the line's publishes are older from here on
+            break
+        ids.update(generation_changes(index_dir, g) or ())
+    return ids
+
+
+def _named(entries: list[WriteEntry]) -> set[str]:
+    """The ids of the threads ``entries`` write or delete."""
     ids = {t.id for e in entries if e.op == UPSERT for t in e.threads}
     ids.update(i for e in entries if e.op != UPSERT for i in e.ids)
+    return ids
+
+
+def _carry(index_dir: Path, index: ForumIndex, ids: set[str]) -> None:
+    """Set the threads ``ids`` (those live writes folded in earlier, or later publishes, name)
+    to the state the current generation holds them in: the write's, or what an operator's update
+    or delete made of them since (not the write's, which that would undo), or absent."""
     if not ids:
         return
     held = _current_threads(index_dir, ids)
@@ -304,10 +342,12 @@ def build_index(
     is applied; a thread that one folded into the current generation, or a generation below it,
     names is kept as the current generation holds it (so an operator's later update or delete
     of it stands), as far back as those records are kept (the ``keep`` generations, those a
-    rollback between them needs, and the writes each full build carried over). Older writes are
-    replaced by ``threads``. Without ``as_of``, ``threads`` are taken to be as of the current
-    generation's publish: the pending writes are applied, those folded in before are replaced
-    (``qa-search build`` always passes a time).
+    rollback between them needs, and the writes each full build carried over). So too a thread
+    that a publish after ``as_of`` changed (an operator's update or delete, a sync), as far back
+    as the kept generations go. Older writes and publishes are replaced by ``threads``.
+    Without ``as_of``, ``threads`` are taken to be as of the current generation's publish: the
+    pending writes are applied, those folded in before are replaced (``qa-search build``
+    always passes a time).
 
     With ``max_removals`` (a share: ``qa-search build`` passes :data:`DEFAULT_MAX_REMOVALS`,
     0.1 = 10%), a build that would remove more of the threads the index serves raises
@@ -337,7 +377,9 @@ def build_index(
         stats = index.upsert(batch, progress=progress)
         # writes acknowledged after the dump was made and folded in since: the dump lacks them
         kept = _folded_since(index_dir, since) if since is not None else []
-        _carry(index_dir, index, kept)
+        # and threads that publishes after it changed: the sync, update or delete that made them
+        published = _published_since(index_dir, since) if since is not None else set()
+        _carry(index_dir, index, _named(kept) | published)
         embedded = cached.embedded - before if cached else stats.embedded
         removed: list[str] = []
 
@@ -357,7 +399,8 @@ def build_index(
             index_dir, index, cached, embedded, stats.embedded + stats.reused, started, keep,
             index_progress=index_progress, then=guard, since=since, carried=kept,
         )
-        return replace(report, calibration_dropped=dropped, removed=len(removed), kept_live_writes=len(kept))
+        return replace(report, calibration_dropped=dropped, removed=len(removed), kept_live_writes=len(kept),
+                       kept_published=len(published))
 
 
 def _current_snapshot(index_dir: Path) -> tuple[Path, dict] | None:
