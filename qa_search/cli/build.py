@@ -85,7 +85,7 @@ def report(summary: BuildReport, source: ThreadInput | None, as_json: bool, verb
             + (f"; removed {summary.removed} threads the index held" if summary.removed else "")
             + (f"; kept {summary.kept_live_writes} live writes newer than the input"
                if summary.kept_live_writes else "")
-            + (f"; kept {summary.kept_published} threads later publishes changed"
+            + (f"; kept {summary.kept_published} threads changed by publishes newer than the input"
                if summary.kept_published else "")
             + (f"; pruned generations {', '.join(map(str, summary.pruned))}" if summary.pruned else "")
         )
