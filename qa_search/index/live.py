@@ -376,7 +376,11 @@ class LiveIndex:
         if self._watch and self.log.changed():
             self.catch_up()
         with self._rw.read():
-            return self.index.get(thread_id) if thread_id in self.index else None
+            return self._held(thread_id)
+
+    def _held(self, thread_id: str) -> Thread | None:
+        """The thread as this process holds it (None: it holds none); call holding a read."""
+        return self.index.get(thread_id) if thread_id in self.index else None
 
     def _check_expected(self, expected: Mapping[str, Thread | None] | None) -> None:
         """:class:`WriteConflictError` unless the index holds each thread of ``expected`` as
@@ -385,8 +389,7 @@ class LiveIndex:
             return
         with self._rw.read():
             for thread_id, thread in expected.items():
-                held = self.index.get(thread_id) if thread_id in self.index else None
-                if not same_thread(held, thread):
+                if not same_thread(self._held(thread_id), thread):
                     raise _conflict(expected)
 
     def delete(

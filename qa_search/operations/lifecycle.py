@@ -40,7 +40,7 @@ from qa_search.storage.layout import (
     lineage,
     list_generations,
 )
-from qa_search.storage.logformat import UPSERT, WriteEntry
+from qa_search.storage.logformat import UPSERT, WriteEntry, parse_time
 from qa_search.storage.permissions import secure_tree, set_access
 from qa_search.storage.snapshot import read_manifest
 from qa_search.storage.writelog import WriteLog, current_folded_through, generation_writes, pending_entries
@@ -268,20 +268,12 @@ def _published_since(index_dir: Path, since: datetime) -> set[str]:
     ids: set[str] = set()
     for g in [] if current is None else lineage(index_dir, current):
         try:
-            created = read_manifest(generation_path(index_dir, g))["created_at"]
-            at = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        except (SnapshotError, KeyError, TypeError, ValueError):  # pruned, or no time recorded
+            at = parse_time(read_manifest(generation_path(index_dir, g)).get("created_at"))
+        except SnapshotError:  # pruned
             break
-        if at + _PUBLISH_TIME_GRAIN <= since:  # the line's publishes are older from here on
+        if at is None or at + _PUBLISH_TIME_GRAIN <= since:  # older from here on, or not known
             break
         ids.update(generation_changes(index_dir, g) or ())
-    return ids
-
-
-def _named(entries: list[WriteEntry]) -> set[str]:
-    """The ids of the threads ``entries`` write or delete."""
-    ids = {t.id for e in entries if e.op == UPSERT for t in e.threads}
-    ids.update(i for e in entries if e.op != UPSERT for i in e.ids)
     return ids
 
 
@@ -379,7 +371,7 @@ def build_index(
         kept = _folded_since(index_dir, since) if since is not None else []
         # and threads that publishes after it changed: the sync, update or delete that made them
         published = _published_since(index_dir, since) if since is not None else set()
-        _carry(index_dir, index, _named(kept) | published)
+        _carry(index_dir, index, {i for e in kept for i in e.thread_ids} | published)
         embedded = cached.embedded - before if cached else stats.embedded
         removed: list[str] = []
 

@@ -55,6 +55,11 @@ class WriteEntry:
     at: str | None = None
 
     @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """The ids of the threads the entry upserts or deletes."""
+        return tuple(t.id for t in self.threads) + self.ids
+
+    @property
     def logged_at(self) -> datetime | None:
         """:attr:`at` as an aware datetime (None when not recorded or unreadable)."""
         return parse_time(self.at)

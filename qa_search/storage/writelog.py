@@ -472,7 +472,7 @@ class WriteLog:
 
 def _touches(entry: WriteEntry, ids: Collection[str]) -> bool:
     """Whether ``entry`` upserts or deletes one of the threads ``ids``."""
-    return any(t.id in ids for t in entry.threads) or any(i in ids for i in entry.ids)
+    return any(i in ids for i in entry.thread_ids)
 
 
 def pending_entries(log: WriteLog, done: int) -> list[WriteEntry]:
